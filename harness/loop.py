@@ -1,0 +1,257 @@
+"""SimLoop: a real asyncio event loop on a virtual clock and a simulated network.
+
+It subclasses `asyncio.BaseEventLoop` and keeps the stock `_run_once`, so the
+order in which ready callbacks run is the stock order by construction; only
+the selector is replaced (harness/poller.py), and that is where every choice
+is made. `time()` is virtual and only moves when nothing else can happen.
+
+Anything that would leave the simulation (a real socket or file descriptor,
+a thread, an executor, a subprocess) raises `SimulationEscape` naming what
+escaped; the escape is also remembered, so a server that catches the error
+cannot hide it from the run's verdict. Signal handlers get a faithful
+stand-in: they are registered and never fire, as no signal is ever sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from harness.decisions import DecisionSource, Recorder
+from harness.eventlog import EventLog
+from harness.network import Network
+from harness.poller import Poller
+from harness.server import SimServer
+from harness.transport import SimTransport
+
+
+class SimulationEscape(RuntimeError):
+    """Code tried to leave the simulation, where the harness cannot control it."""
+
+
+def _callback_name(callback: Callable[..., Any]) -> str:
+    target = getattr(callback, "__func__", callback)
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return str(name)
+
+
+class _LoggedTimerHandle(asyncio.TimerHandle):
+    """A TimerHandle that writes its firing into the event log."""
+
+    __slots__ = ()
+
+    def _run(self) -> None:
+        loop = self._loop  # type: ignore[attr-defined]
+        if isinstance(loop, SimLoop):
+            loop.record("timer", _callback_name(self._callback))  # type: ignore[attr-defined]
+        super()._run()
+
+
+class SimLoop(asyncio.BaseEventLoop):
+    def __init__(
+        self,
+        decisions: DecisionSource,
+        *,
+        network: Network | None = None,
+        log: EventLog | None = None,
+        max_latency: float = 0.5,
+        step_budget: int = 200_000,
+        horizon: float = 3600.0,
+    ) -> None:
+        super().__init__()
+        self._clock = 0.0
+        self.network = network if network is not None else Network()
+        self.log = log if log is not None else EventLog()
+        self.decisions = decisions if isinstance(decisions, Recorder) else Recorder(decisions)
+        self.peers: list[Any] = []  # harness.peer.PeerConnection, driven in the poll
+        self.servers: list[SimServer] = []
+        self.escapes: list[str] = []
+        self.errors: list[dict[str, Any]] = []  # what reached the exception handler
+        self.outcome: str | None = None
+        self.outcome_detail = ""
+        self.signal_handlers: dict[int, asyncio.Handle] = {}
+        self._selector = Poller(self, max_latency, step_budget, horizon)
+        self.set_exception_handler(_record_exception)
+
+    # -- the clock -----------------------------------------------------------
+    def time(self) -> float:
+        return self._clock
+
+    def advance_clock(self, when: float) -> None:
+        if when < self._clock:
+            raise AssertionError(f"virtual time must not go back: {self._clock} -> {when}")
+        self._clock = when
+
+    def next_timer_when(self) -> float | None:
+        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
+        live = [h.when() for h in scheduled if not h.cancelled()]
+        return min(live) if live else None
+
+    def call_at(
+        self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        # As BaseEventLoop.call_at, with a handle that logs when it fires.
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()  # type: ignore[attr-defined]
+        timer = _LoggedTimerHandle(when, callback, args, self, context)
+        heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
+        timer._scheduled = True  # type: ignore[attr-defined]
+        return timer
+
+    # -- the selector's side of BaseEventLoop ---------------------------------
+    def _process_events(self, event_list: list[asyncio.Handle]) -> None:
+        self._ready.extend(event_list)  # type: ignore[attr-defined]
+
+    def _write_to_self(self) -> None:
+        if self.is_running() and threading.get_ident() != self._thread_id:  # type: ignore[attr-defined]
+            self._escape("call_soon_threadsafe() from another thread", "a real thread is running")
+
+    # -- bookkeeping -----------------------------------------------------------
+    def record(self, kind: str, detail: str) -> None:
+        self.log.add(self._clock, kind, detail)
+
+    def finish(self, outcome: str, detail: str) -> None:
+        """Called by the poller: the run is over (quiescent, horizon or livelock)."""
+        self.outcome = outcome
+        self.outcome_detail = detail
+        self.record("end", f"{outcome}: {detail}")
+        self.stop()
+
+    def network_closed(self, conn: Any, side: str) -> None:
+        if side == "server":
+            conn.server_closed = True
+        else:
+            conn.client_closed = True
+
+    def _escape(self, what: str, why: str) -> NoReturn:
+        message = (
+            f"simulation escape: {what}: {why}, outside the simulated loop's control. "
+            "Run it synchronously in the app, or give it a deterministic stand-in in "
+            "harness/loop.py."
+        )
+        self.escapes.append(message)
+        raise SimulationEscape(message)
+
+    # -- the network -----------------------------------------------------------
+    async def create_server(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        sock: socket.socket | None = None,
+        ssl: Any = None,
+        start_serving: bool = True,
+        **_options: Any,
+    ) -> SimServer:
+        if sock is not None:
+            self._escape(f"create_server(sock={sock!r})", "a real socket would accept connections")
+        if ssl is not None:
+            self._escape("create_server(ssl=...)", "TLS is not simulated")
+        address = (host or "127.0.0.1", int(port or 0) or 8000)
+        listener = self.network.listen(address)
+        server = SimServer(self, listener, protocol_factory)
+        self.servers.append(server)
+        if start_serving:
+            server._start()
+        return server
+
+    async def create_connection(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        sock: socket.socket | None = None,
+        ssl: Any = None,
+        **_options: Any,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        if sock is not None:
+            self._escape(f"create_connection(sock={sock!r})", "a real socket would carry the bytes")
+        if ssl:
+            self._escape("create_connection(ssl=...)", "TLS is not simulated")
+        conn = self.network.connect((host or "127.0.0.1", int(port or 0)))
+        protocol = protocol_factory()
+        waiter: asyncio.Future[None] = self.create_future()
+        transport = SimTransport(self, conn, "client", protocol, waiter)
+        self.record("connect", f"c{conn.cid} -> {conn.server_addr[0]}:{conn.server_addr[1]}")
+        await waiter
+        return transport, protocol
+
+    async def getaddrinfo(
+        self, host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0,
+        flags: int = 0,
+    ) -> list[tuple[Any, ...]]:
+        # Deterministic stand-in: every simulated name resolves to itself, no thread.
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
+
+    # -- escapes -----------------------------------------------------------------
+    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
+        self._escape(f"run_in_executor({_callback_name(func)})", "it would run in a real thread")
+
+    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+        self._escape(f"add_reader(fd={fd!r})", "a real file descriptor would be polled")
+
+    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+        self._escape(f"add_writer(fd={fd!r})", "a real file descriptor would be polled")
+
+    def remove_reader(self, fd: Any) -> bool:
+        return False
+
+    def remove_writer(self, fd: Any) -> bool:
+        return False
+
+    async def _real_socket(self, name: str, sock: Any) -> NoReturn:
+        self._escape(f"{name}({sock!r})", "a real socket would carry the bytes")
+
+    async def sock_recv(self, sock: Any, n: int) -> bytes:
+        return await self._real_socket("sock_recv", sock)
+
+    async def sock_recv_into(self, sock: Any, buf: Any) -> int:
+        return await self._real_socket("sock_recv_into", sock)
+
+    async def sock_sendall(self, sock: Any, data: Any) -> None:
+        await self._real_socket("sock_sendall", sock)
+
+    async def sock_connect(self, sock: Any, address: Any) -> None:
+        await self._real_socket("sock_connect", sock)
+
+    async def sock_accept(self, sock: Any) -> Any:
+        return await self._real_socket("sock_accept", sock)
+
+    async def connect_accepted_socket(self, protocol_factory: Any, sock: Any, **kw: Any) -> Any:
+        return await self._real_socket("connect_accepted_socket", sock)
+
+    async def create_datagram_endpoint(self, *args: Any, **kw: Any) -> Any:
+        self._escape("create_datagram_endpoint()", "UDP is not simulated")
+
+    async def create_unix_server(self, *args: Any, **kw: Any) -> Any:
+        self._escape("create_unix_server()", "a real Unix socket would accept connections")
+
+    async def create_unix_connection(self, *args: Any, **kw: Any) -> Any:
+        self._escape("create_unix_connection()", "a real Unix socket would carry the bytes")
+
+    async def subprocess_exec(self, *args: Any, **kw: Any) -> Any:
+        self._escape("subprocess_exec()", "a real process would run")
+
+    async def subprocess_shell(self, *args: Any, **kw: Any) -> Any:
+        self._escape("subprocess_shell()", "a real process would run")
+
+    # -- signals: a stand-in that never fires ----------------------------------------
+    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+        self.signal_handlers[sig] = asyncio.Handle(callback, args, self, None)
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        return self.signal_handlers.pop(sig, None) is not None
+
+
+def _record_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    assert isinstance(loop, SimLoop)
+    exc = context.get("exception")
+    loop.errors.append(context)
+    loop.record("loop-error", f"{context.get('message')}: {type(exc).__name__ if exc else ''}")

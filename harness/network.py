@@ -1,0 +1,213 @@
+"""The simulated network: sans-IO TCP byte streams between endpoints.
+
+Theory of operation. A `Connection` is two `Stream`s, one per direction. A
+stream models what TCP guarantees and nothing more: bytes arrive in order,
+but in any split; a FIN (half-close) arrives after every byte sent before it;
+a RST discards what the receiver has not read yet. Each stream has three
+places a byte can be:
+
+    sender's write -> in_flight -> (arrival) -> rx -> (receiver's read)
+
+`window` bounds in_flight + rx, which is what makes a slow reader push back
+on the writer (the kernel's send and receive buffers, folded into one).
+
+Nothing here knows about asyncio. The poller (harness/poller.py) decides
+*when* in-flight bytes arrive and how they split; the loop's transports and
+the scripted client peer call `send` and `read`. Keeping this module free of
+scheduling is what lets the same rules serve every runtime adapter.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+DEFAULT_WINDOW = 256 * 1024
+
+
+class Receiver(Protocol):
+    """Whoever reads one stream: a loop transport or the scripted peer."""
+
+    def wants_read_events(self) -> bool: ...
+
+
+class Stream:
+    """One direction of a TCP connection (see the module docstring)."""
+
+    def __init__(self, name: str, window: int = DEFAULT_WINDOW) -> None:
+        if window <= 0:
+            raise ValueError(f"stream window must be positive, got {window!r}")
+        self.name = name
+        self.window = window
+        self.in_flight = bytearray()
+        self.rx = bytearray()
+        self.fin_sent = False
+        self.fin_arrived = False
+        self.rst_sent = False
+        self.rst_arrived = False
+        # Virtual time the oldest in-flight item was sent, for the latency bound.
+        self.oldest_sent_at: float | None = None
+
+    # -- sender side -------------------------------------------------------
+    def capacity(self) -> int:
+        return max(0, self.window - len(self.in_flight) - len(self.rx))
+
+    def send(self, data: bytes, now: float) -> int:
+        """Accept as much of `data` as the window allows; return the count."""
+        if self.fin_sent or self.rst_sent:
+            raise BrokenPipeError(errno.EPIPE, f"{self.name}: send after shutdown")
+        n = min(len(data), self.capacity())
+        if n:
+            if not self.has_pending_arrival():
+                self.oldest_sent_at = now
+            self.in_flight += data[:n]
+        return n
+
+    def send_fin(self, now: float) -> None:
+        if self.fin_sent or self.rst_sent:
+            return
+        if not self.has_pending_arrival():
+            self.oldest_sent_at = now
+        self.fin_sent = True
+
+    def send_rst(self, now: float) -> None:
+        """An abortive close: unsent bytes are dropped, the RST overtakes nothing."""
+        if self.rst_sent:
+            return
+        if not self.has_pending_arrival():
+            self.oldest_sent_at = now
+        self.rst_sent = True
+
+    # -- the wire ----------------------------------------------------------
+    def has_pending_arrival(self) -> bool:
+        return (
+            bool(self.in_flight)
+            or (self.fin_sent and not self.fin_arrived)
+            or (self.rst_sent and not self.rst_arrived)
+        )
+
+    def arrival_options(self) -> int:
+        """Choices for one poll: 0 = all arrives, 1 = nothing yet, 1+k = k bytes."""
+        return 2 + max(0, len(self.in_flight) - 1)
+
+    def arrive(self, nbytes: int | None) -> tuple[int, bool, bool]:
+        """Move `nbytes` (None: everything, markers included) into rx.
+
+        Returns (bytes moved, fin arrived now, rst arrived now)."""
+        moved = len(self.in_flight) if nbytes is None else min(nbytes, len(self.in_flight))
+        self.rx += self.in_flight[:moved]
+        del self.in_flight[:moved]
+        fin = rst = False
+        if not self.in_flight:
+            if self.fin_sent and not self.fin_arrived:
+                self.fin_arrived = fin = True
+            if self.rst_sent and not self.rst_arrived:
+                self.rst_arrived = rst = True
+                self.rx.clear()
+        self.oldest_sent_at = self.oldest_sent_at if self.has_pending_arrival() else None
+        return moved, fin, rst
+
+    # -- receiver side -----------------------------------------------------
+    def readable(self) -> bool:
+        return bool(self.rx) or self.fin_arrived or self.rst_arrived
+
+    def read(self, limit: int) -> bytes:
+        """recv(): bytes, b"" at end of stream, or the errors a socket raises."""
+        if self.rst_arrived:
+            raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+        if self.rx:
+            data = bytes(self.rx[:limit])
+            del self.rx[:limit]
+            return data
+        if self.fin_arrived:
+            return b""
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+
+@dataclass
+class Connection:
+    """A TCP connection: `up` carries client->server bytes, `down` the reverse."""
+
+    cid: int
+    client_addr: tuple[str, int]
+    server_addr: tuple[str, int]
+    up: Stream
+    down: Stream
+    # Endpoints register here so the poller can ask who wants read events.
+    server_end: Receiver | None = None
+    client_end: Receiver | None = None
+    # A closed socket answers arriving bytes with a RST.
+    server_closed: bool = False
+    client_closed: bool = False
+
+    def streams(self) -> tuple[Stream, Stream]:
+        return (self.up, self.down)
+
+
+@dataclass
+class Listener:
+    address: tuple[str, int]
+    backlog: list[Connection] = field(default_factory=list)
+    on_readable: Callable[[], None] | None = None
+    closed: bool = False
+
+
+class Network:
+    """All connections and listeners of one simulated run, plus the peer timeline."""
+
+    def __init__(self, window: int = DEFAULT_WINDOW) -> None:
+        self.window = window
+        self.connections: list[Connection] = []
+        self.listeners: dict[tuple[str, int], Listener] = {}
+        self._next_port = 50000
+        # Scripted peer actions at virtual times: (when, seq, action).
+        self._timeline: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = 0
+
+    def listen(self, address: tuple[str, int]) -> Listener:
+        if address in self.listeners and not self.listeners[address].closed:
+            raise OSError(errno.EADDRINUSE, f"address already in use: {address[0]}:{address[1]}")
+        listener = Listener(address)
+        self.listeners[address] = listener
+        return listener
+
+    def connect(self, address: tuple[str, int], client_host: str = "127.0.0.1") -> Connection:
+        """Complete a handshake with a listener; the server still has to accept()."""
+        listener = self.listeners.get(address)
+        if listener is None or listener.closed:
+            raise ConnectionRefusedError(
+                errno.ECONNREFUSED,
+                f"connect to {address[0]}:{address[1]} refused: nothing listens there in the"
+                " simulated network (start the server with loop.create_server first)",
+            )
+        cid = len(self.connections) + 1
+        client_addr = (client_host, self._next_port)
+        self._next_port += 1
+        conn = Connection(
+            cid,
+            client_addr,
+            address,
+            Stream(f"c{cid}>s", self.window),
+            Stream(f"s>c{cid}", self.window),
+        )
+        self.connections.append(conn)
+        listener.backlog.append(conn)
+        return conn
+
+    # -- the scripted peer's own clock ---------------------------------------
+    def at(self, when: float, action: Callable[[], None]) -> None:
+        heapq.heappush(self._timeline, (when, self._seq, action))
+        self._seq += 1
+
+    def next_action_time(self) -> float | None:
+        return self._timeline[0][0] if self._timeline else None
+
+    def pop_due_actions(self, now: float) -> list[Callable[[], None]]:
+        due = []
+        while self._timeline and self._timeline[0][0] <= now:
+            due.append(heapq.heappop(self._timeline)[2])
+        return due
+

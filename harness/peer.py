@@ -1,0 +1,119 @@
+"""The scripted client peer: the far end of a connection, outside the loop.
+
+A real client is another process, so it must not run on the simulated loop:
+its actions would then be ordered by the server's scheduler. Instead the
+poller drives it. A scenario schedules peer actions at virtual times
+(`network.at`), the peer's writes go into the connection's in-flight bytes
+(arrival is the poller's choice), and what the server sends reaches the peer
+in the poll where it arrives, where `on_data` may react by sending more.
+
+Reading policy: `read_limit` bytes per poll (None: everything, 0: the client
+has stopped reading), which is how a slow reader backs up the server's writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from harness.network import Connection
+
+if TYPE_CHECKING:
+    from harness.loop import SimLoop
+
+
+class PeerConnection:
+    def __init__(self, loop: SimLoop, address: tuple[str, int], read_limit: int | None = None):
+        self.loop = loop
+        self.conn: Connection = loop.network.connect(address)
+        self.conn.client_end = self
+        self.name = f"client[c{self.conn.cid}]"
+        self.read_limit = read_limit
+        self.received = bytearray()
+        self.eof = False
+        self.was_reset = False
+        self._outbox = bytearray()  # written by the client, not yet taken by its kernel
+        self._shutdown_pending = False
+        self.on_data: Callable[[bytes], None] | None = None
+        self.on_eof: Callable[[], None] | None = None
+        loop.peers.append(self)
+        host, port = self.conn.server_addr
+        loop.record("connect", f"c{self.conn.cid} -> {host}:{port}")
+
+    # -- what a scenario calls ---------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self.conn.client_closed
+
+    def send(self, data: bytes) -> None:
+        if self.closed or self._shutdown_pending or self.conn.up.fin_sent:
+            raise RuntimeError(f"{self.name}: send after close or shutdown")
+        if data:
+            self.loop.record("client-send", f"{self.name} {len(data)}B")
+            self._outbox += data
+            self.flush()
+
+    def shutdown_write(self) -> None:
+        """Half-close: a FIN after everything written so far."""
+        self.loop.record("client-shutdown", self.name)
+        self._shutdown_pending = True
+        self.flush()
+
+    def close(self) -> None:
+        """A full close: a FIN after what is written; later arrivals answer with RST."""
+        if self.closed:
+            return
+        self.loop.record("client-close", self.name)
+        self._shutdown_pending = True
+        self.flush()
+        self.loop.network_closed(self.conn, "client")
+
+    def reset(self) -> None:
+        """An abortive close (SO_LINGER 0): unsent bytes are dropped, a RST is sent."""
+        if self.closed:
+            return
+        self.loop.record("client-reset", self.name)
+        self._outbox.clear()
+        self.conn.up.send_rst(self.loop.time())
+        self.loop.network_closed(self.conn, "client")
+
+    # -- what the poller calls -------------------------------------------------------
+    def wants_read_events(self) -> bool:
+        return False  # The peer reads in the poll itself (take_arrivals).
+
+    def flush(self) -> None:
+        up = self.conn.up
+        if up.rst_sent:
+            self._outbox.clear()
+            return
+        if self._outbox:
+            n = up.send(bytes(self._outbox), self.loop.time())
+            del self._outbox[:n]
+        if self._shutdown_pending and not self._outbox:
+            up.send_fin(self.loop.time())
+
+    def take_arrivals(self) -> bool:
+        """Read what arrived, within the read limit; True if anything was read."""
+        down = self.conn.down
+        if self.closed:
+            return False  # The poller answers arrivals at a closed socket with RST.
+        if down.rst_arrived and not self.was_reset:
+            self.was_reset = True
+            self.loop.record("client-recv", f"{self.name} RST")
+            return True
+        limit = len(down.rx) if self.read_limit is None else self.read_limit
+        progressed = False
+        if down.rx and limit > 0:
+            progressed = True
+            data = down.read(limit)
+            self.received += data
+            self.loop.record("client-recv", f"{self.name} {len(data)}B")
+            if self.on_data is not None:
+                self.on_data(data)
+        if down.fin_arrived and not down.rx and not self.eof:
+            self.eof = True
+            self.loop.record("client-recv", f"{self.name} EOF")
+            progressed = True
+            if self.on_eof is not None:
+                self.on_eof()
+        return progressed

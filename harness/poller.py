@@ -1,0 +1,155 @@
+"""The poll between loop iterations: the only place a simulated run makes choices.
+
+The stock `BaseEventLoop._run_once` calls `self._selector.select(timeout)`,
+queues the I/O callbacks it returns, then the expired timers, then runs
+exactly the callbacks that were ready when the iteration began. `SimLoop`
+keeps that method unchanged and swaps the selector for a `Poller`, so ready
+callbacks run FIFO exactly as on the stock loop (DESIGN.md, Rule 1), and
+every choice happens here, in this order:
+
+1. scripted peer actions due at the current virtual time run (the client
+   writes, closes, resets);
+2. for each stream with bytes in flight: do they all arrive now (0), not yet
+   (1, only when something else could happen first), or only a prefix?
+   A stream held past `max_latency` must arrive;
+3. peers read what arrived; bytes arriving at a closed socket answer with RST;
+4. the I/O events this poll reports (a transport's read-ready and write-ready,
+   a listener's accept), in canonical order or a chosen permutation;
+5. if nothing is ready and nothing arrived, virtual time jumps to the next
+   thing that can happen: the earliest loop timer, peer action, or latency
+   deadline. If there is none, the run is quiescent (Rule 3): the poller
+   records that and stops the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from harness.network import Stream
+
+if TYPE_CHECKING:
+    from harness.loop import SimLoop
+
+
+class Poller:
+    def __init__(self, loop: SimLoop, max_latency: float, step_budget: int, horizon: float):
+        if max_latency <= 0 or step_budget < 1 or horizon <= 0:
+            raise ValueError(
+                f"need max_latency > 0, step_budget >= 1, horizon > 0; got "
+                f"{max_latency!r}, {step_budget!r}, {horizon!r}"
+            )
+        self.loop = loop
+        self.max_latency = max_latency
+        self.step_budget = step_budget
+        self.horizon = horizon
+        self.polls = 0
+
+    # The selector interface `_run_once` uses.
+    def select(self, timeout: float | None) -> list[asyncio.Handle]:
+        loop = self.loop
+        self.polls += 1
+        if self.polls > self.step_budget:
+            loop.finish("livelock", f"no quiescence after {self.step_budget} loop iterations")
+            return []
+        net = loop.network
+        for action in net.pop_due_actions(loop.time()):
+            action()
+        for peer in loop.peers:
+            peer.flush()
+
+        pending = [s for c in net.connections for s in c.streams() if s.has_pending_arrival()]
+        others_possible = (
+            timeout is not None or len(pending) > 1 or net.next_action_time() is not None
+        )
+        arrived = False
+        for stream in pending:
+            arrived |= self._arrive(stream, can_hold=others_possible)
+
+        for peer in loop.peers:
+            arrived |= peer.take_arrivals()
+        self._reset_closed_receivers()
+
+        events = self._io_events()
+        if events or arrived or timeout == 0:
+            return events
+        self._advance_time(timeout)
+        return []
+
+    def _arrive(self, stream: Stream, can_hold: bool) -> bool:
+        now = self.loop.time()
+        forced = (
+            stream.oldest_sent_at is not None and now - stream.oldest_sent_at >= self.max_latency
+        )
+        hold = can_hold and not forced
+        partial = max(0, len(stream.in_flight) - 1)
+        # Options: 0 = everything arrives; [1 = held back]; then k bytes, k = 1..partial.
+        n = 1 + int(hold) + partial
+        c = self.loop.decisions.choose(n, f"arrive {stream.name}")
+        if hold and c == 1:
+            return False
+        nbytes = None if c == 0 else c - int(hold)
+        moved, fin, rst = stream.arrive(nbytes)
+        detail = f"{stream.name} {moved}B" + (" FIN" if fin else "") + (" RST" if rst else "")
+        self.loop.record("arrive", detail)
+        return True
+
+    def _reset_closed_receivers(self) -> None:
+        """A closed socket that receives bytes answers with RST (RFC 1122, 4.2.2.13)."""
+        now = self.loop.time()
+        for conn in self.loop.network.connections:
+            for stream, closed, back in (
+                (conn.up, conn.server_closed, conn.down),
+                (conn.down, conn.client_closed, conn.up),
+            ):
+                if closed and stream.rx:
+                    self.loop.record("discard", f"{stream.name} {len(stream.rx)}B at closed socket")
+                    stream.rx.clear()
+                    back.send_rst(now)
+
+    def _io_events(self) -> list[asyncio.Handle]:
+        loop = self.loop
+        groups: list[list[asyncio.Handle]] = []
+        for server in loop.servers:
+            if server.wants_accept():
+                groups.append([asyncio.Handle(server.accept_ready, (), loop, None)])
+        for conn in loop.network.connections:
+            for end in (conn.server_end, conn.client_end):
+                group = []
+                if end is not None and end.wants_read_events():
+                    group.append(asyncio.Handle(end._read_ready, (), loop, None))  # type: ignore[attr-defined]
+                if end is not None and getattr(end, "wants_write_events", lambda: False)():
+                    group.append(asyncio.Handle(end._write_ready, (), loop, None))  # type: ignore[attr-defined]
+                if group:
+                    groups.append(group)
+        ordered: list[asyncio.Handle] = []
+        while groups:
+            i = loop.decisions.choose(len(groups), "io order")
+            ordered.extend(groups.pop(i))
+        return ordered
+
+    def _advance_time(self, timeout: float | None) -> None:
+        loop = self.loop
+        net = loop.network
+        now = loop.time()
+        candidates = []
+        if timeout is not None:
+            # The stock loop's timeout is "until the earliest timer"; jump to it exactly.
+            candidates.append(loop.next_timer_when() or now + timeout)
+        if (t := net.next_action_time()) is not None:
+            candidates.append(t)
+        for conn in net.connections:
+            for s in conn.streams():
+                if s.oldest_sent_at is not None:
+                    candidates.append(s.oldest_sent_at + self.max_latency)
+        if not candidates:
+            loop.finish("quiescent", "nothing ready, nothing in flight, no timers")
+            return
+        target = max(now, min(candidates))
+        if target > self.horizon:
+            loop.finish(
+                "horizon",
+                f"only timers past the {self.horizon:g}s virtual-time horizon remain",
+            )
+            return
+        loop.advance_clock(target)

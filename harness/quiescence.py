@@ -1,0 +1,94 @@
+"""Hangs at quiescence (DESIGN.md, Rule 3): who is still waiting, and where.
+
+When the poller finds nothing ready, nothing in flight and no timer before the
+horizon, every task that is not done is blocked for good. Its await stack
+(file:line of each coroutine frame, outermost first) is the hang's signature:
+it names the exact `await` inside the server that never resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Frame:
+    file: str
+    line: int
+    function: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} in {self.function}"
+
+
+@dataclass(frozen=True)
+class BlockedTask:
+    # No task name: asyncio numbers tasks per process, which replay cannot repeat.
+    coroutine: str
+    stack: tuple[Frame, ...]
+
+    def innermost(self, exclude: tuple[str, ...] = ("asyncio/",)) -> Frame | None:
+        """The deepest frame outside `exclude`: where the awaited thing was awaited."""
+        for frame in reversed(self.stack):
+            if not frame.file.startswith(exclude):
+                return frame
+        return self.stack[-1] if self.stack else None
+
+
+def short_path(path: str) -> str:
+    """A stable path for signatures: relative to site-packages, the stdlib or cwd."""
+    norm = path.replace(os.sep, "/")
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in norm:
+            return norm.split(marker, 1)[1]
+    stdlib = os.path.dirname(os.__file__).replace(os.sep, "/") + "/"
+    if norm.startswith(stdlib):
+        return norm[len(stdlib):]
+    cwd = os.getcwd().replace(os.sep, "/") + "/"
+    if norm.startswith(cwd):
+        return norm[len(cwd):]
+    return norm
+
+
+def _frame_of(obj: Any) -> FrameType | None:
+    for attr in ("cr_frame", "gi_frame", "ag_frame"):
+        frame = getattr(obj, attr, None)
+        if frame is not None:
+            return frame  # type: ignore[no-any-return]
+    return None
+
+
+def _awaited(obj: Any) -> Any:
+    for attr in ("cr_await", "gi_yieldfrom", "ag_await"):
+        inner = getattr(obj, attr, None)
+        if inner is not None:
+            return inner
+    return None
+
+
+def await_stack(coro: Any) -> tuple[Frame, ...]:
+    frames = []
+    while coro is not None:
+        frame = _frame_of(coro)
+        if frame is None:
+            break
+        code = frame.f_code
+        frames.append(Frame(short_path(code.co_filename), frame.f_lineno, code.co_qualname))
+        coro = _awaited(coro)
+    return tuple(frames)
+
+
+def blocked_tasks(loop: asyncio.AbstractEventLoop) -> list[BlockedTask]:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    result = []
+    for task in tasks:
+        coro = task.get_coro()
+        name = getattr(coro, "__qualname__", type(coro).__qualname__)
+        result.append(BlockedTask(name, await_stack(coro)))
+    # all_tasks() is a set: sort so the report order does not depend on hashing.
+    result.sort(key=lambda b: (b.coroutine, [str(f) for f in b.stack]))
+    return result

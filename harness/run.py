@@ -1,0 +1,131 @@
+"""Run one program on a fresh SimLoop until quiescence, and collect what happened.
+
+`simulate` is the sans-pytest entry point everything else builds on: the
+search engine, replay and the pytest plugin all call it with a program (an
+async function that starts servers and peers on the loop) and a decision
+source, and get back a `SimResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.decisions import Decision, DecisionSource, OrdinarySource, Recorder
+from harness.eventlog import EventLog
+from harness.loop import SimLoop, SimulationEscape
+from harness.network import Network
+from harness.quiescence import BlockedTask, blocked_tasks
+
+Program = Callable[[SimLoop], Coroutine[Any, Any, Any]]
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_latency: float = 0.5
+    step_budget: int = 200_000
+    horizon: float = 3600.0
+    window: int = 256 * 1024
+
+
+@dataclass
+class SimResult:
+    outcome: str  # "quiescent" | "horizon" | "livelock"
+    detail: str
+    log: EventLog
+    decisions: list[Decision]
+    blocked: list[BlockedTask]
+    errors: list[dict[str, Any]]
+    polls: int
+    virtual_time: float
+    program_error: BaseException | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _no_threads(loop: SimLoop) -> Iterator[None]:
+    """Starting a thread during a run is an escape: its timing is the OS's, not ours."""
+    original = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        loop._escape(f"threading.Thread({thread.name!r}).start()", "a real thread would run")
+
+    threading.Thread.start = start  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        threading.Thread.start = original  # type: ignore[method-assign]
+
+
+def simulate(
+    program: Program,
+    source: DecisionSource,
+    settings: Settings = Settings(),
+    inspect: Callable[[SimLoop], dict[str, Any]] | None = None,
+) -> SimResult:
+    """Run `program` under `source`'s choices; raise SimulationEscape if anything escaped.
+
+    `inspect`, if given, is called at quiescence (before teardown) and its dict is
+    kept as `SimResult.extras`: the place oracles take their observations."""
+    recorder = source if isinstance(source, Recorder) else Recorder(source)
+    loop = SimLoop(
+        recorder,
+        network=Network(settings.window),
+        max_latency=settings.max_latency,
+        step_budget=settings.step_budget,
+        horizon=settings.horizon,
+    )
+    main: asyncio.Task[Any] | None = None
+    try:
+        with _no_threads(loop):
+            main = loop.create_task(program(loop))
+            loop.run_forever()
+        if loop.escapes:
+            raise SimulationEscape(loop.escapes[0])
+        program_error = None
+        if main.done() and not main.cancelled():
+            program_error = main.exception()
+        blocked = [b for b in blocked_tasks(loop) if b.coroutine != _qualname(program)]
+        extras = inspect(loop) if inspect is not None else {}
+        return SimResult(
+            outcome=loop.outcome or "stopped",
+            detail=loop.outcome_detail,
+            log=loop.log,
+            decisions=list(recorder.decisions),
+            blocked=blocked,
+            errors=list(loop.errors),
+            polls=loop._selector.polls,
+            virtual_time=loop.time(),
+            program_error=program_error,
+            extras=extras,
+        )
+    finally:
+        _teardown(loop)
+
+
+def _qualname(program: Program) -> str:
+    return str(getattr(program, "__qualname__", ""))
+
+
+def _teardown(loop: SimLoop) -> None:
+    """Cancel what is left, off the record, so no task outlives its loop."""
+    if loop.is_closed():
+        return
+    loop.decisions = Recorder(OrdinarySource())
+    loop.log = EventLog()  # The result keeps the run's log; teardown is not part of it.
+    loop._selector.polls = 0
+    loop.escapes.clear()
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.outcome = None
+        with contextlib.suppress(RuntimeError, SimulationEscape):
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    with contextlib.suppress(RuntimeError):
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()

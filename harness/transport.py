@@ -1,0 +1,287 @@
+"""A faithful asyncio stream transport over one end of a simulated connection.
+
+It mirrors `asyncio.selector_events._SelectorSocketTransport` call for call:
+`connection_made` and reader registration go through `call_soon`; reads happen
+only in the read-ready callback the poller queues; `write` tries the "socket"
+at once and buffers the rest behind a write-ready callback; `close` waits for
+the buffer to drain; `abort` and fatal errors drop it; `connection_lost` is
+delivered through `call_soon`. A server that works on the stock loop sees the
+same sequence of protocol calls here. The one difference: `get_extra_info
+("socket")` is None (there is no real socket), so servers fall back to
+peername/sockname, which every server handles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from asyncio import transports
+from typing import TYPE_CHECKING, Any
+
+from harness.network import Connection, Stream
+
+if TYPE_CHECKING:
+    from harness.loop import SimLoop
+
+# What the stock transport reads per recv() call.
+MAX_READ = 256 * 1024
+
+
+class SimTransport(transports._FlowControlMixin, transports.Transport):
+    max_size = MAX_READ
+
+    def __init__(
+        self,
+        loop: SimLoop,
+        conn: Connection,
+        side: str,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future[None] | None = None,
+        on_close: Any = None,
+    ) -> None:
+        local, peer = (conn.server_addr, conn.client_addr)
+        if side == "client":
+            local, peer = peer, local
+        super().__init__({"peername": peer, "sockname": local, "socket": None}, loop)
+        self._sim_loop = loop
+        self._conn = conn
+        self._side = side
+        self._incoming: Stream = conn.up if side == "server" else conn.down
+        self._outgoing: Stream = conn.down if side == "server" else conn.up
+        self._protocol = protocol
+        self._protocol_connected = True
+        self._buffer = bytearray()
+        self._conn_lost = 0
+        self._closing = False
+        self._paused = False
+        self._eof = False
+        self._reader = False  # registered for read events (the stock _add_reader)
+        self._writer = False  # registered for write events
+        self._on_close = on_close
+        self.name = f"{side}[c{conn.cid}]"
+        if side == "server":
+            conn.server_end = self
+        else:
+            conn.client_end = self
+        loop.call_soon(self._protocol.connection_made, self)
+        loop.call_soon(self._add_reader)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter)
+
+    # -- what the poller asks ----------------------------------------------
+    def wants_read_events(self) -> bool:
+        return self._reader and self._incoming.readable()
+
+    def wants_write_events(self) -> bool:
+        return self._writer and bool(self._buffer) and self._outgoing.capacity() > 0
+
+    def _log(self, kind: str, detail: str) -> None:
+        self._sim_loop.record(kind, f"{self.name} {detail}")
+
+    # -- BaseTransport -------------------------------------------------------
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._reader = False
+        self._log("close", f"buffered={len(self._buffer)}")
+        if not self._buffer:
+            self._conn_lost += 1
+            self._writer = False
+            self._sim_loop.call_soon(self._call_connection_lost, None)
+
+    # -- ReadTransport -------------------------------------------------------
+    def is_reading(self) -> bool:
+        return not self._closing and not self._paused
+
+    def pause_reading(self) -> None:
+        if not self.is_reading():
+            return
+        self._paused = True
+        self._reader = False
+        self._log("pause_reading", "")
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._add_reader()
+        self._log("resume_reading", "")
+
+    def _add_reader(self) -> None:
+        if self.is_reading():
+            self._reader = True
+
+    # -- WriteTransport ------------------------------------------------------
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
+            )
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data:
+            return  # write(b"") is not end-of-stream.
+        if self._conn_lost:
+            self._conn_lost += 1
+            self._log("write-dropped", f"{len(data)}B after connection lost")
+            return
+        data = bytes(data)
+        if not self._buffer:
+            try:
+                n = self._send(data)
+            except OSError as exc:
+                self._fatal_error(exc, "Fatal write error on socket transport")
+                return
+            data = data[n:]
+            if not data:
+                return
+            self._writer = True
+        self._buffer += data
+        self._log("write-buffered", f"{len(data)}B (buffer {len(self._buffer)}B)")
+        self._maybe_pause_protocol()  # type: ignore[attr-defined]
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        self._log("write_eof", "")
+        if not self._buffer:
+            self._outgoing.send_fin(self._sim_loop.time())
+
+    def abort(self) -> None:
+        self._log("abort", "")
+        self._force_close(None)
+
+    # -- the "socket" --------------------------------------------------------
+    def _send(self, data: bytes) -> int:
+        incoming = self._incoming
+        if incoming.rst_arrived:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        n = self._outgoing.send(data, self._sim_loop.time())
+        if n:
+            self._log("send", f"{n}B")
+        return n
+
+    def _read_ready(self) -> None:
+        if self._conn_lost:
+            return
+        try:
+            data = self._incoming.read(self.max_size)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._log("recv", f"error {type(exc).__name__}")
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not data:
+            self._log("recv", "eof")
+            self._on_eof()
+            return
+        self._log("recv", f"{len(data)}B")
+        try:
+            self._protocol.data_received(data)  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # As the stock transport: CancelledError too.
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+    def _on_eof(self) -> None:
+        try:
+            keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # As the stock transport: CancelledError too.
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if keep_open:
+            self._reader = False
+        else:
+            self.close()
+
+    def _write_ready(self) -> None:
+        if self._conn_lost or not self._buffer:
+            return
+        try:
+            n = self._send(bytes(self._buffer))
+        except OSError as exc:
+            self._writer = False
+            self._buffer.clear()
+            self._fatal_error(exc, "Fatal write error on socket transport")
+            return
+        if n:
+            del self._buffer[:n]
+        self._maybe_resume_protocol()  # type: ignore[attr-defined]  # May append.
+        if not self._buffer:
+            self._writer = False
+            if self._closing:
+                self._call_connection_lost(None)
+            elif self._eof:
+                self._outgoing.send_fin(self._sim_loop.time())
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        # Like the stock transport: OSErrors are routine (peer went away) and
+        # not reported; anything else goes to the loop's exception handler.
+        if not isinstance(exc, OSError):
+            self._sim_loop.call_exception_handler(
+                {"message": message, "exception": exc, "transport": self,
+                 "protocol": self._protocol}
+            )
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+            self._writer = False
+        if not self._closing:
+            self._closing = True
+            self._reader = False
+        self._conn_lost += 1
+        self._sim_loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            if self._protocol_connected:
+                self._log("connection_lost", type(exc).__name__ if exc else "None")
+                self._protocol.connection_lost(exc)  # type: ignore[arg-type]
+        finally:
+            self._close_socket()
+            if self._on_close is not None:
+                self._on_close()
+                self._on_close = None
+
+    def _close_socket(self) -> None:
+        """sock.close(): a FIN after what is in flight; a RST if unread bytes remain (Linux)."""
+        now = self._sim_loop.time()
+        self._reader = self._writer = False
+        if self._incoming.rx:
+            self._outgoing.send_rst(now)
+        else:
+            self._outgoing.send_fin(now)
+        self._sim_loop.network_closed(self._conn, self._side)
+
+    def __repr__(self) -> str:
+        state = "closing" if self._closing else "open"
+        return f"<SimTransport {self.name} {state} buffer={len(self._buffer)}>"
+
+
+def _set_result_unless_cancelled(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.set_result(None)
