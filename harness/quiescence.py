@@ -82,8 +82,10 @@ def await_stack(coro: Any) -> tuple[Frame, ...]:
     return tuple(frames)
 
 
-def blocked_tasks(loop: asyncio.AbstractEventLoop) -> list[BlockedTask]:
-    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+def blocked_tasks(
+    loop: asyncio.AbstractEventLoop, exclude: asyncio.Task[Any] | None = None
+) -> list[BlockedTask]:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done() and t is not exclude]
     result = []
     for task in tasks:
         coro = task.get_coro()

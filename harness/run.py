@@ -64,13 +64,14 @@ def _no_threads(loop: SimLoop) -> Iterator[None]:
 def simulate(
     program: Program,
     source: DecisionSource,
-    settings: Settings = Settings(),
+    settings: Settings | None = None,
     inspect: Callable[[SimLoop], dict[str, Any]] | None = None,
 ) -> SimResult:
     """Run `program` under `source`'s choices; raise SimulationEscape if anything escaped.
 
     `inspect`, if given, is called at quiescence (before teardown) and its dict is
     kept as `SimResult.extras`: the place oracles take their observations."""
+    settings = settings or Settings()
     recorder = source if isinstance(source, Recorder) else Recorder(source)
     loop = SimLoop(
         recorder,
@@ -89,7 +90,7 @@ def simulate(
         program_error = None
         if main.done() and not main.cancelled():
             program_error = main.exception()
-        blocked = [b for b in blocked_tasks(loop) if b.coroutine != _qualname(program)]
+        blocked = blocked_tasks(loop, exclude=main)
         extras = inspect(loop) if inspect is not None else {}
         return SimResult(
             outcome=loop.outcome or "stopped",
@@ -107,10 +108,6 @@ def simulate(
         _teardown(loop)
 
 
-def _qualname(program: Program) -> str:
-    return str(getattr(program, "__qualname__", ""))
-
-
 def _teardown(loop: SimLoop) -> None:
     """Cancel what is left, off the record, so no task outlives its loop."""
     if loop.is_closed():
@@ -119,10 +116,16 @@ def _teardown(loop: SimLoop) -> None:
     loop.log = EventLog()  # The result keeps the run's log; teardown is not part of it.
     loop._selector.polls = 0
     loop.escapes.clear()
-    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    for task in pending:
-        task.cancel()
-    if pending:
+    # Cancelling can start new tasks (a server cleaning up, a queued accept), so
+    # repeat until a round finds nothing left.
+    for _ in range(5):
+        with contextlib.suppress(RuntimeError, SimulationEscape):
+            loop.run_until_complete(asyncio.sleep(0))  # Flush what was already queued.
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
         loop.outcome = None
         with contextlib.suppress(RuntimeError, SimulationEscape):
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))

@@ -1,0 +1,172 @@
+"""Traces: a scenario plus the decision list, as versioned JSON.
+
+A trace is everything needed to repeat a run exactly (DESIGN.md, Rule 2):
+which program ran (the scenario), against which target, with which
+simulation settings, and every decision in order. `replay` runs it again
+under a strict `ReplaySource`, so a run that asks a different question than
+the one recorded stops with `TraceDivergence` instead of drifting silently.
+
+Scenario kinds: "program" names an async function `module:function` taking
+(loop, params); other kinds (the HTTP scenarios) register a builder in
+`SCENARIO_KINDS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.decisions import Decision, ReplaySource, TraceDivergence
+from harness.run import Program, Settings, SimResult, simulate
+
+FORMAT = "asgi-race-harness/trace"
+VERSION = 1
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be used: malformed, unknown format, or from the future."""
+
+
+@dataclass
+class Trace:
+    scenario: dict[str, Any]
+    decisions: list[Decision]
+    settings: Settings = field(default_factory=Settings)
+    target: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "scenario": self.scenario,
+            "target": self.target,
+            "settings": dataclasses.asdict(self.settings),
+            "decisions": [d.to_json() for d in self.decisions],
+            "verdict": self.verdict,
+            "meta": self.meta,
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: a crash leaves the old file or the new one, never half."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=".trace-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(self.dumps())
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "<trace>") -> Trace:
+        def bad(why: str) -> TraceError:
+            return TraceError(f"{source}: not a usable trace: {why}")
+
+        if not isinstance(data, dict):
+            raise bad(f"expected a JSON object, got {type(data).__name__}")
+        if data.get("format") != FORMAT:
+            raise bad(f"format is {data.get('format')!r}, expected {FORMAT!r}")
+        version = data.get("version")
+        if not isinstance(version, int):
+            raise bad(f"version is {version!r}, expected an integer")
+        if version > VERSION:
+            raise TraceError(
+                f"{source}: trace format version {version} is newer than this harness "
+                f"reads (up to {VERSION}); upgrade asgi-race-harness to replay it"
+            )
+        scenario = data.get("scenario")
+        if not isinstance(scenario, dict) or "kind" not in scenario:
+            raise bad("'scenario' must be an object with a 'kind'")
+        raw = data.get("decisions")
+        if not isinstance(raw, list):
+            raise bad("'decisions' must be a list")
+        decisions = []
+        for i, item in enumerate(raw):
+            ok = (
+                isinstance(item, list)
+                and len(item) == 3
+                and isinstance(item[0], str)
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in item[1:])
+                and 0 <= item[2] < item[1]
+            )
+            if not ok:
+                raise bad(f"decision {i} is {item!r}; expected [what, options, choice]")
+            decisions.append(Decision(item[0], item[1], item[2]))
+        try:
+            settings = Settings(**(data.get("settings") or {}))
+        except TypeError as exc:
+            raise bad(f"'settings' has unknown fields ({exc})") from None
+        target = data.get("target")
+        if target is not None and not isinstance(target, dict):
+            raise bad("'target' must be an object or null")
+        meta = data.get("meta") or {}
+        return cls(scenario, decisions, settings, target, data.get("verdict"), meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise TraceError(f"{path}: cannot read trace ({exc.strerror})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TraceError(f"{path}: not valid JSON ({exc}); is this a trace.json?") from None
+        return cls.from_json(data, str(path))
+
+
+# kind -> builder(scenario dict) -> Program
+SCENARIO_KINDS: dict[str, Callable[[dict[str, Any]], Program]] = {}
+
+
+def _program_kind(scenario: dict[str, Any]) -> Program:
+    ref = scenario.get("ref", "")
+    module_name, _, func_name = str(ref).partition(":")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError, ValueError):
+        raise TraceError(
+            f"scenario program {ref!r} cannot be imported; expected 'module:function'"
+        ) from None
+    params = scenario.get("params", {})
+
+    async def program(loop: Any) -> Any:
+        return await func(loop, params)
+
+    return program
+
+
+SCENARIO_KINDS["program"] = _program_kind
+
+
+def build_program(scenario: dict[str, Any]) -> Program:
+    kind = scenario.get("kind")
+    builder = SCENARIO_KINDS.get(str(kind))
+    if builder is None:
+        raise TraceError(f"unknown scenario kind {kind!r}; known: {sorted(SCENARIO_KINDS)}")
+    return builder(scenario)
+
+
+def replay(trace: Trace, strict: bool = True) -> SimResult:
+    """Run the trace's program again under its recorded decisions."""
+    source = ReplaySource(trace.decisions, strict=strict)
+    result = simulate(build_program(trace.scenario), source, trace.settings)
+    if strict and source.unused():
+        raise TraceDivergence(
+            f"the replayed run ended after {source.index} decisions, but the trace "
+            f"records {len(trace.decisions)}"
+        )
+    return result

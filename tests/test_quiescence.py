@@ -1,0 +1,71 @@
+"""Hangs are found at quiescence, with the await stack of each blocked task."""
+
+from __future__ import annotations
+
+import asyncio
+
+from harness.decisions import OrdinarySource
+from harness.loop import SimLoop
+from harness.run import Settings, simulate
+
+
+async def wait_forever(event: asyncio.Event) -> None:
+    await event.wait()
+
+
+def test_a_task_blocked_forever_is_reported_with_its_await_stack():
+    async def program(loop: SimLoop) -> None:
+        loop.create_task(wait_forever(asyncio.Event()))
+
+    result = simulate(program, OrdinarySource())
+    assert result.outcome == "quiescent"
+    [blocked] = result.blocked
+    assert blocked.coroutine == "wait_forever"
+    files = [f"{f.file}:{f.function}" for f in blocked.stack]
+    assert files == ["tests/test_quiescence.py:wait_forever", "asyncio/locks.py:Event.wait"]
+    innermost = blocked.innermost()
+    assert innermost is not None and innermost.function == "wait_forever"
+
+
+def test_time_jumps_over_timers_before_quiescence_is_declared():
+    async def program(loop: SimLoop) -> None:
+        await asyncio.sleep(30)
+        loop.call_later(100, lambda: None)
+
+    result = simulate(program, OrdinarySource())
+    assert result.outcome == "quiescent"
+    assert result.virtual_time == 130
+
+
+def test_a_task_that_never_stops_yielding_is_a_livelock_not_a_stuck_process():
+    async def spin() -> None:
+        while True:
+            await asyncio.sleep(0)
+
+    async def program(loop: SimLoop) -> None:
+        loop.create_task(spin())
+
+    result = simulate(program, OrdinarySource(), Settings(step_budget=500))
+    assert result.outcome == "livelock"
+    assert "500 loop iterations" in result.detail
+    assert [b.coroutine.rsplit(".", 1)[-1] for b in result.blocked] == ["spin"]
+
+
+def test_a_periodic_timer_ends_the_run_at_the_horizon():
+    async def program(loop: SimLoop) -> None:
+        def tick() -> None:
+            loop.call_later(1.0, tick)
+
+        tick()
+
+    result = simulate(program, OrdinarySource(), Settings(horizon=50))
+    assert result.outcome == "horizon"
+    assert 49 <= result.virtual_time <= 50
+
+
+def test_a_finished_program_with_nothing_left_has_no_blocked_tasks():
+    async def program(loop: SimLoop) -> None:
+        await asyncio.sleep(1)
+
+    result = simulate(program, OrdinarySource())
+    assert (result.outcome, result.blocked, result.virtual_time) == ("quiescent", [], 1)

@@ -1,0 +1,97 @@
+"""Traces: JSON round trip, precise errors, exact replay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.decisions import Decision, RandomSource, TraceDivergence
+from harness.run import simulate
+from harness.trace import Trace, TraceError, build_program, replay
+
+SCENARIO = {"kind": "program", "ref": "tests.programs:busy_echo", "params": {"clients": 2}}
+
+
+def recorded(seed: int = 11) -> tuple[Trace, str]:
+    result = simulate(build_program(SCENARIO), RandomSource(seed, deviation=0.4))
+    return Trace(SCENARIO, result.decisions), result.log.text()
+
+
+def test_a_saved_trace_loads_back_equal_and_replays_to_the_same_log(tmp_path: Path):
+    trace, log = recorded()
+    path = tmp_path / "trace.json"
+    trace.save(path)
+    loaded = Trace.load(path)
+    assert loaded.decisions == trace.decisions
+    assert loaded.scenario == trace.scenario
+    assert replay(loaded).log.text() == log
+
+
+def test_saving_leaves_no_temporary_files_behind(tmp_path: Path):
+    trace, _ = recorded()
+    trace.save(tmp_path / "trace.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["trace.json"]
+
+
+def test_an_edited_decision_list_is_caught_as_a_divergence():
+    trace, _ = recorded()
+    assert trace.decisions, "the program must make decisions for this test to mean anything"
+    first = trace.decisions[0]
+    trace.decisions[0] = Decision(first.what, first.n + 1, 0)
+    with pytest.raises(TraceDivergence, match="decision 0"):
+        replay(trace)
+
+
+def test_leftover_decisions_are_a_divergence_too():
+    trace, _ = recorded()
+    trace.decisions.append(Decision("io order", 2, 1))
+    with pytest.raises(TraceDivergence, match="ended after"):
+        replay(trace)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "expected a JSON object, got list"),
+        ('{"format": "other"}', "format is 'other'"),
+        ('{"format": "asgi-race-harness/trace", "version": "1"}', "version is '1'"),
+        (
+            '{"format": "asgi-race-harness/trace", "version": 1, "scenario": {"kind": "program"},'
+            ' "decisions": [["a", 2, 5]]}',
+            r"decision 0 is \['a', 2, 5\]",
+        ),
+        (
+            '{"format": "asgi-race-harness/trace", "version": 1, "scenario": {"kind": "program"},'
+            ' "decisions": [], "settings": {"speed": 3}}',
+            "'settings' has unknown fields",
+        ),
+    ],
+)
+def test_a_malformed_trace_is_rejected_with_its_path_and_the_reason(
+    tmp_path: Path, content: str, message: str
+):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(TraceError, match=message) as info:
+        Trace.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_trace_from_a_newer_harness_asks_for_an_upgrade(tmp_path: Path):
+    path = tmp_path / "future.json"
+    path.write_text(json.dumps({"format": "asgi-race-harness/trace", "version": 99}))
+    with pytest.raises(TraceError, match="version 99 is newer.*upgrade"):
+        Trace.load(path)
+
+
+def test_a_missing_trace_file_names_the_path(tmp_path: Path):
+    with pytest.raises(TraceError, match="cannot read trace"):
+        Trace.load(tmp_path / "nope.json")
+
+
+def test_an_unknown_scenario_kind_lists_the_known_ones():
+    with pytest.raises(TraceError, match="unknown scenario kind 'smoke'.*program"):
+        build_program({"kind": "smoke"})
