@@ -50,6 +50,11 @@ class Stream:
         self.rst_arrived = False
         # Virtual time the oldest in-flight item was sent, for the latency bound.
         self.oldest_sent_at: float | None = None
+        # What the wire shows, for the oracles: when each end marker left, and reads.
+        self.fin_sent_at: float | None = None
+        self.rst_sent_at: float | None = None
+        self.reads = 0
+        self.bytes_read = 0
 
     # -- sender side -------------------------------------------------------
     def capacity(self) -> int:
@@ -72,6 +77,7 @@ class Stream:
         if not self.has_pending_arrival():
             self.oldest_sent_at = now
         self.fin_sent = True
+        self.fin_sent_at = now
 
     def send_rst(self, now: float) -> None:
         """An abortive close: unsent bytes are dropped, the RST overtakes nothing."""
@@ -80,6 +86,7 @@ class Stream:
         if not self.has_pending_arrival():
             self.oldest_sent_at = now
         self.rst_sent = True
+        self.rst_sent_at = now
 
     # -- the wire ----------------------------------------------------------
     def has_pending_arrival(self) -> bool:
@@ -117,12 +124,16 @@ class Stream:
     def read(self, limit: int) -> bytes:
         """recv(): bytes, b"" at end of stream, or the errors a socket raises."""
         if self.rst_arrived:
+            self.reads += 1
             raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
         if self.rx:
             data = bytes(self.rx[:limit])
             del self.rx[:limit]
+            self.reads += 1
+            self.bytes_read += len(data)
             return data
         if self.fin_arrived:
+            self.reads += 1
             return b""
         raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
 
@@ -145,6 +156,11 @@ class Connection:
 
     def streams(self) -> tuple[Stream, Stream]:
         return (self.up, self.down)
+
+    def server_closed_at(self) -> float | None:
+        """When the server's FIN or RST left, as the wire shows it."""
+        times = [t for t in (self.down.fin_sent_at, self.down.rst_sent_at) if t is not None]
+        return min(times) if times else None
 
 
 @dataclass

@@ -1,0 +1,201 @@
+"""The ASGI app behaviour model, and the recorder that is the oracles' eyes.
+
+An `AppBehaviour` is data: what one request's handler does, in a fixed order
+whose steps the search switches on and sizes:
+
+    yield n times / sleep; read the body (all, one message, or none);
+    start a disconnect watcher (the Starlette pattern: a task that keeps
+    calling receive() until http.disconnect); raise before the response;
+    send the response start; raise after it; send the body in chunks with
+    yields between; sleep; call receive() again after the response.
+
+`RecordingApp` runs the behaviour for each request (chosen by its path,
+/c<conn>/r<index>) and records every ASGI call with the virtual time and
+the number of server reads of that connection so far: the oracles see only
+these ASGI events and the wire (DESIGN.md, Rule 4). The app is ASGI 3; `asgi2`
+wraps it in the ASGI 2 calling convention for releases older than uvicorn 0.7.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+READ_MODES = ("all", "one", "none")
+RAISE_POINTS = ("never", "before-response", "after-start")
+
+
+class AppRaised(Exception):
+    """The exception a behaviour raises on purpose; a server logging it is expected."""
+
+
+@dataclass(frozen=True)
+class AppBehaviour:
+    yields_before: int = 0
+    sleep_before: float = 0.0
+    read: str = "all"
+    watch_disconnect: bool = False
+    raise_at: str = "never"
+    chunks: int = 1
+    yields_between: int = 0
+    sleep_after: float = 0.0
+    receive_after: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def response_body(self, cid: int, index: int) -> list[bytes]:
+        return [f"c{cid}r{index}:{k};".encode() for k in range(max(1, self.chunks))]
+
+
+@dataclass
+class AsgiEvent:
+    """One ASGI interaction of one request, as the oracles see it."""
+
+    time: float
+    reads: int  # server reads (recv calls) on this connection before this event
+    kind: str  # call | receive | received | send | sent | raised | returned | watch
+    message: dict[str, Any] = field(default_factory=dict)
+    call: int = 0  # which receive() call of this request, to pair receive/received
+    seq: int = 0  # position among this request's events
+
+
+@dataclass
+class RequestRecord:
+    cid: int
+    index: int
+    behaviour: AppBehaviour
+    events: list[AsgiEvent] = field(default_factory=list)
+    body: bytes = b""
+    body_complete: bool = False
+    response_sent: bool = False  # the final body message was sent (send returned)
+    receive_calls: int = 0
+    # receive() calls still waiting, and the task each waits in: at quiescence the
+    # task's await stack is the hang's signature.
+    waiting: dict[int, asyncio.Task[Any]] = field(default_factory=dict)
+
+
+Observer = Callable[[int], int]  # cid -> server reads so far
+
+
+class RecordingApp:
+    def __init__(
+        self,
+        behaviours: dict[tuple[int, int], AppBehaviour],
+        reads_of: Observer,
+        clock: Callable[[], float],
+    ) -> None:
+        self.behaviours = behaviours
+        self.reads_of = reads_of
+        self.clock = clock
+        self.records: dict[tuple[int, int], RequestRecord] = {}
+        self.unknown_paths: list[str] = []
+
+    def _note(self, rec: RequestRecord, kind: str, message: dict[str, Any], call: int = 0) -> None:
+        summary = {k: v for k, v in message.items() if k != "body"}
+        if "body" in message:
+            summary["body_len"] = len(message["body"])
+        rec.events.append(
+            AsgiEvent(self.clock(), self.reads_of(rec.cid), kind, summary, call, len(rec.events))
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return  # lifespan and websockets are not part of these scenarios
+        path = scope.get("path", "")
+        try:
+            _, c, r = path.split("/")
+            key = (int(c[1:]), int(r[1:]))
+        except ValueError:
+            key = (-1, -1)
+        behaviour = self.behaviours.get(key)
+        if behaviour is None:
+            self.unknown_paths.append(path)
+            behaviour = AppBehaviour()
+        rec = RequestRecord(key[0], key[1], behaviour)
+        self.records[key] = rec
+        self._note(rec, "call", {"path": path})
+        try:
+            await self._run(rec, receive, send)
+        except AppRaised:
+            self._note(rec, "raised", {})
+            raise
+        self._note(rec, "returned", {})
+
+    async def _receive(self, rec: RequestRecord, receive: Any) -> dict[str, Any]:
+        rec.receive_calls += 1
+        call = rec.receive_calls
+        self._note(rec, "receive", {"after_response": rec.response_sent,
+                                    "body_complete": rec.body_complete}, call)
+        task = asyncio.current_task()
+        if task is not None:
+            rec.waiting[call] = task
+        message: dict[str, Any] = await receive()
+        rec.waiting.pop(call, None)
+        self._note(rec, "received", message, call)
+        if message.get("type") == "http.request":
+            rec.body += message.get("body", b"")
+            if not message.get("more_body", False):
+                rec.body_complete = True
+        return message
+
+    async def _send(self, rec: RequestRecord, send: Any, message: dict[str, Any]) -> None:
+        self._note(rec, "send", message)
+        await send(message)
+        self._note(rec, "sent", message)
+
+    async def _watch(self, rec: RequestRecord, receive: Any) -> None:
+        while True:
+            message = await self._receive(rec, receive)
+            if message.get("type") == "http.disconnect":
+                return
+
+    async def _run(self, rec: RequestRecord, receive: Any, send: Any) -> None:
+        b = rec.behaviour
+        for _ in range(b.yields_before):
+            await asyncio.sleep(0)
+        if b.sleep_before:
+            await asyncio.sleep(b.sleep_before)
+        if b.read == "one":
+            await self._receive(rec, receive)
+        elif b.read == "all":
+            while not rec.body_complete:
+                message = await self._receive(rec, receive)
+                if message.get("type") != "http.request":
+                    break
+        if b.watch_disconnect:
+            self._note(rec, "watch", {})
+            asyncio.get_running_loop().create_task(self._watch(rec, receive))
+        if b.raise_at == "before-response":
+            raise AppRaised("raised before the response, on purpose")
+        await self._send(rec, send, {"type": "http.response.start", "status": 200,
+                                     "headers": [(b"content-type", b"text/plain")]})
+        if b.raise_at == "after-start":
+            raise AppRaised("raised after the response started, on purpose")
+        parts = b.response_body(rec.cid, rec.index)
+        for k, part in enumerate(parts):
+            last = k == len(parts) - 1
+            await self._send(rec, send, {"type": "http.response.body", "body": part,
+                                         "more_body": not last})
+            if not last:
+                for _ in range(b.yields_between):
+                    await asyncio.sleep(0)
+        rec.response_sent = True
+        if b.sleep_after:
+            await asyncio.sleep(b.sleep_after)
+        if b.receive_after:
+            await self._receive(rec, receive)
+
+
+def asgi2(app: Callable[[dict[str, Any], Any, Any], Awaitable[None]]) -> Any:
+    """The same app in the ASGI 2 convention: app(scope) -> instance(receive, send)."""
+
+    def instantiate(scope: dict[str, Any]) -> Any:
+        async def instance(receive: Any, send: Any) -> None:
+            await app(scope, receive, send)
+
+        return instance
+
+    return instantiate

@@ -1,0 +1,279 @@
+"""The HTTP client model: what the search makes a client do on each connection.
+
+A `ConnSpec` is data (JSON in traces); `ClientScript` plays it on a
+`PeerConnection`. Requests go out one after another (each after the previous
+response, plus a pause in virtual time) or pipelined in one write. The
+connection can end by half-close, close or reset at a chosen moment: after
+the responses, mid-headers, mid-body, as the response starts streaming, or
+right after the requests are sent. Responses are parsed with h11 in the
+client role, one request cycle at a time, so framing errors are h11's verdict,
+not ours. Only h11 API that exists since 0.7 is used, since old targets pin
+old h11 and this module runs inside their worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import h11
+
+from harness.peer import PeerConnection
+
+END_ACTIONS = ("none", "half-close", "close", "reset")
+END_MOMENTS = ("after-responses", "after-send", "mid-headers", "mid-body", "mid-response")
+EXPECT_TIMEOUT = 1.0  # curl waits 1 s for "100 Continue" before sending the body anyway
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    method: str = "GET"
+    framing: str = "none"  # "none" | "length" | "chunked"
+    body_size: int = 0
+    body_chunks: int = 1
+    expect_continue: bool = False
+    http10: bool = False
+    close: bool = False
+    pause: float = 0.0  # virtual seconds the client waits before sending this request
+
+    def body(self, cid: int, index: int) -> bytes:
+        if self.framing == "none":
+            return b""
+        pattern = f"<c{cid}r{index}>".encode()
+        return (pattern * (self.body_size // len(pattern) + 1))[: self.body_size]
+
+    def wants_close(self) -> bool:
+        return self.close or self.http10
+
+
+@dataclass(frozen=True)
+class ConnSpec:
+    requests: tuple[RequestSpec, ...] = (RequestSpec(),)
+    pipelined: bool = False
+    end: str = "none"
+    end_moment: str = "after-responses"
+    end_request: int = 0  # which request mid-headers/mid-body/mid-response refers to
+    end_delay: float = 0.0
+    read: str = "normal"  # "normal" | "slow" | "stop"
+    start: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ConnSpec:
+        fields = dict(data)
+        fields["requests"] = tuple(RequestSpec(**r) for r in fields.get("requests", ()))
+        return cls(**fields)
+
+
+def request_path(cid: int, index: int) -> str:
+    return f"/c{cid}/r{index}"
+
+
+def encode_request(spec: RequestSpec, cid: int, index: int) -> tuple[bytes, bytes]:
+    """The request's head and body exactly as they go on the wire."""
+    body = spec.body(cid, index)
+    version = "HTTP/1.0" if spec.http10 else "HTTP/1.1"
+    lines = [f"{spec.method} {request_path(cid, index)} {version}", "Host: example.org"]
+    if spec.framing == "length":
+        lines.append(f"Content-Length: {len(body)}")
+    elif spec.framing == "chunked":
+        lines.append("Transfer-Encoding: chunked")
+    if spec.expect_continue and spec.framing != "none":
+        lines.append("Expect: 100-continue")
+    if spec.close:
+        lines.append("Connection: close")
+    elif spec.http10:
+        pass  # HTTP/1.0 without keep-alive: the server closes after the response.
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    if spec.framing == "chunked":
+        n = max(1, spec.body_chunks)
+        size = -(-len(body) // n) if body else 0
+        parts = [body[i : i + size] for i in range(0, len(body), size)] if body else []
+        wire = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+        return head, wire
+    return head, body
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    complete: bool = False
+    informational: list[int] = field(default_factory=list)
+
+
+class ClientScript:
+    """Plays one ConnSpec on one peer connection and parses what comes back."""
+
+    def __init__(self, peer: PeerConnection, spec: ConnSpec) -> None:
+        self.peer = peer
+        self.spec = spec
+        self.cid = peer.conn.cid
+        self.loop = peer.loop
+        self.responses: list[Response] = []
+        self.protocol_error: str | None = None
+        self.ended = False  # the client performed its end action
+        self.request_offsets: list[tuple[int, int]] = []  # (head end, body end) in the up stream
+        self._sent = 0
+        self._next = 0  # next request to send
+        self._awaiting_continue: int | None = None
+        self._parser = h11.Connection(h11.CLIENT)
+        self._parsing = 0  # index of the request whose response is being parsed
+        self._current: Response | None = None
+        peer.on_data = self._on_data
+        peer.on_eof = self._on_eof
+        peer.read_limit = {"normal": None, "slow": 512, "stop": 0}[spec.read]
+        self.loop.network.at(self.loop.time() + spec.start, self._begin)
+
+    # -- sending --------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        if not self.peer.closed and not self.ended:
+            self.peer.send(data)
+            self._sent += len(data)
+
+    def _begin(self) -> None:
+        if self.spec.pipelined:
+            while self._next < len(self.spec.requests) and not self.ended:
+                self._send_request(self._next, pipelined=True)
+        else:
+            self._send_next()
+        if self.spec.end_moment == "after-send" and self._next >= len(self.spec.requests):
+            self._schedule_end()
+
+    def _send_next(self) -> None:
+        i = self._next
+        if i >= len(self.spec.requests) or self.ended:
+            return
+        pause = self.spec.requests[i].pause
+        if pause > 0:
+            self.loop.network.at(self.loop.time() + pause, lambda: self._send_request(i))
+        else:
+            self._send_request(i)
+
+    def _send_request(self, i: int, pipelined: bool = False) -> None:
+        if self.ended or self.peer.closed or i != self._next:
+            return
+        self._next = i + 1
+        spec = self.spec.requests[i]
+        head, body = encode_request(spec, self.cid, i)
+        cut = self.spec.end_request == i and self.spec.end_moment in ("mid-headers", "mid-body")
+        if cut and self.spec.end_moment == "mid-headers":
+            self._write(head[: len(head) // 2])
+            self._end_now()
+            return
+        self._write(head)
+        self.request_offsets.append((self._sent, self._sent + len(body)))
+        if cut:
+            self._write(body[: len(body) // 2])
+            self._end_now()
+            return
+        if spec.expect_continue and spec.framing != "none" and not pipelined:
+            self._awaiting_continue = i
+            self.loop.network.at(self.loop.time() + EXPECT_TIMEOUT, lambda: self._send_body(i))
+        else:
+            self._write(body)
+        if not self.spec.pipelined and self.spec.end_moment == "after-send" and i == len(
+            self.spec.requests
+        ) - 1:
+            self._schedule_end()
+
+    def _send_body(self, i: int) -> None:
+        if self._awaiting_continue != i:
+            return
+        self._awaiting_continue = None
+        self._write(encode_request(self.spec.requests[i], self.cid, i)[1])
+
+    # -- ending -----------------------------------------------------------------
+    def _schedule_end(self) -> None:
+        if self.spec.end == "none":
+            return
+        self.loop.network.at(self.loop.time() + self.spec.end_delay, self._end_now)
+
+    def _end_now(self) -> None:
+        if self.ended or self.spec.end == "none":
+            return
+        self.ended = True
+        action = self.spec.end
+        if action == "half-close":
+            self.peer.shutdown_write()
+        elif action == "close":
+            self.peer.close()
+        elif action == "reset":
+            self.peer.reset()
+
+    # -- receiving --------------------------------------------------------------
+    def _on_data(self, data: bytes) -> None:
+        if self.spec.end_moment == "mid-response" and self._parsing == self.spec.end_request:
+            self._schedule_end()
+        if self.protocol_error is not None:
+            return
+        try:
+            self._parser.receive_data(data)
+            self._parse()
+        except h11.RemoteProtocolError as exc:
+            self.protocol_error = f"response {self._parsing}: {exc}"
+
+    def _on_eof(self) -> None:
+        if self.protocol_error is not None:
+            return
+        try:
+            self._parser.receive_data(b"")
+            self._parse()
+        except h11.RemoteProtocolError as exc:
+            self.protocol_error = f"response {self._parsing}: {exc}"
+        if self.spec.end_moment == "after-responses":
+            self._schedule_end()
+
+    def _start_parse_cycle(self) -> None:
+        i = self._parsing
+        spec = self.spec.requests[i]
+        headers = [("Host", "example.org")]
+        if spec.framing == "length":
+            headers.append(("Content-Length", str(spec.body_size)))
+        elif spec.framing == "chunked":
+            headers.append(("Transfer-Encoding", "chunked"))
+        if spec.wants_close():
+            headers.append(("Connection", "close"))
+        self._parser.send(h11.Request(method=spec.method, target=request_path(self.cid, i),
+                                      headers=headers))
+        if spec.framing != "none":
+            self._parser.send(h11.Data(data=spec.body(self.cid, i)))
+        self._parser.send(h11.EndOfMessage())
+
+    def _parse(self) -> None:
+        while self._parsing < len(self.spec.requests):
+            if self._parser.our_state is h11.IDLE:
+                self._start_parse_cycle()
+            event = self._parser.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.ConnectionClosed):
+                return
+            if isinstance(event, h11.InformationalResponse):
+                if event.status_code == 100 and self._awaiting_continue == self._parsing:
+                    self._send_body(self._parsing)
+                continue
+            if isinstance(event, h11.Response):
+                if self._awaiting_continue == self._parsing:
+                    # A final answer before "100 Continue": the framing still owes the
+                    # body, so send it (RFC 9110, 10.1.1) before reusing the connection.
+                    self._send_body(self._parsing)
+                self._current = Response(event.status_code)
+                self.responses.append(self._current)
+            elif isinstance(event, h11.Data) and self._current is not None:
+                self._current.body += bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage) and self._current is not None:
+                self._current.complete = True
+                self._current = None
+                self._parsing += 1
+                if self._parser.our_state is h11.DONE and self._parser.their_state is h11.DONE:
+                    self._parser.start_next_cycle()
+                else:
+                    return  # the server closes after this response
+                if self._parsing >= len(self.spec.requests):
+                    if self.spec.end_moment == "after-responses":
+                        self._schedule_end()
+                elif not self.spec.pipelined:
+                    self._send_next()

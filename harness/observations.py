@@ -1,0 +1,117 @@
+"""What oracles may look at: the ASGI interface and the wire, nothing else.
+
+`Observations` is gathered at quiescence from the recording app (ASGI
+messages per request), the client scripts (bytes and parsed responses), the
+network's streams (when each side's FIN or RST left, how much the server
+read), ERROR log records, and the tasks and timers still alive. No field is
+read from the server under test (DESIGN.md, Rule 4).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.app import AppRaised, RecordingApp, RequestRecord
+from harness.client import ClientScript
+from harness.loop import SimLoop
+from harness.network import Connection
+from harness.quiescence import BlockedTask, Frame, await_stack, blocked_tasks
+
+
+@dataclass
+class ConnFacts:
+    cid: int
+    client: ClientScript
+    conn: Connection
+
+    @property
+    def server_closed_at(self) -> float | None:
+        return self.conn.server_closed_at()
+
+    def server_read_bytes(self) -> int:
+        return self.conn.up.bytes_read
+
+    def server_saw_end(self) -> str | None:
+        """'rst' or 'fin' if the server has read the client's reset or end of stream."""
+        up = self.conn.up
+        if up.rst_arrived and self.conn.up.reads and up.rst_sent:
+            return "rst"
+        if up.fin_arrived and not up.rx and up.reads:
+            return "fin"
+        return None
+
+
+@dataclass
+class LogRecord:
+    logger: str
+    message: str
+    exc_type: str | None
+    deliberate: bool  # the exception is the app's own AppRaised
+
+
+@dataclass
+class Observations:
+    outcome: str
+    requests: dict[tuple[int, int], RequestRecord]
+    connections: dict[int, ConnFacts]
+    blocked: list[BlockedTask]
+    timers: list[str]
+    errors: list[LogRecord]
+    # (cid, request index, receive call) -> await stack of a receive() still waiting
+    receive_stacks: dict[tuple[int, int, int], tuple[Frame, ...]] = field(default_factory=dict)
+    unknown_paths: list[str] = field(default_factory=list)
+
+
+class ErrorCollector(logging.Handler):
+    """Collects ERROR records of every logger during a run."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        self.records.append(
+            LogRecord(
+                record.name,
+                record.getMessage().splitlines()[0] if record.getMessage() else "",
+                type(exc).__name__ if exc else None,
+                isinstance(exc, AppRaised),
+            )
+        )
+
+
+def observe(
+    loop: SimLoop, app: RecordingApp, clients: list[ClientScript], collector: ErrorCollector
+) -> Observations:
+    conns = {c.cid: ConnFacts(c.cid, c, c.peer.conn) for c in clients}
+    errors = list(collector.records)
+    for context in loop.errors:
+        exc = context.get("exception")
+        errors.append(
+            LogRecord("asyncio", str(context.get("message")), type(exc).__name__ if exc else None,
+                      isinstance(exc, AppRaised))
+        )
+    scheduled: list[Any] = getattr(loop, "_scheduled", [])
+    timers = sorted(
+        getattr(h._callback, "__qualname__", type(h._callback).__qualname__)
+        for h in scheduled
+        if not h.cancelled()
+    )
+    stacks = {
+        (rec.cid, rec.index, call): await_stack(task.get_coro())
+        for rec in app.records.values()
+        for call, task in rec.waiting.items()
+    }
+    return Observations(
+        outcome=loop.outcome or "stopped",
+        requests=dict(app.records),
+        connections=conns,
+        blocked=blocked_tasks(loop),
+        timers=timers,
+        errors=errors,
+        receive_stacks=stacks,
+        unknown_paths=list(app.unknown_paths),
+    )

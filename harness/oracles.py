@@ -1,0 +1,255 @@
+"""Oracles: from Observations to failures, one function per failure kind.
+
+Rules as data: `KINDS` is the table docs and reports are generated from.
+Every oracle judges only ASGI messages and the wire (DESIGN.md, Rule 4). A
+failure's `signature` is what makes two runs "the same bug": for anything
+blocked, the await stack's frame inside the server; otherwise a short,
+run-independent description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.app import AsgiEvent, RequestRecord
+from harness.client import request_path
+from harness.observations import ConnFacts, Observations
+from harness.quiescence import Frame
+
+KINDS: dict[str, str] = {
+    "receive-hang": "an app's receive() never returned, though its request's body had "
+    "fully arrived at the server and the connection was open",
+    "lost-disconnect": "receive() did not return http.disconnect after the response was sent "
+    "or the connection was gone (it blocked, or waited for more input or time)",
+    "response-integrity": "a request did not get exactly one well-formed response, in order, "
+    "with the status and body the app sent",
+    "body-integrity": "an app did not receive exactly its own request's body",
+    "server-error": "the server logged an error the app did not cause",
+    "premature-close": "the server closed a connection while a request on it was being served",
+    "leak": "tasks or timers still alive after every connection had closed",
+}
+
+APP_FRAMES = ("harness/app.py", "asyncio/")
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: str
+    signature: str
+    message: str
+    request: str = ""
+
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.signature)
+
+
+def check(obs: Observations) -> list[Failure]:
+    failures: list[Failure] = []
+    for rec in sorted(obs.requests.values(), key=lambda r: (r.cid, r.index)):
+        facts = obs.connections.get(rec.cid)
+        if facts is not None:
+            failures += receive_failures(rec, facts, obs)
+            failures += body_failures(rec, facts)
+    for facts in obs.connections.values():
+        failures += response_failures(facts, obs)
+        failures += premature_close_failures(facts, obs)
+    failures += server_error_failures(obs)
+    failures += leak_failures(obs, failures)
+    # One failure per (kind, signature) is enough to report a run.
+    unique: dict[tuple[str, str], Failure] = {}
+    for f in failures:
+        unique.setdefault(f.key(), f)
+    return list(unique.values())
+
+
+# -- receive(): hangs and lost disconnects -----------------------------------------
+def server_frame(stack: tuple[Frame, ...]) -> str:
+    """The deepest frame outside the app and asyncio: where the server is waiting."""
+    outside = [f for f in stack if not f.file.startswith(APP_FRAMES)]
+    if outside:
+        return str(outside[-1])
+    return str(stack[-1]) if stack else "?"
+
+
+def _pairs(rec: RequestRecord) -> list[tuple[AsgiEvent, AsgiEvent | None]]:
+    calls = {e.call: e for e in rec.events if e.kind == "receive"}
+    returns = {e.call: e for e in rec.events if e.kind == "received"}
+    return [(calls[c], returns.get(c)) for c in sorted(calls)]
+
+
+def _response_done(rec: RequestRecord) -> AsgiEvent | None:
+    for e in rec.events:
+        if e.kind == "sent" and e.message.get("type") == "http.response.body" and not e.message.get(
+            "more_body", False
+        ):
+            return e
+    return None
+
+
+def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) -> list[Failure]:
+    out: list[Failure] = []
+    where = request_path(rec.cid, rec.index)
+    done = _response_done(rec)
+    closed_at = facts.server_closed_at
+    end_seen = facts.server_saw_end()
+    for call, ret in _pairs(rec):
+        stack = server_frame(obs.receive_stacks.get((rec.cid, rec.index, call.call), ()))
+        # Since when must this receive() answer http.disconnect at once?
+        # A body the app has not read yet may still be handed over first.
+        # (Even an empty body is one http.request message the app is owed.)
+        body_read = bool(call.message.get("body_complete"))
+        due: AsgiEvent | None = None
+        pending_at_done = (
+            done is not None and call.seq < done.seq and (ret is None or ret.seq > done.seq)
+        )
+        if body_read and pending_at_done:
+            due = done  # pending when the response completed
+        if body_read and call.message.get("after_response"):
+            due = call  # called after the response was sent
+        if ret is None:
+            if due is not None:
+                out.append(Failure("lost-disconnect", f"blocked at {stack}",
+                                   f"{where}: receive() #{call.call} called after the response "
+                                   "was sent never returned", where))
+            elif closed_at is not None or end_seen == "rst":
+                out.append(Failure("lost-disconnect", f"blocked at {stack}",
+                                   f"{where}: receive() #{call.call} never returned though the "
+                                   "connection was closed", where))
+            elif end_seen == "fin" and not rec.body_complete:
+                out.append(Failure("lost-disconnect", f"blocked at {stack}",
+                                   f"{where}: receive() #{call.call} waits for a body the client "
+                                   "can no longer send (it closed its side)", where))
+            elif _body_arrived(rec, facts):
+                out.append(Failure("receive-hang", f"blocked at {stack}",
+                                   f"{where}: receive() #{call.call} never returned though the "
+                                   "request body had fully arrived", where))
+            continue
+        kind = ret.message.get("type")
+        if due is not None:
+            late = (ret.time, ret.reads) != (max(due.time, call.time), max(due.reads, call.reads))
+            if kind != "http.disconnect" or late:
+                what = f"returned {kind}" if kind != "http.disconnect" else (
+                    "returned http.disconnect only after more input or time")
+                out.append(Failure("lost-disconnect", f"late or missing disconnect: {what}",
+                                   f"{where}: receive() #{call.call} after the response {what}",
+                                   where))
+    return out
+
+
+def _body_arrived(rec: RequestRecord, facts: ConnFacts) -> bool:
+    offsets = facts.client.request_offsets
+    if rec.index >= len(offsets):
+        return False
+    return facts.server_read_bytes() >= offsets[rec.index][1]
+
+
+# -- bodies and responses ---------------------------------------------------------
+def body_failures(rec: RequestRecord, facts: ConnFacts) -> list[Failure]:
+    specs = facts.client.spec.requests
+    if not rec.body_complete or not 0 <= rec.index < len(specs):
+        return []
+    expected = specs[rec.index].body(rec.cid, rec.index)
+    if rec.body == expected:
+        return []
+    where = request_path(rec.cid, rec.index)
+    return [Failure("body-integrity", "body differs from the request's own",
+                    f"{where}: app received {len(rec.body)} bytes {rec.body[:40]!r}..., "
+                    f"sent {len(expected)} bytes", where)]
+
+
+def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
+    client = facts.client
+    out: list[Failure] = []
+    # A response cut short by a close is the premature-close oracle's business
+    # (or expected, when the app raised mid-response); only bad bytes count here.
+    if client.protocol_error is not None and not _is_truncation(client.protocol_error):
+        out.append(Failure("response-integrity", "malformed response",
+                           f"c{facts.cid}: {client.protocol_error}"))
+    for i, resp in enumerate(client.responses):
+        where = request_path(facts.cid, i)
+        if i >= len(client.spec.requests):
+            out.append(Failure("response-integrity", "more responses than requests", where, where))
+            break
+        rec = obs.requests.get((facts.cid, i))
+        if rec is None:
+            if resp.status < 400:
+                out.append(Failure("response-integrity", "response for a request the app never saw",
+                                   f"{where}: status {resp.status} without an app call", where))
+            continue
+        raised = any(e.kind == "raised" for e in rec.events)
+        if raised and rec.behaviour.raise_at == "before-response":
+            if resp.status != 500:
+                out.append(Failure("response-integrity", "app error not answered with 500",
+                                   f"{where}: status {resp.status}", where))
+            continue
+        if raised:
+            continue  # raised mid-response: a truncated response is all a server can send
+        done = _response_done(rec)
+        closed_at = facts.server_closed_at
+        if closed_at is not None and (done is None or done.time > closed_at):
+            continue  # cut short by the close: premature-close judges that, not this
+        expected = b"".join(rec.behaviour.response_body(rec.cid, rec.index))
+        if resp.status != 200 or (resp.complete and resp.body != expected):
+            out.append(Failure("response-integrity", "wrong status or body",
+                               f"{where}: got {resp.status} {resp.body[:60]!r}, app sent 200 "
+                               f"{expected[:60]!r}", where))
+    return out
+
+
+def _is_truncation(error: str) -> bool:
+    return "closed connection" in error or "ConnectionClosed" in error
+
+
+def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
+    closed_at = facts.server_closed_at
+    if closed_at is None:
+        return []
+    client = facts.client
+    up = facts.conn.up
+    client_end = min((t for t in (up.fin_sent_at, up.rst_sent_at) if t is not None), default=None)
+    if client_end is not None and client_end <= closed_at:
+        return []  # the client left first
+    out: list[Failure] = []
+    for i in range(len(client.spec.requests)):
+        if any(s.wants_close() for s in client.spec.requests[:i]):
+            break  # requests after a "close" request are the client's own risk
+        rec = obs.requests.get((facts.cid, i))
+        if rec is None:
+            continue
+        done = _response_done(rec)
+        raised = any(e.kind == "raised" for e in rec.events)
+        if raised or (done is not None and done.time <= closed_at):
+            continue
+        where = request_path(facts.cid, i)
+        out.append(Failure("premature-close", "closed during a live request",
+                           f"{where}: the server closed the connection at t={closed_at:g} "
+                           "before the app finished its response", where))
+    return out
+
+
+def server_error_failures(obs: Observations) -> list[Failure]:
+    out = []
+    for record in obs.errors:
+        if record.deliberate:
+            continue
+        out.append(Failure("server-error", f"{record.logger}: {record.exc_type or record.message}",
+                           f"{record.logger} logged: {record.message} ({record.exc_type})"))
+    return out
+
+
+def leak_failures(obs: Observations, found: list[Failure]) -> list[Failure]:
+    conns = obs.connections.values()
+    if not conns or any(f.server_closed_at is None for f in conns):
+        return []
+    out = []
+    if obs.outcome == "horizon" and obs.timers:
+        out.append(Failure("leak", f"timers alive: {', '.join(sorted(set(obs.timers)))}",
+                           "timers still scheduled after every connection closed"))
+    reported = {f.signature for f in found}
+    for task in obs.blocked:
+        frame = server_frame(task.stack)
+        if f"blocked at {frame}" in reported:
+            continue
+        out.append(Failure("leak", f"task alive at {frame}",
+                           f"task {task.coroutine} still blocked after every connection closed"))
+    return out

@@ -1,0 +1,136 @@
+"""An HTTP race scenario: client script + app behaviours + server settings, as data.
+
+`HttpScenario` round-trips through JSON (it is the "scenario" of a trace), and
+`run_http` plays it on a target: it mounts the server on a fresh SimLoop,
+connects the scripted clients, runs to quiescence, and hands the
+observations to the oracles.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from harness.app import AppBehaviour, RecordingApp, asgi2
+from harness.client import ClientScript, ConnSpec
+from harness.decisions import DecisionSource
+from harness.loop import SimLoop
+from harness.observations import ErrorCollector, Observations, observe
+from harness.oracles import Failure, check
+from harness.peer import PeerConnection
+from harness.run import Settings, SimResult, simulate
+
+ADDRESS = ("127.0.0.1", 8000)
+
+
+class Target(Protocol):
+    """A server under test, as the harness mounts it (see servers/)."""
+
+    name: str
+    version: str
+    http: str
+    asgi: int  # 2 or 3: the calling convention the server expects of apps
+
+    def settings_space(self) -> dict[str, list[Any]]:
+        """Server settings the search may vary, each with its legal values (first: default)."""
+        ...
+
+    async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
+                    address: tuple[str, int]) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class HttpScenario:
+    family: str
+    connections: tuple[ConnSpec, ...]
+    behaviours: tuple[tuple[int, int, AppBehaviour], ...]
+    server: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "http",
+            "family": self.family,
+            "connections": [c.to_json() for c in self.connections],
+            "behaviours": [[cid, i, b.to_json()] for cid, i, b in self.behaviours],
+            "server": dict(self.server),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HttpScenario:
+        try:
+            return cls(
+                family=str(data["family"]),
+                connections=tuple(ConnSpec.from_json(c) for c in data["connections"]),
+                behaviours=tuple((int(c), int(i), AppBehaviour(**b))
+                                 for c, i, b in data["behaviours"]),
+                server=dict(data.get("server") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed http scenario: {exc!r}") from None
+
+
+@dataclass
+class HttpRun:
+    result: SimResult
+    observations: Observations
+    failures: list[Failure]
+
+
+@contextmanager
+def collect_errors() -> Iterator[ErrorCollector]:
+    """ERROR records from every logger, including ones that do not propagate."""
+    collector = ErrorCollector()
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.root.manager.loggerDict.values()
+        if isinstance(lg, logging.Logger) and not lg.propagate
+    ]
+    for lg in loggers:
+        lg.addHandler(collector)
+    try:
+        yield collector
+    finally:
+        for lg in loggers:
+            lg.removeHandler(collector)
+
+
+def http_program(scenario: HttpScenario, target: Target, state: dict[str, Any]) -> Any:
+    async def program(loop: SimLoop) -> None:
+        network = loop.network
+
+        def reads_of(cid: int) -> int:
+            return network.connections[cid - 1].up.reads if cid <= len(network.connections) else 0
+
+        behaviours = {(c, i): b for c, i, b in scenario.behaviours}
+        app = RecordingApp(behaviours, reads_of, loop.time)
+        state["app"] = app
+        served = app if target.asgi == 3 else asgi2(app)
+        await target.mount(loop, served, scenario.server, ADDRESS)
+        state["clients"] = [
+            ClientScript(PeerConnection(loop, ADDRESS), spec) for spec in scenario.connections
+        ]
+
+    return program
+
+
+def run_http(
+    scenario: HttpScenario, target: Target, source: DecisionSource,
+    settings: Settings | None = None,
+) -> HttpRun:
+    state: dict[str, Any] = {}
+    with collect_errors() as collector:
+        def inspect(loop: SimLoop) -> dict[str, Any]:
+            return {"observations": observe(loop, state["app"], state.get("clients", []),
+                                            collector)}
+
+        result = simulate(http_program(scenario, target, state), source, settings, inspect)
+    if result.program_error is not None:
+        raise RuntimeError(
+            f"mounting {target.name} {target.version} failed: {result.program_error!r}"
+        ) from result.program_error
+    obs: Observations = result.extras["observations"]
+    return HttpRun(result, obs, check(obs))

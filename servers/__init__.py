@@ -1,0 +1,1 @@
+"""Targets: one adapter per server, plus the reference server (servers/reference)."""
