@@ -114,11 +114,16 @@ def _teardown(loop: SimLoop) -> None:
         return
     loop.decisions = Recorder(OrdinarySource())
     loop.log = EventLog()  # The result keeps the run's log; teardown is not part of it.
+    # Cut the world off first: no more arrivals, accepts or peer actions, so
+    # cancelled tasks wind down instead of new requests starting new ones.
+    loop.network = Network(loop.network.window)
+    loop.peers = []
+    loop.servers = []
     loop._selector.polls = 0
     loop.escapes.clear()
-    # Cancelling can start new tasks (a server cleaning up, a queued accept), so
-    # repeat until a round finds nothing left.
-    for _ in range(5):
+    # Cancelling can start new tasks (a server cleaning up, a queued pipelined
+    # request), and a server may catch the cancellation and wait again, so repeat.
+    for _ in range(20):
         with contextlib.suppress(RuntimeError, SimulationEscape):
             loop.run_until_complete(asyncio.sleep(0))  # Flush what was already queued.
         pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -129,6 +134,12 @@ def _teardown(loop: SimLoop) -> None:
         loop.outcome = None
         with contextlib.suppress(RuntimeError, SimulationEscape):
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    # Whatever still refuses to end is closed now, while the loop is open, so the
+    # garbage collector does not run its cleanup code against a closed loop later.
+    for task in asyncio.all_tasks(loop):
+        task._log_destroy_pending = False
+        with contextlib.suppress(BaseException):
+            task.get_coro().close()  # type: ignore[union-attr]
     with contextlib.suppress(RuntimeError):
         loop.run_until_complete(loop.shutdown_asyncgens())
     loop.close()

@@ -1,0 +1,92 @@
+"""Exploration: the search engine applied to HTTP scenarios on one target.
+
+This is where the generic engine (harness/search.py) meets the scenario space
+(harness/strategies.py) and a target: `explore` returns findings whose traces
+replay on their own (trace kind "http").
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+from harness.decisions import DecisionSource, Recorder, ReplaySource
+from harness.oracles import Failure
+from harness.run import Settings
+from harness.scenario import HttpRun, HttpScenario, Target, run_http
+from harness.search import Found, Outcome, Progress, SearchReport, search
+from harness.strategies import FAMILIES, scenarios
+from harness.trace import Trace
+
+SETTINGS = Settings()
+
+
+def execute_on(target: Target, settings: Settings = SETTINGS) -> Any:
+    def execute(scenario: HttpScenario, source: DecisionSource) -> Outcome:
+        recorder = source if isinstance(source, Recorder) else Recorder(source)
+        run = run_http(scenario, target, recorder, settings)
+        return Outcome(run.failures, list(recorder.decisions))
+
+    return execute
+
+
+def explore(
+    target: Target,
+    families: tuple[str, ...] = FAMILIES,
+    *,
+    budget_seconds: float = 60.0,
+    max_runs: int | None = None,
+    seed: int = 0,
+    strategy: str = "hypothesis",
+    known: frozenset[tuple[str, str]] = frozenset(),
+    max_found: int | None = None,
+    progress: Progress | None = None,
+) -> SearchReport[HttpScenario]:
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown scenario family {unknown[0]!r}; known: {', '.join(FAMILIES)}")
+    strategy_for = scenarios(target, tuple(families))
+    return search(
+        lambda draw: draw(strategy_for),
+        execute_on(target),
+        strategy=strategy,
+        budget_seconds=budget_seconds,
+        max_runs=max_runs,
+        seed=seed,
+        known=known,
+        max_found=max_found,
+        **({"progress": progress} if progress else {}),
+    )
+
+
+def trace_of(found: Found[HttpScenario], target: Target) -> Trace:
+    failure: Failure = found.failure
+    return Trace(
+        scenario=found.scenario.to_json(),
+        decisions=found.decisions,
+        settings=SETTINGS,
+        target=target.describe(),
+        verdict={"kind": failure.kind, "signature": failure.signature,
+                 "message": failure.message},
+        meta={"python": platform.python_version()},
+    )
+
+
+@dataclass
+class Verdict:
+    failures: list[Failure]
+    run: HttpRun
+    diverged_at: int | None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def replay_http(trace: Trace, target: Target, strict: bool = True) -> Verdict:
+    """Replay an http trace on `target` (strict on its own target, lenient elsewhere)."""
+    scenario = HttpScenario.from_json(trace.scenario)
+    source = ReplaySource(trace.decisions, strict=strict)
+    run = run_http(scenario, target, source, trace.settings)
+    return Verdict(run.failures, run, source.diverged_at)
