@@ -137,9 +137,10 @@ def _teardown(loop: SimLoop) -> None:
     # Whatever still refuses to end is closed now, while the loop is open, so the
     # garbage collector does not run its cleanup code against a closed loop later.
     for task in asyncio.all_tasks(loop):
-        task._log_destroy_pending = False
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+        coro: Any = task.get_coro()
         with contextlib.suppress(BaseException):
-            task.get_coro().close()  # type: ignore[union-attr]
+            coro.close()
     with contextlib.suppress(RuntimeError):
         loop.run_until_complete(loop.shutdown_asyncgens())
     loop.close()

@@ -21,6 +21,7 @@ bug and raises.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,7 +149,9 @@ def _round(
     # A round is a complete Hypothesis run of at most ROUND_EXAMPLES examples; the
     # budget is checked between rounds, so Hypothesis is never cut off mid-run
     # (an early return would look like nondeterministic data generation to it).
-    remaining = ROUND_EXAMPLES if max_runs_left is None else max(1, min(ROUND_EXAMPLES, max_runs_left))
+    remaining = ROUND_EXAMPLES
+    if max_runs_left is not None:
+        remaining = max(1, min(ROUND_EXAMPLES, max_runs_left))
 
     @settings(database=None, deadline=None, max_examples=remaining, verbosity=Verbosity.quiet,
               suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink],
@@ -180,10 +183,8 @@ def _round(
             state["last"] = (scenario, outcome.decisions, match[0])
             raise _Interesting()
 
-    try:
+    with contextlib.suppress(_Interesting):
         hypothesis_seed(round_seed)(run_one)()
-    except _Interesting:
-        pass
     if state["last"] is None:
         return None
     found_runs, found_seconds = state["found_at"]
