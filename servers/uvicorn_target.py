@@ -46,7 +46,7 @@ class UvicornTarget:
         config = Config(**{k: v for k, v in options.items() if k in accepted})
         config.load()
         state = ServerState()
-        protocol_class = config.http_protocol_class
+        protocol_class: Any = config.http_protocol_class
 
         def factory() -> Any:
             return protocol_class(config=config, server_state=state, app_state={})

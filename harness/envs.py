@@ -1,0 +1,200 @@
+"""Environments: each target release installed once, into its own cached folder.
+
+Rule 5 (DESIGN.md): one target version per process. A release is installed
+with `pip install --no-deps --target <cache>/<server>-<version>/site`, then
+each requirement its metadata declares is installed at the declared version
+where that works on this Python, and at the newest release of that package
+where it does not; every fallback is recorded in `env.json` and shown in
+reports. A worker process puts the site folder first on `sys.path`, so the
+release's own pins (an old h11, say) shadow the harness's.
+
+Installs are atomic: they happen in a temporary folder that is renamed into
+place only once the release imports, so an interrupted or failed install
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_FORMAT = 1
+
+
+class EnvError(RuntimeError):
+    """A release that cannot be installed or imported; the message says why and what to do."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", PROJECT_ROOT / ".harness-cache")) / "envs"
+
+
+@dataclass
+class EnvInfo:
+    server: str
+    version: str
+    python: str
+    installed: dict[str, str] = field(default_factory=dict)  # package -> version
+    fallbacks: list[str] = field(default_factory=list)  # human-readable notes
+    skipped: list[str] = field(default_factory=list)
+    protocols: list[str] = field(default_factory=list)  # http implementations that import
+    format: int = ENV_FORMAT
+
+
+@dataclass
+class Env:
+    path: Path
+    info: EnvInfo
+
+    @property
+    def site(self) -> Path:
+        return self.path / "site"
+
+    def python_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(self.site), str(PROJECT_ROOT)])
+        env["PYTHONNOUSERSITE"] = "1"
+        return env
+
+
+Log = Callable[[str], None]
+
+# What must import for each protocol implementation (module, class).
+PROTOCOL_PROBES = {
+    "h11": "uvicorn.protocols.http.h11_impl",
+    "httptools": "uvicorn.protocols.http.httptools_impl",
+}
+
+
+def _pip(args: list[str], log: Log) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", *args]
+    log("pip " + " ".join(args))
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+def _last_lines(text: str, n: int = 6) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return "\n".join("    " + ln for ln in lines[-n:])
+
+
+def _requirements(site: Path, dist: str) -> list[Requirement]:
+    pattern = re.compile(rf"^{re.escape(dist).replace('_', '[-_]')}-.*\.(dist|egg)-info$", re.I)
+    for entry in site.iterdir():
+        if pattern.match(entry.name):
+            meta = entry / ("METADATA" if entry.name.endswith("dist-info") else "PKG-INFO")
+            if not meta.exists():
+                continue
+            reqs = []
+            for line in meta.read_text(errors="replace").splitlines():
+                if line.startswith("Requires-Dist:"):
+                    try:
+                        reqs.append(Requirement(line.split(":", 1)[1].strip()))
+                    except InvalidRequirement:
+                        continue
+            return reqs
+    return []
+
+
+def _applies(req: Requirement) -> bool:
+    """Skip extras and requirements for other Pythons or platforms."""
+    if req.marker is None:
+        return True
+    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
+    env["extra"] = ""
+    return bool(req.marker.evaluate(env))
+
+
+def _installed_versions(site: Path) -> dict[str, str]:
+    out = {}
+    for entry in site.iterdir():
+        m = re.match(r"^(.+?)-([^-]+)\.(dist|egg)-info$", entry.name)
+        if m:
+            out[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return dict(sorted(out.items()))
+
+
+def _probe_protocols(site: Path) -> list[str]:
+    ok = []
+    env = dict(os.environ, PYTHONPATH=str(site), PYTHONNOUSERSITE="1")
+    for name, module in PROTOCOL_PROBES.items():
+        proc = subprocess.run([sys.executable, "-c", f"import {module}"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode == 0:
+            ok.append(name)
+    return ok
+
+
+def ensure_env(server: str, version: str, log: Log = lambda s: None) -> Env:
+    """The cached environment for `server==version`, installing it on first use."""
+    final = cache_dir() / f"{server}-{version}"
+    info_path = final / "env.json"
+    if info_path.exists():
+        try:
+            data = json.loads(info_path.read_text())
+            info = EnvInfo(**data)
+            if info.format == ENV_FORMAT and info.python == _python_tag():
+                return Env(final, info)
+        except (ValueError, TypeError):
+            pass
+        shutil.rmtree(final, ignore_errors=True)  # stale or from another Python
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{server}-{version}-", dir=final.parent))
+    try:
+        info = _install(server, version, work / "site", log)
+        (work / "env.json").write_text(json.dumps(asdict(info), indent=1) + "\n")
+        os.replace(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Env(final, info)
+
+
+def _python_tag() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _install(server: str, version: str, site: Path, log: Log) -> EnvInfo:
+    site.mkdir(parents=True)
+    proc = _pip(["install", "--no-deps", "--target", str(site), f"{server}=={version}"], log)
+    if proc.returncode != 0:
+        if "No matching distribution" in proc.stderr or "Could not find a version" in proc.stderr:
+            raise EnvError(
+                f"{server}=={version} does not exist on PyPI; list releases with "
+                f"'pip index versions {server}'"
+            )
+        raise EnvError(f"installing {server}=={version} failed:\n{_last_lines(proc.stderr)}")
+    info = EnvInfo(server, version, _python_tag())
+    for req in _requirements(site, server):
+        if not _applies(req):
+            continue
+        spec = str(req.specifier)
+        pinned = f"{req.name}{spec}"
+        proc = _pip(["install", "--no-deps", "--target", str(site), pinned], log)
+        if proc.returncode == 0:
+            continue
+        newest = _pip(["install", "--no-deps", "--upgrade", "--target", str(site), req.name], log)
+        if newest.returncode == 0:
+            info.fallbacks.append(f"{pinned} does not install on Python {_python_tag()}; "
+                                  f"used the newest {req.name}")
+        else:
+            info.skipped.append(f"{pinned}: neither it nor the newest release installs")
+    info.installed = _installed_versions(site)
+    info.protocols = _probe_protocols(site)
+    if not info.protocols:
+        raise EnvError(
+            f"{server}=={version} installed, but none of its HTTP protocols imports on "
+            f"Python {_python_tag()} ({'; '.join(info.fallbacks + info.skipped) or 'no fallbacks'})"
+        )
+    return info
