@@ -132,7 +132,12 @@ class RecordingApp:
         task = asyncio.current_task()
         if task is not None:
             rec.waiting[call] = task
-        message: dict[str, Any] = await receive()
+        try:
+            message: dict[str, Any] = await receive()
+        except BaseException as exc:  # cancelled, or the server raised: not a hang
+            rec.waiting.pop(call, None)
+            self._note(rec, "received", {"type": f"raised {type(exc).__name__}"}, call)
+            raise
         rec.waiting.pop(call, None)
         self._note(rec, "received", message, call)
         if message.get("type") == "http.request":

@@ -41,6 +41,7 @@ def explore(
     strategy: str = "hypothesis",
     known: frozenset[tuple[str, str]] = frozenset(),
     max_found: int | None = None,
+    accept: Any = None,
     progress: Progress | None = None,
 ) -> SearchReport[HttpScenario]:
     unknown = [f for f in families if f not in FAMILIES]
@@ -56,6 +57,7 @@ def explore(
         seed=seed,
         known=known,
         max_found=max_found,
+        accept=accept,
         **({"progress": progress} if progress else {}),
     )
 

@@ -9,6 +9,7 @@ read from the server under test (DESIGN.md, Rule 4).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,7 +108,9 @@ def observe(
     }
     return Observations(
         outcome=loop.outcome or "stopped",
-        requests=dict(app.records),
+        # Snapshots: teardown cancels the app's tasks, which appends to the live records.
+        requests={k: dataclasses.replace(r, events=list(r.events), waiting={})
+                  for k, r in app.records.items()},
         connections=conns,
         blocked=blocked_tasks(loop),
         timers=timers,

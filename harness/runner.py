@@ -36,6 +36,18 @@ def make_target(spec: TargetSpec) -> Target:
     raise EnvError(f"no adapter for server {spec.server!r}")
 
 
+def _acceptor(accept: dict[str, str] | None) -> Callable[[Any], bool] | None:
+    """{"kind": K, "signature_contains": S}: count only failures that match."""
+    if not accept:
+        return None
+    kind, part = accept.get("kind"), accept.get("signature_contains", "")
+
+    def accepts(failure: Any) -> bool:
+        return (kind is None or failure.kind == kind) and part in failure.signature
+
+    return accepts
+
+
 def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
     from harness.explore import explore, trace_of
 
@@ -49,6 +61,7 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
         strategy=str(request.get("strategy", "hypothesis")),
         known=frozenset((str(k[0]), str(k[1])) for k in request.get("known", [])),
         max_found=request.get("max_found"),
+        accept=_acceptor(request.get("accept")),
         progress=progress,
     )
     findings = []

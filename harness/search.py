@@ -102,8 +102,13 @@ def search(
     seed: int = 0,
     known: frozenset[tuple[str, str]] = frozenset(),
     max_found: int | None = None,
+    accept: Callable[[Any], bool] | None = None,
     progress: Progress = _no_progress,
 ) -> SearchReport[X]:
+    """Search until the budget is spent (or `max_found` distinct failures).
+
+    `accept`, if given, limits which failures count: the others are ignored,
+    which is how a benchmark measures the time to one particular bug."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
     if budget_seconds <= 0 and max_runs is None:
@@ -121,7 +126,7 @@ def search(
     while not exhausted() and (max_found is None or len(report.found) < max_found):
         runs_left = None if max_runs is None else max_runs - report.runs
         found = _round(generate, execute, strategy, seed + rounds, frozenset(seen), report,
-                       start, runs_left, progress)
+                       start, runs_left, accept, progress)
         rounds += 1
         if found is None:
             continue  # Nothing new in this round: another seed, while budget lasts.
@@ -142,6 +147,7 @@ def _round(
     report: SearchReport[X],
     start: float,
     max_runs_left: int | None,
+    accept: Callable[[Any], bool] | None,
     progress: Progress,
 ) -> Found[X] | None:
     state: dict[str, Any] = {"target": None, "last": None, "found_at": None, "shrinks": 0}
@@ -170,7 +176,8 @@ def _round(
             report.runs += 1
             if report.runs % 50 == 0:
                 progress("runs", {"runs": report.runs, "elapsed": time.monotonic() - start})
-            new = [f for f in outcome.failures if f.key() not in known]
+            new = [f for f in outcome.failures
+                   if f.key() not in known and (accept is None or accept(f))]
             if not new:
                 return
             state["target"] = target = new[0].key()

@@ -9,10 +9,9 @@ logger, where the oracles collect them.
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 from typing import Any
-
-import uvicorn
 
 from harness.loop import SimLoop
 
@@ -26,7 +25,7 @@ class UvicornTarget:
         if http not in PROTOCOLS:
             raise ValueError(f"unknown uvicorn protocol {http!r}; use one of {PROTOCOLS}")
         self.http = http
-        self.version = uvicorn.__version__
+        self.version = importlib.metadata.version("uvicorn")
         self.asgi = 3
 
     def settings_space(self) -> dict[str, list[Any]]:
@@ -38,7 +37,11 @@ class UvicornTarget:
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
                     address: tuple[str, int]) -> None:
         from uvicorn.config import Config
-        from uvicorn.server import ServerState
+
+        try:
+            from uvicorn.server import ServerState
+        except ImportError:  # before 0.12 it lived in uvicorn.main
+            from uvicorn.main import ServerState  # type: ignore[no-redef]
 
         accepted = inspect.signature(Config.__init__).parameters
         options = {"app": app, "http": self.http, "ws": "none", "lifespan": "off",
@@ -47,8 +50,11 @@ class UvicornTarget:
         config.load()
         state = ServerState()
         protocol_class: Any = config.http_protocol_class
+        offered = {"config": config, "server_state": state, "app_state": {}}
+        wanted = inspect.signature(protocol_class.__init__).parameters
+        kwargs = {k: v for k, v in offered.items() if k in wanted}
 
         def factory() -> Any:
-            return protocol_class(config=config, server_state=state, app_state={})
+            return protocol_class(**kwargs)
 
         await loop.create_server(factory, *address)
