@@ -106,17 +106,20 @@ def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) ->
             due = done  # pending when the response completed
         if body_read and call.message.get("after_response"):
             due = call  # called after the response was sent
+        context = "after the response" if call.message.get("after_response") else (
+            "pending at the response's end")
         if ret is None:
             if due is not None:
-                out.append(Failure("lost-disconnect", f"blocked at {stack}",
-                                   f"{where}: receive() #{call.call} called after the response "
-                                   "was sent never returned", where))
+                out.append(Failure("lost-disconnect", f"receive() {context}: blocked at {stack}",
+                                   f"{where}: receive() #{call.call} {context} never returned",
+                                   where))
             elif closed_at is not None or end_seen == "rst":
-                out.append(Failure("lost-disconnect", f"blocked at {stack}",
+                out.append(Failure("lost-disconnect", f"receive() after close: blocked at {stack}",
                                    f"{where}: receive() #{call.call} never returned though the "
                                    "connection was closed", where))
             elif end_seen == "fin" and not rec.body_complete:
-                out.append(Failure("lost-disconnect", f"blocked at {stack}",
+                out.append(Failure("lost-disconnect",
+                                   f"receive() after client EOF: blocked at {stack}",
                                    f"{where}: receive() #{call.call} waits for a body the client "
                                    "can no longer send (it closed its side)", where))
             elif _body_arrived(rec, facts):
@@ -132,10 +135,9 @@ def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) ->
             late = ret.time > max(due.time, call.time)
             if kind != "http.disconnect" or late:
                 what = f"returned {kind}" if kind != "http.disconnect" else (
-                    "returned http.disconnect only after virtual time passed")
-                out.append(Failure("lost-disconnect", f"late or missing disconnect: {what}",
-                                   f"{where}: receive() #{call.call} after the response {what}",
-                                   where))
+                    "http.disconnect only after virtual time passed")
+                out.append(Failure("lost-disconnect", f"receive() {context}: {what}",
+                                   f"{where}: receive() #{call.call} {context}: {what}", where))
     return out
 
 
