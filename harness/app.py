@@ -80,16 +80,22 @@ class RequestRecord:
 Observer = Callable[[int], int]  # cid -> server reads so far
 
 
+def request_label(cid: int, index: int) -> str:
+    return f"/c{cid}/r{index}"
+
+
 class RecordingApp:
     def __init__(
         self,
         behaviours: dict[tuple[int, int], AppBehaviour],
         reads_of: Observer,
         clock: Callable[[], float],
+        record: Callable[[str, str], None] = lambda kind, detail: None,
     ) -> None:
         self.behaviours = behaviours
         self.reads_of = reads_of
         self.clock = clock
+        self.record = record  # the run's event log: ASGI messages belong in it too
         self.records: dict[tuple[int, int], RequestRecord] = {}
         self.unknown_paths: list[str] = []
 
@@ -100,6 +106,13 @@ class RecordingApp:
         rec.events.append(
             AsgiEvent(self.clock(), self.reads_of(rec.cid), kind, summary, call, len(rec.events))
         )
+        shown = summary.get("type", summary.get("path", ""))
+        if "body_len" in summary:
+            shown += f" {summary['body_len']}B more_body={summary.get('more_body', False)}"
+        if "status" in summary:
+            shown += f" {summary['status']}"
+        number = f" #{call}" if call else ""
+        self.record("asgi", f"{request_label(rec.cid, rec.index)} {kind}{number} {shown}".rstrip())
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

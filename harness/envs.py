@@ -62,9 +62,15 @@ class Env:
     def site(self) -> Path:
         return self.path / "site"
 
+    @classmethod
+    def current(cls) -> Env:
+        """The harness's own environment (its installed releases), for parallel workers."""
+        return cls(PROJECT_ROOT, EnvInfo("installed", "", _python_tag()))
+
     def python_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(self.site), str(PROJECT_ROOT)])
+        paths = [str(self.site)] if self.info.server != "installed" else []
+        env["PYTHONPATH"] = os.pathsep.join([*paths, str(PROJECT_ROOT)])
         env["PYTHONNOUSERSITE"] = "1"
         return env
 

@@ -107,13 +107,19 @@ def handle(request: dict[str, Any], progress: Progress) -> dict[str, Any]:
 
 
 def run(spec: TargetSpec, request: dict[str, Any], progress: Progress,
-        log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Serve `request` on `spec`: here if its release is installed here, else in a worker."""
+        log: Callable[[str], None] = lambda s: None,
+        force_worker: bool = False) -> dict[str, Any]:
+    """Serve `request` on `spec`: here if its release is installed here, else in a worker.
+
+    `force_worker` runs even the installed release in a subprocess (parallel jobs)."""
     request = {**request, "server": spec.server, "version": spec.version, "http": spec.http}
-    if spec.in_process():
+    if spec.in_process() and not force_worker:
         return handle(request, progress)
+    if spec.in_process():
+        result = _run_worker(Env.current(), request, progress)
+        return result
     assert spec.version is not None
-    env = ensure_env(spec.server, spec.version, log)
+    env = ensure_env(spec.server, spec.version, lambda line: log(f"installing: {line}"))
     if spec.http not in env.info.protocols:
         raise EnvError(f"{spec.server}=={spec.version} has no importable {spec.http} protocol "
                        f"on this Python (importable: {', '.join(env.info.protocols) or 'none'})")

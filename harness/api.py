@@ -1,0 +1,28 @@
+"""A small public API over the runner, for generated repro tests and scripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.runner import run
+from harness.targets import target_specs
+from harness.trace import Trace
+
+
+def replay_trace_file(path: str | Path, server: str | None = None,
+                      http: str | None = None) -> dict[str, Any]:
+    """Replay a trace file on `server` (default: the trace's own target).
+
+    Strict on the trace's own release, lenient on any other (its code paths may
+    ask different questions). Returns the verdict: failures, log, divergence."""
+    trace = Trace.load(path)
+    own = trace.target or {}
+    if server is None:
+        server = f"{own.get('server')}=={own.get('version')}"
+    spec = target_specs(server, http or str(own.get("http", "h11")))[0]
+    same = (spec.server == own.get("server") and spec.http == own.get("http")
+            and (spec.version or "") in ("", own.get("version"))
+            and spec.label == f"{own.get('server')}-{own.get('version')}-{own.get('http')}")
+    request = {"op": "replay", "trace": trace.to_json(), "strict": same}
+    return run(spec, request, lambda event, info: None)

@@ -1,0 +1,205 @@
+"""The `harness` command: explore, replay, bisect.
+
+Exit codes: 0 nothing found (replay: the trace passes), 1 a failure was found
+(replay: the trace fails), 2 a usage or environment error, always one line
+naming the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from harness.envs import EnvError
+from harness.report import write_report
+from harness.runner import WorkerError, run
+from harness.search import STRATEGIES
+from harness.strategies import FAMILIES
+from harness.targets import TargetError, TargetSpec, target_specs
+from harness.trace import Trace, TraceError
+
+REFERENCE_NOTE = ("The built-in reference server is not part of this harness version yet; "
+                  "this section will show what it does on the same trace.")
+
+
+class UsageError(Exception):
+    pass
+
+
+class Progress:
+    """A live status line on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream: Any = sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.lock = threading.Lock()
+        self.runs: dict[int, int] = {}
+        self.distinct = 0
+        self.start = time.monotonic()
+        self.last_plain = 0.0
+
+    def line(self, text: str) -> None:
+        with self.lock:
+            if self.tty:
+                self.stream.write("\r\x1b[2K" + text + "\n")
+            else:
+                self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def event(self, job: int, event: str, info: dict[str, Any]) -> None:
+        if event == "runs":
+            self.runs[job] = int(info.get("runs", 0))
+            elapsed = time.monotonic() - self.start
+            total = sum(self.runs.values())
+            status = (f"runs {total}  {total / elapsed if elapsed else 0:.0f}/s  "
+                      f"distinct failures {self.distinct}  {elapsed:.0f}s")
+            with self.lock:
+                if self.tty:
+                    self.stream.write("\r\x1b[2K" + status)
+                    self.stream.flush()
+                elif time.monotonic() - self.last_plain >= 5:
+                    self.last_plain = time.monotonic()
+                    self.stream.write(status + "\n")
+                    self.stream.flush()
+        elif event == "shrinking":
+            self.line(f"found {info['kind']}: {info['signature']} (shrinking...)")
+        elif event == "found":
+            self.distinct += 1
+
+
+def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    per_job_runs = None if args.max_runs is None else max(1, args.max_runs // args.jobs)
+
+    def job(j: int) -> None:
+        request = {"op": "explore", "families": args.family or list(FAMILIES),
+                   "budget": args.budget, "max_runs": per_job_runs,
+                   "seed": args.seed + 7919 * j, "strategy": args.strategy}
+        try:
+            results.append(run(spec, request, lambda e, i: progress.event(j, e, i),
+                               progress.line, force_worker=args.jobs > 1))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job, args=(j,)) for j in range(args.jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for result in results:
+        for f in result["findings"]:
+            merged.setdefault((f["kind"], f["signature"]), f)
+    return {"runs": sum(r["runs"] for r in results),
+            "seconds": max(r["seconds"] for r in results),
+            "findings": list(merged.values()), "env": results[0].get("env"),
+            "target": results[0]["target"]}
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    if args.budget <= 0 and args.max_runs is None:
+        raise UsageError(f"--budget must be a positive number of seconds, got {args.budget:g} "
+                         "(or give --max-runs N)")
+    if args.max_runs is not None and args.max_runs < 1:
+        raise UsageError(f"--max-runs must be at least 1, got {args.max_runs}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    for family in args.family or []:
+        if family not in FAMILIES:
+            raise UsageError(f"unknown scenario family {family!r}; known: {', '.join(FAMILIES)}")
+    specs = target_specs(args.server, args.http)
+    progress = Progress()
+    summary = []
+    found_any = False
+    for spec in specs:
+        progress.line(f"exploring {spec} for {args.budget:g}s (strategy {args.strategy}, "
+                      f"seed {args.seed}, jobs {args.jobs})")
+        result = _explore_one(spec, args, progress)
+        label = "{server}-{version}-{http}".format(**result["target"])
+        for finding in result["findings"]:
+            found_any = True
+            trace = Trace.from_json(finding["trace"])
+            replayed = run(spec, {"op": "replay", "trace": finding["trace"], "strict": True},
+                           lambda e, i: None)
+            path = write_report(Path(args.reports), label, trace, finding, replayed["log"],
+                                result.get("env"), REFERENCE_NOTE)
+            progress.line(f"  {finding['kind']}: {finding['signature']}\n    -> {path}/")
+        summary.append((label, result))
+    _print_summary(summary)
+    return 1 if found_any else 0
+
+
+def _print_summary(summary: list[tuple[str, dict[str, Any]]]) -> None:
+    print(f"\n{'target':32} {'runs':>8} {'runs/s':>8}  failures by kind")
+    for label, result in summary:
+        kinds = Counter(f["kind"] for f in result["findings"])
+        rate = result["runs"] / result["seconds"] if result["seconds"] else 0.0
+        by_kind = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"
+        print(f"{label:32} {result['runs']:>8} {rate:>8.0f}  {by_kind}")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from harness.api import replay_trace_file
+
+    verdict = replay_trace_file(args.trace, args.server, args.http)
+    for line in verdict["log"]:
+        print(line)
+    target = verdict["target"]
+    print(f"\nreplayed on {target['server']} {target['version']} ({target['http']})"
+          + (f"; diverged from the trace at decision {verdict['diverged_at']}"
+             if verdict.get("diverged_at") is not None else ""))
+    if not verdict["failures"]:
+        print("verdict: pass")
+        return 0
+    for f in verdict["failures"]:
+        print(f"verdict: {f['kind']}: {f['signature']}\n  {f['message']}")
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ex = sub.add_parser("explore", help="search orderings of one target for failures")
+    ex.add_argument("--server", required=True, help="NAME or NAME==VERSION, e.g. uvicorn==0.11.3")
+    ex.add_argument("--http", default="h11", help="h11, httptools or all (default h11)")
+    ex.add_argument("--family", action="append", help=f"scenario family ({', '.join(FAMILIES)})")
+    ex.add_argument("--budget", type=float, default=60.0, help="seconds of search per target")
+    ex.add_argument("--max-runs", type=int, default=None)
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--strategy", choices=STRATEGIES, default="hypothesis")
+    ex.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    ex.add_argument("--reports", default="reports", help="where reports are written")
+    ex.set_defaults(func=cmd_explore)
+
+    rp = sub.add_parser("replay", help="replay a trace and print its verdict and timeline")
+    rp.add_argument("trace")
+    rp.add_argument("--server", default=None, help="another release to replay it on")
+    rp.add_argument("--http", default=None)
+    rp.set_defaults(func=cmd_replay)
+
+    from harness.bisect import add_parser as add_bisect
+
+    add_bisect(sub)
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (UsageError, TargetError, EnvError, TraceError, WorkerError) as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted; no report was left half-written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

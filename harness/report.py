@@ -1,0 +1,209 @@
+"""Reports: one folder per distinct failure, worth attaching to a bug report.
+
+    reports/<server>-<version>-<http>/<kind>-<id>/
+        trace.json      the shrunk, replayable trace
+        report.md       what failed and where, the environment, the deviations
+                        from an ordinary run, a Mermaid timeline, how to replay
+        test_repro.py   a standalone pytest file that fails while the bug is present
+
+A folder is written in a temporary sibling and renamed into place, so an
+interrupted run never leaves half a report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.app import AppBehaviour
+from harness.oracles import KINDS
+from harness.trace import Trace
+
+MAX_TIMELINE = 120
+
+
+def report_id(kind: str, signature: str) -> str:
+    return hashlib.sha1(f"{kind}\n{signature}".encode()).hexdigest()[:8]
+
+
+def report_dir(root: Path, label: str, kind: str, signature: str) -> Path:
+    return root / label / f"{kind}-{report_id(kind, signature)}"
+
+
+def describe_decision(what: str, n: int, choice: int) -> str:
+    if what.startswith("arrive "):
+        stream = what.split(" ", 1)[1]
+        if choice == 1:
+            return f"bytes in flight on {stream} were held back: something else ran first"
+        return f"only the first {choice - 1} byte(s) in flight on {stream} arrived"
+    if what == "io order":
+        return f"the I/O event that would have run first ran after event {choice} in its poll"
+    return f"{what}: option {choice} of {n}"
+
+
+def _mermaid(log: list[str]) -> list[str]:
+    lines = ["sequenceDiagram", "    participant C as Client", "    participant S as Server",
+             "    participant A as App"]
+    for entry in log:
+        parts = entry.split(" ", 2)
+        if len(parts) < 3:
+            continue
+        t, kind, detail = parts
+        at = f"t={float(t):g}"
+        if kind == "client-send":
+            lines.append(f"    C->>S: {detail.split()[-1]} ({at})")
+        elif kind in ("client-close", "client-reset", "client-shutdown"):
+            lines.append(f"    C->>S: {kind.split('-')[1]} ({at})")
+        elif kind == "recv":
+            lines.append(f"    Note over S: reads {detail.split()[-1]}")
+        elif kind == "send":
+            lines.append(f"    S->>C: {detail.split()[-1]}")
+        elif kind == "client-recv":
+            lines.append(f"    Note over C: receives {detail.split()[-1]}")
+        elif kind in ("close", "abort", "write_eof"):
+            lines.append(f"    S->>C: {kind} ({at})")
+        elif kind == "timer":
+            lines.append(f"    Note over S: timer {detail} ({at})")
+        elif kind == "asgi":
+            req, rest = detail.split(" ", 1)
+            word = rest.split(" ", 1)[0]
+            text = rest.replace(";", ",")
+            arrow = "A->>S" if word in ("receive", "send") else "S-->>A"
+            if word in ("call",):
+                arrow = "S->>A"
+            lines.append(f"    {arrow}: {req} {text}")
+        elif kind == "end":
+            lines.append(f"    Note over C,A: {detail.replace(';', ',')}")
+    if len(lines) > MAX_TIMELINE:
+        cut = len(lines) - MAX_TIMELINE
+        lines = [*lines[:4], f"    Note over C,A: ... {cut} earlier events omitted ...",
+                 *lines[4 + cut + 1:]]
+    return lines
+
+
+def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str],
+                    env: dict[str, Any] | None, replay_cmd: str,
+                    reference: str) -> str:
+    target = trace.target or {}
+    kind = finding["kind"]
+    out = [
+        f"# {kind} in {target.get('server')} {target.get('version')} ({target.get('http')})",
+        "",
+        f"**Kind:** `{kind}`: {KINDS.get(kind, '')}.",
+        "",
+        f"**Signature:** `{finding['signature']}`",
+        "",
+        f"**What happened:** {finding['message']}",
+        "",
+        "## Replay",
+        "",
+        "```",
+        replay_cmd,
+        "```",
+        "",
+        "`pytest test_repro.py` in this folder fails while the bug is present "
+        "(set `HARNESS_SERVER=uvicorn==X` to point it at another release).",
+        "",
+        "## The shrunk ordering",
+        "",
+        f"Scenario family `{trace.scenario.get('family')}`; the search needed "
+        f"{finding.get('runs_to_find', '?')} runs to find it; the shrunk trace makes "
+        f"{len(trace.decisions)} decisions.",
+        "",
+    ]
+    deviations = [(i, d) for i, d in enumerate(trace.decisions) if d.choice]
+    if deviations:
+        out.append("It is an ordinary run except for these deviations:")
+        out.append("")
+        for i, d in deviations:
+            out.append(f"- decision {i}: {describe_decision(d.what, d.n, d.choice)}")
+    else:
+        out.append("Every scheduling decision is the ordinary one: the scenario alone "
+                   "(client script, app behaviour, settings) triggers it, no unusual timing.")
+    out += ["", "Client connections:", ""]
+    for i, conn in enumerate(trace.scenario.get("connections", []), start=1):
+        reqs = ", ".join(
+            f"{r['method']} ({r['framing']} body {r['body_size']}B"
+            + (", HTTP/1.0" if r["http10"] else "") + (", close" if r["close"] else "")
+            + (", expect 100" if r["expect_continue"] else "")
+            + (f", after {r['pause']}s" if r["pause"] else "") + ")"
+            for r in conn["requests"])
+        mode = "pipelined" if conn["pipelined"] else "one after another"
+        ending = "" if conn["end"] == "none" else (
+            f"; then {conn['end']} {conn['end_moment']} (request {conn['end_request']}, "
+            f"after {conn['end_delay']}s)")
+        out.append(f"- c{i}: {mode}: {reqs}{ending}; reads {conn['read']}")
+    out += ["", "App behaviour per request:", ""]
+    defaults = AppBehaviour().to_json()
+    for cid, index, b in trace.scenario.get("behaviours", []):
+        plain = {k: v for k, v in b.items() if defaults.get(k) != v}
+        out.append(f"- /c{cid}/r{index}: {plain or 'read the body, answer in one chunk'}")
+    out += ["", f"Server settings: `{trace.scenario.get('server')}`", "",
+            "## Timeline", "", "```mermaid", *_mermaid(replay_log), "```", "",
+            "## Environment", ""]
+    out.append(f"- target: {target.get('server')} {target.get('version')}, "
+               f"protocol {target.get('http')}")
+    out.append(f"- Python {trace.meta.get('python', '?')}")
+    if env:
+        deps = ", ".join(f"{k} {v}" for k, v in sorted(env.get("installed", {}).items()))
+        out.append(f"- installed: {deps}")
+        for note in env.get("fallbacks", []) + env.get("skipped", []):
+            out.append(f"- fallback: {note}")
+    out += ["", "## The reference server", "", reference, ""]
+    return "\n".join(out)
+
+
+REPRO = '''"""Replays {kind} on {server} {version} ({http}); fails while the bug is present.
+
+Point it at another release with HARNESS_SERVER=uvicorn==X (the trace is then
+replayed leniently, as the code paths may differ).
+"""
+
+import os
+from pathlib import Path
+
+from harness.api import replay_trace_file
+
+TRACE = Path(__file__).with_name("trace.json")
+SERVER = os.environ.get("HARNESS_SERVER", "{server}=={version}")
+
+
+def test_the_trace_no_longer_shows_{slug}():
+    verdict = replay_trace_file(TRACE, SERVER, http="{http}")
+    same = [f for f in verdict["failures"] if f["kind"] == "{kind}"]
+    assert not same, "\\n".join(f["message"] for f in same)
+'''
+
+
+def write_report(root: Path, label: str, trace: Trace, finding: dict[str, Any],
+                 replay_log: list[str], env: dict[str, Any] | None,
+                 reference: str) -> Path:
+    final = report_dir(root, label, finding["kind"], finding["signature"])
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+    try:
+        target = trace.target or {}
+        rel = os.path.relpath(final / "trace.json")
+        cmd = f"harness replay {rel}"
+        (work / "trace.json").write_text(trace.dumps())
+        (work / "report.md").write_text(
+            render_markdown(trace, finding, replay_log, env, cmd, reference))
+        (work / "test_repro.py").write_text(REPRO.format(
+            kind=finding["kind"], slug=finding["kind"].replace("-", "_"),
+            server=target.get("server"), version=target.get("version"),
+            http=target.get("http")))
+        old = None
+        if final.exists():
+            old = final.with_name(f".old-{final.name}-{os.getpid()}")
+            os.replace(final, old)
+        os.replace(work, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return final
