@@ -60,6 +60,7 @@ class AsgiEvent:
     message: dict[str, Any] = field(default_factory=dict)
     call: int = 0  # which receive() call of this request, to pair receive/received
     seq: int = 0  # position among this request's events
+    tick: int = 0  # position in the run's event log
 
 
 @dataclass
@@ -91,7 +92,9 @@ class RecordingApp:
         reads_of: Observer,
         clock: Callable[[], float],
         record: Callable[[str, str], None] = lambda kind, detail: None,
+        tick: Callable[[], int] = lambda: 0,
     ) -> None:
+        self.tick = tick
         self.behaviours = behaviours
         self.reads_of = reads_of
         self.clock = clock
@@ -104,7 +107,8 @@ class RecordingApp:
         if "body" in message:
             summary["body_len"] = len(message["body"])
         rec.events.append(
-            AsgiEvent(self.clock(), self.reads_of(rec.cid), kind, summary, call, len(rec.events))
+            AsgiEvent(self.clock(), self.reads_of(rec.cid), kind, summary, call, len(rec.events),
+                      self.tick())
         )
         shown = summary.get("type", summary.get("path", ""))
         if "body_len" in summary:

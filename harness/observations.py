@@ -26,6 +26,10 @@ class ConnFacts:
     cid: int
     client: ClientScript
     conn: Connection
+    # Positions in the run's event log, to order things that share a virtual instant:
+    # the server starting to close (close/abort/write_eof) and the client leaving.
+    server_close_tick: int | None = None
+    client_end_tick: int | None = None
 
     @property
     def server_closed_at(self) -> float | None:
@@ -88,6 +92,16 @@ def observe(
     loop: SimLoop, app: RecordingApp, clients: list[ClientScript], collector: ErrorCollector
 ) -> Observations:
     conns = {c.cid: ConnFacts(c.cid, c, c.peer.conn) for c in clients}
+    for tick, entry in enumerate(loop.log.entries):
+        name = entry.detail.split(" ", 1)[0]
+        for facts in conns.values():
+            if facts.server_close_tick is None and entry.kind in ("close", "abort", "write_eof") \
+                    and name == f"server[c{facts.cid}]":
+                facts.server_close_tick = tick
+            if facts.client_end_tick is None and entry.kind in (
+                    "client-close", "client-reset", "client-shutdown") \
+                    and name == f"client[c{facts.cid}]":
+                facts.client_end_tick = tick
     errors = list(collector.records)
     for context in loop.errors:
         exc = context.get("exception")

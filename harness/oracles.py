@@ -190,8 +190,8 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
         if raised:
             continue  # raised mid-response: a truncated response is all a server can send
         done = _response_done(rec)
-        closed_at = facts.server_closed_at
-        if closed_at is not None and (done is None or done.time > closed_at):
+        closing = facts.server_close_tick
+        if closing is not None and (done is None or done.tick > closing):
             continue  # cut short by the close: premature-close judges that, not this
         expected = b"".join(rec.behaviour.response_body(rec.cid, rec.index))
         if resp.status != 200 or (resp.complete and resp.body != expected):
@@ -210,9 +210,9 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
     if closed_at is None:
         return []
     client = facts.client
-    up = facts.conn.up
-    client_end = min((t for t in (up.fin_sent_at, up.rst_sent_at) if t is not None), default=None)
-    if client_end is not None and client_end <= closed_at:
+    closing = facts.server_close_tick
+    if facts.client_end_tick is not None and (closing is None
+                                               or facts.client_end_tick < closing):
         return []  # the client left first
     out: list[Failure] = []
     for i in range(len(client.spec.requests)):
@@ -223,7 +223,7 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
             continue
         done = _response_done(rec)
         raised = any(e.kind == "raised" for e in rec.events)
-        if raised or (done is not None and done.time <= closed_at):
+        if raised or (done is not None and closing is not None and done.tick < closing):
             continue
         where = request_path(facts.cid, i)
         out.append(Failure("premature-close", "closed during a live request",

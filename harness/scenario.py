@@ -106,7 +106,8 @@ def http_program(scenario: HttpScenario, target: Target, state: dict[str, Any]) 
             return network.connections[cid - 1].up.reads if cid <= len(network.connections) else 0
 
         behaviours = {(c, i): b for c, i, b in scenario.behaviours}
-        app = RecordingApp(behaviours, reads_of, loop.time, loop.record)
+        app = RecordingApp(behaviours, reads_of, loop.time, loop.record,
+                           lambda: len(loop.log.entries))
         state["app"] = app
         served = app if target.asgi == 3 else asgi2(app)
         await target.mount(loop, served, scenario.server, ADDRESS)

@@ -247,6 +247,8 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
     def _force_close(self, exc: BaseException | None) -> None:
         if self._conn_lost:
             return
+        if exc is not None:
+            self._log("abort", f"forced by {type(exc).__name__}")
         if self._buffer:
             self._buffer.clear()
             self._writer = False
