@@ -78,10 +78,11 @@ def _pairs(rec: RequestRecord) -> list[tuple[AsgiEvent, AsgiEvent | None]]:
 
 
 def _response_done(rec: RequestRecord) -> AsgiEvent | None:
+    """The app handing over its final body message: from then on the response is the
+    server's to finish (a server may close the connection inside that send())."""
     for e in rec.events:
-        if e.kind == "sent" and e.message.get("type") == "http.response.body" and not e.message.get(
-            "more_body", False
-        ):
+        if (e.kind == "send" and e.message.get("type") == "http.response.body"
+                and not e.message.get("more_body", False)):
             return e
     return None
 

@@ -1,0 +1,80 @@
+"""`pytest scenarios/`: each scenario family, searched on each target.
+
+Targets default to the installed uvicorn in both protocol implementations;
+`--server uvicorn==X` (repeatable) runs other releases, each in its own worker
+process. `--scenario-budget` sets the seconds of search per family and target.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from harness.envs import PROJECT_ROOT
+from harness.report import report_id
+from harness.trace import Trace
+from harness.known import known_for
+from harness.runner import run
+from harness.targets import TargetSpec, target_specs
+
+DEFAULT_SERVERS = ["uvicorn"]
+FAILED_TRACES = PROJECT_ROOT / ".harness-cache" / "scenario-failures"
+
+
+def save_trace(finding: dict[str, Any]) -> str:
+    """Every failure says how to replay it: its trace is kept where the message points."""
+    trace = Trace.from_json(finding["trace"])
+    FAILED_TRACES.mkdir(parents=True, exist_ok=True)
+    path = FAILED_TRACES / f"{report_id(finding['kind'], finding['signature'])}.json"
+    trace.save(path)
+    return os.path.relpath(path)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("race harness")
+    group.addoption("--server", action="append", default=None,
+                    help="target NAME or NAME==VERSION (repeatable); default: the installed uvicorn")
+    group.addoption("--http", default="all", help="h11, httptools or all (default all)")
+    group.addoption("--scenario-budget", type=float, default=5.0,
+                    help="seconds of search per family and target (default 5)")
+    group.addoption("--scenario-seed", type=int, default=0)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target" in metafunc.fixturenames:
+        servers = metafunc.config.getoption("--server") or DEFAULT_SERVERS
+        http = metafunc.config.getoption("--http")
+        specs = [s for server in servers for s in target_specs(server, http)]
+        metafunc.parametrize("target", specs, ids=[s.label for s in specs])
+
+
+@pytest.fixture
+def search_family(request: pytest.FixtureRequest, target: TargetSpec) -> Any:
+    budget = request.config.getoption("--scenario-budget")
+    seed = request.config.getoption("--scenario-seed")
+
+    def search(family: str) -> None:
+        result = run(target, {"op": "explore", "families": [family], "budget": budget,
+                              "seed": seed}, lambda event, info: None)
+        found = result["findings"]
+        version = result["target"]["version"]
+        known = known_for(target.server, version, target.http, family)
+        unexplained = [f for f in found if not any(
+            f["kind"] == k.kind and k.signature_contains in f["signature"] for k in known)]
+        details = "\n".join(
+            f"- {f['kind']}: {f['signature']}\n  {f['message']}\n"
+            f"  replay: harness replay {save_trace(f)}" for f in unexplained)
+        assert not unexplained, (
+            f"{len(unexplained)} failure(s) on {target} in family {family!r} "
+            f"after {result['runs']} runs:\n{details}")
+        for bug in known:
+            hits = [f for f in found if f["kind"] == bug.kind
+                    and bug.signature_contains in f["signature"]]
+            assert hits, (f"the harness no longer finds {bug.name} on {target} "
+                          f"within {budget:g}s ({result['runs']} runs)")
+        if known:
+            pytest.xfail("; ".join(b.name for b in known))
+
+    return search
