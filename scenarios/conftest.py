@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from harness.envs import PROJECT_ROOT
-from harness.report import report_id
-from harness.trace import Trace
 from harness.known import known_for
+from harness.report import report_id
 from harness.runner import run
 from harness.targets import TargetSpec, target_specs
+from harness.trace import Trace
 
 DEFAULT_SERVERS = ["uvicorn"]
 FAILED_TRACES = PROJECT_ROOT / ".harness-cache" / "scenario-failures"
@@ -35,7 +35,7 @@ def save_trace(finding: dict[str, Any]) -> str:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("race harness")
     group.addoption("--server", action="append", default=None,
-                    help="target NAME or NAME==VERSION (repeatable); default: the installed uvicorn")
+                    help="NAME or NAME==VERSION (repeatable); default: the installed uvicorn")
     group.addoption("--http", default="all", help="h11, httptools or all (default all)")
     group.addoption("--scenario-budget", type=float, default=5.0,
                     help="seconds of search per family and target (default 5)")
