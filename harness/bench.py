@@ -1,0 +1,89 @@
+"""`make bench`: how fast the harness finds each known bug, and how fast it runs.
+
+For each find, over 10 seeds: the median runs and seconds to the first
+failure, seconds to shrink, and decisions in the shrunk trace. Then simulated
+runs per second on each target (a search that counts no failure, so nothing
+is shrunk). Timing lives here, never in tests.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+from harness.runner import run
+from harness.strategies import FAMILIES
+from harness.targets import target_specs
+
+SEEDS = 10
+BUDGET = 90.0
+
+
+@dataclass(frozen=True)
+class Find:
+    name: str
+    server: str
+    http: str
+    kind: str
+    signature_contains: str
+
+
+FINDS = (
+    Find("uvicorn#748", "uvicorn==0.11.3", "h11", "receive-hang", "RequestResponseCycle.receive"),
+    Find("uvicorn#748", "uvicorn==0.11.3", "httptools", "receive-hang",
+         "RequestResponseCycle.receive"),
+    Find("uvicorn#241", "uvicorn==0.3.26", "h11", "lost-disconnect",
+         "receive() after the response"),
+    Find("new: httptools pipelined disconnect", "uvicorn", "httptools", "lost-disconnect",
+         "httptools_impl.py"),
+)
+THROUGHPUT = (("uvicorn==0.3.26", "h11"), ("uvicorn==0.11.3", "h11"),
+              ("uvicorn==0.12.3", "h11"), ("uvicorn", "h11"), ("uvicorn", "httptools"))
+
+
+def measure(find: Find, seed: int) -> dict[str, float] | None:
+    spec = target_specs(find.server, find.http)[0]
+    request = {"op": "explore", "families": list(FAMILIES), "budget": BUDGET, "seed": seed,
+               "max_found": 1,
+               "accept": {"kind": find.kind, "signature_contains": find.signature_contains}}
+    result = run(spec, request, lambda e, i: None)
+    if not result["findings"]:
+        return None
+    f = result["findings"][0]
+    return {"runs": f["runs_to_find"], "seconds": f["seconds_to_find"],
+            "shrink": f["seconds_to_shrink"], "decisions": f["decisions"],
+            "deviations": f["deviations"]}
+
+
+def main() -> int:
+    print(f"finds: median over {SEEDS} seeds (budget {BUDGET:g}s per seed)")
+    print(f"{'find':38} {'target':24} {'found':>5} {'runs':>7} {'s to find':>9} "
+          f"{'s shrink':>8} {'decisions':>9} {'deviations':>10}")
+    for find in FINDS:
+        results = [measure(find, seed) for seed in range(SEEDS)]
+        ok = [r for r in results if r is not None]
+
+        def med(key: str, ok: list[dict[str, float]] = ok) -> float:
+            return statistics.median(r[key] for r in ok) if ok else float("nan")
+
+        target = f"{find.server} {find.http}"
+        print(f"{find.name:38} {target:24} {len(ok):>2}/{SEEDS} {med('runs'):>7.0f} "
+              f"{med('seconds'):>9.2f} {med('shrink'):>8.2f} {med('decisions'):>9.0f} "
+              f"{med('deviations'):>10.0f}", flush=True)
+    print("\nthroughput: simulated runs per second (10 s of search, nothing shrunk)")
+    for server, http in THROUGHPUT:
+        spec = target_specs(server, http)[0]
+        start = time.monotonic()
+        result = run(spec, {"op": "explore", "families": list(FAMILIES), "budget": 10.0,
+                            "seed": 0, "accept": {"kind": "none"}}, lambda e, i: None)
+        rate = result["runs"] / result["seconds"]
+        print(f"  {server:20} {http:10} {rate:7.0f} runs/s "
+              f"({result['runs']} runs; {time.monotonic() - start:.1f}s with start-up)",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

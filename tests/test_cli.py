@@ -1,0 +1,104 @@
+"""The `harness` command end to end, on the installed uvicorn so it stays fast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_explore_that_finds_nothing_exits_0_with_a_summary(capsys, tmp_path: Path):
+    code, out, err = run_cli(capsys, "explore", "--server", "uvicorn", "--http", "h11",
+                             "--family", "keepalive", "--max-runs", "40", "--budget", "0",
+                             "--reports", str(tmp_path))
+    assert code == 0, err
+    assert "uvicorn-" in out and "none" in out.splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def found_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
+    """The known httptools pipelining bug on the installed uvicorn, found by the CLI."""
+    root = tmp_path_factory.mktemp("reports")
+    code = main(["explore", "--server", "uvicorn", "--http", "httptools",
+                 "--family", "pipelining", "--budget", "0", "--max-runs", "1500", "--seed", "1",
+                 "--reports", str(root)])
+    return code, root
+
+
+def test_explore_that_finds_a_failure_exits_1_and_writes_a_whole_report(found_report):
+    code, root = found_report
+    assert code == 1
+    [label] = list(root.iterdir())
+    reports = list(label.iterdir())
+    assert reports and not [p for p in reports if p.name.startswith(".")]
+    for report in reports:
+        assert sorted(p.name for p in report.iterdir()) == [
+            "report.md", "test_repro.py", "trace.json"]
+        text = (report / "report.md").read_text()
+        assert "```mermaid" in text and "harness replay" in text
+        assert json.loads((report / "trace.json").read_text())["verdict"]["kind"] in text
+
+
+def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_report, capsys):
+    _, root = found_report
+    trace = next(root.glob("*/lost-disconnect-*/trace.json"))
+    code, out, _ = run_cli(capsys, "replay", str(trace))
+    assert code == 1
+    assert "asgi /c1/r0 call" in out
+    assert "verdict: lost-disconnect" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["explore", "--server", "nginx"], "unknown server 'nginx'; known servers: uvicorn"),
+        (["explore", "--server", "uvicorn==="], "malformed server 'uvicorn==='"),
+        (["explore", "--server", "uvicorn", "--http", "wsproto"],
+         "uvicorn has no HTTP implementation 'wsproto'"),
+        (["explore", "--server", "uvicorn", "--budget", "0"], "--budget must be a positive"),
+        (["explore", "--server", "uvicorn", "--family", "chaos"],
+         "unknown scenario family 'chaos'"),
+        (["explore", "--server", "uvicorn", "--jobs", "0"], "--jobs must be at least 1"),
+        (["bisect", "--server", "uvicorn", "--good", "0.12.3", "--bad", "0.11.3"],
+         "give exactly one of --trace TRACE or --scenario FAMILY"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(capsys, args: list[str], message: str):
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_malformed_trace_is_refused_with_its_path(capsys, tmp_path: Path):
+    bad = tmp_path / "trace.json"
+    bad.write_text("{oops")
+    code, _, err = run_cli(capsys, "replay", str(bad))
+    assert code == 2 and str(bad) in err and "not valid JSON" in err
+
+
+def test_a_trace_from_a_newer_harness_is_refused(capsys, tmp_path: Path):
+    future = tmp_path / "trace.json"
+    future.write_text(json.dumps({"format": "asgi-race-harness/trace", "version": 7}))
+    code, _, err = run_cli(capsys, "replay", str(future))
+    assert code == 2 and "version 7 is newer" in err
+
+
+def test_a_release_that_does_not_exist_is_named_with_the_fix(capsys, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    code, _, err = run_cli(capsys, "explore", "--server", "uvicorn==99.0.0", "--budget", "1")
+    assert code == 2
+    assert "uvicorn==99.0.0 does not exist on PyPI" in err
+    assert "pip index versions uvicorn" in err
+    assert not list((tmp_path / "envs").iterdir())  # nothing half-installed left behind
