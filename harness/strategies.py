@@ -13,6 +13,7 @@ Families share the request and behaviour vocabularies and differ in shape:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from hypothesis import strategies as st
@@ -65,6 +66,11 @@ def connections(draw: Any, family: str, cid_count: int = 1) -> ConnSpec:
     large = family == "flow"
     n = draw(st.integers(2, 3)) if pipelined else draw(st.integers(1, 3))
     reqs = tuple(draw(requests(large=large, pipelined=pipelined)) for _ in range(n))
+    if pipelined:
+        # A client that asks to close (or speaks HTTP/1.0) may not send further requests
+        # on the connection (RFC 9112, 9.6): only the last pipelined request may.
+        reqs = tuple(r if i == n - 1 else dataclasses.replace(r, close=False, http10=False)
+                     for i, r in enumerate(reqs))
     if family == "disconnect":
         end = draw(st.sampled_from(END_ACTIONS[1:]))
         moment = draw(st.sampled_from(END_MOMENTS))

@@ -74,7 +74,7 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(capsys, args: list[str], message: str):
-    code, out, err = run_cli(capsys, *args)
+    code, _, err = run_cli(capsys, *args)
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1
