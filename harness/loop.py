@@ -69,6 +69,7 @@ class SimLoop(asyncio.BaseEventLoop):
         self.decisions = decisions if isinstance(decisions, Recorder) else Recorder(decisions)
         self.peers: list[Any] = []  # harness.peer.PeerConnection, driven in the poll
         self.servers: list[SimServer] = []
+        self.pending_connects: list[asyncio.Future[None]] = []
         self.escapes: list[str] = []
         self.errors: list[dict[str, Any]] = []  # what reached the exception handler
         self.outcome: str | None = None
@@ -176,10 +177,15 @@ class SimLoop(asyncio.BaseEventLoop):
         if ssl:
             self._escape("create_connection(ssl=...)", "TLS is not simulated")
         conn = self.network.connect((host or "127.0.0.1", int(port or 0)))
+        self.record("connect", f"c{conn.cid} -> {conn.server_addr[0]}:{conn.server_addr[1]}")
+        # As the stock loop: the socket reports "connected" in a later poll (the
+        # same one in which the listener reports the connection to accept).
+        connected: asyncio.Future[None] = self.create_future()
+        self.pending_connects.append(connected)
+        await connected
         protocol = protocol_factory()
         waiter: asyncio.Future[None] = self.create_future()
         transport = SimTransport(self, conn, "client", protocol, waiter)
-        self.record("connect", f"c{conn.cid} -> {conn.server_addr[0]}:{conn.server_addr[1]}")
         await waiter
         return transport, protocol
 

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     from harness.loop import SimLoop
 
 
+def _set_connected(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class Poller:
     def __init__(self, loop: SimLoop, max_latency: float, step_budget: int, horizon: float):
         if max_latency <= 0 or step_budget < 1 or horizon <= 0:
@@ -113,6 +118,9 @@ class Poller:
         for server in loop.servers:
             if server.wants_accept():
                 groups.append([asyncio.Handle(server.accept_ready, (), loop, None)])
+        for connected in loop.pending_connects:
+            groups.append([asyncio.Handle(_set_connected, (connected,), loop, None)])
+        loop.pending_connects = []
         for conn in loop.network.connections:
             for end in (conn.server_end, conn.client_end):
                 group = []

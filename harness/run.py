@@ -119,6 +119,7 @@ def _teardown(loop: SimLoop) -> None:
     loop.network = Network(loop.network.window)
     loop.peers = []
     loop.servers = []
+    loop.pending_connects = []
     loop._selector.polls = 0
     loop.escapes.clear()
     # Cancelling can start new tasks (a server cleaning up, a queued pipelined
