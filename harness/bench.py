@@ -18,6 +18,7 @@ from harness.strategies import FAMILIES
 from harness.targets import target_specs
 
 SEEDS = 10
+FIXED_SEEDS = 3
 BUDGET = 90.0
 
 
@@ -28,14 +29,16 @@ class Find:
     http: str
     kind: str
     signature_contains: str
+    fixed: str | None = None  # the release that fixed it: searched with the same budget
 
 
 FINDS = (
-    Find("uvicorn#748", "uvicorn==0.11.3", "h11", "receive-hang", "RequestResponseCycle.receive"),
+    Find("uvicorn#748", "uvicorn==0.11.3", "h11", "receive-hang", "RequestResponseCycle.receive",
+         "uvicorn==0.12.3"),
     Find("uvicorn#748", "uvicorn==0.11.3", "httptools", "receive-hang",
-         "RequestResponseCycle.receive"),
+         "RequestResponseCycle.receive", "uvicorn==0.12.3"),
     Find("uvicorn#241", "uvicorn==0.3.26", "h11", "lost-disconnect",
-         "receive() after the response"),
+         "receive() after the response", "uvicorn==0.3.27"),
     Find("new: httptools pipelined disconnect", "uvicorn", "httptools", "lost-disconnect",
          "httptools_impl.py"),
 )
@@ -43,8 +46,8 @@ THROUGHPUT = (("uvicorn==0.3.26", "h11"), ("uvicorn==0.11.3", "h11"),
               ("uvicorn==0.12.3", "h11"), ("uvicorn", "h11"), ("uvicorn", "httptools"))
 
 
-def measure(find: Find, seed: int) -> dict[str, float] | None:
-    spec = target_specs(find.server, find.http)[0]
+def measure(find: Find, seed: int, server: str | None = None) -> dict[str, float] | None:
+    spec = target_specs(server or find.server, find.http)[0]
     request = {"op": "explore", "families": list(FAMILIES), "budget": BUDGET, "seed": seed,
                "max_found": 1,
                "accept": {"kind": find.kind, "signature_contains": find.signature_contains}}
@@ -72,6 +75,13 @@ def main() -> int:
         print(f"{find.name:38} {target:24} {len(ok):>2}/{SEEDS} {med('runs'):>7.0f} "
               f"{med('seconds'):>9.2f} {med('shrink'):>8.2f} {med('decisions'):>9.0f} "
               f"{med('deviations'):>10.0f}", flush=True)
+    print(f"\nthe fixed releases, same budget ({BUDGET:g}s), {FIXED_SEEDS} seeds: "
+          "searches that found the same failure")
+    for find in FINDS:
+        if find.fixed:
+            hits = sum(measure(find, seed, find.fixed) is not None for seed in range(FIXED_SEEDS))
+            print(f"  {find.name:36} {find.fixed} {find.http:10} {hits}/{FIXED_SEEDS}",
+                  flush=True)
     print("\nthroughput: simulated runs per second (10 s of search, nothing shrunk)")
     for server, http in THROUGHPUT:
         spec = target_specs(server, http)[0]
