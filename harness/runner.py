@@ -129,29 +129,32 @@ def run(spec: TargetSpec, request: dict[str, Any], progress: Progress,
 
 
 def _run_worker(env: Env, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "harness.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=env.python_env(),
-    )
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    proc.stdin.write(json.dumps(request))
-    proc.stdin.close()
-    result: dict[str, Any] | None = None
-    for line in proc.stdout:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue  # a stray print from the target
-        if message.get("event") == "result":
-            result = message["result"]
-        elif message.get("event") == "error":
-            proc.wait()
-            raise WorkerError(message["message"])
-        else:
-            progress(message.get("event", "?"), message.get("info", {}))
-    stderr = proc.stderr.read()
-    if proc.wait() != 0 or result is None:
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write(json.dumps(request))
+        proc.stdin.close()
+        result: dict[str, Any] | None = None
+        error: str | None = None
+        for line in proc.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # a stray print from the target
+            if message.get("event") == "result":
+                result = message["result"]
+            elif message.get("event") == "error":
+                error = message["message"]
+            else:
+                progress(message.get("event", "?"), message.get("info", {}))
+        stderr = proc.stderr.read()
+        code = proc.wait()
+    if error is not None:
+        raise WorkerError(error)
+    if code != 0 or result is None:
         tail = "\n".join(stderr.strip().splitlines()[-8:])
         raise WorkerError(f"the worker for {request['server']}=={request['version']} failed "
-                          f"(exit {proc.returncode}):\n{tail}")
+                          f"(exit {code}):\n{tail}")
     return result
