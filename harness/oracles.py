@@ -123,6 +123,14 @@ def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) ->
                                    f"receive() after client EOF: blocked at {stack}",
                                    f"{where}: receive() #{call.call} waits for a body the client "
                                    "can no longer send (it closed its side)", where))
+            elif call.message.get("body_complete"):
+                # Only a disconnect is left to deliver: owed once the response is done,
+                # even when the server wrote it (a 500 after the app raised).
+                if _answered_on_wire(rec, facts):
+                    out.append(Failure("lost-disconnect",
+                                       f"receive() after the server's response: blocked at {stack}",
+                                       f"{where}: receive() #{call.call} never returned though "
+                                       "the response was complete on the wire", where))
             elif _body_arrived(rec, facts):
                 out.append(Failure("receive-hang", f"blocked at {stack}",
                                    f"{where}: receive() #{call.call} never returned though the "
@@ -140,6 +148,11 @@ def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) ->
                 out.append(Failure("lost-disconnect", f"receive() {context}: {what}",
                                    f"{where}: receive() #{call.call} {context}: {what}", where))
     return out
+
+
+def _answered_on_wire(rec: RequestRecord, facts: ConnFacts) -> bool:
+    responses = facts.client.responses
+    return rec.index < len(responses) and responses[rec.index].complete
 
 
 def _body_arrived(rec: RequestRecord, facts: ConnFacts) -> bool:

@@ -1,0 +1,47 @@
+"""The harness still finds the bugs it is known for, on the releases that have them.
+
+These install old uvicorn releases (once, into .harness-cache) and run them in
+workers, so they are marked slow; `make test` runs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.api import replay_trace_file
+from harness.runner import run
+from harness.targets import target_specs
+
+REPORTS = Path(__file__).resolve().parent.parent / "reports"
+HANG_748 = REPORTS / "uvicorn-0.11.3-h11" / "receive-hang-e2bf0886" / "trace.json"
+LOST_241 = REPORTS / "uvicorn-0.3.26-h11" / "lost-disconnect-7039c262" / "trace.json"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("trace", "buggy", "fixed", "kind"),
+    [(HANG_748, "uvicorn==0.11.3", "uvicorn==0.12.3", "receive-hang"),
+     (LOST_241, "uvicorn==0.3.26", "uvicorn==0.3.27", "lost-disconnect")],
+    ids=["uvicorn#748", "uvicorn#241"],
+)
+def test_a_showcase_trace_fails_on_the_buggy_release_and_passes_on_the_fix(
+    trace: Path, buggy: str, fixed: str, kind: str
+):
+    before = replay_trace_file(trace, buggy)
+    assert kind in [f["kind"] for f in before["failures"]]
+    after = replay_trace_file(trace, fixed)
+    assert kind not in [f["kind"] for f in after["failures"]], after["failures"]
+
+
+def test_search_finds_uvicorn_241_on_0_3_26_from_the_general_scenario_space():
+    spec = target_specs("uvicorn==0.3.26", "h11")[0]
+    result = run(spec, {"op": "explore", "families": ["keepalive", "disconnect", "pipelining"],
+                        "budget": 0, "max_runs": 400, "seed": 0, "max_found": 1,
+                        "accept": {"kind": "lost-disconnect",
+                                   "signature_contains": "receive() after the response"}},
+                 lambda e, i: None)
+    [found] = result["findings"]
+    assert found["deviations"] <= 2  # shrunk toward an ordinary run
