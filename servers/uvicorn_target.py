@@ -45,7 +45,9 @@ class UvicornTarget:
         self.asgi = 3 if Version(self.version) >= ASGI3_SINCE else 2
 
     def settings_space(self) -> dict[str, list[Any]]:
-        return {"timeout_keep_alive": [5, 1]}
+        # Settings that change connection handling, defaults first (shrinking picks them).
+        # limit_concurrency=2 makes a second connection get uvicorn's own 503
+        return {"timeout_keep_alive": [5, 1], "limit_concurrency": [None, 2]}
 
     def describe(self) -> dict[str, Any]:
         return {"server": self.name, "version": self.version, "http": self.http}

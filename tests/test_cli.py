@@ -102,3 +102,24 @@ def test_a_release_that_does_not_exist_is_named_with_the_fix(capsys, tmp_path: P
     assert "uvicorn==99.0.0 does not exist on PyPI" in err
     assert "pip index versions uvicorn" in err
     assert not list((tmp_path / "envs").iterdir())  # nothing half-installed left behind
+
+
+def test_an_install_that_fails_shows_pips_last_lines_and_leaves_nothing(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import subprocess
+
+    import harness.envs
+
+    def failing_pip(args: list[str], log: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(
+            args, 1, "", "Collecting uvicorn==0.5.0\n  error: subprocess-exited-with-error\n"
+            "  x Building wheel for uvloop (pyproject.toml) did not run successfully.\n")
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    monkeypatch.setattr(harness.envs, "_pip", failing_pip)
+    code, _, err = run_cli(capsys, "explore", "--server", "uvicorn==0.5.0", "--budget", "1")
+    assert code == 2
+    assert "installing uvicorn==0.5.0 failed" in err
+    assert "Building wheel for uvloop" in err
+    assert not list((tmp_path / "envs").iterdir())
