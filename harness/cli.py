@@ -39,7 +39,7 @@ class Progress:
         self.tty = stream.isatty()
         self.lock = threading.Lock()
         self.runs: dict[int, int] = {}
-        self.distinct = 0
+        self.found: set[tuple[str, str]] = set()  # parallel jobs may find the same one
         self.start = time.monotonic()
         self.last_plain = 0.0
 
@@ -51,13 +51,18 @@ class Progress:
                 self.stream.write(text + "\n")
             self.stream.flush()
 
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+
     def event(self, job: int, event: str, info: dict[str, Any]) -> None:
         if event == "runs":
             self.runs[job] = int(info.get("runs", 0))
             elapsed = time.monotonic() - self.start
             total = sum(self.runs.values())
             status = (f"runs {total}  {total / elapsed if elapsed else 0:.0f}/s  "
-                      f"distinct failures {self.distinct}  {elapsed:.0f}s")
+                      f"distinct failures {len(self.found)}  {elapsed:.0f}s")
             with self.lock:
                 if self.tty:
                     self.stream.write("\r\x1b[2K" + status)
@@ -69,7 +74,7 @@ class Progress:
         elif event == "shrinking":
             self.line(f"found {info['kind']}: {info['signature']} (shrinking...)")
         elif event == "found":
-            self.distinct += 1
+            self.found.add((str(info["kind"]), str(info["signature"])))
 
 
 def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
@@ -133,6 +138,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
                                 result.get("env"), REFERENCE_NOTE)
             progress.line(f"  {finding['kind']}: {finding['signature']}\n    -> {path}/")
         summary.append((label, result))
+    progress.finish()
     _print_summary(summary)
     return 1 if found_any else 0
 
