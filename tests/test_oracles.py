@@ -1,0 +1,119 @@
+"""Each oracle passes a clean run and flags the observation a buggy server would produce.
+
+A clean run on the installed uvicorn gives real observations; each test then
+changes one observed fact into what a broken server would have shown, so every
+oracle is seen to fail (no check that cannot fail).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from harness.app import AppBehaviour
+from harness.client import ConnSpec, RequestSpec
+from harness.decisions import OrdinarySource
+from harness.observations import LogRecord, Observations
+from harness.oracles import KINDS, check
+from harness.quiescence import BlockedTask, Frame
+from harness.scenario import HttpScenario, run_http
+from servers.uvicorn_target import UvicornTarget
+
+POST = RequestSpec(method="POST", framing="length", body_size=300)
+PLAIN = AppBehaviour()
+
+
+def clean_run(behaviour: AppBehaviour = PLAIN, end: str = "close") -> Observations:
+    scenario = HttpScenario("keepalive", (ConnSpec((POST, POST), end=end),),
+                            ((1, 0, behaviour), (1, 1, AppBehaviour())))
+    run = run_http(scenario, UvicornTarget("h11"), OrdinarySource())
+    assert run.failures == []
+    return run.observations
+
+
+def kinds(obs: Observations) -> set[str]:
+    return {f.kind for f in check(obs)}
+
+
+def test_every_failure_kind_has_a_description():
+    assert set(KINDS) == {"receive-hang", "lost-disconnect", "response-integrity",
+                          "body-integrity", "server-error", "premature-close", "leak"}
+
+
+def test_an_app_that_got_another_requests_body_is_a_body_integrity_failure():
+    obs = clean_run()
+    rec = obs.requests[(1, 0)]
+    obs.requests[(1, 0)] = dataclasses.replace(rec, body=obs.requests[(1, 1)].body)
+    assert kinds(obs) == {"body-integrity"}
+
+
+def test_a_response_with_the_wrong_body_is_a_response_integrity_failure():
+    obs = clean_run()
+    obs.connections[1].client.responses[1].body = b"c1r0:0;"
+    assert kinds(obs) == {"response-integrity"}
+
+
+def test_malformed_response_bytes_are_a_response_integrity_failure():
+    obs = clean_run()
+    obs.connections[1].client.protocol_error = "response 1: illegal header line"
+    assert kinds(obs) == {"response-integrity"}
+
+
+def test_a_receive_after_the_response_answered_late_is_a_lost_disconnect():
+    obs = clean_run(AppBehaviour(receive_after=True))
+    rec = obs.requests[(1, 0)]
+    events = [dataclasses.replace(e, time=e.time + 5.0) if e.kind == "received" and e.call == 2
+              else e for e in rec.events]
+    obs.requests[(1, 0)] = dataclasses.replace(rec, events=events)
+    assert kinds(obs) == {"lost-disconnect"}
+
+
+def test_a_receive_that_never_returned_with_its_body_arrived_is_a_receive_hang():
+    obs = clean_run(end="none")
+    rec = obs.requests[(1, 1)]
+    events = [e for e in rec.events if e.kind not in ("received", "send", "sent", "returned")]
+    obs.requests[(1, 1)] = dataclasses.replace(rec, events=events, body_complete=False)
+    obs.connections[1].conn.down.fin_sent_at = None  # the connection is still open
+    obs.connections[1].conn.down.rst_sent_at = None
+    obs.connections[1].client.responses.pop()
+    stack = (Frame("uvicorn/protocols/http/h11_impl.py", 500, "RequestResponseCycle.receive"),)
+    obs.receive_stacks[(1, 1, 1)] = stack
+    [failure] = check(obs)
+    assert failure.kind == "receive-hang"
+    assert failure.signature == "blocked at uvicorn/protocols/http/h11_impl.py:500 in " \
+                                "RequestResponseCycle.receive"
+
+
+def test_an_error_the_server_logged_is_a_server_error_unless_the_app_caused_it():
+    obs = clean_run()
+    obs.errors.append(LogRecord("uvicorn.error", "Exception in ASGI application",
+                                "AppRaised", deliberate=True))
+    assert kinds(obs) == set()
+    obs.errors.append(LogRecord("uvicorn.error", "boom", "KeyError", deliberate=False))
+    assert kinds(obs) == {"server-error"}
+
+
+def test_closing_before_the_app_finished_is_a_premature_close():
+    obs = clean_run(end="none")
+    facts = obs.connections[1]
+    rec = obs.requests[(1, 1)]
+    # The close came before the app handed over its last body message.
+    facts.server_close_tick = min(e.tick for e in rec.events if e.kind == "send") - 1
+    facts.client_end_tick = None
+    facts.conn.down.fin_sent_at = 0.0
+    assert "premature-close" in kinds(obs)
+
+
+def test_tasks_or_timers_alive_after_every_connection_closed_are_a_leak():
+    obs = clean_run()
+    assert obs.connections[1].server_closed_at is not None
+    obs.blocked.append(BlockedTask("Server.watchdog", (Frame("server.py", 9, "watchdog"),)))
+    assert kinds(obs) == {"leak"}
+    obs.blocked.clear()
+    obs.outcome, obs.timers = "horizon", ["H11Protocol.timeout_keep_alive_handler"]
+    assert kinds(obs) == {"leak"}
+
+
+def test_asgi_events_carry_virtual_time_and_their_position_in_the_log():
+    obs = clean_run()
+    ticks = [e.tick for e in obs.requests[(1, 0)].events]
+    assert ticks == sorted(ticks) and ticks[0] > 0
