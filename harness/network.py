@@ -19,6 +19,7 @@ scheduling is what lets the same rules serve every runtime adapter.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import heapq
 from collections.abc import Callable
@@ -55,6 +56,14 @@ class Stream:
         self.rst_sent_at: float | None = None
         self.reads = 0
         self.bytes_read = 0
+
+    def snapshot(self) -> Stream:
+        """A copy that later sends, arrivals and reads do not change."""
+        copy = Stream.__new__(Stream)
+        copy.__dict__.update(self.__dict__)
+        copy.in_flight = bytearray(self.in_flight)
+        copy.rx = bytearray(self.rx)
+        return copy
 
     # -- sender side -------------------------------------------------------
     def capacity(self) -> int:
@@ -156,6 +165,11 @@ class Connection:
 
     def streams(self) -> tuple[Stream, Stream]:
         return (self.up, self.down)
+
+    def snapshot(self) -> Connection:
+        """The wire as it is now, detached from the endpoints that keep changing it."""
+        return dataclasses.replace(self, up=self.up.snapshot(), down=self.down.snapshot(),
+                                   server_end=None, client_end=None)
 
     def server_closed_at(self) -> float | None:
         """When the server's FIN or RST left, as the wire shows it."""

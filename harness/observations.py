@@ -91,7 +91,8 @@ class ErrorCollector(logging.Handler):
 def observe(
     loop: SimLoop, app: RecordingApp, clients: list[ClientScript], collector: ErrorCollector
 ) -> Observations:
-    conns = {c.cid: ConnFacts(c.cid, c, c.peer.conn) for c in clients}
+    # Snapshots again: teardown closes transports, which would send FINs into live streams.
+    conns = {c.cid: ConnFacts(c.cid, c, c.peer.conn.snapshot()) for c in clients}
     for tick, entry in enumerate(loop.log.entries):
         name = entry.detail.split(" ", 1)[0]
         for facts in conns.values():

@@ -45,3 +45,13 @@ def test_search_finds_uvicorn_241_on_0_3_26_from_the_general_scenario_space():
                  lambda e, i: None)
     [found] = result["findings"]
     assert found["deviations"] <= 2  # shrunk toward an ordinary run
+
+
+def test_bisect_names_0_3_27_as_the_release_that_fixed_uvicorn_241(capsys):
+    from harness.cli import main
+
+    code = main(["bisect", "--server", "uvicorn", "--good", "0.3.27", "--bad", "0.3.26",
+                 "--trace", str(LOST_241)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "first release where the behaviour changed: uvicorn 0.3.27 (fixed there" in out

@@ -117,3 +117,15 @@ def test_asgi_events_carry_virtual_time_and_their_position_in_the_log():
     obs = clean_run()
     ticks = [e.tick for e in obs.requests[(1, 0)].events]
     assert ticks == sorted(ticks) and ticks[0] > 0
+
+
+def test_observations_are_not_changed_by_the_teardown_after_quiescence():
+    # The app sleeps past the horizon, so the run ends with its task alive and the
+    # connection open; teardown then cancels the task, and the server answers the
+    # cancellation by closing the connection. The oracles must not see that close.
+    scenario = HttpScenario("keepalive", (ConnSpec((POST,)),),
+                            ((1, 0, AppBehaviour(sleep_before=7200.0)),))
+    run = run_http(scenario, UvicornTarget("h11"), OrdinarySource())
+    assert run.observations.outcome == "horizon"
+    assert run.observations.connections[1].server_closed_at is None
+    assert run.failures == []
