@@ -76,6 +76,8 @@ class Env:
 
 
 Log = Callable[[str], None]
+NETWORK_ERRORS = ("Retrying", "NewConnectionError", "ConnectionError", "Max retries exceeded",
+                  "Temporary failure in name resolution", "timed out")
 
 # What must import for each protocol implementation (module, class).
 PROTOCOL_PROBES = {
@@ -173,8 +175,16 @@ def _python_tag() -> str:
 
 def _install(server: str, version: str, site: Path, log: Log) -> EnvInfo:
     site.mkdir(parents=True)
-    proc = _pip(["install", "--no-deps", "--target", str(site), f"{server}=={version}"], log)
+    args = ["install", "--no-deps", "--target", str(site), f"{server}=={version}"]
+    proc = _pip(args, log)
+    if proc.returncode != 0:  # one retry: a flaky index answer looks like a missing release
+        shutil.rmtree(site, ignore_errors=True)
+        site.mkdir(parents=True)
+        proc = _pip(args, log)
     if proc.returncode != 0:
+        if any(word in proc.stderr for word in NETWORK_ERRORS):
+            raise EnvError(f"installing {server}=={version}: the package index could not be "
+                           f"reached; check the network and retry:\n{_last_lines(proc.stderr)}")
         if "No matching distribution" in proc.stderr or "Could not find a version" in proc.stderr:
             raise EnvError(
                 f"{server}=={version} does not exist on PyPI; list releases with "
