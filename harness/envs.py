@@ -15,6 +15,7 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -86,10 +87,37 @@ PROTOCOL_PROBES = {
 }
 
 
+# pip 24.1+ refuses releases whose metadata uses pre-PEP 440 specifiers (uvicorn 0.12.3
+# declares "python-dotenv (>=0.13.*)"), so releases are installed with an older pip,
+# itself installed once into the cache. Rule 5: install what the release declares.
+INSTALLER_PIP = "pip>=23,<24.1"
+
+
+def _installer() -> Path:
+    final = cache_dir().parent / "installer-pip"
+    if (final / "pip").is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".installer-pip-", dir=final.parent))
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "install",
+           "--no-deps", "--target", str(work), INSTALLER_PIP]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        raise EnvError(f"could not set up the installer ({INSTALLER_PIP}):\n"
+                       f"{_last_lines(proc.stderr)}")
+    try:
+        os.replace(work, final)
+    except OSError:  # another process won the race; use theirs
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
 def _pip(args: list[str], log: Log) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", *args]
     log("pip " + " ".join(args))
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    env = dict(os.environ, PYTHONPATH=str(_installer()), PYTHONNOUSERSITE="1")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
 
 
 def _last_lines(text: str, n: int = 6) -> str:
@@ -208,6 +236,10 @@ def _install(server: str, version: str, site: Path, log: Log) -> EnvInfo:
             info.skipped.append(f"{pinned}: neither it nor the newest release installs")
     info.installed = _installed_versions(site)
     info.protocols = _probe_protocols(site)
+    for module in ("httptools", "h11"):
+        if module not in info.installed and module in info.protocols:
+            info.fallbacks.append(f"{module} is not among its requirements; the harness's own "
+                                  f"{module} {importlib.metadata.version(module)} is used")
     if not info.protocols:
         raise EnvError(
             f"{server}=={version} installed, but none of its HTTP protocols imports on "
