@@ -35,6 +35,15 @@ KNOWN_BUGS: tuple[KnownBug, ...] = (
     KnownBug("uvicorn#748: request cycles share one wake-up event; receive() hangs",
              "uvicorn", "<0.12.3", ("h11", "httptools"), "pipelining", "receive-hang",
              "in RequestResponseCycle.receive"),
+    # uvicorn#1637 (fixed by PR #2243 in 0.27.1, which harness bisect names): the
+    # keep-alive timer is armed after a response even when a pipelined request is already
+    # being served, fires under it, fails in h11 and closes the connection.
+    KnownBug("uvicorn#1637: keep-alive timeout fires under a pipelined request",
+             "uvicorn", "<0.27.1", ("h11",), "pipelining", "premature-close",
+             "closed during a live request"),
+    KnownBug("uvicorn#1637: ... and the keep-alive handler raises LocalProtocolError",
+             "uvicorn", "<0.27.1", ("h11",), "pipelining", "server-error",
+             "LocalProtocolError"),
     KnownBug("new: httptools connection_lost wakes only the newest pipelined cycle, so an "
              "earlier cycle's pending receive() never gets http.disconnect",
              "uvicorn", ">=0.12.3", ("httptools",), "pipelining", "lost-disconnect",
