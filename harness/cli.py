@@ -135,7 +135,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             replayed = run(spec, {"op": "replay", "trace": finding["trace"], "strict": True},
                            lambda e, i: None)
             path = write_report(Path(args.reports), label, trace, finding, replayed["log"],
-                                result.get("env"), REFERENCE_NOTE)
+                                result.get("env"), REFERENCE_NOTE, replayed.get("waiting"))
             progress.line(f"  {finding['kind']}: {finding['signature']}\n    -> {path}/")
         summary.append((label, result))
     progress.finish()

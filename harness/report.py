@@ -85,9 +85,21 @@ def _mermaid(log: list[str]) -> list[str]:
     return lines
 
 
+def _waiting_section(waiting: list[dict[str, Any]]) -> list[str]:
+    if not waiting:
+        return []
+    out = ["## Blocked await stacks", "",
+           "Each receive() still waiting when the run went quiescent, outermost frame first:",
+           ""]
+    for w in waiting:
+        out += [f"{w['request']} receive() #{w['call']}:", "```",
+                *w["stack"], "```", ""]
+    return out
+
+
 def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str],
                     env: dict[str, Any] | None, replay_cmd: str,
-                    reference: str) -> str:
+                    reference: str, waiting: list[dict[str, Any]] | None = None) -> str:
     target = trace.target or {}
     kind = finding["kind"]
     out = [
@@ -99,6 +111,7 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
         "",
         f"**What happened:** {finding['message']}",
         "",
+        *_waiting_section(waiting or []),
         "## Replay",
         "",
         "```",
@@ -181,7 +194,7 @@ def test_the_trace_no_longer_shows_{slug}():
 
 def write_report(root: Path, label: str, trace: Trace, finding: dict[str, Any],
                  replay_log: list[str], env: dict[str, Any] | None,
-                 reference: str) -> Path:
+                 reference: str, waiting: list[dict[str, Any]] | None = None) -> Path:
     final = report_dir(root, label, finding["kind"], finding["signature"])
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
@@ -191,7 +204,7 @@ def write_report(root: Path, label: str, trace: Trace, finding: dict[str, Any],
         cmd = f"harness replay {rel}"
         (work / "trace.json").write_text(trace.dumps())
         (work / "report.md").write_text(
-            render_markdown(trace, finding, replay_log, env, cmd, reference))
+            render_markdown(trace, finding, replay_log, env, cmd, reference, waiting))
         (work / "test_repro.py").write_text(REPRO.format(
             kind=finding["kind"], slug=finding["kind"].replace("-", "_"),
             server=target.get("server"), version=target.get("version"),

@@ -94,6 +94,11 @@ def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
         "diverged_at": verdict.diverged_at,
         "log": verdict.run.result.log.lines(),
         "outcome": verdict.run.result.outcome,
+        # Each receive() still waiting at quiescence, with its whole await stack.
+        "waiting": [
+            {"request": f"/c{cid}/r{index}", "call": call, "stack": [str(f) for f in stack]}
+            for (cid, index, call), stack in sorted(verdict.run.observations.receive_stacks.items())
+        ],
     }
 
 

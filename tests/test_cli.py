@@ -52,6 +52,9 @@ def test_explore_that_finds_a_failure_exits_1_and_writes_a_whole_report(found_re
 def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_report, capsys):
     _, root = found_report
     trace = next(root.glob("*/lost-disconnect-*/trace.json"))
+    report = (trace.parent / "report.md").read_text()
+    assert "## Blocked await stacks" in report
+    assert "uvicorn/protocols/http/httptools_impl.py" in report
     code, out, _ = run_cli(capsys, "replay", str(trace))
     assert code == 1
     assert "asgi /c1/r0 call" in out
