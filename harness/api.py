@@ -19,7 +19,9 @@ def replay_trace_file(path: str | Path, server: str | None = None,
     trace = Trace.load(path)
     own = trace.target or {}
     if server is None:
-        server = f"{own.get('server')}=={own.get('version')}"
+        server = str(own.get("server"))
+        if server != "reference":  # the reference server has no separate releases
+            server += f"=={own.get('version')}"
     spec = target_specs(server, http or str(own.get("http", "h11")))[0]
     same = (spec.server == own.get("server") and spec.http == own.get("http")
             and (spec.version or "") in ("", own.get("version"))

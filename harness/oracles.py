@@ -29,7 +29,9 @@ KINDS: dict[str, str] = {
     "leak": "tasks or timers still alive after every connection had closed",
 }
 
-APP_FRAMES = ("harness/app.py", "asyncio/")
+# Frames that are never the answer to "where is the server waiting": the app model,
+# and the async libraries the wait bottoms out in.
+APP_FRAMES = ("harness/app.py", "asyncio/", "anyio/", "trio/")
 
 
 @dataclass(frozen=True)

@@ -137,11 +137,19 @@ def _teardown(loop: SimLoop) -> None:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     # Whatever still refuses to end is closed now, while the loop is open, so the
     # garbage collector does not run its cleanup code against a closed loop later.
-    for task in asyncio.all_tasks(loop):
-        task._log_destroy_pending = False  # type: ignore[attr-defined]
-        coro: Any = task.get_coro()
-        with contextlib.suppress(BaseException):
-            coro.close()
+    # Closing one coroutine can create tasks (a task group cancelling its children), so
+    # sweep until a pass finds nothing new; closing a never-started coroutine is silent.
+    swept: set[int] = set()
+    for _ in range(10):
+        fresh = [t for t in asyncio.all_tasks(loop) if id(t) not in swept]
+        if not fresh:
+            break
+        for task in fresh:
+            swept.add(id(task))
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+            coro: Any = task.get_coro()
+            with contextlib.suppress(BaseException):
+                coro.close()
     with contextlib.suppress(RuntimeError):
         loop.run_until_complete(loop.shutdown_asyncgens())
     loop.close()

@@ -33,6 +33,10 @@ def make_target(spec: TargetSpec) -> Target:
         from servers.uvicorn_target import UvicornTarget
 
         return UvicornTarget(spec.http)
+    if spec.server == "reference":
+        from servers.reference.target import ReferenceTarget
+
+        return ReferenceTarget()
     raise EnvError(f"no adapter for server {spec.server!r}")
 
 

@@ -12,8 +12,8 @@ import importlib.metadata
 import re
 from dataclasses import dataclass
 
-SERVERS = ("uvicorn",)
-HTTP_IMPLS = {"uvicorn": ("h11", "httptools")}
+SERVERS = ("uvicorn", "reference")
+HTTP_IMPLS = {"uvicorn": ("h11", "httptools"), "reference": ("h11",)}
 
 
 class TargetError(ValueError):

@@ -64,7 +64,8 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["explore", "--server", "nginx"], "unknown server 'nginx'; known servers: uvicorn"),
+        (["explore", "--server", "nginx"],
+         "unknown server 'nginx'; known servers: uvicorn, reference"),
         (["explore", "--server", "uvicorn==="], "malformed server 'uvicorn==='"),
         (["explore", "--server", "uvicorn", "--http", "wsproto"],
          "uvicorn has no HTTP implementation 'wsproto'"),

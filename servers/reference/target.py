@@ -1,0 +1,127 @@
+"""The reference server as a harness target: its connection handler over a simulated stream.
+
+`ProtocolStream` is an asyncio protocol that is also an anyio byte stream: the
+harness's simulated transport feeds it, and `serve_connection` reads and
+writes it exactly as it would a TCP stream. Flow control is the transport's:
+reading pauses above `HIGH_WATER` unread bytes, and `send` waits while the
+transport has paused writing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from harness import __version__
+from harness.loop import SimLoop
+from servers.reference.server import App, Config, serve_connection
+
+HIGH_WATER = 64 * 1024
+
+
+class ProtocolStream(asyncio.Protocol, anyio.abc.ByteStream):
+    def __init__(self, app: App, config: Config) -> None:
+        self.app = app
+        self.config = config
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.lost: BaseException | None = None
+        self.closed = False
+        self.paused = False
+        self._readable: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        asyncio.get_running_loop().create_task(serve_connection(self, self.app, self.config))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return True  # keep the write side open: the response may still go out
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.lost = exc
+        self._wake_reader()
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._wake_writer()
+
+    def _wake_reader(self) -> None:
+        if self._readable is not None and not self._readable.done():
+            self._readable.set_result(None)
+
+    def _wake_writer(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    # -- anyio.abc.ByteStream ---------------------------------------------------------------
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while not self.buffer:
+            if self.closed and self.lost is not None:
+                raise anyio.BrokenResourceError from self.lost
+            if self.eof or self.closed:
+                raise anyio.EndOfStream
+            self._readable = asyncio.get_running_loop().create_future()
+            await self._readable
+        data = bytes(self.buffer[:max_bytes])
+        del self.buffer[:max_bytes]
+        if len(self.buffer) <= HIGH_WATER and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+        return data
+
+    async def send(self, item: bytes) -> None:
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise anyio.BrokenResourceError
+        self.transport.write(item)
+        while self.paused and not self.closed:
+            self._writable = asyncio.get_running_loop().create_future()
+            await self._writable
+        if self.closed:
+            raise anyio.BrokenResourceError
+
+    async def send_eof(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write_eof()
+
+    async def aclose(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class ReferenceTarget:
+    name = "reference"
+    http = "h11"
+    asgi = 3
+
+    def __init__(self) -> None:
+        self.version = __version__
+
+    def settings_space(self) -> dict[str, list[Any]]:
+        return {"keep_alive": [5.0, 1.0]}
+
+    def describe(self) -> dict[str, Any]:
+        return {"server": self.name, "version": self.version, "http": self.http}
+
+    async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
+                    address: tuple[str, int]) -> None:
+        config = Config(**settings)
+        await loop.create_server(lambda: ProtocolStream(app, config), *address)
