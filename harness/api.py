@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.runner import run
-from harness.targets import target_specs
+from harness.targets import HTTP_IMPLS, parse_server, target_specs
 from harness.trace import Trace
 
 
@@ -22,7 +22,10 @@ def replay_trace_file(path: str | Path, server: str | None = None,
         server = str(own.get("server"))
         if server != "reference":  # the reference server has no separate releases
             server += f"=={own.get('version')}"
-    spec = target_specs(server, http or str(own.get("http", "h11")))[0]
+    if http is None:  # the trace's protocol, where the other server has it
+        impls = HTTP_IMPLS.get(parse_server(server)[0], ())
+        http = str(own.get("http")) if own.get("http") in impls else impls[0]
+    spec = target_specs(server, http)[0]
     same = (spec.server == own.get("server") and spec.http == own.get("http")
             and (spec.version or "") in ("", own.get("version"))
             and spec.label == f"{own.get('server')}-{own.get('version')}-{own.get('http')}")

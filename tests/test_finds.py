@@ -55,3 +55,10 @@ def test_bisect_names_0_3_27_as_the_release_that_fixed_uvicorn_241(capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "first release where the behaviour changed: uvicorn 0.3.27 (fixed there" in out
+
+
+@pytest.mark.parametrize("trace", [HANG_748, LOST_241], ids=["uvicorn#748", "uvicorn#241"])
+def test_the_reference_server_passes_the_traces_that_catch_uvicorn_bugs(trace: Path):
+    verdict = replay_trace_file(trace, "reference")
+    assert verdict["failures"] == []
+    assert verdict["target"]["server"] == "reference"

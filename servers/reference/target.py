@@ -10,6 +10,7 @@ transport has paused writing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import anyio
@@ -123,5 +124,11 @@ class ReferenceTarget:
 
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
                     address: tuple[str, int]) -> None:
-        config = Config(**settings)
+        # A trace from another target carries that server's settings: take the ones that
+        # mean the same here (uvicorn's timeout_keep_alive) and ignore the rest.
+        known = {f.name for f in dataclasses.fields(Config)}
+        options = {"keep_alive": settings["timeout_keep_alive"]} \
+            if "timeout_keep_alive" in settings else {}
+        options.update({k: v for k, v in settings.items() if k in known})
+        config = Config(**options)
         await loop.create_server(lambda: ProtocolStream(app, config), *address)
