@@ -18,7 +18,7 @@ import asyncio
 import heapq
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 from harness.decisions import DecisionSource, Recorder
@@ -142,9 +142,11 @@ class SimLoop(asyncio.BaseEventLoop):
     async def create_server(
         self,
         protocol_factory: Callable[[], asyncio.BaseProtocol],
-        host: str | None = None,
+        host: str | Sequence[str] | None = None,
         port: int | None = None,
         *,
+        family: int = socket.AF_UNSPEC,
+        flags: int = socket.AI_PASSIVE,
         sock: socket.socket | None = None,
         ssl: Any = None,
         start_serving: bool = True,
@@ -154,12 +156,22 @@ class SimLoop(asyncio.BaseEventLoop):
             self._escape(f"create_server(sock={sock!r})", "a real socket would accept connections")
         if ssl is not None:
             self._escape("create_server(ssl=...)", "TLS is not simulated")
-        address = (host or "127.0.0.1", int(port or 0) or 8000)
+        hosts = _server_hosts(host)
+        if host is not None or port is not None:
+            # The stock loop resolves each host in its own gather()ed task; using the
+            # inherited helper keeps its loop iterations (an IP literal needs no lookup).
+            await asyncio.gather(*(
+                self._create_server_getaddrinfo(h, port, family=family, flags=flags)  # type: ignore[attr-defined]
+                for h in hosts
+            ))
+        first = hosts[0] if hosts else None
+        address = (first or "127.0.0.1", int(port or 0) or 8000)
         listener = self.network.listen(address)
         server = SimServer(self, listener, protocol_factory)
         self.servers.append(server)
         if start_serving:
             server._start()
+            await asyncio.sleep(0)  # As the stock loop: "so that all add_reader go through".
         return server
 
     async def create_connection(
@@ -168,6 +180,10 @@ class SimLoop(asyncio.BaseEventLoop):
         host: str | None = None,
         port: int | None = None,
         *,
+        family: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+        local_addr: tuple[str, int] | None = None,
         sock: socket.socket | None = None,
         ssl: Any = None,
         **_options: Any,
@@ -176,13 +192,28 @@ class SimLoop(asyncio.BaseEventLoop):
             self._escape(f"create_connection(sock={sock!r})", "a real socket would carry the bytes")
         if ssl:
             self._escape("create_connection(ssl=...)", "TLS is not simulated")
-        conn = self.network.connect((host or "127.0.0.1", int(port or 0)))
-        self.record("connect", f"c{conn.cid} -> {conn.server_addr[0]}:{conn.server_addr[1]}")
-        # As the stock loop: the socket reports "connected" in a later poll (the
-        # same one in which the listener reports the connection to accept).
+        if host is not None or port is not None:
+            # As the stock loop: a name (not an IP literal) costs a getaddrinfo() round trip.
+            for address in ((host, port), local_addr):
+                if address is not None:
+                    await self._ensure_resolved(  # type: ignore[attr-defined]
+                        address, family=family, type=socket.SOCK_STREAM, proto=proto,
+                        flags=flags, loop=self,
+                    )
+        # The handshake (or the refusal) happens now, as on loopback, but the stock loop
+        # learns the outcome only when the socket polls writable: in the next poll.
+        refused: ConnectionRefusedError | None = None
+        try:
+            conn = self.network.connect((host or "127.0.0.1", int(port or 0)))
+        except ConnectionRefusedError as exc:
+            refused = exc
+        else:
+            self.record("connect", f"c{conn.cid} -> {conn.server_addr[0]}:{conn.server_addr[1]}")
         connected: asyncio.Future[None] = self.create_future()
         self.pending_connects.append(connected)
         await connected
+        if refused is not None:
+            raise refused
         protocol = protocol_factory()
         waiter: asyncio.Future[None] = self.create_future()
         transport = SimTransport(self, conn, "client", protocol, waiter)
@@ -193,7 +224,12 @@ class SimLoop(asyncio.BaseEventLoop):
         self, host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0,
         flags: int = 0,
     ) -> list[tuple[Any, ...]]:
-        # Deterministic stand-in: every simulated name resolves to itself, no thread.
+        # Deterministic stand-in: every simulated name resolves to itself, no thread. The
+        # stock lookup runs in an executor thread whose result reaches the loop at a poll;
+        # the earliest is the next one (the poller resolves `pending_connects` there).
+        resolved: asyncio.Future[None] = self.create_future()
+        self.pending_connects.append(resolved)
+        await resolved
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
 
     # -- escapes -----------------------------------------------------------------
@@ -254,6 +290,15 @@ class SimLoop(asyncio.BaseEventLoop):
 
     def remove_signal_handler(self, sig: int) -> bool:
         return self.signal_handlers.pop(sig, None) is not None
+
+
+def _server_hosts(host: str | Sequence[str] | None) -> list[str | None]:
+    """The hosts the stock create_server binds: '' means all interfaces, as None does."""
+    if host == "":
+        return [None]
+    if isinstance(host, str) or not isinstance(host, Iterable):
+        return [host]
+    return list(host)
 
 
 def _record_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -4,11 +4,16 @@ Accepting mirrors the stock selector loop: the listener becomes readable in a
 poll, its callback takes every connection in the backlog, and each one is set
 up in its own task (the stock `_accept_connection2`), so `connection_made`
 runs a few iterations after the accept, as it does on a real loop.
+
+Closing follows the stock `asyncio.Server` of the running Python: `_waiters`
+becomes None once the server is closed and its last connection has ended,
+and `wait_closed` differs between 3.11 and 3.12+ (see there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +35,10 @@ class SimServer(asyncio.AbstractServer):
         self._listener = listener
         self._factory = protocol_factory
         self._serving = False
+        self._closed = False  # the stock Server's `_sockets is None`
         self._active = 0
-        self._closed_waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[None]] | None = []
+        self._serving_forever_fut: asyncio.Future[None] | None = None
         self.transports: list[SimTransport] = []
 
     @property
@@ -68,20 +75,27 @@ class SimServer(asyncio.AbstractServer):
 
     def _detach(self) -> None:
         self._active -= 1
-        self._wake_if_done()
+        if self._active == 0 and self._closed:
+            self._wakeup()
 
-    def _wake_if_done(self) -> None:
-        if not self._serving and self._active == 0:
-            for waiter in self._closed_waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-            self._closed_waiters.clear()
+    def _wakeup(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- AbstractServer ------------------------------------------------------
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._serving = False
         self._listener.closed = True
-        self._wake_if_done()
+        if self._serving_forever_fut is not None and not self._serving_forever_fut.done():
+            self._serving_forever_fut.cancel()
+            self._serving_forever_fut = None
+        if self._active == 0:
+            self._wakeup()
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
@@ -91,17 +105,34 @@ class SimServer(asyncio.AbstractServer):
 
     async def start_serving(self) -> None:
         self._start()
+        await asyncio.sleep(0)  # As the stock Server: one iteration for add_reader.
 
     async def serve_forever(self) -> None:
+        # As the stock Server: close() cancels the wait, and the CancelledError propagates.
+        if self._serving_forever_fut is not None:
+            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
+        if self._closed:
+            raise RuntimeError(f"server {self!r} is closed")
         self._start()
-        await self.wait_closed()
+        self._serving_forever_fut = self._loop.create_future()
+        try:
+            await self._serving_forever_fut
+        except asyncio.CancelledError:
+            try:
+                self.close()
+                await self.wait_closed()
+            finally:
+                raise
+        finally:
+            self._serving_forever_fut = None
 
     async def wait_closed(self) -> None:
-        # 3.12+ semantics: returns once closed and every connection has ended.
-        if not self._serving and self._active == 0:
+        # 3.12+: returns once closed and the last connection has ended. Before 3.12 it
+        # returns at once after close(), even with connections open (gh-79033).
+        if self._waiters is None or (sys.version_info < (3, 12) and self._closed):
             return
         waiter: asyncio.Future[None] = self._loop.create_future()
-        self._closed_waiters.append(waiter)
+        self._waiters.append(waiter)
         await waiter
 
     async def __aenter__(self) -> SimServer:

@@ -37,7 +37,6 @@ import contextlib
 import functools
 import selectors
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -197,6 +196,14 @@ async def futures_with_callbacks(loop: asyncio.AbstractEventLoop, fx: list[str])
             fx.append(f"awaited {i}: raised {exc}")
         except asyncio.CancelledError:
             fx.append(f"awaited {i}: cancelled")
+
+    more: list[asyncio.Future[str]] = [loop.create_future() for _ in range(3)]
+    for i, fut in enumerate(more):
+        fut.add_done_callback(noting(f"callback of gathered {i}"))
+    loop.call_soon(more[2].set_result, "c")
+    more[0].set_result("a")
+    loop.call_soon(more[1].set_result, "b")
+    fx.append(f"gathered {await asyncio.gather(*more)}")
     fx.append("done")
 
 
@@ -845,28 +852,31 @@ async def wait_closed_with_a_connection_open(
     fx.append("both ends closed")
 
 
-CREATE_SERVER_DIVERGES = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="stock create_server() takes 4 loop iterations (it resolves each host in a "
-    "gather()ed task, then sleep(0)s 'so that all add_reader go through'); "
-    "SimLoop.create_server returns without yielding, so concurrent tasks run later",
-)
-REFUSED_CONNECT_DIVERGES = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="stock create_connection() to a closed port raises after 2 more loop iterations "
-    "(connect() -> EINPROGRESS, then the socket polls writable with SO_ERROR=ECONNREFUSED); "
-    "SimLoop raises ConnectionRefusedError at once from network.connect(), without yielding",
-)
-WAIT_CLOSED_DIVERGES = pytest.mark.xfail(
-    sys.version_info < (3, 12),
-    strict=True,
-    raises=AssertionError,
-    reason="before 3.12, stock Server.wait_closed() after close() returns at once even with "
-    "connections open (gh-79033); SimServer.wait_closed implements the 3.12+ semantics and "
-    "waits for the last connection",
-)
+async def serving_and_closing_a_server(loop: asyncio.AbstractEventLoop, fx: list[str]) -> None:
+    """start_serving() after create_server(start_serving=False); a wait_closed() begun
+    before close() and one after; serve_forever() ended by close()."""
+    stop: list[bool] = []
+    ticks = loop.create_task(ticker(stop, fx))
+    await asyncio.sleep(0)
+    server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, start_serving=False)
+    fx.append(f"created, serving: {server.is_serving()}")
+    await server.start_serving()
+    fx.append(f"start_serving returned, serving: {server.is_serving()}")
+    forever = loop.create_task(server.serve_forever())
+    early = loop.create_task(server.wait_closed())
+    await asyncio.sleep(0)
+    fx.append("close")
+    server.close()
+    for name, task in (("serve_forever", forever), ("early wait_closed", early)):
+        try:
+            fx.append(f"{name} returned {await task}")
+        except asyncio.CancelledError:
+            fx.append(f"{name} raised CancelledError")
+    await server.wait_closed()
+    fx.append(f"late wait_closed returned, serving: {server.is_serving()}")
+    stop.append(True)
+    await ticks
+
 
 NO_MARKS: tuple[pytest.MarkDecorator, ...] = ()
 CASES: list[tuple[Program, tuple[pytest.MarkDecorator, ...]]] = [
@@ -886,9 +896,10 @@ CASES: list[tuple[Program, tuple[pytest.MarkDecorator, ...]]] = [
     (half_close_then_reply, NO_MARKS),
     (paused_reading_with_a_timer, NO_MARKS),
     (streams_echo, NO_MARKS),
-    (create_server_beside_a_running_task, (CREATE_SERVER_DIVERGES,)),
-    (refused_connection_beside_a_running_task, (REFUSED_CONNECT_DIVERGES,)),
-    (wait_closed_with_a_connection_open, (WAIT_CLOSED_DIVERGES,)),
+    (create_server_beside_a_running_task, NO_MARKS),
+    (refused_connection_beside_a_running_task, NO_MARKS),
+    (wait_closed_with_a_connection_open, NO_MARKS),
+    (serving_and_closing_a_server, NO_MARKS),
 ]
 PROGRAMS = [pytest.param(program, id=program.__name__, marks=marks) for program, marks in CASES]
 
