@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -108,6 +109,11 @@ def simulate(
         _teardown(loop)
 
 
+def _unstarted(task: asyncio.Task[Any]) -> bool:
+    coro: Any = task.get_coro()
+    return inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+
+
 def _teardown(loop: SimLoop) -> None:
     """Cancel what is left, off the record, so no task outlives its loop."""
     if loop.is_closed():
@@ -130,8 +136,12 @@ def _teardown(loop: SimLoop) -> None:
         pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
         if not pending:
             break
+        # A task cancelled before its first step never runs its coroutine, and a wrapper
+        # (anyio's start_soon) then never awaits the coroutine it wraps: let such tasks
+        # take their first step in this round and cancel them in the next.
         for task in pending:
-            task.cancel()
+            if not _unstarted(task):
+                task.cancel()
         loop.outcome = None
         with contextlib.suppress(RuntimeError, SimulationEscape):
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
