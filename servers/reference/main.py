@@ -1,0 +1,111 @@
+"""`harness serve MODULE:APP`: the reference server on a real socket, asyncio or trio.
+
+The first SIGINT or SIGTERM begins a graceful shutdown (no new connections,
+idle ones closed, in-flight requests finish within `--shutdown-grace`); a
+second one stops at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import anyio
+
+from servers.reference.server import App, Config, serve
+
+BACKENDS = ("asyncio", "trio")
+
+
+class ServeError(Exception):
+    pass
+
+
+def load_app(spec: str) -> App:
+    """The ASGI app named by MODULE:ATTRIBUTE, importable from the current folder."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ServeError(f"app {spec!r} is not MODULE:ATTRIBUTE; "
+                         "write e.g. servers.reference.demo:app")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ServeError(f"cannot import {module_name!r} ({exc}); run from the folder that "
+                         "holds it or add that folder to PYTHONPATH") from None
+    except Exception as exc:
+        raise ServeError(f"importing {module_name!r} raised {type(exc).__name__}: {exc}; "
+                         "fix the module") from None
+    app = getattr(module, attribute, None)
+    if app is None:
+        raise ServeError(f"module {module_name!r} has no attribute {attribute!r}; "
+                         "name the ASGI app after the colon")
+    if not callable(app):
+        raise ServeError(f"{spec!r} is a {type(app).__name__}, not an ASGI app (a callable "
+                         "taking scope, receive, send)")
+    return app  # type: ignore[no-any-return]
+
+
+def run(app: App, host: str, port: int, backend: str, config: Config) -> None:
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    async def main() -> None:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            async def on_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for received in signals:
+                        if stop.is_set():
+                            say("second signal: stopping now")
+                            tg.cancel_scope.cancel()
+                            return
+                        say(f"{signal.Signals(received).name}: shutting down gracefully "
+                            f"(up to {config.shutdown_grace:g}s; again to stop now)")
+                        stop.set()
+
+            tg.start_soon(on_signals)
+            try:
+                await serve(app, host, port, config, stop=stop, ready=lambda p: say(
+                    f"reference server on http://{host}:{p} ({backend}); Ctrl-C to stop"))
+            except OSError as exc:
+                raise ServeError(f"cannot listen on {host}:{port}: "
+                                 f"{exc.strerror or exc}; choose another --host or --port"
+                                 ) from None
+            tg.cancel_scope.cancel()
+        say("stopped")
+
+    anyio.run(main, backend=backend)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise ServeError(f"--port must be 0..65535, got {args.port}")
+    if args.keep_alive <= 0 or args.shutdown_grace < 0:
+        raise ServeError("--keep-alive must be positive and --shutdown-grace not negative")
+    app = load_app(args.app)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = Config(keep_alive=args.keep_alive, max_header_bytes=args.max_header_bytes,
+                    max_body_bytes=args.max_body_bytes, shutdown_grace=args.shutdown_grace)
+    run(app, args.host, args.port, args.backend, config)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    defaults = Config()
+    sp = sub.add_parser("serve", help="serve an ASGI app with the reference server")
+    sp.add_argument("app", help="MODULE:ATTRIBUTE, e.g. servers.reference.demo:app")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    sp.add_argument("--backend", choices=BACKENDS, default="asyncio")
+    sp.add_argument("--keep-alive", type=float, default=defaults.keep_alive)
+    sp.add_argument("--max-header-bytes", type=int, default=defaults.max_header_bytes)
+    sp.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
+    sp.add_argument("--shutdown-grace", type=float, default=defaults.shutdown_grace)
+    sp.set_defaults(func=cmd_serve)
