@@ -1,4 +1,4 @@
-"""The `harness` command: explore, replay, bisect.
+"""The `harness` command: explore, replay, bisect, serve.
 
 Exit codes: 0 nothing found (replay: the trace passes), 1 a failure was found
 (replay: the trace fails), 2 a usage or environment error, always one line
@@ -155,7 +155,7 @@ def _print_summary(summary: list[tuple[str, dict[str, Any]]]) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     from harness.api import replay_trace_file
 
-    verdict = replay_trace_file(args.trace, args.server, args.http)
+    verdict = replay_trace_file(args.trace, args.server, args.http, args.lenient)
     for line in verdict["log"]:
         print(line)
     target = verdict["target"]
@@ -190,16 +190,22 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("trace")
     rp.add_argument("--server", default=None, help="another release to replay it on")
     rp.add_argument("--http", default=None)
+    rp.add_argument("--lenient", action="store_true",
+                    help="on the trace's own target too, go on where the run asks other "
+                         "questions than the trace recorded (default: stop with an error)")
     rp.set_defaults(func=cmd_replay)
 
     from harness.bisect import add_parser as add_bisect
+    from servers.reference.main import ServeError
+    from servers.reference.main import add_parser as add_serve
 
     add_bisect(sub)
+    add_serve(sub)
 
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, TargetError, EnvError, TraceError, WorkerError) as exc:
+    except (UsageError, TargetError, EnvError, TraceError, WorkerError, ServeError) as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from harness.decisions import TraceDivergence
 from harness.envs import Env, EnvError, ensure_env
 from harness.scenario import Target
 from harness.targets import TargetSpec
-from harness.trace import Trace
+from harness.trace import Trace, TraceError
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -91,7 +92,13 @@ def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
 
     target = make_target(spec)
     trace = Trace.from_json(request["trace"])
-    verdict = replay_http(trace, target, strict=bool(request.get("strict", True)))
+    try:
+        verdict = replay_http(trace, target, strict=bool(request.get("strict", True)))
+    except TraceDivergence as exc:
+        where = f"{target.name} {target.version} ({target.http})"
+        raise TraceError(f"the trace no longer replays on {where}: {exc}; the code under test "
+                         "is not the code that recorded it (replay with --lenient to follow "
+                         "the trace as far as it applies)") from None
     return {
         "target": target.describe(),
         "failures": [asdict(f) for f in verdict.failures],

@@ -23,11 +23,12 @@ DEFAULT_SERVERS = ["uvicorn"]
 FAILED_TRACES = PROJECT_ROOT / ".harness-cache" / "scenario-failures"
 
 
-def save_trace(finding: dict[str, Any]) -> str:
+def save_trace(finding: dict[str, Any], label: str, family: str) -> str:
     """Every failure says how to replay it: its trace is kept where the message points."""
     trace = Trace.from_json(finding["trace"])
     FAILED_TRACES.mkdir(parents=True, exist_ok=True)
-    path = FAILED_TRACES / f"{report_id(finding['kind'], finding['signature'])}.json"
+    name = f"{label}-{family}-{report_id(finding['kind'], finding['signature'])}.json"
+    path = FAILED_TRACES / name
     trace.save(path)
     return os.path.relpath(path)
 
@@ -65,7 +66,7 @@ def search_family(request: pytest.FixtureRequest, target: TargetSpec) -> Any:
             f["kind"] == k.kind and k.signature_contains in f["signature"] for k in known)]
         details = "\n".join(
             f"- {f['kind']}: {f['signature']}\n  {f['message']}\n"
-            f"  replay: harness replay {save_trace(f)}" for f in unexplained)
+            f"  replay: harness replay {save_trace(f, target.label, family)}" for f in unexplained)
         assert not unexplained, (
             f"{len(unexplained)} failure(s) on {target} in family {family!r} "
             f"after {result['runs']} runs:\n{details}")
