@@ -81,7 +81,15 @@ def run(app: App, host: str, port: int, backend: str, config: Config) -> None:
             tg.cancel_scope.cancel()
         say("stopped")
 
-    anyio.run(main, backend=backend)
+    try:
+        anyio.run(main, backend=backend)
+    except BaseExceptionGroup as group:  # the task group wraps what main() raised
+        error: BaseException | None = group.subgroup(ServeError)
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        if error is not None:
+            raise error from None
+        raise
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
