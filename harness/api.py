@@ -6,17 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.runner import run
-from harness.targets import HTTP_IMPLS, parse_server, target_specs
+from harness.targets import HTTP_IMPLS, TargetSpec, parse_server, target_specs
 from harness.trace import Trace
 
 
-def replay_trace_file(path: str | Path, server: str | None = None,
-                      http: str | None = None, lenient: bool = False) -> dict[str, Any]:
-    """Replay a trace file on `server` (default: the trace's own target).
-
-    Strict on the trace's own release unless `lenient`, lenient on any other (its
-    code paths may ask different questions). Returns the verdict: failures, log, divergence."""
-    trace = Trace.load(path)
+def trace_target(trace: Trace, server: str | None = None,
+                 http: str | None = None) -> tuple[TargetSpec, bool]:
+    """Where to replay `trace` (default: its own target), and whether strictly: on its
+    own release, yes; on any other, no (its code paths may ask other questions)."""
     own = trace.target or {}
     if server is None:
         server = str(own.get("server"))
@@ -29,5 +26,16 @@ def replay_trace_file(path: str | Path, server: str | None = None,
     same = (spec.server == own.get("server") and spec.http == own.get("http")
             and (spec.version or "") in ("", own.get("version"))
             and spec.label == f"{own.get('server')}-{own.get('version')}-{own.get('http')}")
+    return spec, same
+
+
+def replay_trace_file(path: str | Path, server: str | None = None,
+                      http: str | None = None, lenient: bool = False) -> dict[str, Any]:
+    """Replay a trace file on `server` (default: the trace's own target).
+
+    Strict on the trace's own release unless `lenient`, lenient on any other.
+    Returns the verdict: failures, log, divergence."""
+    trace = Trace.load(path)
+    spec, same = trace_target(trace, server, http)
     request = {"op": "replay", "trace": trace.to_json(), "strict": same and not lenient}
     return run(spec, request, lambda event, info: None)

@@ -1,4 +1,4 @@
-"""The `harness` command: explore, replay, bisect, serve.
+"""The `harness` command: explore, replay, report, bisect, serve.
 
 Exit codes: 0 nothing found (replay: the trace passes), 1 a failure was found
 (replay: the trace fails), 2 a usage or environment error, always one line
@@ -8,6 +8,7 @@ naming the bad value and the fix.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import threading
 import time
@@ -15,16 +16,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from harness.api import trace_target
 from harness.envs import EnvError
-from harness.report import write_report
+from harness.report import render_reference, write_report
 from harness.runner import WorkerError, run
 from harness.search import STRATEGIES
 from harness.strategies import FAMILIES
 from harness.targets import TargetError, TargetSpec, target_specs
 from harness.trace import Trace, TraceError
 
-REFERENCE_NOTE = ("The built-in reference server is not part of this harness version yet; "
-                  "this section will show what it does on the same trace.")
+REFERENCE = TargetSpec("reference", None, "h11")
 
 
 class UsageError(Exception):
@@ -131,16 +132,55 @@ def cmd_explore(args: argparse.Namespace) -> int:
         label = "{server}-{version}-{http}".format(**result["target"])
         for finding in result["findings"]:
             found_any = True
-            trace = Trace.from_json(finding["trace"])
             replayed = run(spec, {"op": "replay", "trace": finding["trace"], "strict": True},
                            lambda e, i: None)
-            path = write_report(Path(args.reports), label, trace, finding, replayed["log"],
-                                result.get("env"), REFERENCE_NOTE, replayed.get("waiting"))
+            path = _write_report(Path(args.reports), label, finding, replayed,
+                                 result.get("env"))
             progress.line(f"  {finding['kind']}: {finding['signature']}\n    -> {path}/")
         summary.append((label, result))
     progress.finish()
     _print_summary(summary)
     return 1 if found_any else 0
+
+
+def _write_report(root: Path, label: str, finding: dict[str, Any], replayed: dict[str, Any],
+                  env: dict[str, Any] | None) -> Path:
+    """The report folder of one finding, with what the reference server does on its trace."""
+    trace = Trace.from_json(finding["trace"])
+    verdict: dict[str, Any] | None = None
+    error = None
+    try:
+        verdict = run(REFERENCE, {"op": "replay", "trace": finding["trace"], "strict": False},
+                      lambda e, i: None)
+    except (TraceError, WorkerError, RuntimeError) as exc:
+        error = str(exc)
+    # The requests the failure is about: the ones it names, and any receive() left waiting.
+    named = {f.get("request", "") for f in replayed["failures"] if f["kind"] == finding["kind"]}
+    focus = sorted((named - {""}) | {w["request"] for w in replayed["waiting"]})
+    return write_report(root, label, trace, finding, replayed["log"], env,
+                        functools.partial(render_reference, verdict, error, focus),
+                        replayed.get("waiting"))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    trace = Trace.load(args.trace)
+    if trace.verdict is None:
+        raise UsageError(f"{args.trace} records no failure (a trace saved from a passing run); "
+                         "report a trace that explore or pytest scenarios/ saved")
+    spec, strict = trace_target(trace)
+    replayed = run(spec, {"op": "replay", "trace": trace.to_json(), "strict": strict},
+                   lambda e, i: None)
+    same = [f for f in replayed["failures"] if f["kind"] == trace.verdict["kind"]]
+    if not same:
+        raise UsageError(f"{args.trace} no longer fails on {spec} (verdict: "
+                         f"{replayed['failures'][0]['kind'] if replayed['failures'] else 'pass'})"
+                         "; there is nothing to report")
+    finding = {**same[0], "signature": trace.verdict["signature"], "trace": trace.to_json(),
+               "runs_to_find": trace.meta.get("runs_to_find")}
+    label = "{server}-{version}-{http}".format(**replayed["target"])
+    path = _write_report(Path(args.reports), label, finding, replayed, replayed.get("env"))
+    print(f"{finding['kind']}: {finding['signature']}\n  -> {path}/")
+    return 1
 
 
 def _print_summary(summary: list[tuple[str, dict[str, Any]]]) -> None:
@@ -194,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="on the trace's own target too, go on where the run asks other "
                          "questions than the trace recorded (default: stop with an error)")
     rp.set_defaults(func=cmd_replay)
+
+    rr = sub.add_parser("report", help="(re)write the report folder of a failing trace")
+    rr.add_argument("trace")
+    rr.add_argument("--reports", default="reports", help="where reports are written")
+    rr.set_defaults(func=cmd_report)
 
     from harness.bisect import add_parser as add_bisect
     from servers.reference.main import ServeError

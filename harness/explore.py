@@ -71,7 +71,7 @@ def trace_of(found: Found[HttpScenario], target: Target) -> Trace:
         target=target.describe(),
         verdict={"kind": failure.kind, "signature": failure.signature,
                  "message": failure.message},
-        meta={"python": platform.python_version()},
+        meta={"python": platform.python_version(), "runs_to_find": found.runs_to_find},
     )
 
 

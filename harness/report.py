@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,34 @@ def _waiting_section(waiting: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def render_reference(verdict: dict[str, Any] | None, error: str | None, focus: list[str],
+                     trace_path: str) -> str:
+    """What the built-in reference server did on the same trace, for the report."""
+    cmd = f"harness replay {trace_path} --server reference"
+    if verdict is None:
+        return f"The trace could not be replayed on the reference server: {error}"
+    out = []
+    if verdict["failures"]:
+        found = "; ".join(f"{f['kind']}: {f['message']}" for f in verdict["failures"])
+        out.append(f"On the same trace the reference server **also fails**: {found}. It "
+                   "should pass every scenario; please report this against the harness.")
+    else:
+        out.append("On the same trace (the same scenario, its scheduling decisions followed "
+                   "as far as they apply) the reference server passes every oracle.")
+    if verdict.get("diverged_at") is not None:
+        out.append(f"From decision {verdict['diverged_at']} on its run asked other questions "
+                   "than the trace records, and took the ordinary choice for each.")
+    asgi = [line for line in verdict["log"] if line.split(" ", 2)[1:2] == ["asgi"]]
+    shown = [line for line in asgi if any(f" {r} " in line for r in focus)] or asgi
+    what = f"the request{'s' if len(focus) > 1 else ''} {', '.join(focus)}" if focus \
+        else "every request"
+    out += ["", f"What the app saw there for {what} (virtual seconds, ASGI events):", "",
+            "```", *shown[:MAX_TIMELINE], "```", "",
+            f"Its whole timeline: `{cmd}`. How it avoids the race: "
+            "servers/reference/README.md."]
+    return "\n".join(out)
+
+
 def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str],
                     env: dict[str, Any] | None, replay_cmd: str,
                     reference: str, waiting: list[dict[str, Any]] | None = None) -> str:
@@ -123,9 +152,10 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
         "",
         "## The shrunk ordering",
         "",
-        f"Scenario family `{trace.scenario.get('family')}`; the search needed "
-        f"{finding.get('runs_to_find', '?')} runs to find it; the shrunk trace makes "
-        f"{len(trace.decisions)} decisions.",
+        f"Scenario family `{trace.scenario.get('family')}`; "
+        + (f"the search needed {finding['runs_to_find']} runs to find it; "
+           if finding.get("runs_to_find") else "")
+        + f"the shrunk trace makes {len(trace.decisions)} decisions.",
         "",
     ]
     deviations = [(i, d) for i, d in enumerate(trace.decisions) if d.choice]
@@ -194,7 +224,9 @@ def test_the_trace_no_longer_shows_{slug}():
 
 def write_report(root: Path, label: str, trace: Trace, finding: dict[str, Any],
                  replay_log: list[str], env: dict[str, Any] | None,
-                 reference: str, waiting: list[dict[str, Any]] | None = None) -> Path:
+                 reference: Callable[[str], str],
+                 waiting: list[dict[str, Any]] | None = None) -> Path:
+    """Write the report folder; `reference(trace_path)` renders its reference-server section."""
     final = report_dir(root, label, finding["kind"], finding["signature"])
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
@@ -204,7 +236,7 @@ def write_report(root: Path, label: str, trace: Trace, finding: dict[str, Any],
         cmd = f"harness replay {rel}"
         (work / "trace.json").write_text(trace.dumps())
         (work / "report.md").write_text(
-            render_markdown(trace, finding, replay_log, env, cmd, reference, waiting))
+            render_markdown(trace, finding, replay_log, env, cmd, reference(rel), waiting))
         (work / "test_repro.py").write_text(REPRO.format(
             kind=finding["kind"], slug=finding["kind"].replace("-", "_"),
             server=target.get("server"), version=target.get("version"),

@@ -1,4 +1,5 @@
-"""The `harness` command end to end, on the installed uvicorn so it stays fast."""
+"""The `harness` command end to end, on the reference server (and the installed uvicorn
+where a test needs a bug to find), so it stays fast."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 
 
 def test_explore_that_finds_nothing_exits_0_with_a_summary(capsys, tmp_path: Path):
-    code, out, err = run_cli(capsys, "explore", "--server", "uvicorn", "--http", "h11",
+    code, out, err = run_cli(capsys, "explore", "--server", "reference",
                              "--family", "keepalive", "--max-runs", "40", "--budget", "0",
                              "--reports", str(tmp_path))
     assert code == 0, err
-    assert "uvicorn-" in out and "none" in out.splitlines()[-1]
+    assert "reference-" in out and "none" in out.splitlines()[-1]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -47,6 +48,46 @@ def test_explore_that_finds_a_failure_exits_1_and_writes_a_whole_report(found_re
         text = (report / "report.md").read_text()
         assert "```mermaid" in text and "harness replay" in text
         assert json.loads((report / "trace.json").read_text())["verdict"]["kind"] in text
+        reference = text.split("## The reference server", 1)[1]
+        assert "the reference server passes every oracle" in reference
+        assert "--server reference" in reference and "asgi /c1/r" in reference
+
+
+def test_report_rewrites_the_folder_of_a_failing_trace(found_report, capsys, tmp_path: Path):
+    _, root = found_report
+    trace = next(root.glob("*/lost-disconnect-*/trace.json"))
+    code, out, err = run_cli(capsys, "report", str(trace), "--reports", str(tmp_path))
+    assert code == 1, err
+    [folder] = tmp_path.glob("*/lost-disconnect-*")
+    assert folder.name == trace.parent.name
+    assert (folder / "trace.json").read_text() == trace.read_text()
+    assert "## The reference server" in (folder / "report.md").read_text()
+    assert str(folder) in out
+
+
+def test_report_refuses_a_trace_that_records_no_failure(found_report, capsys, tmp_path: Path):
+    _, root = found_report
+    data = json.loads(next(root.glob("*/lost-disconnect-*/trace.json")).read_text())
+    data["verdict"] = None
+    passing = tmp_path / "passing.json"
+    passing.write_text(json.dumps(data))
+    code, _, err = run_cli(capsys, "report", str(passing), "--reports", str(tmp_path / "out"))
+    assert code == 2 and "records no failure" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_trace_that_no_longer_replays_is_one_error_unless_lenient(found_report, capsys,
+                                                                     tmp_path: Path):
+    _, root = found_report
+    data = json.loads(next(root.glob("*/lost-disconnect-*/trace.json")).read_text())
+    data["decisions"][0][1] += 1  # as if the code under test had asked another question
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(data))
+    code, _, err = run_cli(capsys, "replay", str(changed))
+    assert code == 2 and "no longer replays" in err and "--lenient" in err
+    assert len(err.strip().splitlines()) == 1
+    code, out, _ = run_cli(capsys, "replay", "--lenient", str(changed))
+    assert code in (0, 1) and "diverged from the trace at decision 0" in out
 
 
 def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_report, capsys):
@@ -69,10 +110,13 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
         (["explore", "--server", "uvicorn==="], "malformed server 'uvicorn==='"),
         (["explore", "--server", "uvicorn", "--http", "wsproto"],
          "uvicorn has no HTTP implementation 'wsproto'"),
-        (["explore", "--server", "uvicorn", "--budget", "0"], "--budget must be a positive"),
-        (["explore", "--server", "uvicorn", "--family", "chaos"],
+        (["explore", "--server", "reference", "--budget", "0"], "--budget must be a positive"),
+        (["explore", "--server", "reference", "--family", "chaos"],
          "unknown scenario family 'chaos'"),
-        (["explore", "--server", "uvicorn", "--jobs", "0"], "--jobs must be at least 1"),
+        (["explore", "--server", "reference", "--jobs", "0"], "--jobs must be at least 1"),
+        (["explore", "--server", "reference==1.0"], "the reference server has no versions"),
+        (["explore", "--server", "reference", "--http", "httptools"],
+         "reference has no HTTP implementation 'httptools'"),
         (["bisect", "--server", "uvicorn", "--good", "0.12.3", "--bad", "0.11.3"],
          "give exactly one of --trace TRACE or --scenario FAMILY"),
     ],
