@@ -1,6 +1,7 @@
 """`pytest scenarios/`: each scenario family, searched on each target.
 
-Targets default to the installed uvicorn in both protocol implementations;
+Targets default to the reference server (which must pass every family) and the
+installed uvicorn in both protocol implementations;
 `--server uvicorn==X` (repeatable) runs other releases, each in its own worker
 process. `--scenario-budget` sets the seconds of search per family and target.
 """
@@ -19,7 +20,7 @@ from harness.runner import run
 from harness.targets import TargetSpec, target_specs
 from harness.trace import Trace
 
-DEFAULT_SERVERS = ["uvicorn"]
+DEFAULT_SERVERS = ["reference", "uvicorn"]
 FAILED_TRACES = PROJECT_ROOT / ".harness-cache" / "scenario-failures"
 
 
@@ -36,7 +37,8 @@ def save_trace(finding: dict[str, Any], label: str, family: str) -> str:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("race harness")
     group.addoption("--server", action="append", default=None,
-                    help="NAME or NAME==VERSION (repeatable); default: the installed uvicorn")
+                    help="NAME or NAME==VERSION (repeatable); default: reference and the "
+                         "installed uvicorn")
     group.addoption("--http", default="all", help="h11, httptools or all (default all)")
     group.addoption("--scenario-budget", type=float, default=5.0,
                     help="seconds of search per family and target (default 5)")

@@ -155,3 +155,17 @@ def test_keep_alive_requests_with_disconnect_watchers(watch: bool):
                    OrdinarySource())
     assert run.failures == []
     assert [r.status for r in run.observations.connections[1].client.responses] == [200] * 3
+
+
+def test_a_half_closed_client_still_gets_the_whole_response():
+    # Found by `pytest scenarios/` (flow family): the client half-closes before sending a
+    # body it announced; the app answers without reading it. The body can never complete,
+    # but the client can still read: the response must reach it whole.
+    post10 = RequestSpec(method="POST", framing="length", body_size=7, http10=True)
+    conn = ConnSpec((post10,), end="half-close", end_moment="mid-body")
+    behaviour = AppBehaviour(read="none", chunks=2, yields_between=1, sleep_after=6.0)
+    run = run_http(scenario(conn, behaviour), ReferenceTarget(), OrdinarySource())
+    assert run.failures == []
+    [response] = run.observations.connections[1].client.responses
+    assert (response.status, response.body) == (200, b"c1r0:0;c1r0:1;")
+

@@ -295,3 +295,33 @@ def test_graceful_shutdown_lets_in_flight_requests_finish(backend: str):
     assert (status, body, headers.get(b"connection")) == (200, b"/slow", b"close")
     assert idle_rest == b""
     assert refused
+
+
+def test_a_close_delimited_response_cut_short_ends_in_a_reset(backend: str):
+    # HTTP/1.0 without Content-Length: the body ends at the close, so a FIN after half of
+    # it would look like a whole response. The client must see a reset instead.
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"half", "more_body": True})
+        raise RuntimeError("the app fails mid-body, on purpose")
+
+    async def main() -> tuple[bytes, bool]:
+        async with running(app) as port, await anyio.connect_tcp("127.0.0.1", port) as s:
+            await s.send(b"GET / HTTP/1.0\r\n\r\n")
+            data = b""
+            while True:
+                try:
+                    data += await s.receive()
+                except anyio.EndOfStream:
+                    return data, False
+                except anyio.BrokenResourceError:
+                    return data, True
+
+    logging.getLogger("reference").disabled = True
+    try:
+        data, reset = anyio.run(main, backend=backend)
+    finally:
+        logging.getLogger("reference").disabled = False
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"half")
+    assert reset

@@ -8,7 +8,8 @@ broke:
 - each cycle owns its own wake-up: nothing one cycle does can consume another
   cycle's signal (the I/O layer keeps one `anyio.Event` per wait, per cycle);
 - `http.disconnect` is the answer to every `receive()` once the response is
-  complete or the client is gone, and a pending `receive()` is woken then;
+  complete or the client is gone, and a pending `receive()` is woken then; also
+  once the body is cut short by end of stream (after what did arrive);
 - the body is handed over in order, then exactly one final message with
   `more_body=False` (an empty body is still one `http.request`).
 """
@@ -31,6 +32,7 @@ class Cycle:
         self.response_started = False
         self.response_complete = False
         self.disconnected = False
+        self.body_cut = False
 
     # -- facts from the I/O layer ---------------------------------------------------
     def add_body(self, data: bytes) -> None:
@@ -43,6 +45,11 @@ class Cycle:
 
     def client_gone(self) -> None:
         self.disconnected = True
+
+    def body_lost(self) -> None:
+        """End of stream mid-body: the body can never complete, but a half-closed client
+        may still read, so the response goes on."""
+        self.body_cut = True
 
     # -- what receive() returns ------------------------------------------------------
     def next_message(self) -> dict[str, Any] | None:
@@ -59,4 +66,6 @@ class Cycle:
         if self.body_done and not self.body_delivered:
             self.body_delivered = True
             return {"type": "http.request", "body": b"", "more_body": False}
+        if self.body_cut and not self.body_done:
+            return DISCONNECT
         return None

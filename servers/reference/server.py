@@ -12,8 +12,11 @@ invariants and where each is kept.
 
 from __future__ import annotations
 
+import contextlib
 import http
 import logging
+import socket
+import struct
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,6 +82,18 @@ def _status_line(status: int) -> bytes:
         return http.HTTPStatus(status).phrase.encode()
     except ValueError:
         return b""
+
+
+def _set_linger_zero(stream: anyio.abc.ByteStream) -> None:
+    """Make the coming close a reset (RST) rather than an orderly FIN."""
+    abort = getattr(stream, "abort", None)  # the simulated stream (target.py)
+    if abort is not None:
+        abort()
+        return
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if raw is not None:
+        with contextlib.suppress(OSError):
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def _head_size(request: h11.Request) -> int:
@@ -163,6 +178,10 @@ class _Connection:
                     break
                 self.conn.start_next_cycle()
         finally:
+            if self.conn.our_state is h11.SEND_BODY:
+                # A response cut short must not look complete: a close-delimited body
+                # (HTTP/1.0) ending in FIN would. Reset instead, where the stream can.
+                _set_linger_zero(self.stream)
             await self.stream.aclose()
 
     def scope(self, request: h11.Request) -> dict[str, Any]:
@@ -248,9 +267,11 @@ class _Exchange:
             try:
                 event = c.conn.next_event()
             except h11.RemoteProtocolError as exc:
-                if not c.eof:  # a malformed body; one cut short by EOF is a client gone
-                    await self._reject(exc.error_status_hint)
-                cycle.client_gone()
+                if c.eof:
+                    cycle.body_lost()  # cut short by end of stream: not an error to answer
+                else:
+                    await self._reject(exc.error_status_hint)  # a malformed body
+                    cycle.client_gone()
                 self.waker.wake()
                 return
             if isinstance(event, h11.Data):
@@ -264,12 +285,11 @@ class _Exchange:
             elif isinstance(event, h11.EndOfMessage):
                 cycle.end_body()
             elif event is h11.NEED_DATA:
-                if await c.read() and not cycle.body_done:
-                    cycle.client_gone()  # the body can never complete
+                await c.read()  # at end of stream, h11 says next whether the body was whole
             else:  # PAUSED (a pipelined request waits its turn) or ConnectionClosed
                 if c.eof:
                     if not cycle.body_done:
-                        cycle.client_gone()
+                        cycle.body_lost()
                     self.waker.wake()
                     return
                 if len(c.conn.trailing_data[0]) >= c.config.buffer_limit:
