@@ -43,7 +43,8 @@ FINDS = (
          "httptools_impl.py"),
 )
 THROUGHPUT = (("uvicorn==0.3.26", "h11"), ("uvicorn==0.11.3", "h11"),
-              ("uvicorn==0.12.3", "h11"), ("uvicorn", "h11"), ("uvicorn", "httptools"))
+              ("uvicorn==0.12.3", "h11"), ("uvicorn", "h11"), ("uvicorn", "httptools"),
+              ("reference", "h11"))
 
 
 def measure(find: Find, seed: int, server: str | None = None) -> dict[str, float] | None:

@@ -103,7 +103,7 @@ def render_reference(verdict: dict[str, Any] | None, error: str | None, focus: l
     """What the built-in reference server did on the same trace, for the report."""
     cmd = f"harness replay {trace_path} --server reference"
     if verdict is None:
-        return f"The trace could not be replayed on the reference server: {error}"
+        return f"Not replayed on the reference server: {error}."
     out = []
     if verdict["failures"]:
         found = "; ".join(f"{f['kind']}: {f['message']}" for f in verdict["failures"])
