@@ -183,7 +183,7 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
     out += ["", "App behaviour per request:", ""]
     defaults = AppBehaviour().to_json()
     for cid, index, b in trace.scenario.get("behaviours", []):
-        plain = {k: v for k, v in b.items() if defaults.get(k) != v}
+        plain = {k: b[k] for k in defaults if k in b and b[k] != defaults[k]}  # field order
         out.append(f"- /c{cid}/r{index}: {plain or 'read the body, answer in one chunk'}")
     out += ["", f"Server settings: `{trace.scenario.get('server')}`", "",
             "## Timeline", "", "```mermaid", *_mermaid(replay_log), "```", "",
