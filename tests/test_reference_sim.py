@@ -22,7 +22,7 @@ from harness.peer import PeerConnection
 from harness.run import simulate
 from harness.scenario import ADDRESS, HttpScenario, run_http
 from harness.transport import MAX_READ
-from servers.reference.server import Config
+from servers.reference.connection import Config
 from servers.reference.target import HIGH_WATER, ReferenceTarget
 
 GET = RequestSpec()

@@ -18,7 +18,8 @@ import anyio.abc
 import h11
 import pytest
 
-from servers.reference.server import App, Config, serve
+from servers.reference.connection import App, Config
+from servers.reference.server import serve
 
 pytestmark = pytest.mark.parametrize("backend", ["asyncio", "trio"])
 LIMIT = 10  # seconds before a test counts the server as hung

@@ -51,7 +51,7 @@ def test_serve_answers_real_requests_and_stops_gracefully_on_sigint(backend: str
     ("servers.reference.demo", "is not MODULE:ATTRIBUTE"),
     ("no_such_module_here:app", "cannot import 'no_such_module_here'"),
     ("servers.reference.demo:nope", "has no attribute 'nope'"),
-    ("servers.reference.server:logger", "not an ASGI app"),
+    ("servers.reference.exchange:logger", "not an ASGI app"),
 ])
 def test_serve_names_a_bad_app_and_the_fix(app: str, message: str,
                                            capsys: pytest.CaptureFixture[str]):

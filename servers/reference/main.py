@@ -17,7 +17,8 @@ from typing import Any
 
 import anyio
 
-from servers.reference.server import App, Config, serve
+from servers.reference.connection import App, Config
+from servers.reference.server import serve
 
 BACKENDS = ("asyncio", "trio")
 

@@ -20,7 +20,7 @@ import anyio.abc
 
 from harness import __version__
 from harness.loop import SimLoop
-from servers.reference.server import App, Config, serve_connection
+from servers.reference.connection import App, Config, serve_connection
 
 HIGH_WATER = 64 * 1024
 
