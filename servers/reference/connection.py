@@ -70,7 +70,7 @@ def _status_line(status: int) -> bytes:
 
 def _set_linger_zero(stream: anyio.abc.ByteStream) -> None:
     """Make the coming close a reset (RST) rather than an orderly FIN."""
-    abort = getattr(stream, "abort", None)  # the simulated stream (target.py)
+    abort = getattr(stream, "abort", None)  # the simulated stream (target.py): no socket
     if abort is not None:
         abort()
         return

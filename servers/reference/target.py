@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
-import struct
 from typing import Any
 
 import anyio
@@ -106,14 +104,10 @@ class ProtocolStream(asyncio.Protocol, anyio.abc.ByteStream):
             self.transport.write_eof()
 
     def abort(self) -> None:
-        """Close at once, with a reset where there is a real socket (none in the
-        simulation, whose transport then closes with a FIN, as asyncio's abort does)."""
-        if self.transport is None:
-            return
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.transport.abort()
+        """Close at once. The simulated transport has no socket to set SO_LINGER on, so
+        this is asyncio's abort: the write buffer is dropped and a FIN goes out."""
+        if self.transport is not None:
+            self.transport.abort()
 
     async def aclose(self) -> None:
         if self.transport is not None:
