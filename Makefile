@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(BIN)/harness explore --server uvicorn==0.3.26 --http h11 --budget 30 --seed 0 || [ $$? -eq 1 ]
 
 bench: $(STAMP)
-	$(BIN)/python -m harness.bench
+	$(BIN)/python -m harness.tools.bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

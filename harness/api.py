@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.runner import run
-from harness.targets import HTTP_IMPLS, TargetSpec, parse_server, target_specs
-from harness.trace import Trace
+from harness.search.trace import Trace
+from harness.targets.registry import HTTP_IMPLS, TargetSpec, parse_server, target_specs
+from harness.targets.runner import run
 
 
 def trace_target(trace: Trace, server: str | None = None,

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from harness.envs import PROJECT_ROOT
-from harness.known import known_for
-from harness.report import report_id
-from harness.runner import run
-from harness.targets import TargetSpec, target_specs
-from harness.trace import Trace
+from harness.search.trace import Trace
+from harness.targets.envs import PROJECT_ROOT
+from harness.targets.registry import TargetSpec, target_specs
+from harness.targets.runner import run
+from harness.tools.known import known_for
+from harness.tools.report import report_id
 
 DEFAULT_SERVERS = ["reference", "uvicorn"]
 FAILED_TRACES = PROJECT_ROOT / ".harness-cache" / "scenario-failures"

@@ -23,7 +23,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from harness.loop import SimLoop
+from harness.sim.loop import SimLoop
 
 PROTOCOLS = ("h11", "httptools")
 ASGI3_SINCE = Version("0.7.0")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from harness.loop import SimLoop
-from harness.peer import PeerConnection
+from harness.net.peer import PeerConnection
+from harness.sim.loop import SimLoop
 
 ADDRESS = ("127.0.0.1", 8000)
 

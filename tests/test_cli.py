@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.tools.cli import main
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -161,7 +161,7 @@ def test_an_install_that_fails_shows_pips_last_lines_and_leaves_nothing(
 ):
     import subprocess
 
-    import harness.envs
+    import harness.targets.envs
 
     def failing_pip(args: list[str], log: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(
@@ -169,7 +169,7 @@ def test_an_install_that_fails_shows_pips_last_lines_and_leaves_nothing(
             "  x Building wheel for uvloop (pyproject.toml) did not run successfully.\n")
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
-    monkeypatch.setattr(harness.envs, "_pip", failing_pip)
+    monkeypatch.setattr(harness.targets.envs, "_pip", failing_pip)
     code, _, err = run_cli(capsys, "explore", "--server", "uvicorn==0.5.0", "--budget", "1")
     assert code == 2
     assert "installing uvicorn==0.5.0 failed" in err

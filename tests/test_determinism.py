@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from harness.decisions import RandomSource
-from harness.run import simulate
-from harness.trace import Trace, build_program, replay
+from harness.search.trace import Trace, build_program, replay
+from harness.sim.run import simulate
 
 SCENARIO = {"kind": "program", "ref": "tests.programs:busy_echo", "params": {"clients": 3}}
 

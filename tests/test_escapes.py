@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from harness.decisions import OrdinarySource
-from harness.loop import SimLoop, SimulationEscape
-from harness.run import simulate
+from harness.sim.loop import SimLoop, SimulationEscape
+from harness.sim.run import simulate
 
 
 def run(program: Any) -> Any:

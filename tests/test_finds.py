@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness.api import replay_trace_file
-from harness.runner import run
-from harness.targets import target_specs
+from harness.targets.registry import target_specs
+from harness.targets.runner import run
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 HANG_748 = REPORTS / "uvicorn-0.11.3-h11" / "receive-hang-e2bf0886" / "trace.json"
@@ -48,7 +48,7 @@ def test_search_finds_uvicorn_241_on_0_3_26_from_the_general_scenario_space():
 
 
 def test_bisect_names_0_3_27_as_the_release_that_fixed_uvicorn_241(capsys):
-    from harness.cli import main
+    from harness.tools.cli import main
 
     code = main(["bisect", "--server", "uvicorn", "--good", "0.3.27", "--bad", "0.3.26",
                  "--trace", str(LOST_241)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.network import Network, Stream
+from harness.net.network import Network, Stream
 
 
 def test_bytes_arrive_in_order_in_any_split():

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from harness.app import AppBehaviour
-from harness.client import ConnSpec, RequestSpec
 from harness.decisions import OrdinarySource
-from harness.observations import LogRecord, Observations
-from harness.oracles import KINDS, check
-from harness.quiescence import BlockedTask, Frame
-from harness.scenario import HttpScenario, run_http
+from harness.http.app import AppBehaviour
+from harness.http.client import ConnSpec, RequestSpec
+from harness.http.observations import LogRecord, Observations
+from harness.http.oracles import KINDS, check
+from harness.http.scenario import HttpScenario, run_http
+from harness.sim.quiescence import BlockedTask, Frame
 from servers.uvicorn_target import UvicornTarget
 
 POST = RequestSpec(method="POST", framing="length", body_size=300)

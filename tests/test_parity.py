@@ -3,7 +3,7 @@
 Each program below is a small asyncio program, `async def prog(loop, effects)`,
 that appends a string to `effects` whenever something observable happens. It
 runs twice: once on the stock `asyncio.SelectorEventLoop` and once through
-`harness.run.simulate` with `OrdinarySource` (every choice 0, the ordinary
+`harness.sim.run.simulate` with `OrdinarySource` (every choice 0, the ordinary
 behaviour). The two effect lists must be equal.
 
 The stock reference run is a `FastForwardLoop`: the stock selector loop with a
@@ -44,8 +44,8 @@ from typing import Any
 import pytest
 
 from harness.decisions import OrdinarySource
-from harness.loop import SimLoop
-from harness.run import simulate
+from harness.sim.loop import SimLoop
+from harness.sim.run import simulate
 
 Program = Callable[[asyncio.AbstractEventLoop, list[str]], Awaitable[None]]
 

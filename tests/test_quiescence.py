@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from harness.decisions import OrdinarySource
-from harness.loop import SimLoop
-from harness.run import Settings, simulate
+from harness.sim.loop import SimLoop
+from harness.sim.run import Settings, simulate
 
 
 async def wait_forever(event: asyncio.Event) -> None:

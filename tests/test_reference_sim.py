@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from harness.app import AppBehaviour
-from harness.client import END_ACTIONS, END_MOMENTS, ConnSpec, RequestSpec
 from harness.decisions import OrdinarySource, RandomSource
-from harness.loop import SimLoop
-from harness.peer import PeerConnection
-from harness.run import simulate
-from harness.scenario import ADDRESS, HttpScenario, run_http
-from harness.transport import MAX_READ
+from harness.http.app import AppBehaviour
+from harness.http.client import END_ACTIONS, END_MOMENTS, ConnSpec, RequestSpec
+from harness.http.scenario import ADDRESS, HttpScenario, run_http
+from harness.net.peer import PeerConnection
+from harness.sim.loop import SimLoop
+from harness.sim.run import simulate
+from harness.sim.transport import MAX_READ
 from servers.reference.connection import Config
 from servers.reference.target import HIGH_WATER, ReferenceTarget
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.explore import explore
-from harness.search import search
+from harness.search.engine import search
+from harness.search.explore import explore
 from servers.uvicorn_target import UvicornTarget
 
 

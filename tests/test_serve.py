@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from harness.cli import main
+from harness.tools.cli import main
 
 
 def http_get(port: int, request: bytes) -> bytes:
@@ -25,7 +25,7 @@ def http_get(port: int, request: bytes) -> bytes:
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_serve_answers_real_requests_and_stops_gracefully_on_sigint(backend: str):
     with subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "serve", "servers.reference.demo:app",
+        [sys.executable, "-m", "harness.tools.cli", "serve", "servers.reference.demo:app",
          "--port", "0", "--backend", backend],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     ) as proc:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.decisions import Decision, RandomSource, TraceDivergence
-from harness.run import simulate
-from harness.trace import Trace, TraceError, build_program, replay
+from harness.search.trace import Trace, TraceError, build_program, replay
+from harness.sim.run import simulate
 
 SCENARIO = {"kind": "program", "ref": "tests.programs:busy_echo", "params": {"clients": 2}}
 

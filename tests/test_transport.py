@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from harness.decisions import OrdinarySource
-from harness.loop import SimLoop
-from harness.peer import PeerConnection
-from harness.run import Settings, SimResult, simulate
+from harness.net.peer import PeerConnection
+from harness.sim.loop import SimLoop
+from harness.sim.run import Settings, SimResult, simulate
 
 ADDRESS = ("127.0.0.1", 8000)
 

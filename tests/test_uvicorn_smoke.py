@@ -14,9 +14,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from harness.decisions import RandomSource
-from harness.loop import SimLoop
-from harness.peer import PeerConnection
-from harness.run import simulate
+from harness.net.peer import PeerConnection
+from harness.sim.loop import SimLoop
+from harness.sim.run import simulate
 
 REQUEST = (
     b"POST /echo HTTP/1.1\r\nHost: example.org\r\nContent-Length: 26\r\n\r\n"

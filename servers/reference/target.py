@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 
 from harness import __version__
-from harness.loop import SimLoop
+from harness.sim.loop import SimLoop
 from servers.reference.connection import App, Config, serve_connection
 
 HIGH_WATER = 64 * 1024

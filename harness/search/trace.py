@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.decisions import Decision, ReplaySource, TraceDivergence
-from harness.run import Program, Settings, SimResult, simulate
+from harness.sim.run import Program, Settings, SimResult, simulate
 
 FORMAT = "asgi-race-harness/trace"
 VERSION = 1

@@ -18,7 +18,7 @@ from typing import Any
 
 import h11
 
-from harness.peer import PeerConnection
+from harness.net.peer import PeerConnection
 
 END_ACTIONS = ("none", "half-close", "close", "reset")
 END_MOMENTS = ("after-responses", "after-send", "mid-headers", "mid-body", "mid-response")

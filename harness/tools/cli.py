@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.api import trace_target
-from harness.envs import EnvError
-from harness.report import render_reference, write_report
-from harness.runner import WorkerError, run
-from harness.search import STRATEGIES
-from harness.strategies import FAMILIES
-from harness.targets import TargetError, TargetSpec, target_specs
-from harness.trace import Trace, TraceError
+from harness.http.strategies import FAMILIES
+from harness.search.engine import STRATEGIES
+from harness.search.trace import Trace, TraceError
+from harness.targets.envs import EnvError
+from harness.targets.registry import TargetError, TargetSpec, target_specs
+from harness.targets.runner import WorkerError, run
+from harness.tools.report import render_reference, write_report
 
 REFERENCE = TargetSpec("reference", None, "h11")
 
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     rr.add_argument("--reports", default="reports", help="where reports are written")
     rr.set_defaults(func=cmd_report)
 
-    from harness.bisect import add_parser as add_bisect
+    from harness.tools.bisect import add_parser as add_bisect
     from servers.reference.main import ServeError
     from servers.reference.main import add_parser as add_serve
 

@@ -42,7 +42,7 @@ class BlockedTask:
 def short_path(path: str) -> str:
     """A stable path for signatures: relative to site-packages, the stdlib or cwd."""
     norm = path.replace(os.sep, "/")
-    # site-packages, or a release's cached site folder (harness/envs.py)
+    # site-packages, or a release's cached site folder (harness/targets/envs.py)
     for marker in ("/site-packages/", "/dist-packages/", "/site/"):
         if marker in norm:
             return norm.split(marker, 1)[1]

@@ -17,11 +17,11 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from harness.network import Connection, Listener
-from harness.transport import SimTransport
+from harness.net.network import Connection, Listener
+from harness.sim.transport import SimTransport
 
 if TYPE_CHECKING:
-    from harness.loop import SimLoop
+    from harness.sim.loop import SimLoop
 
 
 class SimServer(asyncio.AbstractServer):

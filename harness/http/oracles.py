@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.app import AsgiEvent, RequestRecord
-from harness.client import request_path
-from harness.observations import ConnFacts, Observations
-from harness.quiescence import Frame
+from harness.http.app import AsgiEvent, RequestRecord
+from harness.http.client import request_path
+from harness.http.observations import ConnFacts, Observations
+from harness.sim.quiescence import Frame
 
 KINDS: dict[str, str] = {
     "receive-hang": "an app's receive() never returned, though its request's body had "
@@ -31,7 +31,7 @@ KINDS: dict[str, str] = {
 
 # Frames that are never the answer to "where is the server waiting": the app model,
 # and the async libraries the wait bottoms out in.
-APP_FRAMES = ("harness/app.py", "asyncio/", "anyio/", "trio/")
+APP_FRAMES = ("harness/http/app.py", "asyncio/", "anyio/", "trio/")
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from harness.runner import run
-from harness.strategies import FAMILIES
-from harness.targets import target_specs
+from harness.http.strategies import FAMILIES
+from harness.targets.registry import target_specs
+from harness.targets.runner import run
 
 SEEDS = 10
 FIXED_SEEDS = 3

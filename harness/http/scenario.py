@@ -14,14 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from harness.app import AppBehaviour, RecordingApp, asgi2
-from harness.client import ClientScript, ConnSpec
 from harness.decisions import DecisionSource
-from harness.loop import SimLoop
-from harness.observations import ErrorCollector, Observations, observe
-from harness.oracles import Failure, check
-from harness.peer import PeerConnection
-from harness.run import Settings, SimResult, simulate
+from harness.http.app import AppBehaviour, RecordingApp, asgi2
+from harness.http.client import ClientScript, ConnSpec
+from harness.http.observations import ErrorCollector, Observations, observe
+from harness.http.oracles import Failure, check
+from harness.net.peer import PeerConnection
+from harness.sim.loop import SimLoop
+from harness.sim.run import Settings, SimResult, simulate
 
 ADDRESS = ("127.0.0.1", 8000)
 

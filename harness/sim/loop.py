@@ -2,7 +2,7 @@
 
 It subclasses `asyncio.BaseEventLoop` and keeps the stock `_run_once`, so the
 order in which ready callbacks run is the stock order by construction; only
-the selector is replaced (harness/poller.py), and that is where every choice
+the selector is replaced (harness/sim/poller.py), and that is where every choice
 is made. `time()` is virtual and only moves when nothing else can happen.
 
 Anything that would leave the simulation (a real socket or file descriptor,
@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 from harness.decisions import DecisionSource, Recorder
-from harness.eventlog import EventLog
-from harness.network import Network
-from harness.poller import Poller
-from harness.server import SimServer
-from harness.transport import SimTransport
+from harness.net.network import Network
+from harness.sim.eventlog import EventLog
+from harness.sim.poller import Poller
+from harness.sim.server import SimServer
+from harness.sim.transport import SimTransport
 
 
 class SimulationEscape(RuntimeError):
@@ -67,7 +67,7 @@ class SimLoop(asyncio.BaseEventLoop):
         self.network = network if network is not None else Network()
         self.log = log if log is not None else EventLog()
         self.decisions = decisions if isinstance(decisions, Recorder) else Recorder(decisions)
-        self.peers: list[Any] = []  # harness.peer.PeerConnection, driven in the poll
+        self.peers: list[Any] = []  # harness.net.peer.PeerConnection, driven in the poll
         self.servers: list[SimServer] = []
         self.pending_connects: list[asyncio.Future[None]] = []
         self.escapes: list[str] = []
@@ -133,7 +133,7 @@ class SimLoop(asyncio.BaseEventLoop):
         message = (
             f"simulation escape: {what}: {why}, outside the simulated loop's control. "
             "Run it synchronously in the app, or give it a deterministic stand-in in "
-            "harness/loop.py."
+            "harness/sim/loop.py."
         )
         self.escapes.append(message)
         raise SimulationEscape(message)

@@ -3,7 +3,7 @@
 A spec names a server, optionally a version, and a protocol implementation.
 The release installed in the harness's own environment runs in this process;
 any other release runs in a worker subprocess on its cached environment
-(harness/envs.py, harness/worker.py), so two versions never share a process.
+(harness/targets/envs.py, harness/targets/worker.py), so two versions never share a process.
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from harness.network import Stream
+from harness.net.network import Stream
 
 if TYPE_CHECKING:
-    from harness.loop import SimLoop
+    from harness.sim.loop import SimLoop
 
 
 def _set_connected(fut: asyncio.Future[None]) -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from harness.network import Connection
+from harness.net.network import Connection
 
 if TYPE_CHECKING:
-    from harness.loop import SimLoop
+    from harness.sim.loop import SimLoop
 
 
 class PeerConnection:

@@ -1,7 +1,7 @@
 """The worker: serves one request on the release that is first on sys.path.
 
-Run as `python -m harness.worker` with the release's cached site folder first
-on PYTHONPATH (harness/runner.py does this). Reads one JSON request on stdin;
+Run as `python -m harness.targets.worker` with the release's cached site folder first
+on PYTHONPATH (harness/targets/runner.py does this). Reads one JSON request on stdin;
 writes JSON lines on stdout: progress events, then the result or an error.
 """
 
@@ -22,7 +22,7 @@ def main() -> int:
         out.flush()
 
     try:
-        from harness.runner import handle
+        from harness.targets.runner import handle
 
         request = json.loads(sys.stdin.read())
         result = handle(request, lambda event, info: emit({"event": event, "info": info}))

@@ -1,7 +1,7 @@
 """Exploration: the search engine applied to HTTP scenarios on one target.
 
-This is where the generic engine (harness/search.py) meets the scenario space
-(harness/strategies.py) and a target: `explore` returns findings whose traces
+This is where the generic engine (harness/search/engine.py) meets the scenario space
+(harness/http/strategies.py) and a target: `explore` returns findings whose traces
 replay on their own (trace kind "http").
 """
 
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.decisions import DecisionSource, Recorder, ReplaySource
-from harness.oracles import Failure
-from harness.run import Settings
-from harness.scenario import HttpRun, HttpScenario, Target, run_http
-from harness.search import Found, Outcome, Progress, SearchReport, search
-from harness.strategies import FAMILIES, scenarios
-from harness.trace import Trace
+from harness.http.oracles import Failure
+from harness.http.scenario import HttpRun, HttpScenario, Target, run_http
+from harness.http.strategies import FAMILIES, scenarios
+from harness.search.engine import Found, Outcome, Progress, SearchReport, search
+from harness.search.trace import Trace
+from harness.sim.run import Settings
 
 SETTINGS = Settings()
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.decisions import Decision, DecisionSource, OrdinarySource, Recorder
-from harness.eventlog import EventLog
-from harness.loop import SimLoop, SimulationEscape
-from harness.network import Network
-from harness.quiescence import BlockedTask, blocked_tasks
+from harness.net.network import Network
+from harness.sim.eventlog import EventLog
+from harness.sim.loop import SimLoop, SimulationEscape
+from harness.sim.quiescence import BlockedTask, blocked_tasks
 
 Program = Callable[[SimLoop], Coroutine[Any, Any, Any]]
 

@@ -14,11 +14,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.app import AppRaised, RecordingApp, RequestRecord
-from harness.client import ClientScript
-from harness.loop import SimLoop
-from harness.network import Connection
-from harness.quiescence import BlockedTask, Frame, await_stack, blocked_tasks
+from harness.http.app import AppRaised, RecordingApp, RequestRecord
+from harness.http.client import ClientScript
+from harness.net.network import Connection
+from harness.sim.loop import SimLoop
+from harness.sim.quiescence import BlockedTask, Frame, await_stack, blocked_tasks
 
 
 @dataclass

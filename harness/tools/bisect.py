@@ -19,9 +19,9 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from harness.runner import run
-from harness.targets import TargetError, target_specs
-from harness.trace import Trace
+from harness.search.trace import Trace
+from harness.targets.registry import TargetError, target_specs
+from harness.targets.runner import run
 
 
 class BisectError(TargetError):

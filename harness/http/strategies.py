@@ -18,9 +18,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from harness.app import READ_MODES, AppBehaviour
-from harness.client import END_ACTIONS, END_MOMENTS, ConnSpec, RequestSpec
-from harness.scenario import HttpScenario, Target
+from harness.http.app import READ_MODES, AppBehaviour
+from harness.http.client import END_ACTIONS, END_MOMENTS, ConnSpec, RequestSpec
+from harness.http.scenario import HttpScenario, Target
 
 PAUSES = [0.0, 0.5, 6.0]  # none, short, longer than uvicorn's default 5 s keep-alive
 FAMILIES = ("keepalive", "pipelining", "disconnect", "flow", "concurrency")

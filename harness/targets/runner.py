@@ -16,10 +16,10 @@ from dataclasses import asdict
 from typing import Any
 
 from harness.decisions import TraceDivergence
-from harness.envs import Env, EnvError, ensure_env
-from harness.scenario import Target
-from harness.targets import TargetSpec
-from harness.trace import Trace, TraceError
+from harness.http.scenario import Target
+from harness.search.trace import Trace, TraceError
+from harness.targets.envs import Env, EnvError, ensure_env
+from harness.targets.registry import TargetSpec
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -54,7 +54,7 @@ def _acceptor(accept: dict[str, str] | None) -> Callable[[Any], bool] | None:
 
 
 def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    from harness.explore import explore, trace_of
+    from harness.search.explore import explore, trace_of
 
     target = make_target(spec)
     report = explore(
@@ -88,7 +88,7 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
 
 
 def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
-    from harness.explore import replay_http
+    from harness.search.explore import replay_http
 
     target = make_target(spec)
     trace = Trace.from_json(request["trace"])
@@ -146,7 +146,8 @@ def run(spec: TargetSpec, request: dict[str, Any], progress: Progress,
 
 def _run_worker(env: Env, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
     with subprocess.Popen(
-        [sys.executable, "-m", "harness.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        [sys.executable, "-m", "harness.targets.worker"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=env.python_env(),
     ) as proc:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None

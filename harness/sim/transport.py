@@ -17,10 +17,10 @@ import asyncio
 from asyncio import transports
 from typing import TYPE_CHECKING, Any
 
-from harness.network import Connection, Stream
+from harness.net.network import Connection, Stream
 
 if TYPE_CHECKING:
-    from harness.loop import SimLoop
+    from harness.sim.loop import SimLoop
 
 # What the stock transport reads per recv() call.
 MAX_READ = 256 * 1024

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.app import AppBehaviour
-from harness.oracles import KINDS
-from harness.trace import Trace
+from harness.http.app import AppBehaviour
+from harness.http.oracles import KINDS
+from harness.search.trace import Trace
 
 MAX_TIMELINE = 120
 

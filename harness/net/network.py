@@ -11,7 +11,7 @@ places a byte can be:
 `window` bounds in_flight + rx, which is what makes a slow reader push back
 on the writer (the kernel's send and receive buffers, folded into one).
 
-Nothing here knows about asyncio. The poller (harness/poller.py) decides
+Nothing here knows about asyncio. The poller (harness/sim/poller.py) decides
 *when* in-flight bytes arrive and how they split; the loop's transports and
 the scripted client peer call `send` and `read`. Keeping this module free of
 scheduling is what lets the same rules serve every runtime adapter.
