@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.search.trace import Trace
-from harness.targets.registry import HTTP_IMPLS, TargetSpec, parse_server, target_specs
+from harness.targets.registry import TargetSpec, entry, parse_server, target_specs
 from harness.targets.runner import run
 
 
@@ -17,10 +17,10 @@ def trace_target(trace: Trace, server: str | None = None,
     own = trace.target or {}
     if server is None:
         server = str(own.get("server"))
-        if server != "reference":  # the reference server has no separate releases
+        if entry(server).distribution is not None:  # else: no releases of its own
             server += f"=={own.get('version')}"
     if http is None:  # the trace's protocol, where the other server has it
-        impls = HTTP_IMPLS.get(parse_server(server)[0], ())
+        impls = entry(parse_server(server)[0]).protocols
         http = str(own.get("http")) if own.get("http") in impls else impls[0]
     spec = target_specs(server, http)[0]
     same = (spec.server == own.get("server") and spec.http == own.get("http")

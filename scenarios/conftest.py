@@ -17,7 +17,6 @@ from harness.search.trace import Trace
 from harness.targets.envs import PROJECT_ROOT
 from harness.targets.registry import TargetSpec, target_specs
 from harness.targets.runner import run
-from harness.tools.known import known_for
 from harness.tools.report import report_id
 
 DEFAULT_SERVERS = ["reference", "uvicorn"]
@@ -63,7 +62,7 @@ def search_family(request: pytest.FixtureRequest, target: TargetSpec) -> Any:
                               "seed": seed}, lambda event, info: None)
         found = result["findings"]
         version = result["target"]["version"]
-        known = known_for(target.server, version, target.http, family)
+        known = target.entry.known_for(version, target.http, family)
         unexplained = [f for f in found if not any(
             f["kind"] == k.kind and k.signature_contains in f["signature"] for k in known)]
         details = "\n".join(

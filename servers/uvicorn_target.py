@@ -1,17 +1,11 @@
-"""The uvicorn target: mounts whichever uvicorn release is importable, through its own path.
+"""The uvicorn target: its registry entry, and an adapter that mounts whichever uvicorn
+release is importable through that release's own construction path.
 
-uvicorn has built its server three ways over its history; the adapter follows
-the release's own construction, never patching its internals:
-
-- 0.7+ (`Config.load` exists): a `Config`, loaded, a `ServerState` (in
-  `uvicorn.main` before 0.12), and `loop.create_server` with a factory for
-  `config.http_protocol_class`, as `Server.startup` does;
-- before that: `Config.__init__` does the loading, the loop is passed in as
-  `loop=`, and protocols take a `GlobalState`;
-- releases before 0.7 call apps in the ASGI 2 convention (`asgi = 2`).
-
-Logging: modern releases get `log_config=None` and old ones a logger at
-ERROR, so ERROR records reach the root logger where the oracles collect them.
+uvicorn has built its server three ways over its history (`VERSIONS` below);
+the adapter follows the release's own construction, never patching its
+internals. Logging: modern releases get `log_config=None` and old ones a
+logger at ERROR, so ERROR records reach the root logger where the oracles
+collect them.
 """
 
 from __future__ import annotations
@@ -21,12 +15,62 @@ import importlib.metadata
 import inspect
 from typing import Any
 
-from packaging.version import Version
-
+from harness.errors import TargetFault
 from harness.sim.loop import SimLoop
+from harness.targets.registry import KnownBug, Setting, TargetEntry, VersionRange
 
-PROTOCOLS = ("h11", "httptools")
-ASGI3_SINCE = Version("0.7.0")
+VERSIONS = (
+    VersionRange(">=0.12", "modern",
+                 "Config(...).load(), uvicorn.server.ServerState, and loop.create_server with "
+                 "a factory for config.http_protocol_class, as Server.startup does"),
+    VersionRange(">=0.7,<0.12", "modern",
+                 "Config(...).load(), uvicorn.main.ServerState, and loop.create_server with "
+                 "a factory for config.http_protocol_class"),
+    VersionRange("<0.7", "early",
+                 "Config(..., loop=loop) loads itself; protocols take a GlobalState; apps "
+                 "are called in the ASGI 2 convention", asgi=2),
+)
+
+KNOWN_BUGS = (
+    KnownBug("uvicorn#241: receive() after the response blocks until more input",
+             "<0.3.27", ("h11", "httptools"), "keepalive", "lost-disconnect",
+             "receive() after the response"),
+    KnownBug("uvicorn#748: request cycles share one wake-up event; receive() hangs",
+             "<0.12.3", ("h11", "httptools"), "pipelining", "receive-hang",
+             "in RequestResponseCycle.receive"),
+    # uvicorn#1637 (fixed by PR #2243 in 0.27.1, which harness bisect names): the
+    # keep-alive timer is armed after a response even when a pipelined request is already
+    # being served, fires under it, fails in h11 and closes the connection.
+    KnownBug("uvicorn#1637: keep-alive timeout fires under a pipelined request",
+             "<0.27.1", ("h11",), "pipelining", "premature-close",
+             "closed during a live request"),
+    KnownBug("uvicorn#1637: ... and the keep-alive handler raises LocalProtocolError",
+             "<0.27.1", ("h11",), "pipelining", "server-error", "LocalProtocolError"),
+    KnownBug("new: httptools connection_lost wakes only the newest pipelined cycle, so an "
+             "earlier cycle's pending receive() never gets http.disconnect",
+             ">=0.12.3", ("httptools",), "pipelining", "lost-disconnect",
+             "httptools_impl.py"),
+)
+
+TARGET = TargetEntry(
+    name="uvicorn",
+    adapter="servers.uvicorn_target:UvicornTarget",
+    distribution="uvicorn",
+    protocols=("h11", "httptools"),
+    protocol_modules={"h11": "uvicorn.protocols.http.h11_impl",
+                      "httptools": "uvicorn.protocols.http.httptools_impl"},
+    # Settings that change connection handling, defaults first (shrinking picks them).
+    # limit_concurrency=2 makes a second connection get uvicorn's own 503.
+    settings=(
+        Setting("timeout_keep_alive", (5, 1), "keep-alive-timeout"),
+        Setting("limit_concurrency", (None, 2), "concurrency-limit"),
+    ),
+    versions=VERSIONS,
+    known_bugs=KNOWN_BUGS,
+    oldest="0.3.26",
+    example="0.11.3",
+    description="uvicorn, on asyncio, with its h11 and httptools protocols",
+)
 
 
 def _accepted(func: Any, offered: dict[str, Any]) -> dict[str, Any]:
@@ -38,25 +82,28 @@ class UvicornTarget:
     name = "uvicorn"
 
     def __init__(self, http: str = "h11") -> None:
-        if http not in PROTOCOLS:
-            raise ValueError(f"unknown uvicorn protocol {http!r}; use one of {PROTOCOLS}")
+        if http not in TARGET.protocols:
+            raise ValueError(f"unknown uvicorn protocol {http!r}; use one of {TARGET.protocols}")
         self.http = http
         self.version = importlib.metadata.version("uvicorn")
-        self.asgi = 3 if Version(self.version) >= ASGI3_SINCE else 2
+        self.range = TARGET.version_range(self.version) or VERSIONS[0]
+        self.asgi = self.range.asgi
 
     def settings_space(self) -> dict[str, list[Any]]:
-        # Settings that change connection handling, defaults first (shrinking picks them).
-        # limit_concurrency=2 makes a second connection get uvicorn's own 503
-        return {"timeout_keep_alive": [5, 1], "limit_concurrency": [None, 2]}
+        return TARGET.settings_for(self.version)
 
     def describe(self) -> dict[str, Any]:
-        return {"server": self.name, "version": self.version, "http": self.http}
+        return {"server": self.name, "version": self.version, "http": self.http,
+                "construction": self.range.construction}
 
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
                     address: tuple[str, int]) -> None:
         from uvicorn.config import Config
 
-        if hasattr(Config, "load"):
+        if self.range.path == "modern":
+            if not hasattr(Config, "load"):  # the VERSIONS table is wrong for this release
+                raise TargetFault(f"uvicorn {self.version} has no Config.load; fix the "
+                                  "version ranges in servers/uvicorn_target.py")
             config, state = self._modern(Config, app, settings)
         else:
             config, state = self._early(Config, app, settings, loop)

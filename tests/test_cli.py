@@ -110,7 +110,7 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
     ("args", "message"),
     [
         (["explore", "--server", "nginx"],
-         "unknown server 'nginx'; known servers: uvicorn, reference"),
+         "unknown server 'nginx'; known servers: reference, uvicorn"),
         (["explore", "--server", "uvicorn==="], "malformed server 'uvicorn==='"),
         (["explore", "--server", "uvicorn", "--http", "wsproto"],
          "uvicorn has no HTTP implementation 'wsproto'"),
@@ -118,7 +118,7 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
         (["explore", "--server", "reference", "--family", "chaos"],
          "unknown scenario family 'chaos'"),
         (["explore", "--server", "reference", "--jobs", "0"], "--jobs must be at least 1"),
-        (["explore", "--server", "reference==1.0"], "the reference server has no versions"),
+        (["explore", "--server", "reference==1.0"], "the reference server has no releases of its own"),
         (["explore", "--server", "reference", "--http", "httptools"],
          "reference has no HTTP implementation 'httptools'"),
         (["bisect", "--server", "uvicorn", "--good", "0.12.3", "--bad", "0.11.3"],

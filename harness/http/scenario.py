@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.decisions import DecisionSource
+from harness.errors import TargetFault
 from harness.http.app import AppBehaviour, RecordingApp, asgi2
 from harness.http.client import ClientScript, ConnSpec
 from harness.http.observations import ErrorCollector, Observations, observe
@@ -130,8 +131,9 @@ def run_http(
 
         result = simulate(http_program(scenario, target, state), source, settings, inspect)
     if result.program_error is not None:
-        raise RuntimeError(
-            f"mounting {target.name} {target.version} failed: {result.program_error!r}"
+        raise TargetFault(
+            f"mounting {target.name} {target.version} failed before any scenario ran: "
+            f"{result.program_error!r}"
         ) from result.program_error
     obs: Observations = result.extras["observations"]
     return HttpRun(result, obs, check(obs))

@@ -7,6 +7,7 @@ replay on their own (trace kind "http").
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +17,9 @@ from harness.http.oracles import Failure
 from harness.http.scenario import HttpRun, HttpScenario, Target, run_http
 from harness.http.strategies import FAMILIES, scenarios
 from harness.search.engine import Found, Outcome, Progress, SearchReport, search
-from harness.search.trace import Trace
+from harness.search.trace import Trace, TraceError
 from harness.sim.run import Settings
+from harness.targets.registry import entry, translate_settings
 
 SETTINGS = Settings()
 
@@ -87,8 +89,24 @@ class Verdict:
 
 
 def replay_http(trace: Trace, target: Target, strict: bool = True) -> Verdict:
-    """Replay an http trace on `target` (strict on its own target, lenient elsewhere)."""
-    scenario = HttpScenario.from_json(trace.scenario)
+    """Replay an http trace on `target` (strict on its own target, lenient elsewhere).
+
+    A trace recorded on another server carries that server's settings: they are
+    translated to the ones that mean the same here (harness/targets/registry.py)."""
+    try:
+        scenario = HttpScenario.from_json(trace.scenario)
+    except ValueError as exc:
+        raise TraceError(f"the trace's scenario is malformed: {exc}") from None
+    recorded = (trace.target or {}).get("server")
+    if recorded != target.name:
+        scenario = dataclasses.replace(scenario, server=translate_settings(
+            scenario.server, str(recorded), entry(target.name), target.version))
+    space = target.settings_space()
+    unknown = sorted(set(scenario.server) - set(space))
+    if unknown:
+        raise TraceError(f"the trace sets {', '.join(map(repr, unknown))}, which "
+                         f"{target.name} {target.version} does not offer (it offers "
+                         f"{', '.join(space) or 'no settings'})")
     source = ReplaySource(trace.decisions, strict=strict)
     run = run_http(scenario, target, source, trace.settings)
     return Verdict(run.failures, run, source.diverged_at)

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.decisions import Decision, ReplaySource, TraceDivergence
+from harness.errors import InputError
 from harness.sim.run import Program, Settings, SimResult, simulate
 
 FORMAT = "asgi-race-harness/trace"
 VERSION = 1
 
 
-class TraceError(ValueError):
+class TraceError(InputError):
     """A trace file that cannot be used: malformed, unknown format, or from the future."""
 
 

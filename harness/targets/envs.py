@@ -1,6 +1,8 @@
 """Environments: each target release installed once, into its own cached folder.
 
-Rule 5 (DESIGN.md): one target version per process. A release is installed
+Rule 5 (DESIGN.md): one target version per process. Nothing here names a
+server: the registry entry says which distribution to install and which
+modules must import for each protocol implementation. A release is installed
 with `pip install --no-deps --target <cache>/<server>-<version>/site`, then
 each requirement its metadata declares is installed at the declared version
 where that works on this Python, and at the newest release of that package
@@ -30,11 +32,14 @@ from pathlib import Path
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 
+from harness.errors import EnvironmentFault
+from harness.targets.registry import TargetEntry
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENV_FORMAT = 1
 
 
-class EnvError(RuntimeError):
+class EnvError(EnvironmentFault):
     """A release that cannot be installed or imported; the message says why and what to do."""
 
 
@@ -51,6 +56,7 @@ class EnvInfo:
     fallbacks: list[str] = field(default_factory=list)  # human-readable notes
     skipped: list[str] = field(default_factory=list)
     protocols: list[str] = field(default_factory=list)  # http implementations that import
+    distribution: str = ""  # what was installed from the index
     format: int = ENV_FORMAT
 
 
@@ -79,13 +85,6 @@ class Env:
 Log = Callable[[str], None]
 NETWORK_ERRORS = ("Retrying", "NewConnectionError", "ConnectionError", "Max retries exceeded",
                   "Temporary failure in name resolution", "timed out")
-
-# What must import for each protocol implementation (module, class).
-PROTOCOL_PROBES = {
-    "h11": "uvicorn.protocols.http.h11_impl",
-    "httptools": "uvicorn.protocols.http.httptools_impl",
-}
-
 
 # pip 24.1+ refuses releases whose metadata uses pre-PEP 440 specifiers (uvicorn 0.12.3
 # declares "python-dotenv (>=0.13.*)"), so releases are installed with an older pip,
@@ -157,14 +156,14 @@ def _installed_versions(site: Path) -> dict[str, str]:
     for entry in site.iterdir():
         m = re.match(r"^(.+?)-([^-]+)\.(dist|egg)-info$", entry.name)
         if m:
-            out[m.group(1).lower().replace("_", "-")] = m.group(2)
+            out[_canonical(m.group(1))] = m.group(2)
     return dict(sorted(out.items()))
 
 
-def _probe_protocols(site: Path) -> list[str]:
+def _probe_protocols(site: Path, entry: TargetEntry) -> list[str]:
     ok = []
     env = dict(os.environ, PYTHONPATH=str(site), PYTHONNOUSERSITE="1")
-    for name, module in PROTOCOL_PROBES.items():
+    for name, module in entry.protocol_modules.items():
         proc = subprocess.run([sys.executable, "-c", f"import {module}"], env=env,
                               capture_output=True, text=True, timeout=120)
         if proc.returncode == 0:
@@ -172,23 +171,28 @@ def _probe_protocols(site: Path) -> list[str]:
     return ok
 
 
-def ensure_env(server: str, version: str, log: Log = lambda s: None) -> Env:
-    """The cached environment for `server==version`, installing it on first use."""
-    final = cache_dir() / f"{server}-{version}"
+def ensure_env(entry: TargetEntry, version: str, log: Log = lambda s: None) -> Env:
+    """The cached environment for `entry`'s release `version`, installing it on first use."""
+    if entry.distribution is None:
+        raise EnvError(f"{entry.name} has no releases to install; run it as --server "
+                       f"{entry.name}")
+    final = cache_dir() / f"{entry.name}-{version}"
     info_path = final / "env.json"
     if info_path.exists():
         try:
             data = json.loads(info_path.read_text())
             info = EnvInfo(**data)
             if info.format == ENV_FORMAT and info.python == _python_tag():
-                return Env(final, info)
+                env = Env(final, info)
+                check_env(env, entry)
+                return env
         except (ValueError, TypeError):
             pass
         shutil.rmtree(final, ignore_errors=True)  # stale or from another Python
     final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{server}-{version}-", dir=final.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{entry.name}-{version}-", dir=final.parent))
     try:
-        info = _install(server, version, work / "site", log)
+        info = _install(entry, version, work / "site", log)
         (work / "env.json").write_text(json.dumps(asdict(info), indent=1) + "\n")
         os.replace(work, final)
     except BaseException:
@@ -197,11 +201,39 @@ def ensure_env(server: str, version: str, log: Log = lambda s: None) -> Env:
     return Env(final, info)
 
 
+def check_env(env: Env, entry: TargetEntry) -> None:
+    """A cached release whose files are gone is an error, never a silent run of whatever
+    else is importable (the harness's own release of the same server, say)."""
+    assert entry.distribution is not None
+    found = _installed_versions(env.site) if env.site.is_dir() else {}
+    have = found.get(_canonical(entry.distribution))
+    if have != env.info.version:
+        raise EnvError(
+            f"the cached environment {env.path} is damaged: it should hold "
+            f"{entry.distribution} {env.info.version} but holds "
+            f"{have or 'no release of it'}; remove it (rm -rf {env.path}) and run again "
+            "to reinstall")
+
+
+def _has_dist(name: str) -> bool:
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def _python_tag() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def _install(server: str, version: str, site: Path, log: Log) -> EnvInfo:
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _install(entry: TargetEntry, version: str, site: Path, log: Log) -> EnvInfo:
+    assert entry.distribution is not None
+    server = entry.distribution
     site.mkdir(parents=True)
     args = ["install", "--no-deps", "--target", str(site), f"{server}=={version}"]
     proc = _pip(args, log)
@@ -219,7 +251,9 @@ def _install(server: str, version: str, site: Path, log: Log) -> EnvInfo:
                 f"'pip index versions {server}'"
             )
         raise EnvError(f"installing {server}=={version} failed:\n{_last_lines(proc.stderr)}")
-    info = EnvInfo(server, version, _python_tag())
+    info = EnvInfo(entry.name, version, _python_tag(), distribution=server)
+    span = entry.version_range(version)
+    replacements = dict(span.fallbacks) if span else {}
     for req in _requirements(site, server):
         if not _applies(req):
             continue
@@ -228,16 +262,18 @@ def _install(server: str, version: str, site: Path, log: Log) -> EnvInfo:
         proc = _pip(["install", "--no-deps", "--target", str(site), pinned], log)
         if proc.returncode == 0:
             continue
-        newest = _pip(["install", "--no-deps", "--upgrade", "--target", str(site), req.name], log)
+        instead = replacements.get(_canonical(req.name), req.name)
+        newest = _pip(["install", "--no-deps", "--upgrade", "--target", str(site), instead], log)
         if newest.returncode == 0:
+            what = "the newest " + req.name if instead == req.name else instead
             info.fallbacks.append(f"{pinned} does not install on Python {_python_tag()}; "
-                                  f"used the newest {req.name}")
+                                  f"used {what}")
         else:
             info.skipped.append(f"{pinned}: neither it nor the newest release installs")
     info.installed = _installed_versions(site)
-    info.protocols = _probe_protocols(site)
-    for module in ("httptools", "h11"):
-        if module not in info.installed and module in info.protocols:
+    info.protocols = _probe_protocols(site, entry)
+    for module in entry.protocols:  # a protocol whose library the release does not declare
+        if module not in info.installed and module in info.protocols and _has_dist(module):
             info.fallbacks.append(f"{module} is not among its requirements; the harness's own "
                                   f"{module} {importlib.metadata.version(module)} is used")
     if not info.protocols:

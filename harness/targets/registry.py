@@ -1,23 +1,213 @@
-"""Target specs ("uvicorn==0.11.3", "uvicorn", "reference") and where they run.
+"""The target registry: every server the harness can test, declared as data.
 
-A spec names a server, optionally a version, and a protocol implementation.
-The release installed in the harness's own environment runs in this process;
-any other release runs in a worker subprocess on its cached environment
-(harness/targets/envs.py, harness/targets/worker.py), so two versions never share a process.
+A target is a server + version + protocol implementation. Everything the
+harness knows about a server lives in its `TargetEntry`, declared beside its
+adapter under `servers/` (DESIGN.md, "Target registry"): the distribution it
+installs from, its protocol implementations and what must import for each,
+its settings space, how each range of releases is constructed, and its known
+bugs. The CLI, `pytest scenarios/`, bisect, reports and environments read
+these entries; nothing else in the harness names a server.
+
+Entries come from `BUILTIN` and from the entry-point group `ENTRY_POINT_GROUP`,
+so a third party adds a server without editing the harness:
+
+    [project.entry-points."asgi_race_harness.targets"]
+    myserver = "myserver_harness:TARGET"      # a TargetEntry
+
+Settings carry a meaning shared across servers (`MEANINGS`), so a trace
+recorded on one server replays on another with the settings that mean the
+same there (`translate_settings`).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
-SERVERS = ("uvicorn", "reference")
-HTTP_IMPLS = {"uvicorn": ("h11", "httptools"), "reference": ("h11",)}
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from harness.errors import InputError
+
+ENTRY_POINT_GROUP = "asgi_race_harness.targets"
+REFERENCE = "reference"  # the ground-truth server every report compares against
+
+# Each built-in server's module defines TARGET, its entry. A new server: one module there
+# and one line here (or an entry point, for a server outside this repository).
+BUILTIN = (
+    "servers.reference.target:TARGET",
+    "servers.uvicorn_target:TARGET",
+    # "servers.hypercorn_target:TARGET",
+)
+
+# What a setting means, whichever server names it: the vocabulary shared by all targets.
+MEANINGS = {
+    "keep-alive-timeout": "seconds an idle keep-alive connection is kept open",
+    "max-requests": "requests served on one connection before it is closed",
+    "max-incomplete-size": "bytes of an unfinished request head buffered before 4xx",
+    "read-timeout": "seconds a connection may wait for the client's next bytes",
+    "concurrency-limit": "connections or tasks served at once before 503",
+    "graceful-timeout": "seconds in-flight requests get at shutdown",
+}
 
 
-class TargetError(ValueError):
+class TargetError(InputError):
     """An unknown server, a malformed spec or an unknown protocol implementation."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One server option the search varies: its own name, legal values (default first:
+    shrinking moves toward it), what it means, and the releases that offer it."""
+
+    name: str
+    values: tuple[Any, ...]
+    means: str
+    versions: str = ""  # a PEP 440 specifier; "" for every release
+
+    def __post_init__(self) -> None:
+        if self.means not in MEANINGS:
+            raise ValueError(f"setting {self.name!r}: unknown meaning {self.means!r}; "
+                             f"use one of {', '.join(MEANINGS)}")
+
+
+@dataclass(frozen=True)
+class VersionRange:
+    """How the adapter builds one range of releases, as the report states it."""
+
+    versions: str  # a PEP 440 specifier
+    path: str  # which of the adapter's construction paths builds these releases
+    construction: str  # that path in words, for reports
+    asgi: int = 3  # the calling convention its apps use (2: double callable)
+    shims: tuple[str, ...] = ()  # what the adapter adds for this Python, reported
+    # requirement name -> what to install when the declared pin does not install on this
+    # Python (default: the newest release of that package)
+    fallbacks: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class KnownBug:
+    """An upstream bug the harness finds: `pytest scenarios/` expects it on these
+    releases (after finding it again) and fails on anything not listed."""
+
+    name: str  # upstream reference, or a short description of a new find
+    versions: str  # a PEP 440 specifier
+    http: tuple[str, ...]
+    family: str
+    kind: str
+    signature_contains: str
+
+
+@dataclass(frozen=True)
+class TargetEntry:
+    name: str
+    adapter: str  # "module:Class", imported only where the release runs (the worker)
+    protocols: tuple[str, ...]  # protocol implementations, the default first
+    protocol_modules: dict[str, str]  # what must import in an environment, per protocol
+    distribution: str | None = None  # on the package index; None: no releases of its own
+    settings: tuple[Setting, ...] = ()
+    versions: tuple[VersionRange, ...] = ()
+    known_bugs: tuple[KnownBug, ...] = ()
+    oldest: str | None = None  # the oldest release the adapter supports on this Python
+    example: str = ""  # a release for help texts
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- per-version facts -----------------------------------------------------------
+    def version_range(self, version: str) -> VersionRange | None:
+        v = _version(version)
+        return next((r for r in self.versions if v in SpecifierSet(r.versions)), None)
+
+    def settings_for(self, version: str) -> dict[str, list[Any]]:
+        v = _version(version)
+        return {s.name: list(s.values) for s in self.settings
+                if not s.versions or v in SpecifierSet(s.versions)}
+
+    def known_for(self, version: str, http: str, family: str | None = None) -> list[KnownBug]:
+        v = _version(version)
+        return [b for b in self.known_bugs
+                if http in b.http and (family is None or family == b.family)
+                and v in SpecifierSet(b.versions)]
+
+    def installed_version(self) -> str | None:
+        """The release installed beside the harness (run in this process), if any."""
+        if self.distribution is None:
+            from harness import __version__
+
+            return __version__
+        try:
+            return importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+
+def _version(text: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return Version("0")
+
+
+def _check(entry: Any, where: str) -> TargetEntry:
+    if not isinstance(entry, TargetEntry):
+        raise TypeError(f"{where} is a {type(entry).__name__}, not a TargetEntry")
+    for r in entry.versions:
+        try:
+            SpecifierSet(r.versions)
+        except InvalidSpecifier as exc:
+            raise TypeError(f"{where}: bad version range {r.versions!r}: {exc}") from None
+    if not entry.protocols or set(entry.protocols) != set(entry.protocol_modules):
+        raise TypeError(f"{where}: protocols and protocol_modules must name the same "
+                        "implementations")
+    return entry
+
+
+def _load(path: str) -> TargetEntry:
+    module, _, attr = path.partition(":")
+    return _check(getattr(importlib.import_module(module), attr), path)
+
+
+@cache
+def entries() -> dict[str, TargetEntry]:
+    """Every known target by name: the built-ins, then any installed entry points."""
+    found: dict[str, TargetEntry] = {}
+    for path in BUILTIN:
+        entry = _load(path)
+        found[entry.name] = entry
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry = _check(ep.load(), f"entry point {ep.name} = {ep.value}")
+        found.setdefault(entry.name, entry)  # a built-in name cannot be taken over
+    return found
+
+
+def entry(name: str) -> TargetEntry:
+    known = entries()
+    if name not in known:
+        raise TargetError(f"unknown server {name!r}; known servers: {', '.join(known)} "
+                          f"(others register through the {ENTRY_POINT_GROUP!r} entry points)")
+    return known[name]
+
+
+def translate_settings(settings: dict[str, Any], source: str | None,
+                       dest: TargetEntry, version: str) -> dict[str, Any]:
+    """`settings` recorded on server `source`, in the names `dest` uses for the same
+    meanings; settings `dest` does not offer at `version` are dropped."""
+    if source == dest.name:
+        return dict(settings)
+    origin = {s.name: s.means for s in entry(source).settings} if source in entries() else {}
+    offered = dest.settings_for(version)
+    by_meaning = {s.means: s.name for s in dest.settings if s.name in offered}
+    out = {}
+    for key, value in settings.items():
+        name = by_meaning.get(origin.get(key, ""))
+        if name is not None:
+            out[name] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -27,24 +217,20 @@ class TargetSpec:
     http: str
 
     @property
+    def entry(self) -> TargetEntry:
+        return entry(self.server)
+
+    @property
     def label(self) -> str:
-        version = self.version or installed_version(self.server)
-        return f"{self.server}-{version}-{self.http}"
+        return f"{self.server}-{self.version or self.entry.installed_version()}-{self.http}"
 
     def in_process(self) -> bool:
-        return self.version is None or self.version == installed_version(self.server)
+        here = self.entry.installed_version()
+        return here is not None and self.version in (None, here)
 
     def __str__(self) -> str:
         pin = f"=={self.version}" if self.version else ""
         return f"{self.server}{pin} ({self.http})"
-
-
-def installed_version(server: str) -> str:
-    if server == "reference":
-        from harness import __version__
-
-        return __version__
-    return importlib.metadata.version(server)
 
 
 def parse_server(spec: str) -> tuple[str, str | None]:
@@ -53,20 +239,33 @@ def parse_server(spec: str) -> tuple[str, str | None]:
         raise TargetError(f"malformed server {spec!r}; write it as NAME or NAME==VERSION, "
                           "for example uvicorn==0.11.3")
     name, version = m.group(1).lower(), m.group(2)
-    if name not in SERVERS:
-        raise TargetError(f"unknown server {name!r}; known servers: {', '.join(SERVERS)}")
-    if name == "reference" and version is not None:
-        raise TargetError("the reference server has no versions; write --server reference")
+    found = entry(name)
+    if found.distribution is None and version is not None:
+        raise TargetError(f"the {name} server has no releases of its own; write "
+                          f"--server {name}")
+    if version is not None:
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise TargetError(f"malformed version {version!r} in {spec!r}; write a release "
+                              f"number such as {found.example or '1.0.0'}") from None
     return name, version
 
 
-def target_specs(spec: str, http: str = "h11") -> list[TargetSpec]:
-    """All targets a --server/--http pair names (--http all: every implementation)."""
+def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
+    """All targets a --server/--http pair names (--http all: every implementation;
+    default: the server's first)."""
     name, version = parse_server(spec)
-    impls: tuple[str, ...] = HTTP_IMPLS[name]
-    chosen: tuple[str, ...]
+    found = entry(name)
+    if version is None and found.installed_version() is None:
+        raise TargetError(f"{name} is not installed beside the harness; name a release, "
+                          f"for example --server {name}=={found.example or 'X.Y.Z'}")
+    impls = found.protocols
+    chosen: Iterable[str]
     if http == "all":
         chosen = impls
+    elif http == "default":
+        chosen = impls[:1]
     elif http in impls:
         chosen = (http,)
     else:

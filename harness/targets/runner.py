@@ -8,14 +8,18 @@ behaves exactly as the installed one does here.
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import json
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from harness.decisions import TraceDivergence
+from harness.errors import HarnessError, HarnessFault, rebuild
 from harness.http.scenario import Target
 from harness.search.trace import Trace, TraceError
 from harness.targets.envs import Env, EnvError, ensure_env
@@ -24,21 +28,16 @@ from harness.targets.registry import TargetSpec
 Progress = Callable[[str, dict[str, Any]], None]
 
 
-class WorkerError(RuntimeError):
-    """A worker process failed; the message carries its last lines."""
+class WorkerError(HarnessFault):
+    """A worker process died without an answer; the message carries its last lines."""
 
 
 def make_target(spec: TargetSpec) -> Target:
-    """The target object for the release importable in *this* process."""
-    if spec.server == "uvicorn":
-        from servers.uvicorn_target import UvicornTarget
-
-        return UvicornTarget(spec.http)
-    if spec.server == "reference":
-        from servers.reference.target import ReferenceTarget
-
-        return ReferenceTarget()
-    raise EnvError(f"no adapter for server {spec.server!r}")
+    """The adapter for the release importable in *this* process (its registry entry
+    names it as "module:Class"; the class takes the protocol implementation)."""
+    module, _, name = spec.entry.adapter.partition(":")
+    adapter: Target = getattr(importlib.import_module(module), name)(spec.http)
+    return adapter
 
 
 def _acceptor(accept: dict[str, str] | None) -> Callable[[Any], bool] | None:
@@ -113,8 +112,22 @@ def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _check_isolation(spec: TargetSpec, site: str) -> None:
+    """In a worker: the release must come from its own environment and nowhere else."""
+    entry = spec.entry
+    package = entry.protocol_modules[spec.http].split(".")[0]
+    where = Path(getattr(importlib.import_module(package), "__file__", None) or "?").resolve()
+    version = importlib.metadata.version(entry.distribution or package)
+    if Path(site).resolve() not in where.parents or version != spec.version:
+        raise EnvError(f"{spec.server}=={spec.version} should run from {site}, but this "
+                       f"worker imports {package} {version} from {where.parent}; remove the "
+                       f"damaged cache folder {Path(site).parent} and run again")
+
+
 def handle(request: dict[str, Any], progress: Progress) -> dict[str, Any]:
     spec = TargetSpec(request["server"], request.get("version"), request["http"])
+    if request.get("site"):
+        _check_isolation(spec, str(request["site"]))
     if request["op"] == "explore":
         return _explore_here(spec, request, progress)
     if request["op"] == "replay":
@@ -135,11 +148,11 @@ def run(spec: TargetSpec, request: dict[str, Any], progress: Progress,
         result = _run_worker(Env.current(), request, progress)
         return result
     assert spec.version is not None
-    env = ensure_env(spec.server, spec.version, lambda line: log(f"installing: {line}"))
+    env = ensure_env(spec.entry, spec.version, lambda line: log(f"installing: {line}"))
     if spec.http not in env.info.protocols:
         raise EnvError(f"{spec.server}=={spec.version} has no importable {spec.http} protocol "
                        f"on this Python (importable: {', '.join(env.info.protocols) or 'none'})")
-    result = _run_worker(env, request, progress)
+    result = _run_worker(env, {**request, "site": str(env.site)}, progress)
     result["env"] = asdict(env.info)
     return result
 
@@ -154,7 +167,7 @@ def _run_worker(env: Env, request: dict[str, Any], progress: Progress) -> dict[s
         proc.stdin.write(json.dumps(request))
         proc.stdin.close()
         result: dict[str, Any] | None = None
-        error: str | None = None
+        error: HarnessError | None = None
         for line in proc.stdout:
             try:
                 message = json.loads(line)
@@ -163,13 +176,13 @@ def _run_worker(env: Env, request: dict[str, Any], progress: Progress) -> dict[s
             if message.get("event") == "result":
                 result = message["result"]
             elif message.get("event") == "error":
-                error = message["message"]
+                error = rebuild(str(message.get("who", "harness")), message["message"])
             else:
                 progress(message.get("event", "?"), message.get("info", {}))
         stderr = proc.stderr.read()
         code = proc.wait()
     if error is not None:
-        raise WorkerError(error)
+        raise error
     if code != 0 or result is None:
         tail = "\n".join(stderr.strip().splitlines()[-8:])
         raise WorkerError(f"the worker for {request['server']}=={request['version']} failed "

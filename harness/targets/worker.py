@@ -22,12 +22,16 @@ def main() -> int:
         out.flush()
 
     try:
+        from harness.errors import HarnessError
         from harness.targets.runner import handle
 
         request = json.loads(sys.stdin.read())
         result = handle(request, lambda event, info: emit({"event": event, "info": info}))
-    except Exception as exc:
-        emit({"event": "error", "message": f"{type(exc).__name__}: {exc}",
+    except HarnessError as exc:
+        emit({"event": "error", "message": str(exc), "who": exc.who})
+        return 1
+    except Exception as exc:  # not raised on purpose: a fault of the harness itself
+        emit({"event": "error", "message": f"{type(exc).__name__}: {exc}", "who": "harness",
               "traceback": traceback.format_exc()})
         return 1
     emit({"event": "result", "result": result})

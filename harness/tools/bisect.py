@@ -20,7 +20,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from harness.search.trace import Trace
-from harness.targets.registry import TargetError, target_specs
+from harness.targets.registry import TargetError, entry, parse_server, target_specs
 from harness.targets.runner import run
 
 
@@ -29,7 +29,11 @@ class BisectError(TargetError):
 
 
 def releases(server: str) -> list[str]:
-    proc = subprocess.run([sys.executable, "-m", "pip", "index", "versions", server],
+    """Every final release of `server`'s distribution on the package index, oldest first."""
+    distribution = entry(server).distribution
+    if distribution is None:
+        raise BisectError(f"{server} has no releases to bisect")
+    proc = subprocess.run([sys.executable, "-m", "pip", "index", "versions", distribution],
                           capture_output=True, text=True, timeout=300)
     m = re.search(r"Available versions:\s*(.+)", proc.stdout)
     if proc.returncode != 0 or not m:
@@ -73,8 +77,13 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     if (args.trace is None) == (args.scenario is None):
         raise BisectError("give exactly one of --trace TRACE or --scenario FAMILY")
     trace = Trace.load(args.trace) if args.trace else None
-    server = args.server
-    http = args.http or str((trace.target or {}).get("http", "h11") if trace else "h11")
+    server, pinned = parse_server(args.server)
+    if pinned is not None:
+        raise BisectError(f"give --server {server} without a version; --good and --bad "
+                          "name the releases")
+    protocols = entry(server).protocols
+    own = str((trace.target or {}).get("http", "")) if trace else ""
+    http = args.http or (own if own in protocols else protocols[0])
     every = releases(server)
     for end in (args.good, args.bad):
         if end not in every:
@@ -111,7 +120,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     bi = sub.add_parser("bisect", help="find the release that introduced or fixed a failure")
-    bi.add_argument("--server", required=True, help="the server, e.g. uvicorn")
+    bi.add_argument("--server", required=True, help="the server, e.g. uvicorn or hypercorn")
     bi.add_argument("--good", required=True)
     bi.add_argument("--bad", required=True)
     bi.add_argument("--trace", default=None)

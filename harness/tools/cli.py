@@ -17,18 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from harness.api import trace_target
+from harness.errors import HarnessError, HarnessFault, InputError
 from harness.http.strategies import FAMILIES
 from harness.search.engine import STRATEGIES
-from harness.search.trace import Trace, TraceError
-from harness.targets.envs import EnvError
-from harness.targets.registry import TargetError, TargetSpec, target_specs
-from harness.targets.runner import WorkerError, run
+from harness.search.trace import Trace
+from harness.targets.registry import REFERENCE as REFERENCE_SERVER
+from harness.targets.registry import TargetSpec, target_specs
+from harness.targets.runner import run
 from harness.tools.report import render_reference, write_report
 
-REFERENCE = TargetSpec("reference", None, "h11")
+REFERENCE = target_specs(REFERENCE_SERVER)[0]
 
 
-class UsageError(Exception):
+class UsageError(InputError):
     pass
 
 
@@ -156,7 +157,7 @@ def _write_report(root: Path, label: str, finding: dict[str, Any], replayed: dic
         try:
             verdict = run(REFERENCE, {"op": "replay", "trace": finding["trace"],
                                       "strict": False}, lambda e, i: None)
-        except (TraceError, WorkerError, RuntimeError) as exc:
+        except HarnessError as exc:
             error = str(exc)
     # The requests the failure is about: the ones it names, and any receive() left waiting.
     named = {f.get("request", "") for f in replayed["failures"] if f["kind"] == finding["kind"]}
@@ -245,7 +246,6 @@ def main(argv: list[str] | None = None) -> int:
     rr.set_defaults(func=cmd_report)
 
     from harness.tools.bisect import add_parser as add_bisect
-    from servers.reference.main import ServeError
     from servers.reference.main import add_parser as add_serve
 
     add_bisect(sub)
@@ -254,9 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, TargetError, EnvError, TraceError, WorkerError, ServeError) as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return 2
+    except HarnessError as exc:
+        blame = " (a bug in the harness itself: please report it)" \
+            if isinstance(exc, HarnessFault) else ""
+        print(f"harness: error: {exc}{blame}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; no report was left half-written", file=sys.stderr)
         return 130

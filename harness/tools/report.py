@@ -148,7 +148,7 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
         "```",
         "",
         "`pytest test_repro.py` in this folder fails while the bug is present "
-        "(set `HARNESS_SERVER=uvicorn==X` to point it at another release).",
+        f"(set `HARNESS_SERVER={target.get('server')}==X` to point it at another release).",
         "",
         "## The shrunk ordering",
         "",
@@ -190,6 +190,10 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
             "## Environment", ""]
     out.append(f"- target: {target.get('server')} {target.get('version')}, "
                f"protocol {target.get('http')}")
+    if target.get("construction"):
+        out.append(f"- mounted as the release itself builds it: {target['construction']}")
+    for shim in target.get("shims", []):
+        out.append(f"- shim (added by the adapter for this Python): {shim}")
     out.append(f"- Python {trace.meta.get('python', '?')}")
     if env:
         deps = ", ".join(f"{k} {v}" for k, v in sorted(env.get("installed", {}).items()))
@@ -202,7 +206,7 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
 
 REPRO = '''"""Replays {kind} on {server} {version} ({http}); fails while the bug is present.
 
-Point it at another release with HARNESS_SERVER=uvicorn==X (the trace is then
+Point it at another release with HARNESS_SERVER={server}==X (the trace is then
 replayed leniently, as the code paths may differ).
 """
 

@@ -17,13 +17,14 @@ from typing import Any
 
 import anyio
 
+from harness.errors import InputError
 from servers.reference.connection import App, Config
 from servers.reference.server import serve
 
 BACKENDS = ("asyncio", "trio")
 
 
-class ServeError(Exception):
+class ServeError(InputError):
     pass
 
 

@@ -18,9 +18,21 @@ import anyio.abc
 
 from harness import __version__
 from harness.sim.loop import SimLoop
+from harness.targets.registry import Setting, TargetEntry, VersionRange
 from servers.reference.connection import App, Config, serve_connection
 
 HIGH_WATER = 64 * 1024
+
+TARGET = TargetEntry(
+    name="reference",
+    adapter="servers.reference.target:ReferenceTarget",
+    protocols=("h11",),
+    protocol_modules={"h11": "servers.reference.connection"},
+    settings=(Setting("keep_alive", (5.0, 1.0), "keep-alive-timeout"),),
+    versions=(VersionRange("", "stream", "serve_connection over a ProtocolStream, an asyncio "
+                           "protocol that is also an anyio byte stream"),),
+    description="the harness's own reference server (servers/reference/), ground truth",
+)
 
 
 class ProtocolStream(asyncio.Protocol, anyio.abc.ByteStream):
@@ -119,22 +131,20 @@ class ReferenceTarget:
     http = "h11"
     asgi = 3
 
-    def __init__(self) -> None:
+    def __init__(self, http: str = "h11") -> None:
+        if http != self.http:
+            raise ValueError(f"the reference server speaks only h11, not {http!r}")
         self.version = __version__
 
     def settings_space(self) -> dict[str, list[Any]]:
-        return {"keep_alive": [5.0, 1.0]}
+        return TARGET.settings_for(self.version)
 
     def describe(self) -> dict[str, Any]:
-        return {"server": self.name, "version": self.version, "http": self.http}
+        return {"server": self.name, "version": self.version, "http": self.http,
+                "construction": TARGET.versions[0].construction}
 
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
                     address: tuple[str, int]) -> None:
-        # A trace from another target carries that server's settings: take the ones that
-        # mean the same here (uvicorn's timeout_keep_alive) and ignore the rest.
         known = {f.name for f in dataclasses.fields(Config)}
-        options = {"keep_alive": settings["timeout_keep_alive"]} \
-            if "timeout_keep_alive" in settings else {}
-        options.update({k: v for k, v in settings.items() if k in known})
-        config = Config(**options)
+        config = Config(**{k: v for k, v in settings.items() if k in known})
         await loop.create_server(lambda: ProtocolStream(app, config), *address)

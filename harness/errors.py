@@ -1,0 +1,50 @@
+"""Every error the harness raises on purpose, classed by who is at fault.
+
+The CLI has one handler for `HarnessError`: it prints one line (the message
+names the offending value and the fix) and exits with the class's code.
+Exit 1 is never used here: it means only "the harness found a failure in the
+target", and that is a verdict, not an exception.
+
+- `InputError`: the user's input (an unknown server, a malformed trace, a bad
+  option). Fix the command.
+- `EnvironmentFault`: this machine (a release that does not install, an index
+  that cannot be reached, a damaged cache). Fix the environment.
+- `TargetFault`: the server under test cannot even be set up (its constructor
+  raises before any scenario runs). Not a race the harness found.
+- `HarnessFault`: the harness broke its own promise (a replay that diverges
+  from the run it recorded, an oracle that crashed). Report it against us.
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    exit_code = 2
+    who = "harness"
+
+
+class InputError(HarnessError, ValueError):
+    who = "input"
+
+
+class EnvironmentFault(HarnessError):
+    who = "environment"
+
+
+class TargetFault(HarnessError):
+    who = "target"
+
+
+class HarnessFault(HarnessError):
+    exit_code = 3
+    who = "harness"
+
+
+BY_WHO: dict[str, type[HarnessError]] = {
+    cls.who: cls for cls in (InputError, EnvironmentFault, TargetFault, HarnessFault)
+}
+
+
+def rebuild(who: str, message: str) -> HarnessError:
+    """The error a worker process reported, raised again on this side of the pipe."""
+    return BY_WHO.get(who, HarnessFault)(message)
