@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import socket
+from typing import Any, NoReturn
 
 import pytest
 
 from harness.decisions import OrdinarySource
 from harness.net.peer import PeerConnection
-from harness.sim.loop import SimLoop
+from harness.sim.loop import SimLoop, SimulationEscape
 from harness.sim.run import Settings, SimResult, simulate
+from harness.sim.sock import SimSocket
 
 ADDRESS = ("127.0.0.1", 8000)
 
@@ -160,14 +162,28 @@ def test_write_after_write_eof_raises_like_the_stock_transport():
     assert [e.detail for e in result.log.of_kind("client-recv")] == ["client[c1] EOF"]
 
 
-def test_extra_info_names_both_ends_and_no_real_socket():
+def test_extra_info_names_both_ends_and_a_socket_that_answers_but_does_no_io():
     async def client(loop: SimLoop, peer: PeerConnection) -> None:
         await asyncio.sleep(0.1)
         [server] = Recording.instances
-        info = {k: server.transport.get_extra_info(k) for k in ("peername", "sockname", "socket")}
-        assert info == {"peername": ("127.0.0.1", 50000), "sockname": ADDRESS, "socket": None}
+        info = {k: server.transport.get_extra_info(k) for k in ("peername", "sockname")}
+        assert info == {"peername": ("127.0.0.1", 50000), "sockname": ADDRESS}
+        sock = server.transport.get_extra_info("socket")
+        assert (sock.family, sock.type) == (socket.AF_INET, socket.SOCK_STREAM)
+        assert (sock.getpeername(), sock.getsockname()) == (("127.0.0.1", 50000), ADDRESS)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
     serve(client)
+
+
+def test_the_simulated_socket_refuses_its_file_descriptor_as_an_escape():
+    def escape(what: str, why: str) -> NoReturn:
+        raise SimulationEscape(f"{what}: {why}")
+
+    sock = SimSocket(ADDRESS, ("127.0.0.1", 50000), escape)
+    with pytest.raises(SimulationEscape, match=r"fileno\(\).*real file descriptor"):
+        sock.fileno()
 
 
 def test_a_client_reset_reaches_connection_lost_as_connection_reset_error():

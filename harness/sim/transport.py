@@ -6,9 +6,9 @@ only in the read-ready callback the poller queues; `write` tries the "socket"
 at once and buffers the rest behind a write-ready callback; `close` waits for
 the buffer to drain; `abort` and fatal errors drop it; `connection_lost` is
 delivered through `call_soon`. A server that works on the stock loop sees the
-same sequence of protocol calls here. The one difference: `get_extra_info
-("socket")` is None (there is no real socket), so servers fall back to
-peername/sockname, which every server handles.
+same sequence of protocol calls here. `get_extra_info("socket")` is a
+`SimSocket` (harness/sim/sock.py): the questions a stock `TransportSocket`
+answers, about the simulated connection, and no I/O.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from asyncio import transports
 from typing import TYPE_CHECKING, Any
 
 from harness.net.network import Connection, Stream
+from harness.sim.sock import SimSocket
 
 if TYPE_CHECKING:
     from harness.sim.loop import SimLoop
@@ -41,7 +42,8 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         local, peer = (conn.server_addr, conn.client_addr)
         if side == "client":
             local, peer = peer, local
-        super().__init__({"peername": peer, "sockname": local, "socket": None}, loop)
+        sock = SimSocket(local, peer, loop._escape)
+        super().__init__({"peername": peer, "sockname": local, "socket": sock}, loop)
         self._sim_loop = loop
         self._conn = conn
         self._side = side
