@@ -13,7 +13,7 @@ from harness.decisions import OrdinarySource
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.observations import LogRecord, Observations
-from harness.http.oracles import KINDS, check
+from harness.http.oracles import KINDS, Failure, check, leak_failures
 from harness.http.scenario import HttpScenario, run_http
 from harness.sim.quiescence import BlockedTask, Frame
 from servers.uvicorn_target import UvicornTarget
@@ -111,6 +111,17 @@ def test_tasks_or_timers_alive_after_every_connection_closed_are_a_leak():
     obs.blocked.clear()
     obs.outcome, obs.timers = "horizon", ["H11Protocol.timeout_keep_alive_handler"]
     assert kinds(obs) == {"leak"}
+
+
+def test_tasks_kept_alive_by_an_app_blocked_in_receive_are_that_failure_not_a_leak():
+    obs = clean_run()
+    obs.blocked.append(BlockedTask("TCPServer.run", (Frame("tcp_server.py", 70, "run"),)))
+    blocked_app = Failure("lost-disconnect", "receive() after close: blocked at q.py:1 in get",
+                          "/c1/r0: receive() #3 never returned")
+    assert leak_failures(obs, [blocked_app]) == []
+    assert [f.kind for f in leak_failures(obs, [])] == ["leak"]
+    obs.outcome, obs.timers = "horizon", ["TCPServer._idle_timeout"]
+    assert [f.kind for f in leak_failures(obs, [blocked_app])] == ["leak"]  # timers still count
 
 
 def test_asgi_events_carry_virtual_time_and_their_position_in_the_log():

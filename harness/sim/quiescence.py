@@ -9,6 +9,8 @@ it names the exact `await` inside the server that never resumed.
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 import os
 from dataclasses import dataclass
 from types import FrameType
@@ -67,8 +69,19 @@ def _awaited(obj: Any) -> Any:
     for attr in ("cr_await", "gi_yieldfrom", "ag_await"):
         inner = getattr(obj, attr, None)
         if inner is not None:
-            return inner
+            return _unwrap(inner)
     return None
+
+
+def _unwrap(obj: Any) -> Any:
+    """`await x` where `x.__await__()` returns `some_coroutine.__await__()` (hypercorn's
+    TCPServer does this) awaits a coroutine_wrapper, which names its coroutine only to
+    the garbage collector; follow it there so the stack goes on into the coroutine."""
+    if type(obj).__name__ == "coroutine_wrapper":
+        inner = [r for r in gc.get_referents(obj) if inspect.iscoroutine(r)]
+        if len(inner) == 1:
+            return inner[0]
+    return obj
 
 
 def await_stack(coro: Any) -> tuple[Frame, ...]:

@@ -42,7 +42,7 @@ REFERENCE = "reference"  # the ground-truth server every report compares against
 BUILTIN = (
     "servers.reference.target:TARGET",
     "servers.uvicorn_target:TARGET",
-    # "servers.hypercorn_target:TARGET",
+    "servers.hypercorn_target:TARGET",
 )
 
 # What a setting means, whichever server names it: the vocabulary shared by all targets.
@@ -53,6 +53,7 @@ MEANINGS = {
     "read-timeout": "seconds a connection may wait for the client's next bytes",
     "concurrency-limit": "connections or tasks served at once before 503",
     "graceful-timeout": "seconds in-flight requests get at shutdown",
+    "receive-queue-size": "ASGI messages queued for an app before the server stops reading",
 }
 
 

@@ -1,0 +1,134 @@
+"""The hypercorn target: its registry entry, and an adapter that mounts the importable
+hypercorn release through its own per-connection class.
+
+hypercorn's asyncio worker (`hypercorn.asyncio.run.worker_serve`) builds one
+app wrapper, one `Config` and one `WorkerContext` per worker, then serves
+each connection with `asyncio.start_server(callback)`, whose callback awaits
+`TCPServer(app, loop, config, context, ..., reader, writer)`. The adapter does
+exactly that on the simulated loop: `asyncio.start_server` builds the stock
+`StreamReader`/`StreamWriter` pair over the simulated transport, and hypercorn's
+own code runs unmodified from there (its HTTP/1.1 protocol on h11, its task
+group, its idle and read timers). Nothing of hypercorn is patched.
+
+Logging: `Config.errorlog` takes a `logging.Logger`; the adapter hands it the
+"hypercorn.error" logger, which propagates to the root logger where the
+oracles collect ERROR records. The access log is off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.metadata
+import inspect
+import logging
+from typing import Any
+
+from harness.errors import TargetFault
+from harness.sim.loop import SimLoop
+from harness.targets.registry import Setting, TargetEntry, VersionRange
+
+_SERVE = ("and asyncio.start_server with a callback awaiting TCPServer({}, reader, writer), as "
+          "hypercorn.asyncio.run.worker_serve does")
+VERSIONS = (
+    VersionRange(">=0.17", "worker", "Config, ASGIWrapper(app), WorkerContext(None), a lifespan "
+                 "state dict, " + _SERVE.format("app, loop, config, context, state")),
+    VersionRange(">=0.16,<0.17", "worker", "Config, ASGIWrapper(app), WorkerContext(None), "
+                 + _SERVE.format("app, loop, config, context")),
+    VersionRange(">=0.14,<0.16", "worker", "Config, ASGIWrapper(app), WorkerContext(), "
+                 + _SERVE.format("app, loop, config, context")),
+    VersionRange(">=0.13,<0.14", "worker", "Config, the bare ASGI app, WorkerContext(), "
+                 + _SERVE.format("app, loop, config, context")),
+    VersionRange(">=0.10,<0.13", "worker", "Config, the bare ASGI app, "
+                 + _SERVE.format("app, loop, config"),
+                 shims=("worker_serve passes loop= to asyncio.start_server (and gather), "
+                        "which Python 3.10 removed; the adapter makes the same call without "
+                        "it",)),
+)
+
+TARGET = TargetEntry(
+    name="hypercorn",
+    adapter="servers.hypercorn_target:HypercornTarget",
+    distribution="hypercorn",
+    protocols=("h11",),
+    protocol_modules={"h11": "hypercorn.asyncio.tcp_server"},
+    # Settings that change how hypercorn handles an HTTP/1.1 connection, defaults first.
+    settings=(
+        Setting("keep_alive_timeout", (5, 1), "keep-alive-timeout"),
+        Setting("keep_alive_max_requests", (1000, 1), "max-requests", versions=">=0.16"),
+        Setting("read_timeout", (None, 1), "read-timeout", versions=">=0.12"),
+        Setting("h11_max_incomplete_size", (16 * 1024, 512), "max-incomplete-size"),
+        Setting("max_app_queue_size", (10, 1), "receive-queue-size"),
+    ),
+    versions=VERSIONS,
+    oldest="0.10.2",
+    example="0.17.3",
+    description="hypercorn on asyncio, HTTP/1.1 over h11",
+)
+
+
+def _accepted(func: Any, offered: dict[str, Any]) -> dict[str, Any]:
+    params = inspect.signature(func).parameters
+    return {k: v for k, v in offered.items() if k in params}
+
+
+class HypercornTarget:
+    name = "hypercorn"
+    asgi = 3
+
+    def __init__(self, http: str = "h11") -> None:
+        if http not in TARGET.protocols:
+            raise ValueError(f"hypercorn has no protocol {http!r}; use one of {TARGET.protocols}")
+        self.http = http
+        self.version = importlib.metadata.version("hypercorn")
+        self.range = TARGET.version_range(self.version) or VERSIONS[0]
+        self.shims = list(self.range.shims)
+
+    def settings_space(self) -> dict[str, list[Any]]:
+        return TARGET.settings_for(self.version)
+
+    def describe(self) -> dict[str, Any]:
+        return {"server": self.name, "version": self.version, "http": self.http,
+                "construction": self.range.construction, "shims": list(self.shims)}
+
+    def _config(self, settings: dict[str, Any]) -> Any:
+        from hypercorn.config import Config
+
+        config = Config()
+        for key, value in settings.items():
+            if not hasattr(config, key):
+                raise TargetFault(f"hypercorn {self.version} has no setting {key!r}; fix "
+                                  "the settings table in servers/hypercorn_target.py")
+            setattr(config, key, value)
+        config.errorlog = logging.getLogger("hypercorn.error")  # propagates to the root
+        config.accesslog = None
+        if hasattr(config, "include_date_header"):  # 0.14+: no wall-clock bytes on the wire
+            config.include_date_header = False
+        return config
+
+    def _app(self, app: Any) -> Any:
+        try:
+            wrappers = importlib.import_module("hypercorn.app_wrappers")
+        except ImportError:  # before 0.14, TCPServer calls the ASGI app itself
+            return app
+        return wrappers.ASGIWrapper(app)
+
+    async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
+                    address: tuple[str, int]) -> None:
+        from hypercorn.asyncio.tcp_server import TCPServer
+
+        config = self._config(settings)
+        offered = {"app": self._app(app), "loop": loop, "config": config, "state": {}}
+        try:  # 0.13+: one WorkerContext per worker, shared by its connections
+            from hypercorn.asyncio.worker_context import WorkerContext
+        except ImportError:
+            pass
+        else:
+            offered["context"] = WorkerContext(
+                **_accepted(WorkerContext.__init__, {"max_requests": None}))
+        kwargs = _accepted(TCPServer.__init__, offered)
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await TCPServer(reader=reader, writer=writer, **kwargs)
+
+        await asyncio.start_server(serve, *address)
