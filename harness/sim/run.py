@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -62,6 +63,25 @@ def _no_threads(loop: SimLoop) -> Iterator[None]:
         threading.Thread.start = original  # type: ignore[method-assign]
 
 
+@contextlib.contextmanager
+def _no_collection() -> Iterator[None]:
+    """The garbage collector does not run during a run; teardown collects after it.
+
+    Collecting cyclic garbage runs code (a pending task's "destroyed but pending"
+    report, a coroutine's finally blocks), and the automatic collector runs when
+    allocation counts say so, which depends on everything the process did before:
+    that would make a run's log depend on the runs before it. A task that became
+    garbage while pending is still alive at quiescence, so it is reported there
+    (blocked, or leaked) like any other; teardown then collects it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def simulate(
     program: Program,
     source: DecisionSource,
@@ -81,7 +101,12 @@ def simulate(
         step_budget=settings.step_budget,
         horizon=settings.horizon,
     )
-    main: asyncio.Task[Any] | None = None
+    with _no_collection():
+        return _run(loop, program, recorder, inspect)
+
+
+def _run(loop: SimLoop, program: Program, recorder: Recorder,
+         inspect: Callable[[SimLoop], dict[str, Any]] | None) -> SimResult:
     try:
         with _no_threads(loop):
             main = loop.create_task(program(loop))
@@ -162,4 +187,5 @@ def _teardown(loop: SimLoop) -> None:
                 coro.close()
     with contextlib.suppress(RuntimeError):
         loop.run_until_complete(loop.shutdown_asyncgens())
+    gc.collect(0)  # this run's garbage goes while its loop is open, not in the next run
     loop.close()
