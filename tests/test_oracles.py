@@ -13,7 +13,7 @@ from harness.decisions import OrdinarySource
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.observations import LogRecord, Observations
-from harness.http.oracles import KINDS, Failure, check, leak_failures
+from harness.http.oracles import KINDS, Failure, check, leak_failures, receive_frame
 from harness.http.scenario import HttpScenario, run_http
 from harness.sim.quiescence import BlockedTask, Frame
 from servers.uvicorn_target import UvicornTarget
@@ -122,6 +122,20 @@ def test_tasks_kept_alive_by_an_app_blocked_in_receive_are_that_failure_not_a_le
     assert [f.kind for f in leak_failures(obs, [])] == ["leak"]
     obs.outcome, obs.timers = "horizon", ["TCPServer._idle_timeout"]
     assert [f.kind for f in leak_failures(obs, [blocked_app])] == ["leak"]  # timers still count
+
+
+def test_a_blocked_receive_is_signed_where_the_receive_callable_waits_whoever_awaited_it():
+    get = Frame("asyncio/queues.py", 158, "Queue.get")
+    in_app_task = (Frame("hypercorn/asyncio/task_group.py", 28, "_handle"),
+                   Frame("hypercorn/app_wrappers.py", 34, "ASGIWrapper.__call__"),
+                   Frame("harness/http/app.py", 153, "RecordingApp._receive"), get)
+    in_watcher = (Frame("harness/http/app.py", 180, "RecordingApp._watch"),
+                  Frame("harness/http/app.py", 153, "RecordingApp._receive"), get)
+    assert receive_frame(in_app_task) == receive_frame(in_watcher) == str(get)
+    uvicorn = (Frame("harness/http/app.py", 153, "RecordingApp._receive"),
+               Frame("uvicorn/protocols/http/h11_impl.py", 530, "RequestResponseCycle.receive"),
+               Frame("asyncio/locks.py", 213, "Event.wait"))
+    assert receive_frame(uvicorn) == str(uvicorn[1])
 
 
 def test_asgi_events_carry_virtual_time_and_their_position_in_the_log():

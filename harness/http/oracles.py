@@ -73,6 +73,19 @@ def server_frame(stack: tuple[Frame, ...]) -> str:
     return str(stack[-1]) if stack else "?"
 
 
+def receive_frame(stack: tuple[Frame, ...]) -> str:
+    """Where a blocked receive() waits: the deepest server frame inside the receive
+    callable (below the app model's last frame), or, when the server's receive is a
+    bare library call (hypercorn's is an asyncio.Queue's get), that call's frame. The
+    frames above the app model (who called the app) are not where it waits, and
+    whether the app awaited receive() in its own task or a helper's must not change
+    the signature."""
+    last_app = max((i for i, f in enumerate(stack) if f.file.startswith(APP_FRAMES[0])),
+                   default=-1)
+    inside = stack[last_app + 1:]
+    return server_frame(inside) if inside else server_frame(stack)
+
+
 def _pairs(rec: RequestRecord) -> list[tuple[AsgiEvent, AsgiEvent | None]]:
     calls = {e.call: e for e in rec.events if e.kind == "receive"}
     returns = {e.call: e for e in rec.events if e.kind == "received"}
@@ -96,7 +109,7 @@ def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) ->
     closed_at = facts.server_closed_at
     end_seen = facts.server_saw_end()
     for call, ret in _pairs(rec):
-        stack = server_frame(obs.receive_stacks.get((rec.cid, rec.index, call.call), ()))
+        stack = receive_frame(obs.receive_stacks.get((rec.cid, rec.index, call.call), ()))
         # Since when must this receive() answer http.disconnect at once?
         # A body the app has not read yet may still be handed over first.
         # (Even an empty body is one http.request message the app is owed.)
