@@ -34,10 +34,11 @@ VERSIONS = (
 KNOWN_BUGS = (
     KnownBug("uvicorn#241: receive() after the response blocks until more input",
              "<0.3.27", ("h11", "httptools"), "keepalive", "lost-disconnect",
-             "receive() after the response"),
+             "receive() after the response", bench=("0.3.26", "h11"), fixed="0.3.27"),
     KnownBug("uvicorn#748: request cycles share one wake-up event; receive() hangs",
              "<0.12.3", ("h11", "httptools"), "pipelining", "receive-hang",
-             "in RequestResponseCycle.receive"),
+             "in RequestResponseCycle.receive", bench=("0.11.3", "h11", "httptools"),
+             fixed="0.12.3"),
     # uvicorn#1637 (fixed by PR #2243 in 0.27.1, which harness bisect names): the
     # keep-alive timer is armed after a response even when a pipelined request is already
     # being served, fires under it, fails in h11 and closes the connection.
@@ -49,7 +50,7 @@ KNOWN_BUGS = (
     KnownBug("new: httptools connection_lost wakes only the newest pipelined cycle, so an "
              "earlier cycle's pending receive() never gets http.disconnect",
              ">=0.12.3", ("httptools",), "pipelining", "lost-disconnect",
-             "httptools_impl.py"),
+             "httptools_impl.py", bench=("", "httptools")),
 )
 
 TARGET = TargetEntry(

@@ -12,7 +12,7 @@ import platform
 from dataclasses import dataclass
 from typing import Any
 
-from harness.decisions import DecisionSource, Recorder, ReplaySource
+from harness.decisions import DecisionSource, RandomSource, Recorder, ReplaySource
 from harness.http.oracles import Failure
 from harness.http.scenario import HttpRun, HttpScenario, Target, run_http
 from harness.http.strategies import FAMILIES, scenarios
@@ -110,3 +110,11 @@ def replay_http(trace: Trace, target: Target, strict: bool = True) -> Verdict:
     source = ReplaySource(trace.decisions, strict=strict)
     run = run_http(scenario, target, source, trace.settings)
     return Verdict(run.failures, run, source.diverged_at)
+
+
+def run_once(scenario: HttpScenario, target: Target, seed: int,
+             deviation: float = 0.2) -> Verdict:
+    """One run of `scenario` under seeded random choices (no trace to follow), each
+    choice deviating from the ordinary one with probability `deviation`."""
+    run = run_http(scenario, target, RandomSource(seed, deviation), SETTINGS)
+    return Verdict(run.failures, run, None)

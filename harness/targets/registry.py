@@ -99,9 +99,17 @@ class KnownBug:
     name: str  # upstream reference, or a short description of a new find
     versions: str  # a PEP 440 specifier
     http: tuple[str, ...]
-    family: str
+    family: str  # where `pytest scenarios/` must find it again (it may show up elsewhere)
     kind: str
     signature_contains: str
+    # `make bench` measures how fast it is found: on `bench[0]` ("" for the release
+    # installed beside the harness) per protocol in `bench[1:]`, and checks `fixed`
+    # (the first release without it) finds nothing with the same budget.
+    bench: tuple[str, ...] = ()
+    fixed: str | None = None
+
+    def matches(self, kind: str, signature: str) -> bool:
+        return kind == self.kind and self.signature_contains in signature
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,7 @@ class TargetEntry:
                 if not s.versions or v in SpecifierSet(s.versions)}
 
     def known_for(self, version: str, http: str, family: str | None = None) -> list[KnownBug]:
+        """The known bugs of this release and protocol (those listed for `family`)."""
         v = _version(version)
         return [b for b in self.known_bugs
                 if http in b.http and (family is None or family == b.family)

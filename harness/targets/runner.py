@@ -87,9 +87,17 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
 
 
 def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
-    from harness.search.explore import replay_http
+    from harness.http.scenario import HttpScenario
+    from harness.search.explore import replay_http, run_once
 
     target = make_target(spec)
+    if request["op"] == "run":  # one seeded run of a scenario: no trace to follow
+        try:
+            scenario = HttpScenario.from_json(request["scenario"])
+        except ValueError as exc:
+            raise TraceError(f"cannot run that scenario: {exc}") from None
+        seed, deviation = int(request.get("seed", 0)), float(request.get("deviation", 0.2))
+        return _verdict(target, run_once(scenario, target, seed, deviation))
     trace = Trace.from_json(request["trace"])
     try:
         verdict = replay_http(trace, target, strict=bool(request.get("strict", True)))
@@ -98,6 +106,11 @@ def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
         raise TraceError(f"the trace no longer replays on {where}: {exc}; the code under test "
                          "is not the code that recorded it (replay with --lenient to follow "
                          "the trace as far as it applies)") from None
+    return _verdict(target, verdict)
+
+
+def _verdict(target: Target, verdict: Any) -> dict[str, Any]:
+    observations = verdict.run.observations
     return {
         "target": target.describe(),
         "failures": [asdict(f) for f in verdict.failures],
@@ -107,8 +120,12 @@ def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
         # Each receive() still waiting at quiescence, with its whole await stack.
         "waiting": [
             {"request": f"/c{cid}/r{index}", "call": call, "stack": [str(f) for f in stack]}
-            for (cid, index, call), stack in sorted(verdict.run.observations.receive_stacks.items())
+            for (cid, index, call), stack in sorted(observations.receive_stacks.items())
         ],
+        # What each client read: status and body per response, in order.
+        "responses": {str(cid): [{"status": r.status, "body": r.body.decode("latin-1"),
+                                  "complete": r.complete} for r in facts.client.responses]
+                      for cid, facts in sorted(observations.connections.items())},
     }
 
 
@@ -130,7 +147,7 @@ def handle(request: dict[str, Any], progress: Progress) -> dict[str, Any]:
         _check_isolation(spec, str(request["site"]))
     if request["op"] == "explore":
         return _explore_here(spec, request, progress)
-    if request["op"] == "replay":
+    if request["op"] in ("replay", "run"):
         return _replay_here(spec, request)
     raise ValueError(f"unknown worker op {request['op']!r}")
 

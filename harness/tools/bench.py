@@ -13,8 +13,10 @@ import sys
 import time
 from dataclasses import dataclass
 
+from packaging.version import Version
+
 from harness.http.strategies import FAMILIES
-from harness.targets.registry import target_specs
+from harness.targets.registry import entries, target_specs
 from harness.targets.runner import run
 
 SEEDS = 10
@@ -25,26 +27,40 @@ BUDGET = 90.0
 @dataclass(frozen=True)
 class Find:
     name: str
-    server: str
+    server: str  # a --server spec
     http: str
     kind: str
     signature_contains: str
     fixed: str | None = None  # the release that fixed it: searched with the same budget
 
 
-FINDS = (
-    Find("uvicorn#748", "uvicorn==0.11.3", "h11", "receive-hang", "RequestResponseCycle.receive",
-         "uvicorn==0.12.3"),
-    Find("uvicorn#748", "uvicorn==0.11.3", "httptools", "receive-hang",
-         "RequestResponseCycle.receive", "uvicorn==0.12.3"),
-    Find("uvicorn#241", "uvicorn==0.3.26", "h11", "lost-disconnect",
-         "receive() after the response", "uvicorn==0.3.27"),
-    Find("new: httptools pipelined disconnect", "uvicorn", "httptools", "lost-disconnect",
-         "httptools_impl.py"),
-)
-THROUGHPUT = (("uvicorn==0.3.26", "h11"), ("uvicorn==0.11.3", "h11"),
-              ("uvicorn==0.12.3", "h11"), ("uvicorn", "h11"), ("uvicorn", "httptools"),
-              ("reference", "h11"))
+def finds() -> list[Find]:
+    """Every known bug the registry asks to benchmark, once per protocol it names."""
+    out = []
+    for name, entry in entries().items():
+        for bug in entry.known_bugs:
+            if not bug.bench:
+                continue
+            release, *protocols = bug.bench
+            spec = f"{name}=={release}" if release else name
+            fixed = f"{name}=={bug.fixed}" if bug.fixed else None
+            label = bug.name.split(":")[0] if not bug.name.startswith("new") else bug.name[:36]
+            out += [Find(label, spec, http, bug.kind, bug.signature_contains,
+                         fixed) for http in protocols]
+    return out
+
+
+def throughput_targets() -> list[tuple[str, str]]:
+    """Each registered server's installed release in every protocol, and every release
+    a benchmarked bug lives in."""
+    out: list[tuple[str, str]] = []
+    for name, entry in entries().items():
+        releases = sorted({b.bench[0] for b in entry.known_bugs if b.bench and b.bench[0]},
+                          key=Version)
+        if entry.installed_version() is not None:
+            out += [(name, http) for http in entry.protocols]
+        out += [(f"{name}=={r}", entry.protocols[0]) for r in releases]
+    return out
 
 
 def measure(find: Find, seed: int, server: str | None = None) -> dict[str, float] | None:
@@ -65,7 +81,7 @@ def main() -> int:
     print(f"finds: median over {SEEDS} seeds (budget {BUDGET:g}s per seed)")
     print(f"{'find':38} {'target':24} {'found':>5} {'runs':>7} {'s to find':>9} "
           f"{'s shrink':>8} {'decisions':>9} {'deviations':>10}")
-    for find in FINDS:
+    for find in finds():
         results = [measure(find, seed) for seed in range(SEEDS)]
         ok = [r for r in results if r is not None]
 
@@ -78,13 +94,13 @@ def main() -> int:
               f"{med('deviations'):>10.0f}", flush=True)
     print(f"\nthe fixed releases, same budget ({BUDGET:g}s), {FIXED_SEEDS} seeds: "
           "searches that found the same failure")
-    for find in FINDS:
+    for find in finds():
         if find.fixed:
             hits = sum(measure(find, seed, find.fixed) is not None for seed in range(FIXED_SEEDS))
             print(f"  {find.name:36} {find.fixed} {find.http:10} {hits}/{FIXED_SEEDS}",
                   flush=True)
     print("\nthroughput: simulated runs per second (10 s of search, nothing shrunk)")
-    for server, http in THROUGHPUT:
+    for server, http in throughput_targets():
         spec = target_specs(server, http)[0]
         start = time.monotonic()
         result = run(spec, {"op": "explore", "families": list(FAMILIES), "budget": 10.0,

@@ -1,0 +1,52 @@
+"""hypercorn, unmodified, answers a request that reaches it in random pieces: one release
+of each construction path in the registry (servers/hypercorn_target.py), each in its own
+worker on its own cached environment (installed once, so these are slow)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness.http.app import AppBehaviour
+from harness.http.client import ConnSpec, RequestSpec
+from harness.http.scenario import HttpScenario
+from harness.targets.registry import entry, target_specs
+from harness.targets.runner import run
+
+pytestmark = pytest.mark.slow
+
+# One release per VersionRange of the hypercorn entry, oldest first.
+RELEASES = ("0.10.2", "0.13.2", "0.14.3", "0.16.0", "0.17.3", "0.18.0")
+
+# The client sends the head, waits for "100 Continue", then writes the body in four
+# pieces, so the server reads the request in at least two; the poller's random choices
+# split or merge the pieces further. (Bytes that arrive before hypercorn's reader is
+# registered pile up in the socket buffer and are read at once, as on a real socket.)
+POST = RequestSpec(method="POST", framing="length", body_size=300, body_chunks=4,
+                   expect_continue=True)
+SCENARIO = HttpScenario("flow", (ConnSpec((POST,)),), ((1, 0, AppBehaviour(chunks=3)),))
+
+
+def test_the_releases_cover_every_construction_path_of_the_registry():
+    ranges = {entry("hypercorn").version_range(v) for v in RELEASES}
+    assert ranges == set(entry("hypercorn").versions)
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_hypercorn_answers_a_request_split_into_random_chunks(release: str):
+    spec = target_specs(f"hypercorn=={release}")[0]
+    pieces = set()
+    for seed in range(8):
+        result = run(spec, {"op": "run", "scenario": SCENARIO.to_json(), "seed": seed,
+                                 "deviation": 0.5},
+                     lambda event, info: None)
+        assert result["target"]["version"] == release
+        assert result["failures"] == [], (seed, result["failures"])
+        [response] = result["responses"]["1"]
+        assert (response["status"], response["body"], response["complete"]) == (
+            200, "c1r0:0;c1r0:1;c1r0:2;", True), seed
+        reads = [line for line in result["log"] if re.search(r" recv server\[c1\] \d+B$", line)]
+        assert len(reads) >= 2, f"seed {seed}: the request arrived in one piece: {reads}"
+        pieces.add(len(reads))
+    assert len(pieces) >= 2, f"every seed split the request the same way: {pieces} reads"
