@@ -22,7 +22,7 @@ from harness.net.peer import PeerConnection
 from harness.sim.loop import SimLoop
 from harness.sim.run import simulate
 from harness.sim.transport import MAX_READ
-from servers.reference.connection import Config
+from servers.reference.config import Config
 from servers.reference.target import HIGH_WATER, ReferenceTarget
 
 GET = RequestSpec()

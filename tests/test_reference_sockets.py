@@ -18,7 +18,7 @@ import anyio.abc
 import h11
 import pytest
 
-from servers.reference.connection import App, Config
+from servers.reference.config import App, Config
 from servers.reference.server import serve
 
 pytestmark = pytest.mark.parametrize("backend", ["asyncio", "trio"])

@@ -9,15 +9,29 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import h11
 
+from servers.reference.config import App, Config, Shutdown
 from servers.reference.cycle import Cycle
 
-if TYPE_CHECKING:
-    from servers.reference.connection import Connection
+
+class Link(Protocol):
+    """What an exchange needs of its connection (connection.py's `Connection`)."""
+
+    conn: h11.Connection
+    app: App
+    config: Config
+    shutdown: Shutdown
+    eof: bool
+
+    async def write(self, *events: Any) -> bool: ...
+    async def read(self) -> bool: ...
+    def response(self, status: int, headers: list[Any]) -> h11.Response: ...
+    def error_events(self, status: int) -> list[Any]: ...
+    def scope(self, request: h11.Request) -> dict[str, Any]: ...
 
 logger = logging.getLogger("reference")
 
@@ -37,7 +51,7 @@ class Waker:
 class Exchange:
     """One request cycle: the app, its receive() and send(), and the reader beside it."""
 
-    def __init__(self, connection: Connection, request: h11.Request) -> None:
+    def __init__(self, connection: Link, request: h11.Request) -> None:
         self.c = connection
         self.request = request
         self.cycle = Cycle(connection.scope(request))

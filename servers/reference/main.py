@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 
 from harness.errors import InputError
-from servers.reference.connection import App, Config
+from servers.reference.config import App, Config
 from servers.reference.server import serve
 
 BACKENDS = ("asyncio", "trio")

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import anyio
 import anyio.abc
 
-from servers.reference.connection import App, Config, Shutdown, serve_connection
+from servers.reference.config import App, Config, Shutdown
+from servers.reference.connection import serve_connection
 
 
 async def serve(app: App, host: str = "127.0.0.1", port: int = 8000,

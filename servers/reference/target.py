@@ -19,7 +19,8 @@ import anyio.abc
 from harness import __version__
 from harness.sim.loop import SimLoop
 from harness.targets.registry import Setting, TargetEntry, VersionRange
-from servers.reference.connection import App, Config, serve_connection
+from servers.reference.config import App, Config
+from servers.reference.connection import serve_connection
 
 HIGH_WATER = 64 * 1024
 
