@@ -14,16 +14,25 @@ has stopped reading), which is how a slow reader backs up the server's writes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from harness.net.network import Connection
+from harness.net.network import Connection, Network
 
-if TYPE_CHECKING:
-    from harness.sim.loop import SimLoop
+
+class Host(Protocol):
+    """What a peer needs of the runtime that drives it (harness/sim/loop.py's SimLoop):
+    the network, the clock, the event log, and the list of peers it polls."""
+
+    network: Network
+    peers: list[Any]
+
+    def time(self) -> float: ...
+    def record(self, kind: str, detail: str) -> None: ...
+    def network_closed(self, conn: Any, side: str) -> None: ...
 
 
 class PeerConnection:
-    def __init__(self, loop: SimLoop, address: tuple[str, int], read_limit: int | None = None):
+    def __init__(self, loop: Host, address: tuple[str, int], read_limit: int | None = None):
         self.loop = loop
         self.conn: Connection = loop.network.connect(address)
         self.conn.client_end = self

@@ -7,7 +7,6 @@ replay on their own (trace kind "http").
 
 from __future__ import annotations
 
-import dataclasses
 import platform
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,6 @@ from harness.http.strategies import FAMILIES, scenarios
 from harness.search.engine import Found, Outcome, Progress, SearchReport, search
 from harness.search.trace import Trace, TraceError
 from harness.sim.run import Settings
-from harness.targets.registry import entry, translate_settings
 
 SETTINGS = Settings()
 
@@ -91,16 +89,12 @@ class Verdict:
 def replay_http(trace: Trace, target: Target, strict: bool = True) -> Verdict:
     """Replay an http trace on `target` (strict on its own target, lenient elsewhere).
 
-    A trace recorded on another server carries that server's settings: they are
-    translated to the ones that mean the same here (harness/targets/registry.py)."""
+    The trace's settings must be ones `target` offers: a trace recorded on another
+    server is translated first (harness/targets/runner.py)."""
     try:
         scenario = HttpScenario.from_json(trace.scenario)
     except ValueError as exc:
         raise TraceError(f"the trace's scenario is malformed: {exc}") from None
-    recorded = (trace.target or {}).get("server")
-    if recorded != target.name:
-        scenario = dataclasses.replace(scenario, server=translate_settings(
-            scenario.server, str(recorded), entry(target.name), target.version))
     space = target.settings_space()
     unknown = sorted(set(scenario.server) - set(space))
     if unknown:

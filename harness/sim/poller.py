@@ -24,12 +24,9 @@ every choice happens here, in this order:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from harness.net.network import Stream
-
-if TYPE_CHECKING:
-    from harness.sim.loop import SimLoop
+from harness.sim.runtime import Runtime, as_asyncio
 
 
 def _set_connected(fut: asyncio.Future[None]) -> None:
@@ -38,7 +35,7 @@ def _set_connected(fut: asyncio.Future[None]) -> None:
 
 
 class Poller:
-    def __init__(self, loop: SimLoop, max_latency: float, step_budget: int, horizon: float):
+    def __init__(self, loop: Runtime, max_latency: float, step_budget: int, horizon: float):
         if max_latency <= 0 or step_budget < 1 or horizon <= 0:
             raise ValueError(
                 f"need max_latency > 0, step_budget >= 1, horizon > 0; got "
@@ -113,21 +110,21 @@ class Poller:
                     back.send_rst(now)
 
     def _io_events(self) -> list[asyncio.Handle]:
-        loop = self.loop
+        loop, aloop = self.loop, as_asyncio(self.loop)
         groups: list[list[asyncio.Handle]] = []
         for server in loop.servers:
             if server.wants_accept():
-                groups.append([asyncio.Handle(server.accept_ready, (), loop, None)])
+                groups.append([asyncio.Handle(server.accept_ready, (), aloop, None)])
         for connected in loop.pending_connects:
-            groups.append([asyncio.Handle(_set_connected, (connected,), loop, None)])
+            groups.append([asyncio.Handle(_set_connected, (connected,), aloop, None)])
         loop.pending_connects = []
         for conn in loop.network.connections:
             for end in (conn.server_end, conn.client_end):
                 group = []
                 if end is not None and end.wants_read_events():
-                    group.append(asyncio.Handle(end._read_ready, (), loop, None))  # type: ignore[attr-defined]
+                    group.append(asyncio.Handle(end._read_ready, (), aloop, None))  # type: ignore[attr-defined]
                 if end is not None and getattr(end, "wants_write_events", lambda: False)():
-                    group.append(asyncio.Handle(end._write_ready, (), loop, None))  # type: ignore[attr-defined]
+                    group.append(asyncio.Handle(end._write_ready, (), aloop, None))  # type: ignore[attr-defined]
                 if group:
                     groups.append(group)
         ordered: list[asyncio.Handle] = []

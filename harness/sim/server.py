@@ -15,19 +15,17 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.net.network import Connection, Listener
+from harness.sim.runtime import Runtime, as_asyncio
 from harness.sim.transport import SimTransport
-
-if TYPE_CHECKING:
-    from harness.sim.loop import SimLoop
 
 
 class SimServer(asyncio.AbstractServer):
     def __init__(
         self,
-        loop: SimLoop,
+        loop: Runtime,
         listener: Listener,
         protocol_factory: Callable[[], asyncio.BaseProtocol],
     ) -> None:
@@ -98,7 +96,7 @@ class SimServer(asyncio.AbstractServer):
             self._wakeup()
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
+        return as_asyncio(self._loop)
 
     def is_serving(self) -> bool:
         return self._serving

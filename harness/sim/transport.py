@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import asyncio
 from asyncio import transports
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.net.network import Connection, Stream
+from harness.sim.runtime import Runtime, as_asyncio
 from harness.sim.sock import SimSocket
-
-if TYPE_CHECKING:
-    from harness.sim.loop import SimLoop
 
 # What the stock transport reads per recv() call.
 MAX_READ = 256 * 1024
@@ -32,7 +30,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
 
     def __init__(
         self,
-        loop: SimLoop,
+        loop: Runtime,
         conn: Connection,
         side: str,
         protocol: asyncio.BaseProtocol,
@@ -43,7 +41,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         if side == "client":
             local, peer = peer, local
         sock = SimSocket(local, peer, loop._escape)
-        super().__init__({"peername": peer, "sockname": local, "socket": sock}, loop)
+        super().__init__({"peername": peer, "sockname": local, "socket": sock}, as_asyncio(loop))
         self._sim_loop = loop
         self._conn = conn
         self._side = side

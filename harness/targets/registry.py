@@ -243,11 +243,21 @@ class TargetSpec:
         return f"{self.server}{pin} ({self.http})"
 
 
+def examples() -> list[str]:
+    """A NAME==VERSION of each server with releases, for help texts and errors."""
+    return [f"{name}=={e.example}" for name, e in entries().items() if e.example] or ["NAME"]
+
+
+def protocols() -> list[str]:
+    """Every protocol implementation some server offers."""
+    return sorted({p for e in entries().values() for p in e.protocols})
+
+
 def parse_server(spec: str) -> tuple[str, str | None]:
     m = re.fullmatch(r"\s*([A-Za-z][\w.-]*)\s*(?:==\s*([\w.+-]+))?\s*", spec)
     if not m:
         raise TargetError(f"malformed server {spec!r}; write it as NAME or NAME==VERSION, "
-                          "for example uvicorn==0.11.3")
+                          f"for example {examples()[0]}")
     name, version = m.group(1).lower(), m.group(2)
     found = entry(name)
     if found.distribution is None and version is not None:

@@ -8,6 +8,7 @@ behaves exactly as the installed one does here.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import json
@@ -23,7 +24,7 @@ from harness.errors import HarnessError, HarnessFault, rebuild
 from harness.http.scenario import Target
 from harness.search.trace import Trace, TraceError
 from harness.targets.envs import Env, EnvError, ensure_env
-from harness.targets.registry import TargetSpec
+from harness.targets.registry import TargetSpec, entry, translate_settings
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -98,7 +99,7 @@ def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
             raise TraceError(f"cannot run that scenario: {exc}") from None
         seed, deviation = int(request.get("seed", 0)), float(request.get("deviation", 0.2))
         return _verdict(target, run_once(scenario, target, seed, deviation))
-    trace = Trace.from_json(request["trace"])
+    trace = _translated(Trace.from_json(request["trace"]), target)
     try:
         verdict = replay_http(trace, target, strict=bool(request.get("strict", True)))
     except TraceDivergence as exc:
@@ -107,6 +108,19 @@ def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
                          "is not the code that recorded it (replay with --lenient to follow "
                          "the trace as far as it applies)") from None
     return _verdict(target, verdict)
+
+
+def _translated(trace: Trace, target: Target) -> Trace:
+    """A trace recorded on another server carries that server's settings: replay it
+    with the ones that mean the same on `target` (the registry's shared meanings)."""
+    recorded = (trace.target or {}).get("server")
+    scenario = trace.scenario
+    if recorded == target.name or not isinstance(scenario, dict) \
+            or not isinstance(scenario.get("server"), dict):
+        return trace
+    settings = translate_settings(scenario["server"], str(recorded), entry(target.name),
+                                  target.version)
+    return dataclasses.replace(trace, scenario={**scenario, "server": settings})
 
 
 def _verdict(target: Target, verdict: Any) -> dict[str, Any]:

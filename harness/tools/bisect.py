@@ -20,7 +20,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from harness.search.trace import Trace
-from harness.targets.registry import TargetError, entry, parse_server, target_specs
+from harness.targets.registry import TargetError, entries, entry, parse_server, target_specs
 from harness.targets.runner import run
 
 
@@ -120,7 +120,9 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     bi = sub.add_parser("bisect", help="find the release that introduced or fixed a failure")
-    bi.add_argument("--server", required=True, help="the server, e.g. uvicorn or hypercorn")
+    bi.add_argument("--server", required=True,
+                    help="the server's name (" + ", ".join(
+                        n for n, e in entries().items() if e.distribution) + ")")
     bi.add_argument("--good", required=True)
     bi.add_argument("--bad", required=True)
     bi.add_argument("--trace", default=None)

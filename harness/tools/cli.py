@@ -22,7 +22,7 @@ from harness.http.strategies import FAMILIES
 from harness.search.engine import STRATEGIES
 from harness.search.trace import Trace
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER
-from harness.targets.registry import TargetSpec, target_specs
+from harness.targets.registry import TargetSpec, examples, protocols, target_specs
 from harness.targets.runner import run
 from harness.tools.report import render_reference, write_report
 
@@ -220,8 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     ex = sub.add_parser("explore", help="search orderings of one target for failures")
-    ex.add_argument("--server", required=True, help="NAME or NAME==VERSION, e.g. uvicorn==0.11.3")
-    ex.add_argument("--http", default="h11", help="h11, httptools or all (default h11)")
+    ex.add_argument("--server", required=True,
+                    help=f"NAME or NAME==VERSION, e.g. {' or '.join(examples())}")
+    ex.add_argument("--http", default="default",
+                    help=f"a protocol implementation ({', '.join(protocols())}), all of the "
+                         "server's, or (default) its first")
     ex.add_argument("--family", action="append", help=f"scenario family ({', '.join(FAMILIES)})")
     ex.add_argument("--budget", type=float, default=60.0, help="seconds of search per target")
     ex.add_argument("--max-runs", type=int, default=None)
