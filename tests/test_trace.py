@@ -92,6 +92,6 @@ def test_a_missing_trace_file_names_the_path(tmp_path: Path):
         Trace.load(tmp_path / "nope.json")
 
 
-def test_an_unknown_scenario_kind_lists_the_known_ones():
-    with pytest.raises(TraceError, match="unknown scenario kind 'smoke'.*program"):
-        build_program({"kind": "smoke"})
+def test_only_a_program_scenario_runs_as_a_program():
+    with pytest.raises(TraceError, match="a 'http' scenario is replayed on a target"):
+        build_program({"kind": "http"})

@@ -6,9 +6,10 @@ simulation settings, and every decision in order. `replay` runs it again
 under a strict `ReplaySource`, so a run that asks a different question than
 the one recorded stops with `TraceDivergence` instead of drifting silently.
 
-Scenario kinds: "program" names an async function `module:function` taking
-(loop, params); other kinds (the HTTP scenarios) register a builder in
-`SCENARIO_KINDS`.
+Scenario kinds: "http" (an HttpScenario, replayed on a target by
+harness/search/explore.py) and "program", an async function `module:function`
+taking (loop, params), which `replay` here runs directly (the harness's own
+determinism tests use it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import importlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,11 +129,11 @@ class Trace:
         return cls.from_json(data, str(path))
 
 
-# kind -> builder(scenario dict) -> Program
-SCENARIO_KINDS: dict[str, Callable[[dict[str, Any]], Program]] = {}
-
-
-def _program_kind(scenario: dict[str, Any]) -> Program:
+def build_program(scenario: dict[str, Any]) -> Program:
+    """The program a "program" scenario names."""
+    if scenario.get("kind") != "program":
+        raise TraceError(f"a {scenario.get('kind')!r} scenario is replayed on a target "
+                         "(harness replay TRACE), not as a program")
     ref = scenario.get("ref", "")
     module_name, _, func_name = str(ref).partition(":")
     try:
@@ -148,17 +148,6 @@ def _program_kind(scenario: dict[str, Any]) -> Program:
         return await func(loop, params)
 
     return program
-
-
-SCENARIO_KINDS["program"] = _program_kind
-
-
-def build_program(scenario: dict[str, Any]) -> Program:
-    kind = scenario.get("kind")
-    builder = SCENARIO_KINDS.get(str(kind))
-    if builder is None:
-        raise TraceError(f"unknown scenario kind {kind!r}; known: {sorted(SCENARIO_KINDS)}")
-    return builder(scenario)
 
 
 def replay(trace: Trace, strict: bool = True) -> SimResult:
