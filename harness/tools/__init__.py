@@ -1,0 +1,1 @@
+"""Tools on top of the pipeline: the CLI, reports, bisect and bench."""
