@@ -1,0 +1,234 @@
+"""Installing one release of a target, with what it declares, into a folder.
+
+Rule 5 (DESIGN.md): install what the release declares where it installs on
+this Python, the newest compatible release of a dependency where it does not,
+and record which. Two installers, the fast one first:
+
+- uv (a dependency of the harness) resolves the release and its whole
+  dependency tree at once into `--target`. When a pinned dependency fails to
+  build on this Python (old httptools and uvloop pins need a header Python
+  3.11 removed), that dependency is overridden (the registry's replacement, or
+  its newest release) and the resolution retried. uv accepts old metadata that
+  current pip refuses (uvicorn 0.12.3's "python-dotenv (>=0.13.*)").
+- pip < 24.1, release by release with `--no-deps`, where uv cannot install a
+  release at all (it refuses its metadata, say). It misses transitive
+  dependencies, which then come from the harness's own environment.
+
+Measured on this project's 2-core machine (warm cache, median of 3): uvicorn
+0.11.3 in 4.2 s with uv against 11.1 s with pip, hypercorn 0.14.3 in 1.3 s
+against 4.1 s; both installed the same versions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+
+from harness.errors import EnvironmentFault
+from harness.targets.registry import TargetEntry
+
+Log = Callable[[str], None]
+MAX_OVERRIDES = 6
+NETWORK_ERRORS = ("Retrying", "NewConnectionError", "ConnectionError", "Max retries exceeded",
+                  "Temporary failure in name resolution", "timed out", "Failed to fetch",
+                  "error sending request", "dns error", "Could not connect")
+FAILED_BUILD = re.compile(r"Failed to (?:download and )?build `([^`=\s]+)==([^`\s]+)`")
+
+# pip 24.1+ refuses releases whose metadata uses pre-PEP 440 specifiers, so the pip
+# path uses an older pip, itself installed once into the cache.
+INSTALLER_PIP = "pip>=23,<24.1"
+
+
+class EnvError(EnvironmentFault):
+    """A release that cannot be installed; the message says why and what to do."""
+
+
+@dataclass
+class Installed:
+    installer: str  # which tool, and its version
+    fallbacks: list[str] = field(default_factory=list)  # human-readable notes
+    skipped: list[str] = field(default_factory=list)
+
+
+def python_tag() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def last_lines(text: str, n: int = 6) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return "\n".join("    " + ln for ln in lines[-n:])
+
+
+def install(entry: TargetEntry, version: str, site: Path, cache: Path, log: Log) -> Installed:
+    """Install `entry`'s release `version` and its dependencies into `site`."""
+    assert entry.distribution is not None
+    span = entry.version_range(version)
+    replacements = {_canonical(k): v for k, v in (span.fallbacks if span else ())}
+    uv = _uv_binary()
+    if uv is not None:
+        done = _install_uv(uv, entry.distribution, version, site, cache, replacements, log)
+        if done is not None:
+            return done
+        log("uv could not install it; trying pip")
+        shutil.rmtree(site, ignore_errors=True)
+    return _install_pip(entry.distribution, version, site, cache, replacements, log)
+
+
+# -- uv ------------------------------------------------------------------------------
+def _uv_binary() -> str | None:
+    try:
+        import uv
+    except ImportError:
+        return None
+    return str(uv.find_uv_bin())
+
+
+def _install_uv(uv: str, dist: str, version: str, site: Path, cache: Path,
+                replacements: dict[str, str], log: Log) -> Installed | None:
+    """The resolved install, overriding each pin that fails to build; None if uv cannot
+    install this release for another reason (the pip path then tries)."""
+    env = dict(os.environ, UV_CACHE_DIR=str(cache / "uv"), UV_NO_PROGRESS="1")
+    tool = subprocess.run([uv, "--version"], capture_output=True, text=True, env=env,
+                          timeout=60).stdout.strip()
+    done = Installed(tool)
+    overrides: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="harness-uv-") as tmp:
+        override_file = Path(tmp) / "overrides.txt"
+        for _ in range(MAX_OVERRIDES + 1):
+            override_file.write_text("".join(f"{v}\n" for v in overrides.values()))
+            args = ["pip", "install", "--target", str(site), "--python", sys.executable,
+                    "--override", str(override_file), f"{dist}=={version}"]
+            log("uv " + " ".join(args))
+            proc = subprocess.run([uv, *args], capture_output=True, text=True, env=env,
+                                  timeout=900)
+            if proc.returncode == 0:
+                return done
+            _raise_for_index(proc.stderr, dist, version)
+            failed = FAILED_BUILD.search(proc.stderr)
+            if failed is None or _canonical(failed.group(1)) in overrides:
+                log(f"uv: {last_lines(proc.stderr, 2).strip()}")
+                return None
+            name, pinned = failed.group(1), failed.group(2)
+            instead = replacements.get(_canonical(name), name)
+            overrides[_canonical(name)] = instead
+            what = f"the newest {name}" if instead == name else instead
+            done.fallbacks.append(f"{name}=={pinned} does not build on Python {python_tag()}; "
+                                  f"used {what}")
+    return None
+
+
+def _raise_for_index(stderr: str, dist: str, version: str) -> None:
+    if any(word in stderr for word in NETWORK_ERRORS):
+        raise EnvError(f"installing {dist}=={version}: the package index could not be "
+                           f"reached; check the network and retry:\n{last_lines(stderr)}")
+    if f"no version of {dist}==" in stderr.lower() or "No matching distribution" in stderr \
+            or "Could not find a version" in stderr:
+        raise EnvError(f"{dist}=={version} does not exist on PyPI; list releases with "
+                           f"'pip index versions {dist}'")
+
+
+# -- pip -------------------------------------------------------------------------------
+def _pip_home(cache: Path) -> Path:
+    final = cache / "installer-pip"
+    if (final / "pip").is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".installer-pip-", dir=final.parent))
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "install",
+           "--no-deps", "--target", str(work), INSTALLER_PIP]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        raise EnvError(f"could not set up the installer ({INSTALLER_PIP}):\n"
+                           f"{last_lines(proc.stderr)}")
+    try:
+        os.replace(work, final)
+    except OSError:  # another process won the race; use theirs
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def _install_pip(dist: str, version: str, site: Path, cache: Path,
+                 replacements: dict[str, str], log: Log) -> Installed:
+    home = _pip_home(cache)
+
+    def pip(args: list[str]) -> subprocess.CompletedProcess[str]:
+        log("pip " + " ".join(args))
+        env = dict(os.environ, PYTHONPATH=str(home), PYTHONNOUSERSITE="1")
+        return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check",
+                               "--no-input", *args], capture_output=True, text=True,
+                              timeout=900, env=env)
+
+    site.mkdir(parents=True, exist_ok=True)
+    args = ["install", "--no-deps", "--target", str(site), f"{dist}=={version}"]
+    proc = pip(args)
+    if proc.returncode != 0:  # one retry: a flaky index answer looks like a missing release
+        shutil.rmtree(site, ignore_errors=True)
+        site.mkdir(parents=True)
+        proc = pip(args)
+    if proc.returncode != 0:
+        _raise_for_index(proc.stderr, dist, version)
+        raise EnvError(f"installing {dist}=={version} failed:\n{last_lines(proc.stderr)}")
+    done = Installed(f"pip {_pip_version(home)}")
+    for req in _requirements(site, dist):
+        if not _applies(req):
+            continue
+        pinned = f"{req.name}{req.specifier}"
+        if pip(["install", "--no-deps", "--target", str(site), pinned]).returncode == 0:
+            continue
+        instead = replacements.get(_canonical(req.name), req.name)
+        newest = pip(["install", "--no-deps", "--upgrade", "--target", str(site), instead])
+        if newest.returncode == 0:
+            what = "the newest " + req.name if instead == req.name else instead
+            done.fallbacks.append(f"{pinned} does not install on Python {python_tag()}; "
+                                  f"used {what}")
+        else:
+            done.skipped.append(f"{pinned}: neither it nor the newest release installs")
+    return done
+
+
+def _pip_version(home: Path) -> str:
+    found = sorted(home.glob("pip-*.dist-info"))
+    return found[0].name.removeprefix("pip-").removesuffix(".dist-info") if found else "?"
+
+
+def _requirements(site: Path, dist: str) -> list[Requirement]:
+    for entry in site.iterdir():
+        m = re.match(r"^(.+?)-([^-]+)\.(dist|egg)-info$", entry.name)
+        if not m or _canonical(m.group(1)) != _canonical(dist):
+            continue
+        meta = entry / ("METADATA" if entry.name.endswith("dist-info") else "PKG-INFO")
+        if not meta.exists():
+            continue
+        reqs = []
+        for line in meta.read_text(errors="replace").splitlines():
+            if line.startswith("Requires-Dist:"):
+                try:
+                    reqs.append(Requirement(line.split(":", 1)[1].strip()))
+                except InvalidRequirement:
+                    continue
+        return reqs
+    return []
+
+
+def _applies(req: Requirement) -> bool:
+    """Skip extras and requirements for other Pythons or platforms."""
+    if req.marker is None:
+        return True
+    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
+    env["extra"] = ""
+    return bool(req.marker.evaluate(env))
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
