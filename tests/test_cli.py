@@ -157,22 +157,29 @@ def test_a_release_that_does_not_exist_is_named_with_the_fix(capsys, tmp_path: P
     assert not list((tmp_path / "envs").iterdir())  # nothing half-installed left behind
 
 
-def test_an_install_that_fails_shows_pips_last_lines_and_leaves_nothing(
+def test_an_install_that_fails_shows_the_installers_last_lines_and_leaves_nothing(
     capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     import subprocess
 
-    import harness.targets.envs
+    import harness.targets.install
 
-    def failing_pip(args: list[str], log: object) -> subprocess.CompletedProcess[str]:
+    calls: list[list[str]] = []
+
+    def failing(cmd: list[str], env: object = None,
+                timeout: float = 0) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        if "--version" in cmd or "pip>=23,<24.1" in cmd:  # the tools themselves are fine
+            return subprocess.CompletedProcess(cmd, 0, "tool 1.0\n", "")
         return subprocess.CompletedProcess(
-            args, 1, "", "Collecting uvicorn==0.5.0\n  error: subprocess-exited-with-error\n"
+            cmd, 1, "", "Collecting uvicorn==0.5.0\n  error: subprocess-exited-with-error\n"
             "  x Building wheel for uvloop (pyproject.toml) did not run successfully.\n")
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
-    monkeypatch.setattr(harness.targets.envs, "_pip", failing_pip)
+    monkeypatch.setattr(harness.targets.install, "_run", failing)
     code, _, err = run_cli(capsys, "explore", "--server", "uvicorn==0.5.0", "--budget", "1")
     assert code == 2
     assert "installing uvicorn==0.5.0 failed" in err
     assert "Building wheel for uvloop" in err
+    assert any("uv" in c[0] for c in calls) and any("pip" in c for c in calls)  # uv, then pip
     assert not list((tmp_path / "envs").iterdir())

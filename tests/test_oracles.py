@@ -83,6 +83,47 @@ def test_a_receive_that_never_returned_with_its_body_arrived_is_a_receive_hang()
                                 "RequestResponseCycle.receive"
 
 
+def test_a_receive_blocked_after_an_earlier_http_disconnect_is_a_lost_disconnect():
+    obs = clean_run(end="none")
+    rec = obs.requests[(1, 1)]
+    first = next(e for e in rec.events if e.kind == "receive")
+    gone = dataclasses.replace(first, kind="received", message={"type": "http.disconnect"},
+                               seq=first.seq + 1)
+    again = dataclasses.replace(first, call=2, seq=first.seq + 2)
+    events = [e for e in rec.events if e.seq <= first.seq] + [gone, again]
+    obs.requests[(1, 1)] = dataclasses.replace(rec, events=events)
+    obs.connections[1].conn.down.fin_sent_at = None  # the connection is still open
+    obs.connections[1].conn.down.rst_sent_at = None
+    obs.connections[1].client.responses.pop()
+    obs.receive_stacks[(1, 1, 2)] = (Frame("asyncio/queues.py", 158, "Queue.get"),)
+    [failure] = check(obs)
+    assert (failure.kind, failure.signature) == (
+        "lost-disconnect", "receive() after http.disconnect: blocked at asyncio/queues.py:158 "
+        "in Queue.get")
+
+
+def test_an_app_that_raised_is_owed_a_500_unless_the_server_had_refused_the_request():
+    obs = clean_run(AppBehaviour(raise_at="before-response"))
+    response = obs.connections[1].client.responses[0]
+    assert response.status == 500
+    response.status = 400  # the server's own answer to a bad request: fine
+    assert kinds(obs) == set()
+    response.status = 200
+    assert kinds(obs) == {"response-integrity"}
+
+
+def test_a_finished_response_the_server_reset_away_is_a_response_integrity_failure():
+    obs = clean_run(end="none")
+    client = obs.connections[1].client
+    last = client.responses[1]
+    last.body, last.complete = last.body[:3], False
+    assert kinds(obs) == set()  # cut short by a close alone: the premature-close oracle's
+    client.reset = True
+    [failure] = check(obs)
+    assert (failure.kind, failure.signature) == (
+        "response-integrity", "response lost to the server's reset")
+
+
 def test_an_error_the_server_logged_is_a_server_error_unless_the_app_caused_it():
     obs = clean_run()
     obs.errors.append(LogRecord("uvicorn.error", "Exception in ASGI application",

@@ -114,6 +114,7 @@ class ClientScript:
         self.loop = peer.loop
         self.responses: list[Response] = []
         self.protocol_error: str | None = None
+        self.reset = False  # the server's RST arrived: what was unread is gone
         self.ended = False  # the client performed its end action
         self.request_offsets: list[tuple[int, int]] = []  # (head end, body end) in the up stream
         self._sent = 0
@@ -124,6 +125,7 @@ class ClientScript:
         self._current: Response | None = None
         peer.on_data = self._on_data
         peer.on_eof = self._on_eof
+        peer.on_reset = self._on_reset
         peer.read_limit = {"normal": None, "slow": 512, "stop": 0}[spec.read]
         self.loop.network.at(self.loop.time() + spec.start, self._begin)
 
@@ -137,10 +139,10 @@ class ClientScript:
         if self.spec.pipelined:
             while self._next < len(self.spec.requests) and not self.ended:
                 self._send_request(self._next, pipelined=True)
+            if self.spec.end_moment == "after-send" and self._next >= len(self.spec.requests):
+                self._schedule_end()
         else:
-            self._send_next()
-        if self.spec.end_moment == "after-send" and self._next >= len(self.spec.requests):
-            self._schedule_end()
+            self._send_next()  # one request after another: _sent_last ends after the last
 
     def _send_next(self) -> None:
         i = self._next
@@ -172,8 +174,12 @@ class ClientScript:
         if spec.expect_continue and spec.framing != "none" and not pipelined:
             self._awaiting_continue = i
             self.loop.network.at(self.loop.time() + EXPECT_TIMEOUT, lambda: self._send_body(i))
-        else:
-            self._write(body)
+            return  # "after-send" means after the body: _send_body schedules the end
+        self._write(body)
+        self._sent_last(i)
+
+    def _sent_last(self, i: int) -> None:
+        """Request i is on the wire, body and all: the moment "after-send" ends after."""
         if not self.spec.pipelined and self.spec.end_moment == "after-send" and i == len(
             self.spec.requests
         ) - 1:
@@ -184,6 +190,7 @@ class ClientScript:
             return
         self._awaiting_continue = None
         self._write(encode_request(self.spec.requests[i], self.cid, i)[1])
+        self._sent_last(i)
 
     # -- ending -----------------------------------------------------------------
     def _schedule_end(self) -> None:
@@ -225,6 +232,9 @@ class ClientScript:
             self.protocol_error = f"response {self._parsing}: {exc}"
         if self.spec.end_moment == "after-responses":
             self._schedule_end()
+
+    def _on_reset(self) -> None:
+        self.reset = True
 
     def _start_parse_cycle(self) -> None:
         i = self._parsing

@@ -146,6 +146,12 @@ def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) ->
                                        f"receive() after the server's response: blocked at {stack}",
                                        f"{where}: receive() #{call.call} never returned though "
                                        "the response was complete on the wire", where))
+            elif _disconnected_before(rec, call):
+                # The server already said the client is gone; it owes that answer again.
+                out.append(Failure("lost-disconnect",
+                                   f"receive() after http.disconnect: blocked at {stack}",
+                                   f"{where}: receive() #{call.call} never returned though an "
+                                   "earlier receive() had returned http.disconnect", where))
             elif _body_arrived(rec, facts):
                 out.append(Failure("receive-hang", f"blocked at {stack}",
                                    f"{where}: receive() #{call.call} never returned though the "
@@ -163,6 +169,11 @@ def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) ->
                 out.append(Failure("lost-disconnect", f"receive() {context}: {what}",
                                    f"{where}: receive() #{call.call} {context}: {what}", where))
     return out
+
+
+def _disconnected_before(rec: RequestRecord, call: AsgiEvent) -> bool:
+    return any(e.kind == "received" and e.message.get("type") == "http.disconnect"
+               and e.seq < call.seq for e in rec.events)
 
 
 def _answered_on_wire(rec: RequestRecord, facts: ConnFacts) -> bool:
@@ -212,7 +223,9 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
             continue
         raised = any(e.kind == "raised" for e in rec.events)
         if raised and rec.behaviour.raise_at == "before-response":
-            if resp.status != 500:
+            # Owed a 500, unless the server had already refused the request itself (a
+            # 4xx for a malformed or incomplete request): any error status will do.
+            if resp.status < 400:
                 out.append(Failure("response-integrity", "app error not answered with 500",
                                    f"{where}: status {resp.status}", where))
             continue
@@ -223,6 +236,14 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
         if closing is not None and (done is None or done.tick > closing):
             continue  # cut short by the close: premature-close judges that, not this
         expected = b"".join(rec.behaviour.response_body(rec.cid, rec.index))
+        if client.reset and not resp.complete:
+            # The app finished its response before the server closed, yet the client
+            # lost part of it: the server closed with unread input, so its RST discarded
+            # what the client had not read yet (RFC 9112, 9.6: close in stages).
+            out.append(Failure("response-integrity", "response lost to the server's reset",
+                               f"{where}: read {len(resp.body)} of {len(expected)} body bytes "
+                               "before the server's RST", where))
+            continue
         if resp.status != 200 or (resp.complete and resp.body != expected):
             out.append(Failure("response-integrity", "wrong status or body",
                                f"{where}: got {resp.status} {resp.body[:60]!r}, app sent 200 "
@@ -255,9 +276,13 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
         if raised or (done is not None and closing is not None and done.tick < closing):
             continue
         where = request_path(facts.cid, i)
+        started = rec.events[0].tick if rec.events else None
+        when = "before the app finished its response" if started is not None and (
+            closing is None or started < closing) else "with the request received but the " \
+            "app not yet called"
         out.append(Failure("premature-close", "closed during a live request",
                            f"{where}: the server closed the connection at t={closed_at:g} "
-                           "before the app finished its response", where))
+                           f"{when}", where))
     return out
 
 

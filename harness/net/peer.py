@@ -45,6 +45,7 @@ class PeerConnection:
         self._shutdown_pending = False
         self.on_data: Callable[[bytes], None] | None = None
         self.on_eof: Callable[[], None] | None = None
+        self.on_reset: Callable[[], None] | None = None
         loop.peers.append(self)
         host, port = self.conn.server_addr
         loop.record("connect", f"c{self.conn.cid} -> {host}:{port}")
@@ -109,7 +110,11 @@ class PeerConnection:
         if down.rst_arrived and not self.was_reset:
             self.was_reset = True
             self.loop.record("client-recv", f"{self.name} RST")
+            if self.on_reset is not None:
+                self.on_reset()
             return True
+        if self.was_reset:
+            return False  # recv() now fails with ECONNRESET: no data, no EOF
         limit = len(down.rx) if self.read_limit is None else self.read_limit
         progressed = False
         if down.rx and limit > 0:

@@ -60,6 +60,12 @@ class Installed:
     skipped: list[str] = field(default_factory=list)
 
 
+def _run(cmd: list[str], env: dict[str, str] | None = None,
+         timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Every installer command goes through here (tests fake it)."""
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
 def python_tag() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -98,8 +104,7 @@ def _install_uv(uv: str, dist: str, version: str, site: Path, cache: Path,
     """The resolved install, overriding each pin that fails to build; None if uv cannot
     install this release for another reason (the pip path then tries)."""
     env = dict(os.environ, UV_CACHE_DIR=str(cache / "uv"), UV_NO_PROGRESS="1")
-    tool = subprocess.run([uv, "--version"], capture_output=True, text=True, env=env,
-                          timeout=60).stdout.strip()
+    tool = _run([uv, "--version"], env, timeout=60).stdout.strip() or "uv"
     done = Installed(tool)
     overrides: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="harness-uv-") as tmp:
@@ -109,8 +114,7 @@ def _install_uv(uv: str, dist: str, version: str, site: Path, cache: Path,
             args = ["pip", "install", "--target", str(site), "--python", sys.executable,
                     "--override", str(override_file), f"{dist}=={version}"]
             log("uv " + " ".join(args))
-            proc = subprocess.run([uv, *args], capture_output=True, text=True, env=env,
-                                  timeout=900)
+            proc = _run([uv, *args], env)
             if proc.returncode == 0:
                 return done
             _raise_for_index(proc.stderr, dist, version)
@@ -146,7 +150,7 @@ def _pip_home(cache: Path) -> Path:
     work = Path(tempfile.mkdtemp(prefix=".installer-pip-", dir=final.parent))
     cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "install",
            "--no-deps", "--target", str(work), INSTALLER_PIP]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = _run(cmd)
     if proc.returncode != 0:
         shutil.rmtree(work, ignore_errors=True)
         raise EnvError(f"could not set up the installer ({INSTALLER_PIP}):\n"
@@ -165,9 +169,8 @@ def _install_pip(dist: str, version: str, site: Path, cache: Path,
     def pip(args: list[str]) -> subprocess.CompletedProcess[str]:
         log("pip " + " ".join(args))
         env = dict(os.environ, PYTHONPATH=str(home), PYTHONNOUSERSITE="1")
-        return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check",
-                               "--no-input", *args], capture_output=True, text=True,
-                              timeout=900, env=env)
+        return _run([sys.executable, "-m", "pip", "--disable-pip-version-check",
+                     "--no-input", *args], env)
 
     site.mkdir(parents=True, exist_ok=True)
     args = ["install", "--no-deps", "--target", str(site), f"{dist}=={version}"]
