@@ -26,7 +26,7 @@ from typing import Any
 
 from harness.errors import TargetFault
 from harness.sim.loop import SimLoop
-from harness.targets.registry import Setting, TargetEntry, VersionRange
+from harness.targets.registry import KnownBug, Setting, TargetEntry, VersionRange
 
 _SERVE = ("and asyncio.start_server with a callback awaiting TCPServer({}, reader, writer), as "
           "hypercorn.asyncio.run.worker_serve does")
@@ -46,6 +46,37 @@ VERSIONS = (
                         "it",)),
 )
 
+# Each found by the general search and confirmed on real asyncio over loopback TCP (the
+# closing notes of this change have the reproductions). Signatures name where the
+# server waits: hypercorn's receive() is a bare asyncio.Queue.get.
+KNOWN_BUGS = (
+    KnownBug("new: http.disconnect is queued once, so any later receive() (after the "
+             "response, or after another receive() took it) blocks forever",
+             "", ("h11",), "keepalive", "lost-disconnect", "blocked at asyncio/queues.py",
+             bench=("", "h11")),
+    KnownBug("new: ... and a receive() already waiting when another receive() of the app "
+             "takes that one disconnect waits forever, though the body had arrived",
+             "", ("h11",), "", "receive-hang", "blocked at asyncio/queues.py"),
+    KnownBug("new: a full app queue (max_app_queue_size) parks hypercorn's put forever: "
+             "the connection's task leaks", "", ("h11",), "", "leak",
+             "hypercorn/protocol/http_stream.py"),
+    KnownBug("new: ... and the connection's task group waits for an app parked in that put",
+             "", ("h11",), "", "leak", "in TaskGroup.__aexit__"),
+    KnownBug("new: ... and the keep-alive timer, armed meanwhile, closes the connection "
+             "under a request it has already received", "", ("h11",), "",
+             "premature-close", "closed during a live request"),
+    KnownBug("new: a pipelined request's reader waits on can_read forever once the response "
+             "before it fails (the app raised mid-response): the connection's task leaks",
+             ">=0.14", ("h11",), "pipelining", "leak", "in EventWrapper.wait"),
+    KnownBug("new: closing with unread request bytes resets the connection, and the RST "
+             "discards the end of a finished response (no staged close, RFC 9112 9.6)",
+             "", ("h11",), "", "response-integrity", "response lost to the server's reset"),
+    KnownBug("hypercorn#50: an EOF that arrives with the request's data is never passed on, "
+             "so receive() waits for a body the client cannot send",
+             "<0.14.4", ("h11",), "disconnect", "lost-disconnect", "after client EOF",
+             fixed="0.14.4"),
+)
+
 TARGET = TargetEntry(
     name="hypercorn",
     adapter="servers.hypercorn_target:HypercornTarget",
@@ -61,6 +92,7 @@ TARGET = TargetEntry(
         Setting("max_app_queue_size", (10, 1), "receive-queue-size"),
     ),
     versions=VERSIONS,
+    known_bugs=KNOWN_BUGS,
     oldest="0.10.2",
     example="0.17.3",
     description="hypercorn on asyncio, HTTP/1.1 over h11",

@@ -47,6 +47,10 @@ KNOWN_BUGS = (
              "closed during a live request"),
     KnownBug("uvicorn#1637: ... and the keep-alive handler raises LocalProtocolError",
              "<0.27.1", ("h11",), "pipelining", "server-error", "LocalProtocolError"),
+    KnownBug("new: closing with unread request bytes resets the connection, and the RST "
+             "discards the end of a finished response (no staged close, RFC 9112 9.6; the "
+             "class of gunicorn#1644 and uvicorn#3047)", "", ("h11", "httptools"), "",
+             "response-integrity", "response lost to the server's reset"),
     KnownBug("new: httptools connection_lost wakes only the newest pipelined cycle, so an "
              "earlier cycle's pending receive() never gets http.disconnect",
              ">=0.12.3", ("httptools",), "pipelining", "lost-disconnect",

@@ -99,7 +99,9 @@ class KnownBug:
     name: str  # upstream reference, or a short description of a new find
     versions: str  # a PEP 440 specifier
     http: tuple[str, ...]
-    family: str  # where `pytest scenarios/` must find it again (it may show up elsewhere)
+    # where `pytest scenarios/` must find it again within its budget ("": nowhere; it is
+    # too rare for a few seconds of search, and only explains what is found)
+    family: str
     kind: str
     signature_contains: str
     # `make bench` measures how fast it is found: on `bench[0]` ("" for the release

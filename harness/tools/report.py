@@ -197,7 +197,8 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
     out.append(f"- Python {trace.meta.get('python', '?')}")
     if env:
         deps = ", ".join(f"{k} {v}" for k, v in sorted(env.get("installed", {}).items()))
-        out.append(f"- installed: {deps}")
+        by = f" (by {env['installer']})" if env.get("installer") else ""
+        out.append(f"- installed{by}: {deps}")
         for note in env.get("fallbacks", []) + env.get("skipped", []):
             out.append(f"- fallback: {note}")
     out += ["", "## The reference server", "", reference, ""]
