@@ -79,7 +79,7 @@ KNOWN_BUGS = (
     KnownBug("hypercorn#50: an EOF that arrives with the request's data is never passed on, "
              "so receive() waits for a body the client cannot send",
              "<0.14.4", ("h11",), "disconnect", "lost-disconnect", "after client EOF",
-             fixed="0.14.4"),
+             bench=("0.14.3", "h11"), fixed="0.14.4"),
 )
 
 TARGET = TargetEntry(
