@@ -17,6 +17,8 @@ from harness.targets.runner import run
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 HANG_748 = REPORTS / "uvicorn-0.11.3-h11" / "receive-hang-e2bf0886" / "trace.json"
 LOST_241 = REPORTS / "uvicorn-0.3.26-h11" / "lost-disconnect-7039c262" / "trace.json"
+EOF_50 = REPORTS / "hypercorn-0.14.3-h11" / "lost-disconnect-986dd9f3" / "trace.json"
+ONCE = REPORTS / "hypercorn-0.18.0-h11" / "lost-disconnect-58bdd83d" / "trace.json"
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +26,9 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize(
     ("trace", "buggy", "fixed", "kind"),
     [(HANG_748, "uvicorn==0.11.3", "uvicorn==0.12.3", "receive-hang"),
-     (LOST_241, "uvicorn==0.3.26", "uvicorn==0.3.27", "lost-disconnect")],
-    ids=["uvicorn#748", "uvicorn#241"],
+     (LOST_241, "uvicorn==0.3.26", "uvicorn==0.3.27", "lost-disconnect"),
+     (EOF_50, "hypercorn==0.14.3", "hypercorn==0.14.4", "lost-disconnect")],
+    ids=["uvicorn#748", "uvicorn#241", "hypercorn#50"],
 )
 def test_a_showcase_trace_fails_on_the_buggy_release_and_passes_on_the_fix(
     trace: Path, buggy: str, fixed: str, kind: str
@@ -57,8 +60,25 @@ def test_bisect_names_0_3_27_as_the_release_that_fixed_uvicorn_241(capsys):
     assert "first release where the behaviour changed: uvicorn 0.3.27 (fixed there" in out
 
 
-@pytest.mark.parametrize("trace", [HANG_748, LOST_241], ids=["uvicorn#748", "uvicorn#241"])
-def test_the_reference_server_passes_the_traces_that_catch_uvicorn_bugs(trace: Path):
+def test_bisect_names_0_14_4_as_the_hypercorn_release_that_fixed_its_50(capsys):
+    from harness.tools.cli import main
+
+    code = main(["bisect", "--server", "hypercorn", "--good", "0.14.4", "--bad", "0.14.3",
+                 "--trace", str(EOF_50)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "first release where the behaviour changed: hypercorn 0.14.4 (fixed there" in out
+
+
+def test_the_once_only_disconnect_is_in_the_oldest_and_the_newest_hypercorn():
+    for release in ("0.10.2", "0.18.0"):
+        verdict = replay_trace_file(ONCE, f"hypercorn=={release}")
+        assert [f["kind"] for f in verdict["failures"]] == ["lost-disconnect"], release
+
+
+@pytest.mark.parametrize("trace", [HANG_748, LOST_241, EOF_50, ONCE],
+                         ids=["uvicorn#748", "uvicorn#241", "hypercorn#50", "hypercorn-once"])
+def test_the_reference_server_passes_the_traces_that_catch_upstream_bugs(trace: Path):
     verdict = replay_trace_file(trace, "reference")
     assert verdict["failures"] == []
     assert verdict["target"]["server"] == "reference"
