@@ -1,0 +1,109 @@
+"""The registry: a third party adds a server through an entry point, and a damaged cache
+is refused instead of running whatever else is importable."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.targets import registry
+from harness.targets.envs import ENV_FORMAT
+from harness.targets.install import python_tag
+from harness.tools.cli import main
+from servers.reference.target import TARGET as REFERENCE_ENTRY
+from servers.reference.target import ReferenceTarget
+
+
+class ToyTarget(ReferenceTarget):
+    """A "third-party" server: the reference server's code under another name."""
+
+    name = "toy"
+
+
+TOY = registry.TargetEntry(
+    name="toy", adapter="tests.test_registry:ToyTarget", protocols=("h11",),
+    protocol_modules={"h11": "servers.reference.connection"},
+    settings=REFERENCE_ENTRY.settings, versions=REFERENCE_ENTRY.versions,
+    description="a server registered from outside the harness")
+
+
+@pytest.fixture
+def toy_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A distribution on sys.path that declares the entry point, as pip would install it."""
+    info = tmp_path / "toy_harness-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-harness\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        f"[{registry.ENTRY_POINT_GROUP}]\ntoy = tests.test_registry:TOY\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.entries.cache_clear()
+    yield
+    registry.entries.cache_clear()
+
+
+def test_a_server_registered_by_an_entry_point_is_explored_like_a_built_in_one(
+        toy_installed: None, capsys: pytest.CaptureFixture[str], tmp_path: Path):
+    assert "toy" in registry.entries()
+    code = main(["explore", "--server", "toy", "--max-runs", "30", "--budget", "60",
+                 "--reports", str(tmp_path / "reports")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "toy-" in out.out  # the summary names the new target
+
+
+def test_an_entry_point_cannot_take_over_a_built_in_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    info = tmp_path / "evil-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        f"[{registry.ENTRY_POINT_GROUP}]\nuvicorn = tests.test_registry:TOY\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.entries.cache_clear()
+    try:
+        assert registry.entry("uvicorn").adapter == "servers.uvicorn_target:UvicornTarget"
+    finally:
+        registry.entries.cache_clear()
+
+
+def fake_env(root: Path, server: str, version: str, site_entries: dict[str, str]) -> Path:
+    """A cache folder as envs.py writes it, with the given files in its site folder."""
+    folder = root / "envs" / f"{server}-{version}"
+    (folder / "site").mkdir(parents=True)
+    for name, text in site_entries.items():
+        (folder / "site" / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "site" / name).write_text(text)
+    (folder / "env.json").write_text(json.dumps({
+        "server": server, "version": version, "python": python_tag(), "installed": {},
+        "fallbacks": [], "skipped": [], "protocols": ["h11"], "distribution": server,
+        "installer": "uv", "format": ENV_FORMAT}))
+    return folder
+
+
+def test_a_cached_release_whose_files_are_gone_is_an_error_not_another_release(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    folder = fake_env(tmp_path, "uvicorn", "0.12.3", {})
+    code = main(["explore", "--server", "uvicorn==0.12.3", "--max-runs", "5"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"the cached environment {folder} is damaged" in err
+    assert f"rm -rf {folder}" in err
+
+
+def test_a_worker_that_would_import_the_release_from_elsewhere_refuses_to_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    # The metadata says 0.12.3 is there, but its package is not: the worker would import
+    # the harness's own uvicorn from the virtual environment.
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    fake_env(tmp_path, "uvicorn", "0.12.3", {
+        "uvicorn-0.12.3.dist-info/METADATA": "Metadata-Version: 2.1\nName: uvicorn\n"
+                                             "Version: 0.12.3\n"})
+    code = main(["explore", "--server", "uvicorn==0.12.3", "--max-runs", "5"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "should run from" in err and f"{sys.prefix}" in err
