@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.metadata
-import inspect
 import logging
 from typing import Any
 
 from harness.errors import TargetFault
 from harness.sim.loop import SimLoop
+from harness.targets.adapter import ReleaseAdapter, accepted
 from harness.targets.registry import KnownBug, Setting, TargetEntry, VersionRange
 
 _SERVE = ("and asyncio.start_server with a callback awaiting TCPServer({}, reader, writer), as "
@@ -104,29 +104,8 @@ TARGET = TargetEntry(
 )
 
 
-def _accepted(func: Any, offered: dict[str, Any]) -> dict[str, Any]:
-    params = inspect.signature(func).parameters
-    return {k: v for k, v in offered.items() if k in params}
-
-
-class HypercornTarget:
-    name = "hypercorn"
-    asgi = 3
-
-    def __init__(self, http: str = "h11") -> None:
-        if http not in TARGET.protocols:
-            raise ValueError(f"hypercorn has no protocol {http!r}; use one of {TARGET.protocols}")
-        self.http = http
-        self.version = importlib.metadata.version("hypercorn")
-        self.range = TARGET.version_range(self.version) or VERSIONS[0]
-        self.shims = list(self.range.shims)
-
-    def settings_space(self) -> dict[str, list[Any]]:
-        return TARGET.settings_for(self.version)
-
-    def describe(self) -> dict[str, Any]:
-        return {"server": self.name, "version": self.version, "http": self.http,
-                "construction": self.range.construction, "shims": list(self.shims)}
+class HypercornTarget(ReleaseAdapter):
+    entry = TARGET
 
     def _config(self, settings: dict[str, Any]) -> Any:
         from hypercorn.config import Config
@@ -162,8 +141,8 @@ class HypercornTarget:
             pass
         else:
             offered["context"] = WorkerContext(
-                **_accepted(WorkerContext.__init__, {"max_requests": None}))
-        kwargs = _accepted(TCPServer.__init__, offered)
+                **accepted(WorkerContext.__init__, {"max_requests": None}))
+        kwargs = accepted(TCPServer.__init__, offered)
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await TCPServer(reader=reader, writer=writer, **kwargs)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import inspect
 from typing import Any
 
 from harness.errors import TargetFault
 from harness.sim.loop import SimLoop
+from harness.targets.adapter import ReleaseAdapter, accepted
 from harness.targets.registry import KnownBug, Setting, TargetEntry, VersionRange
 
 VERSIONS = (
@@ -78,28 +78,8 @@ TARGET = TargetEntry(
 )
 
 
-def _accepted(func: Any, offered: dict[str, Any]) -> dict[str, Any]:
-    params = inspect.signature(func).parameters
-    return {k: v for k, v in offered.items() if k in params}
-
-
-class UvicornTarget:
-    name = "uvicorn"
-
-    def __init__(self, http: str = "h11") -> None:
-        if http not in TARGET.protocols:
-            raise ValueError(f"unknown uvicorn protocol {http!r}; use one of {TARGET.protocols}")
-        self.http = http
-        self.version = importlib.metadata.version("uvicorn")
-        self.range = TARGET.version_range(self.version) or VERSIONS[0]
-        self.asgi = self.range.asgi
-
-    def settings_space(self) -> dict[str, list[Any]]:
-        return TARGET.settings_for(self.version)
-
-    def describe(self) -> dict[str, Any]:
-        return {"server": self.name, "version": self.version, "http": self.http,
-                "construction": self.range.construction}
+class UvicornTarget(ReleaseAdapter):
+    entry = TARGET
 
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
                     address: tuple[str, int]) -> None:
@@ -115,7 +95,7 @@ class UvicornTarget:
         protocol_class: Any = config.http_protocol_class
         offered = {"config": config, "server_state": state, "global_state": state,
                    "app_state": {}}
-        kwargs = _accepted(protocol_class.__init__, offered)
+        kwargs = accepted(protocol_class.__init__, offered)
 
         def factory() -> Any:
             return protocol_class(**kwargs)
@@ -129,7 +109,7 @@ class UvicornTarget:
             from uvicorn.main import ServerState  # type: ignore[no-redef]
         options = {"app": app, "http": self.http, "ws": "none", "lifespan": "off",
                    "log_config": None, "access_log": False, **settings}
-        config = config_class(**_accepted(config_class.__init__, options))
+        config = config_class(**accepted(config_class.__init__, options))
         config.load()
         return config, ServerState()
 
@@ -139,5 +119,5 @@ class UvicornTarget:
         options = {"app": app, "http": self.http, "ws": "none", "loop": loop,
                    "log_level": "error", "access_log": False, "disable_lifespan": True,
                    "install_signal_handlers": False, **settings}
-        config = config_class(**_accepted(config_class.__init__, options))
+        config = config_class(**accepted(config_class.__init__, options))
         return config, state_class()

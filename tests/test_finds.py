@@ -50,24 +50,20 @@ def test_search_finds_uvicorn_241_on_0_3_26_from_the_general_scenario_space():
     assert found["deviations"] <= 2  # shrunk toward an ordinary run
 
 
-def test_bisect_names_0_3_27_as_the_release_that_fixed_uvicorn_241(capsys):
+@pytest.mark.parametrize(
+    ("server", "good", "bad", "trace"),
+    [("uvicorn", "0.3.27", "0.3.26", LOST_241), ("hypercorn", "0.14.4", "0.14.3", EOF_50)],
+    ids=["uvicorn#241", "hypercorn#50"],
+)
+def test_bisect_names_the_release_that_fixed_the_bug(capsys, server: str, good: str, bad: str,
+                                                     trace: Path):
     from harness.tools.cli import main
 
-    code = main(["bisect", "--server", "uvicorn", "--good", "0.3.27", "--bad", "0.3.26",
-                 "--trace", str(LOST_241)])
+    code = main(["bisect", "--server", server, "--good", good, "--bad", bad,
+                 "--trace", str(trace)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "first release where the behaviour changed: uvicorn 0.3.27 (fixed there" in out
-
-
-def test_bisect_names_0_14_4_as_the_hypercorn_release_that_fixed_its_50(capsys):
-    from harness.tools.cli import main
-
-    code = main(["bisect", "--server", "hypercorn", "--good", "0.14.4", "--bad", "0.14.3",
-                 "--trace", str(EOF_50)])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "first release where the behaviour changed: hypercorn 0.14.4 (fixed there" in out
+    assert f"first release where the behaviour changed: {server} {good} (fixed there" in out
 
 
 def test_the_once_only_disconnect_is_in_the_oldest_and_the_newest_hypercorn():

@@ -31,18 +31,26 @@ TOY = registry.TargetEntry(
     description="a server registered from outside the harness")
 
 
-@pytest.fixture
-def toy_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A distribution on sys.path that declares the entry point, as pip would install it."""
-    info = tmp_path / "toy_harness-1.0.dist-info"
+def install_entry_point(folder: Path, monkeypatch: pytest.MonkeyPatch, dist: str,
+                        line: str) -> None:
+    """A distribution on sys.path that declares a target entry point, as pip installs it."""
+    info = folder / f"{dist}-1.0.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-harness\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        f"[{registry.ENTRY_POINT_GROUP}]\ntoy = tests.test_registry:TOY\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\n{line}\n")
+    monkeypatch.syspath_prepend(str(folder))
     registry.entries.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry() -> Iterator[None]:
     yield
-    registry.entries.cache_clear()
+    registry.entries.cache_clear()  # forget the entry points a test installed
+
+
+@pytest.fixture
+def toy_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_entry_point(tmp_path, monkeypatch, "toy_harness", "toy = tests.test_registry:TOY")
 
 
 def test_a_server_registered_by_an_entry_point_is_explored_like_a_built_in_one(
@@ -57,17 +65,8 @@ def test_a_server_registered_by_an_entry_point_is_explored_like_a_built_in_one(
 
 def test_an_entry_point_cannot_take_over_a_built_in_name(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    info = tmp_path / "evil-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        f"[{registry.ENTRY_POINT_GROUP}]\nuvicorn = tests.test_registry:TOY\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    registry.entries.cache_clear()
-    try:
-        assert registry.entry("uvicorn").adapter == "servers.uvicorn_target:UvicornTarget"
-    finally:
-        registry.entries.cache_clear()
+    install_entry_point(tmp_path, monkeypatch, "evil", "uvicorn = tests.test_registry:TOY")
+    assert registry.entry("uvicorn").adapter == "servers.uvicorn_target:UvicornTarget"
 
 
 def fake_env(root: Path, server: str, version: str, site_entries: dict[str, str]) -> Path:

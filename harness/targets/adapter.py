@@ -1,0 +1,47 @@
+"""What every release adapter under servers/ shares: reading its own entry.
+
+An adapter runs where its release is importable (the worker). `ReleaseAdapter`
+finds the installed version, the entry's version range for it (the
+construction path, ASGI version and shims, as data), and answers the parts of
+the `Target` protocol that are the same for every server; a subclass sets
+`entry` and writes `mount`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+from typing import Any, ClassVar
+
+from harness.targets.registry import TargetEntry, VersionRange
+
+
+def accepted(func: Any, offered: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of `offered` that `func` takes: releases differ in which."""
+    params = inspect.signature(func).parameters
+    return {k: v for k, v in offered.items() if k in params}
+
+
+class ReleaseAdapter:
+    entry: ClassVar[TargetEntry]
+
+    def __init__(self, http: str | None = None) -> None:
+        http = http or self.entry.protocols[0]
+        if http not in self.entry.protocols:
+            raise ValueError(f"{self.entry.name} has no protocol {http!r}; use one of "
+                             f"{', '.join(self.entry.protocols)}")
+        self.name = self.entry.name
+        self.http = http
+        assert self.entry.distribution is not None
+        self.version = importlib.metadata.version(self.entry.distribution)
+        found = self.entry.version_range(self.version)
+        self.range: VersionRange = found or self.entry.versions[0]
+        self.asgi = self.range.asgi
+        self.shims = list(self.range.shims)
+
+    def settings_space(self) -> dict[str, list[Any]]:
+        return self.entry.settings_for(self.version)
+
+    def describe(self) -> dict[str, Any]:
+        return {"server": self.name, "version": self.version, "http": self.http,
+                "construction": self.range.construction, "shims": list(self.shims)}
