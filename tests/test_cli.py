@@ -118,6 +118,8 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
         (["explore", "--server", "reference", "--family", "chaos"],
          "unknown scenario family 'chaos'"),
         (["explore", "--server", "reference", "--jobs", "0"], "--jobs must be at least 1"),
+        (["explore", "--server", "hypercorn==0.9.0"],
+         "hypercorn 0.9.0 is older than the oldest release the harness runs (0.10.2"),
         (["explore", "--server", "reference==1.0"],
          "the reference server has no releases of its own"),
         (["explore", "--server", "reference", "--http", "httptools"],

@@ -267,10 +267,14 @@ def parse_server(spec: str) -> tuple[str, str | None]:
                           f"--server {name}")
     if version is not None:
         try:
-            Version(version)
+            release = Version(version)
         except InvalidVersion:
             raise TargetError(f"malformed version {version!r} in {spec!r}; write a release "
                               f"number such as {found.example or '1.0.0'}") from None
+        if found.oldest is not None and release < Version(found.oldest):
+            raise TargetError(f"{name} {version} is older than the oldest release the "
+                              f"harness runs ({found.oldest}: older ones need a construction "
+                              f"path servers/ does not have); pick {found.oldest} or later")
     return name, version
 
 
