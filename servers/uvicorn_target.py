@@ -19,6 +19,9 @@ from harness.sim.loop import SimLoop
 from harness.targets.adapter import ReleaseAdapter, accepted
 from harness.targets.registry import KnownBug, Setting, TargetEntry, VersionRange
 
+# Where each path begins was read from uvicorn's tags: Config.load and main.ServerState
+# arrive in 0.3.32 (global_state.py goes), load() stops making its own loop in 0.4.4,
+# ASGI 3 arrives in 0.7.0 and uvicorn.server in 0.12.0.
 VERSIONS = (
     VersionRange(">=0.12", "modern",
                  "Config(...).load(), uvicorn.server.ServerState, and loop.create_server with "
@@ -26,7 +29,16 @@ VERSIONS = (
     VersionRange(">=0.7,<0.12", "modern",
                  "Config(...).load(), uvicorn.main.ServerState, and loop.create_server with "
                  "a factory for config.http_protocol_class"),
-    VersionRange("<0.7", "early",
+    VersionRange(">=0.4.4,<0.7", "modern",
+                 "Config(...).load(), uvicorn.main.ServerState, and loop.create_server with "
+                 "a factory for config.http_protocol_class; apps are called in the ASGI 2 "
+                 "convention", asgi=2),
+    # Until 0.4.3, Config.load() sets up a new event loop unless handed one.
+    VersionRange(">=0.3.32,<0.4.4", "modern+loop",
+                 "Config(..., loop=loop).load() (handed the running loop, as load() would "
+                 "otherwise make its own), uvicorn.main.ServerState, and loop.create_server "
+                 "with a factory for config.http_protocol_class; ASGI 2 apps", asgi=2),
+    VersionRange("<0.3.32", "early",
                  "Config(..., loop=loop) loads itself; protocols take a GlobalState; apps "
                  "are called in the ASGI 2 convention", asgi=2),
 )
@@ -35,6 +47,10 @@ KNOWN_BUGS = (
     KnownBug("uvicorn#241: receive() after the response blocks until more input",
              "<0.3.27", ("h11", "httptools"), "keepalive", "lost-disconnect",
              "receive() after the response", bench=("0.3.26", "h11"), fixed="0.3.27"),
+    # The same fix (0.3.27, bisected) also answers a receive() after an http.disconnect.
+    KnownBug("uvicorn#241: ... and a receive() after an earlier http.disconnect blocks",
+             "<0.3.27", ("h11", "httptools"), "", "lost-disconnect",
+             "receive() after http.disconnect"),
     KnownBug("uvicorn#748: request cycles share one wake-up event; receive() hangs",
              "<0.12.3", ("h11", "httptools"), "pipelining", "receive-hang",
              "in RequestResponseCycle.receive", bench=("0.11.3", "h11", "httptools"),
@@ -85,11 +101,12 @@ class UvicornTarget(ReleaseAdapter):
                     address: tuple[str, int]) -> None:
         from uvicorn.config import Config
 
-        if self.range.path == "modern":
-            if not hasattr(Config, "load"):  # the VERSIONS table is wrong for this release
-                raise TargetFault(f"uvicorn {self.version} has no Config.load; fix the "
-                                  "version ranges in servers/uvicorn_target.py")
-            config, state = self._modern(Config, app, settings)
+        modern = self.range.path.startswith("modern")
+        if modern != hasattr(Config, "load"):
+            raise TargetFault(f"uvicorn {self.version} does not build as {self.range.path!r} "
+                              "says (Config.load); fix VERSIONS in servers/uvicorn_target.py")
+        if modern:
+            config, state = self._modern(Config, app, settings, loop)
         else:
             config, state = self._early(Config, app, settings, loop)
         protocol_class: Any = config.http_protocol_class
@@ -102,13 +119,16 @@ class UvicornTarget(ReleaseAdapter):
 
         await loop.create_server(factory, *address)
 
-    def _modern(self, config_class: Any, app: Any, settings: dict[str, Any]) -> tuple[Any, Any]:
+    def _modern(self, config_class: Any, app: Any, settings: dict[str, Any],
+                loop: SimLoop) -> tuple[Any, Any]:
         try:
             from uvicorn.server import ServerState
         except ImportError:  # before 0.12 it lived in uvicorn.main
             from uvicorn.main import ServerState  # type: ignore[no-redef]
         options = {"app": app, "http": self.http, "ws": "none", "lifespan": "off",
                    "log_config": None, "access_log": False, **settings}
+        if self.range.path == "modern+loop":
+            options["loop"] = loop
         config = config_class(**accepted(config_class.__init__, options))
         config.load()
         return config, ServerState()

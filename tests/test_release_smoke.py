@@ -1,6 +1,6 @@
-"""hypercorn, unmodified, answers a request that reaches it in random pieces: one release
-of each construction path in the registry (servers/hypercorn_target.py), each in its own
-worker on its own cached environment (installed once, so these are slow)."""
+"""Each server, unmodified, answers a request that reaches it in random pieces: one
+release of each construction path its registry entry lists (servers/*_target.py), each in
+its own worker on its own cached environment (installed once, so these are slow)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,12 @@ from harness.targets.runner import run
 
 pytestmark = pytest.mark.slow
 
-# One release per VersionRange of the hypercorn entry, oldest first.
-RELEASES = ("0.10.2", "0.13.2", "0.14.3", "0.16.0", "0.17.3", "0.18.0")
+# One release per VersionRange of each entry, oldest first.
+RELEASES = {
+    "hypercorn": ("0.10.2", "0.13.2", "0.14.3", "0.16.0", "0.17.3", "0.18.0"),
+    "uvicorn": ("0.3.26", "0.3.32", "0.4.6", "0.11.3", "0.12.3"),
+}
+CASES = [(server, release) for server, releases in RELEASES.items() for release in releases]
 
 # The client sends the head, waits for "100 Continue", then writes the body in four
 # pieces, so the server reads the request in at least two; the poller's random choices
@@ -28,14 +32,15 @@ POST = RequestSpec(method="POST", framing="length", body_size=300, body_chunks=4
 SCENARIO = HttpScenario("flow", (ConnSpec((POST,)),), ((1, 0, AppBehaviour(chunks=3)),))
 
 
-def test_the_releases_cover_every_construction_path_of_the_registry():
-    ranges = {entry("hypercorn").version_range(v) for v in RELEASES}
-    assert ranges == set(entry("hypercorn").versions)
+@pytest.mark.parametrize("server", RELEASES)
+def test_the_releases_cover_every_construction_path_of_the_registry(server: str):
+    ranges = {entry(server).version_range(v) for v in RELEASES[server]}
+    assert ranges == set(entry(server).versions)
 
 
-@pytest.mark.parametrize("release", RELEASES)
-def test_hypercorn_answers_a_request_split_into_random_chunks(release: str):
-    spec = target_specs(f"hypercorn=={release}")[0]
+@pytest.mark.parametrize(("server", "release"), CASES, ids=[f"{s}-{r}" for s, r in CASES])
+def test_a_release_answers_a_request_split_into_random_chunks(server: str, release: str):
+    spec = target_specs(f"{server}=={release}")[0]
     pieces = set()
     for seed in range(8):
         result = run(spec, {"op": "run", "scenario": SCENARIO.to_json(), "seed": seed,
