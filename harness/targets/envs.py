@@ -16,6 +16,8 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.metadata
 import json
 import os
@@ -24,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -99,33 +101,63 @@ def _probe_protocols(site: Path, entry: TargetEntry) -> list[str]:
 
 
 def ensure_env(entry: TargetEntry, version: str, log: Log = lambda s: None) -> Env:
-    """The cached environment for `entry`'s release `version`, installing it on first use."""
+    """The cached environment for `entry`'s release `version`, installing it on first use.
+
+    One install per release, whoever asks: threads of one explore, several explores,
+    CI shards sharing a cache. The install runs under a file lock, into a hidden folder
+    renamed into place only when complete; a later install cleans up what an
+    interrupted one left, so a half-made environment is never visible."""
     if entry.distribution is None:
         raise EnvError(f"{entry.name} has no releases to install; run it as --server "
                        f"{entry.name}")
     final = cache_dir() / f"{entry.name}-{version}"
-    info_path = final / "env.json"
-    if info_path.exists():
-        try:
-            data = json.loads(info_path.read_text())
-            info = EnvInfo(**data)
-            if info.format == ENV_FORMAT and info.python == python_tag():
-                env = Env(final, info)
-                check_env(env, entry)
-                return env
-        except (ValueError, TypeError):
-            pass
-        shutil.rmtree(final, ignore_errors=True)  # stale or from another Python
+    env = _cached(final, entry)
+    if env is not None:
+        return env
     final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{entry.name}-{version}-", dir=final.parent))
-    try:
-        info = _install(entry, version, work / "site", log)
-        (work / "env.json").write_text(json.dumps(asdict(info), indent=1) + "\n")
-        os.replace(work, final)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    with _locked(final.parent / f".lock-{entry.name}-{version}", log):
+        env = _cached(final, entry)  # another process may have installed it meanwhile
+        if env is not None:
+            return env
+        for leftover in final.parent.glob(f".{entry.name}-{version}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)  # an interrupted install's
+        shutil.rmtree(final, ignore_errors=True)  # stale, or from another Python
+        work = Path(tempfile.mkdtemp(prefix=f".{entry.name}-{version}-", dir=final.parent))
+        try:
+            info = _install(entry, version, work / "site", log)
+            (work / "env.json").write_text(json.dumps(asdict(info), indent=1) + "\n")
+            os.replace(work, final)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
     return Env(final, info)
+
+
+def _cached(final: Path, entry: TargetEntry) -> Env | None:
+    """The installed environment, None if it must be (re)installed; damage is an error."""
+    try:
+        info = EnvInfo(**json.loads((final / "env.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if info.format != ENV_FORMAT or info.python != python_tag():
+        return None
+    env = Env(final, info)
+    check_env(env, entry)
+    return env
+
+
+@contextlib.contextmanager
+def _locked(path: Path, log: Log) -> Iterator[None]:
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another install of the same release ({path.name})")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def check_env(env: Env, entry: TargetEntry) -> None:
