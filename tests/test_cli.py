@@ -94,6 +94,19 @@ def test_a_trace_that_no_longer_replays_is_one_error_unless_lenient(found_report
     assert code in (0, 1) and "diverged from the trace at decision 0" in out
 
 
+def test_strict_replay_refuses_a_trace_with_decisions_the_run_never_asked_for(
+        found_report, capsys, tmp_path: Path):
+    _, root = found_report
+    data = json.loads(next(root.glob("*/lost-disconnect-*/trace.json")).read_text())
+    data["decisions"].append(list(data["decisions"][-1]))  # one decision too many
+    longer = tmp_path / "longer.json"
+    longer.write_text(json.dumps(data))
+    code, _, err = run_cli(capsys, "replay", str(longer))
+    assert code == 2 and "ended after" in err and "but the trace records" in err
+    code, _, _ = run_cli(capsys, "replay", "--lenient", str(longer))
+    assert code in (0, 1)
+
+
 def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_report, capsys):
     _, root = found_report
     trace = next(root.glob("*/lost-disconnect-*/trace.json"))

@@ -11,7 +11,13 @@ import platform
 from dataclasses import dataclass
 from typing import Any
 
-from harness.decisions import DecisionSource, RandomSource, Recorder, ReplaySource
+from harness.decisions import (
+    DecisionSource,
+    RandomSource,
+    Recorder,
+    ReplaySource,
+    TraceDivergence,
+)
 from harness.http.oracles import Failure
 from harness.http.scenario import HttpRun, HttpScenario, Target, run_http
 from harness.http.strategies import FAMILIES, scenarios
@@ -103,6 +109,9 @@ def replay_http(trace: Trace, target: Target, strict: bool = True) -> Verdict:
                          f"{', '.join(space) or 'no settings'})")
     source = ReplaySource(trace.decisions, strict=strict)
     run = run_http(scenario, target, source, trace.settings)
+    if strict and source.unused():
+        raise TraceDivergence(f"the replayed run ended after {source.index} decisions, but "
+                              f"the trace records {len(trace.decisions)}")
     return Verdict(run.failures, run, source.diverged_at)
 
 

@@ -115,7 +115,9 @@ def ensure_env(entry: TargetEntry, version: str, log: Log = lambda s: None) -> E
     if env is not None:
         return env
     final.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(final.parent / f".lock-{entry.name}-{version}", log):
+    locks = final.parent.parent / "locks"  # beside envs/, which holds only environments
+    locks.mkdir(exist_ok=True)
+    with _locked(locks / f"{entry.name}-{version}.lock", log):
         env = _cached(final, entry)  # another process may have installed it meanwhile
         if env is not None:
             return env
