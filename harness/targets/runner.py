@@ -8,12 +8,14 @@ behaves exactly as the installed one does here.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib
 import importlib.metadata
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -213,6 +215,11 @@ def _run_worker(env: Env, request: dict[str, Any], progress: Progress) -> dict[s
         stderr=subprocess.PIPE, text=True, env=env.python_env(),
     ) as proc:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        # Drained beside stdout: a target that writes more than a pipe holds to stderr
+        # would otherwise block, and the worker with it, while stdout is being read.
+        stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
+        drain = threading.Thread(target=stderr_tail.extend, args=(proc.stderr,), daemon=True)
+        drain.start()
         proc.stdin.write(json.dumps(request))
         proc.stdin.close()
         result: dict[str, Any] | None = None
@@ -228,12 +235,12 @@ def _run_worker(env: Env, request: dict[str, Any], progress: Progress) -> dict[s
                 error = rebuild(str(message.get("who", "harness")), message["message"])
             else:
                 progress(message.get("event", "?"), message.get("info", {}))
-        stderr = proc.stderr.read()
         code = proc.wait()
+        drain.join()
     if error is not None:
         raise error
     if code != 0 or result is None:
-        tail = "\n".join(stderr.strip().splitlines()[-8:])
+        tail = "".join(stderr_tail).strip().splitlines()[-8:]
         raise WorkerError(f"the worker for {request['server']}=={request['version']} failed "
-                          f"(exit {code}):\n{tail}")
+                          f"(exit {code}):\n" + "\n".join(tail))
     return result
