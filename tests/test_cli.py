@@ -4,6 +4,7 @@ where a test needs a bug to find), so it stays fast."""
 from __future__ import annotations
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -107,6 +108,13 @@ def test_strict_replay_refuses_a_trace_with_decisions_the_run_never_asked_for(
     assert code in (0, 1)
 
 
+def test_max_runs_alone_bounds_the_search_by_runs_not_by_seconds(capsys, tmp_path: Path):
+    code, out, err = run_cli(capsys, "explore", "--server", "reference", "--max-runs", "40",
+                             "--reports", str(tmp_path))
+    assert code == 0, err
+    assert re.search(r"reference-\S+\s+40\s", out), out
+
+
 def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_report, capsys):
     _, root = found_report
     trace = next(root.glob("*/lost-disconnect-*/trace.json"))
@@ -128,9 +136,19 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
         (["explore", "--server", "uvicorn", "--http", "wsproto"],
          "uvicorn has no HTTP implementation 'wsproto'"),
         (["explore", "--server", "reference", "--budget", "0"], "--budget must be a positive"),
+        (["explore", "--server", "reference", "--budget", "nan"],
+         "--budget must be a positive, finite number of seconds, got nan"),
+        (["explore", "--server", "reference", "--budget", "inf"],
+         "--budget must be a positive, finite number of seconds, got inf"),
+        (["explore", "--server", "reference", "--budget", "-5"],
+         "--budget must be a positive, finite number of seconds, got -5"),
         (["explore", "--server", "reference", "--family", "chaos"],
          "unknown scenario family 'chaos'"),
-        (["explore", "--server", "reference", "--jobs", "0"], "--jobs must be at least 1"),
+        (["explore", "--server", "reference", "--jobs", "0"], "--jobs must be from 1 to 32"),
+        (["explore", "--server", "reference", "--jobs", "100000"],
+         "--jobs must be from 1 to 32, got 100000"),
+        (["explore", "--server", "reference", "--reports", "README.md"],
+         "--reports README.md is a file"),
         (["explore", "--server", "hypercorn==0.9.0"],
          "hypercorn 0.9.0 is older than the oldest release the harness runs (0.10.2"),
         (["explore", "--server", "reference==1.0"],

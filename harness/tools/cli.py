@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
+import os
 import sys
 import threading
 import time
@@ -27,6 +29,7 @@ from harness.targets.runner import run
 from harness.tools.report import render_reference, write_report
 
 REFERENCE = target_specs(REFERENCE_SERVER)[0]
+DEFAULT_BUDGET = 60.0
 
 
 class UsageError(InputError):
@@ -111,14 +114,36 @@ def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress)
             "target": results[0]["target"]}
 
 
-def cmd_explore(args: argparse.Namespace) -> int:
-    if args.budget <= 0 and args.max_runs is None:
-        raise UsageError(f"--budget must be a positive number of seconds, got {args.budget:g} "
-                         "(or give --max-runs N)")
+MAX_JOBS = 32
+
+
+def _check_explore(args: argparse.Namespace) -> None:
+    """Every value checked before any search starts: one line naming it and the fix."""
+    no_limit = args.budget == 0 and args.max_runs is not None  # the older spelling
+    if args.budget is not None and not no_limit and not (
+            math.isfinite(args.budget) and args.budget > 0):
+        raise UsageError(f"--budget must be a positive, finite number of seconds, got "
+                         f"{args.budget:g} (for a search bounded by runs alone, give only "
+                         "--max-runs N)")
     if args.max_runs is not None and args.max_runs < 1:
         raise UsageError(f"--max-runs must be at least 1, got {args.max_runs}")
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.budget is None:  # --max-runs alone: no time limit, so a seeded run is repeatable
+        args.budget = 0.0 if args.max_runs is not None else DEFAULT_BUDGET
+    if not 1 <= args.jobs <= MAX_JOBS:
+        raise UsageError(f"--jobs must be from 1 to {MAX_JOBS}, got {args.jobs} (this machine "
+                         f"has {os.cpu_count()} cores; one job per core is the most that helps)")
+    reports = Path(args.reports)
+    if reports.exists() and not reports.is_dir():
+        raise UsageError(f"--reports {args.reports} is a file; name a folder for the reports")
+    try:
+        reports.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--reports {args.reports}: cannot create it ({exc.strerror}); name "
+                         "a folder you can write") from None
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    _check_explore(args)
     for family in args.family or []:
         if family not in FAMILIES:
             raise UsageError(f"unknown scenario family {family!r}; known: {', '.join(FAMILIES)}")
@@ -127,7 +152,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     summary = []
     found_any = False
     for spec in specs:
-        progress.line(f"exploring {spec} for {args.budget:g}s (strategy {args.strategy}, "
+        limit = f"{args.budget:g}s" if args.budget else f"{args.max_runs} runs"
+        progress.line(f"exploring {spec} for {limit} (strategy {args.strategy}, "
                       f"seed {args.seed}, jobs {args.jobs})")
         result = _explore_one(spec, args, progress)
         label = "{server}-{version}-{http}".format(**result["target"])
@@ -226,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"a protocol implementation ({', '.join(protocols())}), all of the "
                          "server's, or (default) its first")
     ex.add_argument("--family", action="append", help=f"scenario family ({', '.join(FAMILIES)})")
-    ex.add_argument("--budget", type=float, default=60.0, help="seconds of search per target")
+    ex.add_argument("--budget", type=float, default=None,
+                    help=f"seconds of search per target (default {DEFAULT_BUDGET:g}, or no "
+                         "limit when --max-runs is given alone)")
     ex.add_argument("--max-runs", type=int, default=None)
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--strategy", choices=STRATEGIES, default="hypothesis")
