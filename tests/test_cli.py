@@ -4,8 +4,8 @@ where a test needs a bug to find), so it stays fast."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 from pathlib import Path
 
 import pytest
