@@ -1,7 +1,8 @@
 """Every error the harness raises on purpose, classed by who is at fault.
 
-The CLI has one handler for `HarnessError`: it prints one line (the message
-names the offending value and the fix) and exits with the class's code.
+The CLI has one handler for `HarnessError`: it prints the message (one line
+naming the offending value and the fix; a harness fault adds its stack) and
+exits 2.
 Exit 1 is never used here: it means only "the harness found a failure in the
 target", and that is a verdict, not an exception.
 
@@ -12,7 +13,8 @@ target", and that is a verdict, not an exception.
 - `TargetFault`: the server under test cannot even be set up (its constructor
   raises before any scenario runs). Not a race the harness found.
 - `HarnessFault`: the harness broke its own promise (a replay that diverges
-  from the run it recorded, an oracle that crashed). Report it against us.
+  from the run it recorded, its app model or an oracle crashed). The CLI says
+  so, with the stack; report it against us.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ class TargetFault(HarnessError):
 
 
 class HarnessFault(HarnessError):
-    exit_code = 3
     who = "harness"
 
 

@@ -19,12 +19,19 @@ wraps it in the ASGI 2 calling convention for releases older than uvicorn 0.7.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 READ_MODES = ("all", "one", "none")
 RAISE_POINTS = ("never", "before-response", "after-start")
+
+
+# Marks an exception the server's receive() or send() raised into the app model, which
+# passes it on as any app would; any other exception out of the model is its own fault.
+SERVER_RAISED = "_harness_raised_by_the_server"
 
 
 class AppRaised(Exception):
@@ -101,6 +108,7 @@ class RecordingApp:
         self.record = record  # the run's event log: ASGI messages belong in it too
         self.records: dict[tuple[int, int], RequestRecord] = {}
         self.unknown_paths: list[str] = []
+        self.faults: list[str] = []  # the app model's own errors, with their tracebacks
 
     def _note(self, rec: RequestRecord, kind: str, message: dict[str, Any], call: int = 0) -> None:
         summary = {k: v for k, v in message.items() if k != "body"}
@@ -139,6 +147,13 @@ class RecordingApp:
         except AppRaised:
             self._note(rec, "raised", {})
             raise
+        except Exception as exc:
+            # Not the scripted raise: the app model itself broke. The run is the harness's
+            # fault and must not be judged as the server's (run_http raises it).
+            if not getattr(exc, SERVER_RAISED, False):
+                self.faults.append(f"{request_label(rec.cid, rec.index)}: "
+                                   + "".join(traceback.format_exception(exc)).strip())
+            raise
         self._note(rec, "returned", {})
 
     async def _receive(self, rec: RequestRecord, receive: Any) -> dict[str, Any]:
@@ -154,6 +169,7 @@ class RecordingApp:
         except BaseException as exc:  # cancelled, or the server raised: not a hang
             rec.waiting.pop(call, None)
             self._note(rec, "received", {"type": f"raised {type(exc).__name__}"}, call)
+            _mark_server_raised(exc)
             raise
         rec.waiting.pop(call, None)
         self._note(rec, "received", message, call)
@@ -165,7 +181,11 @@ class RecordingApp:
 
     async def _send(self, rec: RequestRecord, send: Any, message: dict[str, Any]) -> None:
         self._note(rec, "send", message)
-        await send(message)
+        try:
+            await send(message)
+        except BaseException as exc:  # the server refused it (closed, or a bad message)
+            _mark_server_raised(exc)
+            raise
         self._note(rec, "sent", message)
 
     async def _watch(self, rec: RequestRecord, receive: Any) -> None:
@@ -221,3 +241,8 @@ def asgi2(app: Callable[[dict[str, Any], Any, Any], Awaitable[None]]) -> Any:
         return instance
 
     return instantiate
+
+
+def _mark_server_raised(exc: BaseException) -> None:
+    with contextlib.suppress(AttributeError):  # an exception type without a __dict__
+        setattr(exc, SERVER_RAISED, True)

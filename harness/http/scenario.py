@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.decisions import DecisionSource
-from harness.errors import TargetFault
+from harness.errors import HarnessFault, TargetFault
 from harness.http.app import AppBehaviour, RecordingApp, asgi2
 from harness.http.client import ClientScript, ConnSpec
 from harness.http.observations import ErrorCollector, Observations, observe
@@ -135,5 +135,8 @@ def run_http(
             f"mounting {target.name} {target.version} failed before any scenario ran: "
             f"{result.program_error!r}"
         ) from result.program_error
+    if state["app"].faults:  # the harness's app model broke: nothing here is the server's
+        raise HarnessFault(f"the app model failed on {target.name} {target.version}: "
+                           + state["app"].faults[0])
     obs: Observations = result.extras["observations"]
     return HttpRun(result, obs, check(obs))

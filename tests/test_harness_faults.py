@@ -1,0 +1,39 @@
+"""The harness never blames the server for its own faults: a broken app model stops the
+run as a harness error (exit 2, with its stack), never as a server-error of the target."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.decisions import OrdinarySource
+from harness.errors import HarnessFault
+from harness.http.app import AppBehaviour
+from harness.http.client import ConnSpec, RequestSpec
+from harness.http.scenario import HttpScenario, run_http
+from harness.tools.cli import main
+from servers.uvicorn_target import UvicornTarget
+
+SCENARIO = HttpScenario("keepalive", (ConnSpec((RequestSpec(),)),), ((1, 0, AppBehaviour()),))
+
+
+def broken_body(self: AppBehaviour, cid: int, index: int) -> list[bytes]:
+    return [{}["no such chunk"]]  # a bug in the app model, not in any server
+
+
+def test_an_app_model_that_raises_is_a_harness_fault_not_a_server_error(
+        monkeypatch: pytest.MonkeyPatch):
+    assert run_http(SCENARIO, UvicornTarget("h11"), OrdinarySource()).failures == []
+    monkeypatch.setattr(AppBehaviour, "response_body", broken_body)
+    with pytest.raises(HarnessFault, match=r"(?s)the app model failed on uvicorn .*KeyError"):
+        run_http(SCENARIO, UvicornTarget("h11"), OrdinarySource())
+
+
+def test_explore_reports_a_broken_app_model_as_the_harness_own_fault(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path):
+    monkeypatch.setattr(AppBehaviour, "response_body", broken_body)
+    code = main(["explore", "--server", "uvicorn", "--max-runs", "5",
+                 "--reports", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the app model failed" in err and "a bug in the harness itself" in err
+    assert not any(tmp_path.iterdir())  # no report blames uvicorn
