@@ -12,10 +12,12 @@ interrupted run never leaves half a report.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -246,14 +248,29 @@ def write_report(root: Path, label: str, trace: Trace, finding: dict[str, Any],
             kind=finding["kind"], slug=finding["kind"].replace("-", "_"),
             server=target.get("server"), version=target.get("version"),
             http=target.get("http")))
-        old = None
-        if final.exists():
-            old = final.with_name(f".old-{final.name}-{os.getpid()}")
-            os.replace(final, old)
-        os.replace(work, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        put_in_place(work, final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return final
+
+
+def put_in_place(work: Path, final: Path, tries: int = 100) -> None:
+    """Rename the finished folder `work` to `final`, replacing whatever is there, safely
+    against other processes doing the same: a rename never overwrites a folder, so the
+    one in the way is first renamed aside (atomically, to a name only this call uses) and
+    removed. Whoever renames last wins; nobody fails, nothing is left aside."""
+    for _ in range(tries):
+        try:
+            os.rename(work, final)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        aside = final.with_name(f".old-{final.name}-{uuid.uuid4().hex}")
+        try:
+            os.rename(final, aside)
+        except FileNotFoundError:
+            continue  # another writer moved it first: try again
+        shutil.rmtree(aside, ignore_errors=True)
+    raise OSError(f"could not put {final} in place after {tries} tries")
