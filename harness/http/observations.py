@@ -19,6 +19,7 @@ from harness.http.client import ClientScript
 from harness.net.network import Connection
 from harness.sim.loop import SimLoop
 from harness.sim.quiescence import BlockedTask, Frame, await_stack, blocked_tasks
+from harness.sim.watchdog import StuckRun
 
 
 @dataclass
@@ -53,7 +54,7 @@ class LogRecord:
     logger: str
     message: str
     exc_type: str | None
-    deliberate: bool  # the exception is the app's own AppRaised
+    deliberate: bool  # the app's own AppRaised, or the watchdog's StuckRun: not the server's
 
 
 @dataclass
@@ -67,6 +68,8 @@ class Observations:
     # (cid, request index, receive call) -> await stack of a receive() still waiting
     receive_stacks: dict[tuple[int, int, int], tuple[Frame, ...]] = field(default_factory=dict)
     unknown_paths: list[str] = field(default_factory=list)
+    # the stack (outermost first) of each callback the watchdog stopped (sim/watchdog.py)
+    stuck: list[list[str]] = field(default_factory=list)
 
 
 class ErrorCollector(logging.Handler):
@@ -83,7 +86,7 @@ class ErrorCollector(logging.Handler):
                 record.name,
                 record.getMessage().splitlines()[0] if record.getMessage() else "",
                 type(exc).__name__ if exc else None,
-                isinstance(exc, AppRaised),
+                isinstance(exc, (AppRaised, StuckRun)),
             )
         )
 
@@ -108,7 +111,7 @@ def observe(
         exc = context.get("exception")
         errors.append(
             LogRecord("asyncio", str(context.get("message")), type(exc).__name__ if exc else None,
-                      isinstance(exc, AppRaised))
+                      isinstance(exc, (AppRaised, StuckRun)))
         )
     scheduled: list[Any] = getattr(loop, "_scheduled", [])
     timers = sorted(
@@ -132,4 +135,5 @@ def observe(
         errors=errors,
         receive_stacks=stacks,
         unknown_paths=list(app.unknown_paths),
+        stuck=[list(stack) for stack in loop.stuck_runs],
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from harness.http.app import AsgiEvent, RequestRecord
 from harness.http.client import request_path
 from harness.http.observations import ConnFacts, Observations
-from harness.sim.quiescence import Frame
+from harness.sim.quiescence import Frame, short_path
 
 KINDS: dict[str, str] = {
     "receive-hang": "an app's receive() never returned, though its request's body had "
@@ -27,6 +27,7 @@ KINDS: dict[str, str] = {
     "server-error": "the server logged an error the app did not cause",
     "premature-close": "the server closed a connection while a request on it was being served",
     "leak": "tasks or timers still alive after every connection had closed",
+    "stuck": "a callback never gave control back to the loop (it spins or blocks)",
 }
 
 # Frames that are never the answer to "where is the server waiting": the app model,
@@ -56,6 +57,7 @@ def check(obs: Observations) -> list[Failure]:
         failures += response_failures(facts, obs)
         failures += premature_close_failures(facts, obs)
     failures += server_error_failures(obs)
+    failures += stuck_failures(obs)
     failures += leak_failures(obs, failures)
     # One failure per (kind, signature) is enough to report a run.
     unique: dict[tuple[str, str], Failure] = {}
@@ -285,6 +287,24 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
                            f"{where}: the server closed the connection at t={closed_at:g} "
                            f"{when}", where))
     return out
+
+
+def stuck_failures(obs: Observations) -> list[Failure]:
+    out = []
+    for stack in obs.stuck:
+        frames = [_frame_words(line) for line in stack]
+        inner = [f for f in frames if not f[0].startswith(("asyncio/", "harness/"))]
+        path, where = (inner or frames or [("?", "?")])[-1]
+        out.append(Failure("stuck", f"stuck in {path} in {where}",
+                           "a callback never returned to the loop; stopped by the watchdog "
+                           "at:\n" + "\n".join(stack[-8:])))
+    return out
+
+
+def _frame_words(line: str) -> tuple[str, str]:
+    """("file", "function") of a "file:line in function" stack line, the file made short."""
+    place, _, function = line.rpartition(" in ")
+    return short_path(place.rsplit(":", 1)[0]), function
 
 
 def server_error_failures(obs: Observations) -> list[Failure]:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 from harness.decisions import DecisionSource, Recorder
+from harness.errors import TargetFault
 from harness.net.network import Network
 from harness.sim.eventlog import EventLog
 from harness.sim.poller import Poller
@@ -29,8 +30,9 @@ from harness.sim.server import SimServer
 from harness.sim.transport import SimTransport
 
 
-class SimulationEscape(RuntimeError):
-    """Code tried to leave the simulation, where the harness cannot control it."""
+class SimulationEscape(TargetFault):
+    """Code tried to leave the simulation, where the harness cannot control it: the
+    target cannot be tested as it is (not a race the harness found), exit 2."""
 
 
 def _callback_name(callback: Callable[..., Any]) -> str:
@@ -71,6 +73,7 @@ class SimLoop(asyncio.BaseEventLoop):
         self.servers: list[SimServer] = []
         self.pending_connects: list[asyncio.Future[None]] = []
         self.escapes: list[str] = []
+        self.stuck_runs: list[list[str]] = []  # stacks of callbacks the watchdog stopped
         self.errors: list[dict[str, Any]] = []  # what reached the exception handler
         self.outcome: str | None = None
         self.outcome_detail = ""

@@ -13,15 +13,18 @@ import contextlib
 import gc
 import inspect
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.decisions import Decision, DecisionSource, OrdinarySource, Recorder
+from harness.errors import HarnessFault
 from harness.net.network import Network
 from harness.sim.eventlog import EventLog
 from harness.sim.loop import SimLoop, SimulationEscape
 from harness.sim.quiescence import BlockedTask, blocked_tasks
+from harness.sim.watchdog import StuckRun, watchdog
 
 Program = Callable[[SimLoop], Coroutine[Any, Any, Any]]
 
@@ -61,6 +64,22 @@ def _no_threads(loop: SimLoop) -> Iterator[None]:
         yield
     finally:
         threading.Thread.start = original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def _no_sleep(loop: SimLoop) -> Iterator[None]:
+    """time.sleep in a run blocks the real thread: the simulation's time cannot pass."""
+    original = time.sleep
+
+    def sleep(seconds: Any) -> None:
+        loop._escape(f"time.sleep({seconds!r})", "it blocks the real thread, so the "
+                     "simulated loop stops while real time passes; use await asyncio.sleep")
+
+    time.sleep = sleep
+    try:
+        yield
+    finally:
+        time.sleep = original
 
 
 @contextlib.contextmanager
@@ -108,9 +127,14 @@ def simulate(
 def _run(loop: SimLoop, program: Program, recorder: Recorder,
          inspect: Callable[[SimLoop], dict[str, Any]] | None) -> SimResult:
     try:
-        with _no_threads(loop):
+        with _no_threads(loop), _no_sleep(loop), watchdog(loop) as stuck:
             main = loop.create_task(program(loop))
-            loop.run_forever()
+            try:
+                loop.run_forever()
+            except StuckRun as exc:  # stuck outside any callback: in the harness's own loop
+                raise HarnessFault(f"the simulated loop itself was stuck: {exc}; stack:\n"
+                                   + "\n".join(exc.stack)) from None
+        loop.stuck_runs = [s.stack for s in stuck]
         if loop.escapes:
             raise SimulationEscape(loop.escapes[0])
         program_error = None

@@ -1,0 +1,72 @@
+"""Runs that cannot end are failures, not hangs: a callback that spins is stopped by the
+watchdog and reported as "stuck" with where it was; time.sleep is named as an escape."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from harness.decisions import OrdinarySource
+from harness.http.app import AppBehaviour
+from harness.http.client import ConnSpec, RequestSpec
+from harness.http.scenario import HttpScenario, run_http
+from harness.sim.loop import SimLoop, SimulationEscape
+
+SCENARIO = HttpScenario("keepalive", (ConnSpec((RequestSpec(),)),), ((1, 0, AppBehaviour()),))
+
+
+class Spinning(asyncio.Protocol):
+    """A server whose request handling never yields: a `while True` with no await."""
+
+    def data_received(self, data: bytes) -> None:
+        spins = 0
+        while True:
+            spins += 1
+
+
+class Sleeping(asyncio.Protocol):
+    def data_received(self, data: bytes) -> None:
+        time.sleep(0.5)
+
+
+class FakeTarget:
+    http, asgi, version = "h11", 3, "1.0"
+
+    def __init__(self, protocol: type[asyncio.Protocol]) -> None:
+        self.protocol = protocol
+        self.name = protocol.__name__.lower()
+
+    def settings_space(self) -> dict[str, list[Any]]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"server": self.name, "version": self.version, "http": self.http}
+
+    async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
+                    address: tuple[str, int]) -> None:
+        await loop.create_server(self.protocol, *address)
+
+
+@pytest.fixture(autouse=True)
+def quick_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_WATCHDOG_SECONDS", "0.2")
+
+
+def test_a_callback_that_spins_is_stopped_and_reported_as_stuck_where_it_spun():
+    run = run_http(SCENARIO, FakeTarget(Spinning), OrdinarySource())
+    stuck = [f for f in run.failures if f.kind == "stuck"]
+    assert [f.signature for f in stuck] == [
+        "stuck in tests/test_watchdog.py in Spinning.data_received"]
+    assert "while True" not in stuck[0].message  # the stack lines, not source text
+    assert "tests/test_watchdog.py" in stuck[0].message
+    # The verdict replays: the same run is stuck at the same place again.
+    again = run_http(SCENARIO, FakeTarget(Spinning), OrdinarySource())
+    assert sorted(f.key() for f in again.failures) == sorted(f.key() for f in run.failures)
+
+
+def test_time_sleep_in_a_run_is_an_escape_named_as_such():
+    with pytest.raises(SimulationEscape, match=r"time.sleep\(0.5\).*blocks the real thread"):
+        run_http(SCENARIO, FakeTarget(Sleeping), OrdinarySource())
