@@ -104,11 +104,14 @@ def search(
     max_found: int | None = None,
     accept: Callable[[Any], bool] | None = None,
     progress: Progress = _no_progress,
+    on_found: Callable[[Found[X]], None] = lambda found: None,
 ) -> SearchReport[X]:
     """Search until the budget is spent (or `max_found` distinct failures).
 
     `accept`, if given, limits which failures count: the others are ignored,
-    which is how a benchmark measures the time to one particular bug."""
+    which is how a benchmark measures the time to one particular bug. `on_found` is
+    called with each distinct failure the moment it is shrunk and confirmed, so a
+    caller can keep it whatever happens to the rest of the search."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
     if budget_seconds <= 0 and max_runs is None:
@@ -132,6 +135,7 @@ def search(
             continue  # Nothing new in this round: another seed, while budget lasts.
         seen.add(found.key)
         report.found.append(found)
+        on_found(found)
         progress("found", {"kind": found.key[0], "signature": found.key[1],
                            "runs": report.runs, "distinct": len(report.found)})
     report.seconds = time.monotonic() - start

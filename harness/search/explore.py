@@ -8,6 +8,7 @@ replay on their own (trace kind "http").
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ def explore(
     max_found: int | None = None,
     accept: Any = None,
     progress: Progress | None = None,
+    on_found: Callable[[Found[HttpScenario]], None] = lambda found: None,
 ) -> SearchReport[HttpScenario]:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
@@ -64,6 +66,7 @@ def explore(
         known=known,
         max_found=max_found,
         accept=accept,
+        on_found=on_found,
         **({"progress": progress} if progress else {}),
     )
 

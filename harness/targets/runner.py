@@ -9,6 +9,7 @@ behaves exactly as the installed one does here.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import importlib
 import importlib.metadata
@@ -55,8 +56,24 @@ def _acceptor(accept: dict[str, str] | None) -> Callable[[Any], bool] | None:
     return accepts
 
 
+def _finding(found: Any, target: Target) -> dict[str, Any]:
+    from harness.search.explore import trace_of
+
+    return {
+        "kind": found.key[0],
+        "signature": found.key[1],
+        "message": found.failure.message,
+        "trace": trace_of(found, target).to_json(),
+        "runs_to_find": found.runs_to_find,
+        "seconds_to_find": found.seconds_to_find,
+        "seconds_to_shrink": found.seconds_to_shrink,
+        "decisions": len(found.decisions),
+        "deviations": sum(1 for d in found.decisions if d.choice),
+    }
+
+
 def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    from harness.search.explore import explore, trace_of
+    from harness.search.explore import explore
 
     target = make_target(spec)
     report = explore(
@@ -70,23 +87,12 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
         max_found=request.get("max_found"),
         accept=_acceptor(request.get("accept")),
         progress=progress,
+        # Each finding leaves at once, whole: an interrupt later cannot lose it.
+        on_found=lambda found: progress("finding", {"target": target.describe(),
+                                                    **_finding(found, target)}),
     )
-    findings = []
-    for found in report.found:
-        trace = trace_of(found, target)
-        findings.append({
-            "kind": found.key[0],
-            "signature": found.key[1],
-            "message": found.failure.message,
-            "trace": trace.to_json(),
-            "runs_to_find": found.runs_to_find,
-            "seconds_to_find": found.seconds_to_find,
-            "seconds_to_shrink": found.seconds_to_shrink,
-            "decisions": len(found.decisions),
-            "deviations": sum(1 for d in found.decisions if d.choice),
-        })
     return {"target": target.describe(), "runs": report.runs, "seconds": report.seconds,
-            "findings": findings}
+            "findings": [_finding(found, target) for found in report.found]}
 
 
 def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
@@ -208,35 +214,65 @@ def run(spec: TargetSpec, request: dict[str, Any], progress: Progress,
     return result
 
 
+_LIVE: set[subprocess.Popen[str]] = set()  # workers running now, for terminate_workers
+_LIVE_LOCK = threading.Lock()
+
+
+def terminate_workers(grace: float = 5.0) -> None:
+    """Stop every worker this process started (an interrupt): SIGTERM, then SIGKILL."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        with contextlib.suppress(OSError):
+            proc.terminate()
+    for proc in live:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _run_worker(env: Env, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
     with subprocess.Popen(
         [sys.executable, "-m", "harness.targets.worker"], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=env.python_env(),
     ) as proc:
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        # Drained beside stdout: a target that writes more than a pipe holds to stderr
-        # would otherwise block, and the worker with it, while stdout is being read.
-        stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
-        drain = threading.Thread(target=stderr_tail.extend, args=(proc.stderr,), daemon=True)
-        drain.start()
-        proc.stdin.write(json.dumps(request))
-        proc.stdin.close()
-        result: dict[str, Any] | None = None
-        error: HarnessError | None = None
-        for line in proc.stdout:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue  # a stray print from the target
-            if message.get("event") == "result":
-                result = message["result"]
-            elif message.get("event") == "error":
-                error = rebuild(str(message.get("who", "harness")), message["message"])
-            else:
-                progress(message.get("event", "?"), message.get("info", {}))
-        code = proc.wait()
-        drain.join()
+        with _LIVE_LOCK:
+            _LIVE.add(proc)
+        try:
+            return _talk(proc, request, progress)
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
+
+
+def _talk(proc: subprocess.Popen[str], request: dict[str, Any],
+          progress: Progress) -> dict[str, Any]:
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    # Drained beside stdout: a target that writes more than a pipe holds to stderr
+    # would otherwise block, and the worker with it, while stdout is being read.
+    stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
+    drain = threading.Thread(target=stderr_tail.extend, args=(proc.stderr,), daemon=True)
+    drain.start()
+    proc.stdin.write(json.dumps(request))
+    proc.stdin.close()
+    result: dict[str, Any] | None = None
+    error: HarnessError | None = None
+    for line in proc.stdout:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue  # a stray print from the target
+        if message.get("event") == "result":
+            result = message["result"]
+        elif message.get("event") == "error":
+            error = rebuild(str(message.get("who", "harness")), message["message"])
+        else:
+            progress(message.get("event", "?"), message.get("info", {}))
+    code = proc.wait()
+    drain.join()
     if error is not None:
         raise error
     if code != 0 or result is None:

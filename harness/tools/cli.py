@@ -11,10 +11,14 @@ import argparse
 import functools
 import math
 import os
+import queue
+import signal
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +27,10 @@ from harness.errors import HarnessError, HarnessFault, InputError
 from harness.http.strategies import FAMILIES
 from harness.search.engine import STRATEGIES
 from harness.search.trace import Trace
+from harness.targets.envs import ensure_env
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER
 from harness.targets.registry import TargetSpec, examples, protocols, target_specs
-from harness.targets.runner import run
+from harness.targets.runner import run, terminate_workers
 from harness.tools.report import render_reference, write_report
 
 REFERENCE = target_specs(REFERENCE_SERVER)[0]
@@ -34,6 +39,14 @@ DEFAULT_BUDGET = 60.0
 
 class UsageError(InputError):
     pass
+
+
+class Terminated(Exception):
+    """SIGTERM, turned into an exception so the run stops as on SIGINT."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 class Progress:
@@ -82,36 +95,92 @@ class Progress:
             self.found.add((str(info["kind"]), str(info["signature"])))
 
 
-def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
+class Writer:
+    """Writes each finding's report the moment it arrives, once per (kind, signature),
+    always from the main thread: an interrupt between two writes loses nothing written,
+    and one during a write leaves nothing half-written (write_report cleans up)."""
+
+    def __init__(self, spec: TargetSpec, root: Path, progress: Progress) -> None:
+        self.spec, self.root, self.progress = spec, root, progress
+        self.written: dict[tuple[str, str], Path] = {}
+
+    def __call__(self, finding: dict[str, Any]) -> None:
+        key = (str(finding["kind"]), str(finding["signature"]))
+        if key in self.written:
+            return  # another job found it too
+        label = "{server}-{version}-{http}".format(**finding["target"])
+        replayed = run(self.spec, {"op": "replay", "trace": finding["trace"], "strict": True},
+                       lambda e, i: None)
+        path = _write_report(self.root, label, finding, replayed, _env_info(self.spec))
+        self.written[key] = path
+        self.progress.line(f"  {finding['kind']}: {finding['signature']}\n    -> {path}/")
+
+
+def _env_info(spec: TargetSpec) -> dict[str, Any] | None:
+    if spec.in_process():
+        return None
+    assert spec.version is not None
+    return asdict(ensure_env(spec.entry, spec.version).info)
+
+
+def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
+                 write: Writer) -> dict[str, Any]:
     per_job_runs = None if args.max_runs is None else max(1, args.max_runs // args.jobs)
 
-    def job(j: int) -> None:
-        request = {"op": "explore", "families": args.family or list(FAMILIES),
-                   "budget": args.budget, "max_runs": per_job_runs,
-                   "seed": args.seed + 7919 * j, "strategy": args.strategy}
-        try:
-            results.append(run(spec, request, lambda e, i: progress.event(j, e, i),
-                               progress.line, force_worker=args.jobs > 1))
-        except BaseException as exc:
-            errors.append(exc)
+    def request(j: int) -> dict[str, Any]:
+        return {"op": "explore", "families": args.family or list(FAMILIES),
+                "budget": args.budget, "max_runs": per_job_runs,
+                "seed": args.seed + 7919 * j, "strategy": args.strategy}
 
-    threads = [threading.Thread(target=job, args=(j,)) for j in range(args.jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
-    for result in results:
-        for f in result["findings"]:
-            merged.setdefault((f["kind"], f["signature"]), f)
+    def on_event(j: int, event: str, info: dict[str, Any]) -> None:
+        if event == "finding":
+            write(info)
+        progress.event(j, event, info)
+
+    if args.jobs == 1:  # in this (main) thread, where the run's watchdog can work
+        results = [run(spec, request(0), functools.partial(on_event, 0), progress.line)]
+    else:
+        results = _parallel(spec, args.jobs, request, on_event, progress)
+    for result in results:  # normally all written already, as they were found
+        for finding in result["findings"]:
+            write({"target": result["target"], **finding})
     return {"runs": sum(r["runs"] for r in results),
             "seconds": max(r["seconds"] for r in results),
-            "findings": list(merged.values()), "env": results[0].get("env"),
+            "findings": [f for r in results for f in r["findings"]],
             "target": results[0]["target"]}
+
+
+def _parallel(spec: TargetSpec, jobs: int, request: Callable[[int], dict[str, Any]],
+              on_event: Callable[[int, str, dict[str, Any]], None],
+              progress: Progress) -> list[dict[str, Any]]:
+    """Jobs in worker processes; their events come back here, to the main thread, so
+    findings are written as they arrive. A job that dies is reported at once and the
+    others go on."""
+    inbox: queue.Queue[tuple[str, int, Any]] = queue.Queue()
+
+    def job(j: int) -> None:
+        try:
+            inbox.put(("result", j, run(spec, request(j), lambda e, i: inbox.put(
+                ("event", j, (e, i))), progress.line, force_worker=True)))
+        except BaseException as exc:
+            inbox.put(("died", j, exc))
+
+    for j in range(jobs):
+        threading.Thread(target=job, args=(j,), daemon=True).start()
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    while len(results) + len(errors) < jobs:
+        what, j, payload = inbox.get()
+        if what == "event":
+            on_event(j, *payload)
+        elif what == "result":
+            results.append(payload)
+        else:
+            errors.append(payload)
+            progress.line(f"job {j} stopped: {payload}; the other jobs go on")
+    if not results:
+        raise errors[0]
+    return results
 
 
 MAX_JOBS = 32
@@ -150,24 +219,28 @@ def cmd_explore(args: argparse.Namespace) -> int:
     specs = target_specs(args.server, args.http)
     progress = Progress()
     summary = []
-    found_any = False
-    for spec in specs:
-        limit = f"{args.budget:g}s" if args.budget else f"{args.max_runs} runs"
-        progress.line(f"exploring {spec} for {limit} (strategy {args.strategy}, "
-                      f"seed {args.seed}, jobs {args.jobs})")
-        result = _explore_one(spec, args, progress)
-        label = "{server}-{version}-{http}".format(**result["target"])
-        for finding in result["findings"]:
-            found_any = True
-            replayed = run(spec, {"op": "replay", "trace": finding["trace"], "strict": True},
-                           lambda e, i: None)
-            path = _write_report(Path(args.reports), label, finding, replayed,
-                                 result.get("env"))
-            progress.line(f"  {finding['kind']}: {finding['signature']}\n    -> {path}/")
-        summary.append((label, result))
+    writers: list[Writer] = []
+    try:
+        for spec in specs:
+            limit = f"{args.budget:g}s" if args.budget else f"{args.max_runs} runs"
+            progress.line(f"exploring {spec} for {limit} (strategy {args.strategy}, "
+                          f"seed {args.seed}, jobs {args.jobs})")
+            writers.append(Writer(spec, Path(args.reports), progress))
+            result = _explore_one(spec, args, progress, writers[-1])
+            summary.append(("{server}-{version}-{http}".format(**result["target"]), result))
+    except (KeyboardInterrupt, Terminated) as stop:
+        terminate_workers()
+        progress.finish()
+        what, code = ("terminated", 143) if isinstance(stop, Terminated) else ("interrupted",
+                                                                               130)
+        written = [path for w in writers for path in w.written.values()]
+        print(f"harness: {what}: the search was cut short (and with it any failure "
+              f"being shrunk); {len(written)} report(s) were written whole before it"
+              + "".join(f"\n  {path}/" for path in written), file=sys.stderr)
+        return code
     progress.finish()
     _print_summary(summary)
-    return 1 if found_any else 0
+    return 1 if any(w.written for w in writers) else 0
 
 
 def _write_report(root: Path, label: str, finding: dict[str, Any], replayed: dict[str, Any],
@@ -283,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     add_serve(sub)
 
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args))
     except HarnessError as exc:
@@ -290,9 +365,13 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(exc, HarnessFault) else ""
         print(f"harness: error: {exc}{blame}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as stop:
+        terminate_workers()
         print("harness: interrupted; no report was left half-written", file=sys.stderr)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
