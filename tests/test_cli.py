@@ -173,6 +173,23 @@ def test_a_malformed_trace_is_refused_with_its_path(capsys, tmp_path: Path):
     assert code == 2 and str(bad) in err and "not valid JSON" in err
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("verdict", "receive-hang", "'verdict' is 'receive-hang'; expected null or an object"),
+    ("target", {"server": 3}, "'target' must be null or an object with string 'server'"),
+    ("settings", {"horizon": "long"}, "'settings.horizon' is 'long', expected a number"),
+    ("meta", [], "'meta' is [], expected an object"),
+])
+def test_every_trace_field_is_checked_and_named_with_its_file(
+        capsys, tmp_path: Path, field: str, value: object, message: str):
+    trace = json.loads((Path(__file__).resolve().parent.parent / "reports" / "uvicorn-0.11.3-h11"
+                        / "receive-hang-e2bf0886" / "trace.json").read_text())
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**trace, field: value}))
+    for command in (["replay", str(bad)], ["report", str(bad)]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 2 and str(bad) in err and message in err, err
+
+
 def test_a_trace_from_a_newer_harness_is_refused(capsys, tmp_path: Path):
     future = tmp_path / "trace.json"
     future.write_text(json.dumps({"format": "asgi-race-harness/trace", "version": 7}))

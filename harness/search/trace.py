@@ -110,11 +110,24 @@ class Trace:
             settings = Settings(**(data.get("settings") or {}))
         except TypeError as exc:
             raise bad(f"'settings' has unknown fields ({exc})") from None
+        for name, value in (data.get("settings") or {}).items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise bad(f"'settings.{name}' is {value!r}, expected a number")
         target = data.get("target")
-        if target is not None and not isinstance(target, dict):
-            raise bad("'target' must be an object or null")
-        meta = data.get("meta") or {}
-        return cls(scenario, decisions, settings, target, data.get("verdict"), meta)
+        if target is not None and not (isinstance(target, dict) and all(
+                isinstance(target.get(k), str) for k in ("server", "version", "http"))):
+            raise bad("'target' must be null or an object with string 'server', 'version' "
+                      "and 'http'")
+        verdict = data.get("verdict")
+        if verdict is not None and not (isinstance(verdict, dict) and all(
+                isinstance(verdict.get(k), str) for k in ("kind", "signature"))):
+            raise bad(f"'verdict' is {verdict!r}; expected null or an object with string "
+                      "'kind' and 'signature'")
+        meta = data.get("meta")
+        meta = {} if meta is None else meta
+        if not isinstance(meta, dict):
+            raise bad(f"'meta' is {meta!r}, expected an object")
+        return cls(scenario, decisions, settings, target, verdict, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
