@@ -46,3 +46,15 @@ def test_two_processes_asking_for_one_new_release_share_one_install(tmp_path: Pa
     assert left == ["uvicorn-0.12.3"]  # the leftover is gone, nothing half-made is visible
     info = json.loads((tmp_path / "envs" / "uvicorn-0.12.3" / "env.json").read_text())
     assert info["format"] == ENV_FORMAT and info["installer"].startswith("uv")
+
+
+def test_two_jobs_of_one_explore_on_a_release_not_yet_installed_share_its_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    from harness.tools.cli import main
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    code = main(["explore", "--server", "uvicorn==0.12.3", "--jobs", "2", "--max-runs", "20",
+                 "--reports", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert code in (0, 1), err
+    assert sorted(p.name for p in (tmp_path / "envs").iterdir()) == ["uvicorn-0.12.3"]

@@ -226,6 +226,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
             progress.line(f"exploring {spec} for {limit} (strategy {args.strategy}, "
                           f"seed {args.seed}, jobs {args.jobs})")
             writers.append(Writer(spec, Path(args.reports), progress))
+            if not spec.in_process():  # here, in the main thread, where an interrupt
+                assert spec.version is not None  # stops the installer and cleans up
+                ensure_env(spec.entry, spec.version, lambda s: progress.line(f"installing: {s}"))
             result = _explore_one(spec, args, progress, writers[-1])
             summary.append(("{server}-{version}-{http}".format(**result["target"]), result))
     except (KeyboardInterrupt, Terminated) as stop:
