@@ -59,3 +59,35 @@ def test_an_interrupted_explore_keeps_what_it_wrote_and_leaves_nothing_running(
             "report.md", "test_repro.py", "trace.json"]
         assert main(["replay", str(folder / "trace.json")]) == 1  # it still shows the bug
     capsys.readouterr()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_worker_killed_mid_search_is_reported_at_once_and_the_other_job_goes_on(
+        tmp_path: Path):
+    proc = start_explore(tmp_path, jobs=2)
+    wait_for_first_report(proc)
+    workers = children(proc.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[0], signal.SIGKILL)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the harness notices at once, not at the end of the budget
+        if "stopped" in line:
+            assert "the other jobs go on" in line
+            break
+    assert proc.poll() is None  # still searching with the other job
+    assert len(children(proc.pid)) >= 1
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert [p for p in tmp_path.rglob("trace.json")]  # what was found before is kept

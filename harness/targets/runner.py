@@ -277,6 +277,7 @@ def _talk(proc: subprocess.Popen[str], request: dict[str, Any],
         raise error
     if code != 0 or result is None:
         tail = "".join(stderr_tail).strip().splitlines()[-8:]
-        raise WorkerError(f"the worker for {request['server']}=={request['version']} failed "
-                          f"(exit {code}):\n" + "\n".join(tail))
+        pin = f"=={request['version']}" if request.get("version") else ""
+        raise WorkerError(f"the worker for {request['server']}{pin} failed (exit {code})"
+                          + "".join(f"\n{line}" for line in tail))
     return result

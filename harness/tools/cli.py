@@ -177,7 +177,8 @@ def _parallel(spec: TargetSpec, jobs: int, request: Callable[[int], dict[str, An
             results.append(payload)
         else:
             errors.append(payload)
-            progress.line(f"job {j} stopped: {payload}; the other jobs go on")
+            first = str(payload).strip().splitlines()[0] if str(payload).strip() else "?"
+            progress.line(f"job {j} stopped, the other jobs go on: {first}")
     if not results:
         raise errors[0]
     return results
