@@ -104,7 +104,9 @@ def http_program(scenario: HttpScenario, target: Target, state: dict[str, Any]) 
         network = loop.network
 
         def reads_of(cid: int) -> int:
-            return network.connections[cid - 1].up.reads if cid <= len(network.connections) else 0
+            # cid -1 is a path the app model does not know: no connection's counters
+            ok = 1 <= cid <= len(network.connections)
+            return network.connections[cid - 1].up.reads if ok else 0
 
         behaviours = {(c, i): b for c, i, b in scenario.behaviours}
         app = RecordingApp(behaviours, reads_of, loop.time, loop.record,
