@@ -190,6 +190,21 @@ def test_every_trace_field_is_checked_and_named_with_its_file(
         assert code == 2 and str(bad) in err and message in err, err
 
 
+@pytest.mark.parametrize("server", ["reference", "uvicorn"])
+@pytest.mark.parametrize(("scenario", "message"), [
+    ({"connections": "x"}, "the trace's scenario is malformed"),
+    ({"server": {"timeout_keep_alive": 5, "no_such_setting": 1}}, "no_such_setting"),
+])
+def test_a_malformed_scenario_is_an_input_error_on_any_target(
+        capsys, tmp_path: Path, server: str, scenario: dict[str, object], message: str):
+    trace = json.loads((Path(__file__).resolve().parent.parent / "reports" / "uvicorn-0.11.3-h11"
+                        / "receive-hang-e2bf0886" / "trace.json").read_text())
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**trace, "scenario": {**trace["scenario"], **scenario}}))
+    code, _, err = run_cli(capsys, "replay", str(bad), "--server", server)
+    assert code == 2 and message in err, err
+
+
 def test_a_trace_from_a_newer_harness_is_refused(capsys, tmp_path: Path):
     future = tmp_path / "trace.json"
     future.write_text(json.dumps({"format": "asgi-race-harness/trace", "version": 7}))

@@ -216,6 +216,9 @@ def translate_settings(settings: dict[str, Any], source: str | None,
     by_meaning = {s.means: s.name for s in dest.settings if s.name in offered}
     out = {}
     for key, value in settings.items():
+        if origin and key not in origin:
+            raise TargetError(f"the trace sets {key!r}, which {source} does not have (it has "
+                              f"{', '.join(origin)}); the trace is malformed")
         name = by_meaning.get(origin.get(key, ""))
         if name is not None:
             out[name] = value
