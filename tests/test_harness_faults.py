@@ -37,3 +37,19 @@ def test_explore_reports_a_broken_app_model_as_the_harness_own_fault(
     assert code == 2
     assert "the app model failed" in err and "a bug in the harness itself" in err
     assert not any(tmp_path.iterdir())  # no report blames uvicorn
+
+
+def test_a_crash_in_the_harness_own_oracles_is_exit_2_with_its_stack_never_exit_1(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path):
+    import harness.http.scenario
+
+    def broken_check(obs: object) -> list[object]:
+        raise ZeroDivisionError("an oracle's own bug")
+
+    monkeypatch.setattr(harness.http.scenario, "check", broken_check)
+    code = main(["explore", "--server", "reference", "--max-runs", "3",
+                 "--reports", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "ZeroDivisionError: an oracle's own bug" in err and "bug in the harness" in err
+    assert "Traceback" in err

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
@@ -369,6 +370,11 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(exc, HarnessFault) else ""
         print(f"harness: error: {exc}{blame}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # not raised on purpose: the harness's own client, oracles...
+        terminate_workers()
+        print(f"harness: error: {type(exc).__name__}: {exc} (a bug in the harness itself: "
+              f"please report it)\n{traceback.format_exc()}", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, Terminated) as stop:
         terminate_workers()
         print("harness: interrupted; no report was left half-written", file=sys.stderr)
