@@ -8,6 +8,7 @@ oracle is seen to fail (no check that cannot fail).
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from harness.decisions import OrdinarySource
 from harness.http.app import AppBehaviour
@@ -195,3 +196,14 @@ def test_observations_are_not_changed_by_the_teardown_after_quiescence():
     assert run.observations.outcome == "horizon"
     assert run.observations.connections[1].server_closed_at is None
     assert run.failures == []
+
+
+def test_timeline_labels_escape_what_mermaid_would_eat():
+    from harness.tools.report import _mermaid
+
+    lines = _mermaid(["0.5 asgi /c1/r0 received #2 http.disconnect",
+                      "1.0 end quiescent: nothing ready; no timers"])
+    assert "    S-->>A: /c1/r0 received #35;2 http.disconnect" in lines
+    assert "    Note over C,A: quiescent: nothing ready#59; no timers" in lines
+    for line in lines:  # every "#" starts an entity code, no ";" ends a statement early
+        assert re.fullmatch(r"[^#;]*(#\d+;[^#;]*)*", line), line

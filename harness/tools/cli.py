@@ -289,7 +289,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     label = "{server}-{version}-{http}".format(**replayed["target"])
     path = _write_report(Path(args.reports), label, finding, replayed, replayed.get("env"))
     print(f"{finding['kind']}: {finding['signature']}\n  -> {path}/")
-    return 1
+    return 0  # the report was written: the command did what it was asked
 
 
 def _print_summary(summary: list[tuple[str, dict[str, Any]]]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -48,6 +49,12 @@ def describe_decision(what: str, n: int, choice: int) -> str:
     return f"{what}: option {choice} of {n}"
 
 
+def mermaid_text(text: str) -> str:
+    """Mermaid reads "#" as the start of an entity code and ";" as the end of a statement:
+    write both as entity codes, so every label survives ("received #2 ..." stays whole)."""
+    return re.sub(r"[#;]", lambda m: f"#{ord(m.group())};", text)
+
+
 def _mermaid(log: list[str]) -> list[str]:
     lines = ["sequenceDiagram", "    participant C as Client", "    participant S as Server",
              "    participant A as App"]
@@ -70,17 +77,17 @@ def _mermaid(log: list[str]) -> list[str]:
         elif kind in ("close", "abort", "write_eof"):
             lines.append(f"    S->>C: {kind} ({at})")
         elif kind == "timer":
-            lines.append(f"    Note over S: timer {detail} ({at})")
+            lines.append(f"    Note over S: timer {mermaid_text(detail)} ({at})")
         elif kind == "asgi":
             req, rest = detail.split(" ", 1)
             word = rest.split(" ", 1)[0]
-            text = rest.replace(";", ",")
+            text = mermaid_text(rest)
             arrow = "A->>S" if word in ("receive", "send") else "S-->>A"
             if word in ("call",):
                 arrow = "S->>A"
-            lines.append(f"    {arrow}: {req} {text}")
+            lines.append(f"    {arrow}: {mermaid_text(req)} {text}")
         elif kind == "end":
-            lines.append(f"    Note over C,A: {detail.replace(';', ',')}")
+            lines.append(f"    Note over C,A: {mermaid_text(detail)}")
     if len(lines) > MAX_TIMELINE:
         cut = len(lines) - MAX_TIMELINE
         lines = [*lines[:4], f"    Note over C,A: ... {cut} earlier events omitted ...",
