@@ -55,6 +55,11 @@ KNOWN_BUGS = (
              "<0.12.3", ("h11", "httptools"), "pipelining", "receive-hang",
              "in RequestResponseCycle.receive", bench=("0.11.3", "h11", "httptools"),
              fixed="0.12.3"),
+    # The same fix (0.12.3, bisected): a receive() pending when the response ends is
+    # woken only when a timer or new input comes.
+    KnownBug("uvicorn#748: ... and a receive() pending when the response ends gets "
+             "http.disconnect only after time passes", "<0.12.3", ("h11", "httptools"), "",
+             "lost-disconnect", "pending at the response's end: http.disconnect only after"),
     # uvicorn#1637 (fixed by PR #2243 in 0.27.1, which harness bisect names): the
     # keep-alive timer is armed after a response even when a pipelined request is already
     # being served, fires under it, fails in h11 and closes the connection.
