@@ -53,3 +53,16 @@ def test_a_crash_in_the_harness_own_oracles_is_exit_2_with_its_stack_never_exit_
     assert code == 2
     assert "ZeroDivisionError: an oracle's own bug" in err and "bug in the harness" in err
     assert "Traceback" in err
+
+
+def test_sigterm_during_any_command_exits_143_and_is_not_taken_for_a_harness_bug(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    import harness.tools.cli as cli
+
+    def terminated(args: object) -> int:
+        cli._on_sigterm(15, None)  # what the SIGTERM handler does mid-command
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_replay", terminated)
+    assert main(["replay", "any.json"]) == 143
+    assert "bug in the harness" not in capsys.readouterr().err

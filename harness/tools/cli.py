@@ -42,8 +42,9 @@ class UsageError(InputError):
     pass
 
 
-class Terminated(Exception):
-    """SIGTERM, turned into an exception so the run stops as on SIGINT."""
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so the run stops as on SIGINT. A BaseException,
+    as KeyboardInterrupt is, so no `except Exception` takes it for a harness fault."""
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
