@@ -108,6 +108,26 @@ def test_strict_replay_refuses_a_trace_with_decisions_the_run_never_asked_for(
     assert code in (0, 1)
 
 
+def test_a_refused_explore_creates_no_reports_folder(capsys, tmp_path: Path):
+    reports = tmp_path / "new"
+    for args in (["--server", "nginx"], ["--server", "reference", "--family", "chaos"]):
+        code, _, _ = run_cli(capsys, "explore", *args, "--reports", str(reports))
+        assert code == 2 and not reports.exists()
+
+
+def test_the_summary_counts_each_distinct_failure_once_however_many_jobs_found_it(
+        capsys, tmp_path: Path):
+    code, out, err = run_cli(capsys, "explore", "--server", "uvicorn", "--http", "httptools",
+                             "--family", "pipelining", "--jobs", "2", "--max-runs", "80",
+                             "--reports", str(tmp_path))
+    assert code == 1, err
+    counts = re.search(r"uvicorn-\S+-httptools\s+\d+\s+\d+\s+(.*)", out)
+    assert counts, out
+    folders = [p.name.rsplit("-", 1)[0] for p in tmp_path.glob("*/*")]
+    summary = {k: int(n) for k, n in re.findall(r"([a-z-]+) (\d+)", counts.group(1))}
+    assert summary == {k: folders.count(k) for k in set(folders)}, (summary, folders)
+
+
 def test_max_runs_alone_bounds_the_search_by_runs_not_by_seconds(capsys, tmp_path: Path):
     code, out, err = run_cli(capsys, "explore", "--server", "reference", "--max-runs", "40",
                              "--reports", str(tmp_path))

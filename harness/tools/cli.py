@@ -113,16 +113,17 @@ class Writer:
         label = "{server}-{version}-{http}".format(**finding["target"])
         replayed = run(self.spec, {"op": "replay", "trace": finding["trace"], "strict": True},
                        lambda e, i: None)
-        path = _write_report(self.root, label, finding, replayed, _env_info(self.spec))
+        path = _write_report(self.root, label, finding, replayed, self.env_info)
         self.written[key] = path
         self.progress.line(f"  {finding['kind']}: {finding['signature']}\n    -> {path}/")
 
-
-def _env_info(spec: TargetSpec) -> dict[str, Any] | None:
-    if spec.in_process():
-        return None
-    assert spec.version is not None
-    return asdict(ensure_env(spec.entry, spec.version).info)
+    @functools.cached_property
+    def env_info(self) -> dict[str, Any] | None:
+        """What the target's cached environment holds, for every report of this target."""
+        if self.spec.in_process():
+            return None
+        assert self.spec.version is not None
+        return asdict(ensure_env(self.spec.entry, self.spec.version).info)
 
 
 def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
@@ -146,9 +147,10 @@ def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
     for result in results:  # normally all written already, as they were found
         for finding in result["findings"]:
             write({"target": result["target"], **finding})
+    distinct = {(f["kind"], f["signature"]): f for r in results for f in r["findings"]}
     return {"runs": sum(r["runs"] for r in results),
             "seconds": max(r["seconds"] for r in results),
-            "findings": [f for r in results for f in r["findings"]],
+            "findings": list(distinct.values()),  # two jobs may find the same failure
             "target": results[0]["target"]}
 
 
@@ -204,22 +206,22 @@ def _check_explore(args: argparse.Namespace) -> None:
     if not 1 <= args.jobs <= MAX_JOBS:
         raise UsageError(f"--jobs must be from 1 to {MAX_JOBS}, got {args.jobs} (this machine "
                          f"has {os.cpu_count()} cores; one job per core is the most that helps)")
+    for family in args.family or []:
+        if family not in FAMILIES:
+            raise UsageError(f"unknown scenario family {family!r}; known: {', '.join(FAMILIES)}")
     reports = Path(args.reports)
     if reports.exists() and not reports.is_dir():
         raise UsageError(f"--reports {args.reports} is a file; name a folder for the reports")
-    try:
-        reports.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--reports {args.reports}: cannot create it ({exc.strerror}); name "
-                         "a folder you can write") from None
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
     _check_explore(args)
-    for family in args.family or []:
-        if family not in FAMILIES:
-            raise UsageError(f"unknown scenario family {family!r}; known: {', '.join(FAMILIES)}")
     specs = target_specs(args.server, args.http)
+    try:  # only once every value is known good: a refused command creates nothing
+        Path(args.reports).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--reports {args.reports}: cannot create it ({exc.strerror}); name "
+                         "a folder you can write") from None
     progress = Progress()
     summary = []
     writers: list[Writer] = []
