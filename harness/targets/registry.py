@@ -33,6 +33,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness.errors import InputError
+from harness.search.trace import TraceError
 
 ENTRY_POINT_GROUP = "asgi_race_harness.targets"
 REFERENCE = "reference"  # the ground-truth server every report compares against
@@ -207,12 +208,25 @@ def entry(name: str) -> TargetEntry:
 
 def translate_settings(settings: dict[str, Any], source: str | None,
                        dest: TargetEntry, version: str) -> dict[str, Any]:
-    """`settings` recorded on server `source`, in the names `dest` uses for the same
-    meanings; settings `dest` does not offer at `version` are dropped."""
-    if source == dest.name:
-        return dict(settings)
-    origin = {s.name: s.means for s in entry(source).settings} if source in entries() else {}
+    """`settings` a trace recorded on server `source`, as release `version` of `dest`
+    can take them.
+
+    Across servers: in the names `dest` uses for the same meanings; settings `dest`
+    does not offer are dropped. Across releases of one server: a setting this release
+    lacks is left out at its default (the release behaves that way without it), and
+    refused otherwise, as it cannot be expressed there."""
     offered = dest.settings_for(version)
+    if source == dest.name:
+        defaults = {s.name: s.values[0] for s in dest.settings}
+        out = {}
+        for key, value in settings.items():
+            if key in offered:
+                out[key] = value
+            elif key not in defaults or value != defaults[key]:
+                raise TraceError(f"the trace sets {key}={value!r}, which {dest.name} "
+                                 f"{version} does not offer, so it cannot replay there")
+        return out
+    origin = {s.name: s.means for s in entry(source).settings} if source in entries() else {}
     by_meaning = {s.means: s.name for s in dest.settings if s.name in offered}
     out = {}
     for key, value in settings.items():

@@ -119,34 +119,15 @@ def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _translated(trace: Trace, target: Target) -> Trace:
-    """A trace recorded on another server carries that server's settings: replay it
-    with the ones that mean the same on `target` (the registry's shared meanings)."""
+    """The trace's settings as `target` takes them (registry.translate_settings): another
+    server's by their shared meanings, another release's where that release has them."""
     recorded = (trace.target or {}).get("server")
     scenario = trace.scenario
     if not isinstance(scenario, dict) or not isinstance(scenario.get("server"), dict):
         return trace  # malformed: replay_http says so
-    if recorded == target.name:
-        settings = _settings_of_release(scenario["server"], target)
-    else:
-        settings = translate_settings(scenario["server"], str(recorded), entry(target.name),
-                                      target.version)
+    settings = translate_settings(scenario["server"], str(recorded), entry(target.name),
+                                  target.version)
     return dataclasses.replace(trace, scenario={**scenario, "server": settings})
-
-
-def _settings_of_release(settings: dict[str, Any], target: Target) -> dict[str, Any]:
-    """Another release of the same server may not offer every setting the trace's did. A
-    setting at its default is left out (the release behaves that way without it); one
-    the trace changed cannot be expressed there, and the replay is refused."""
-    offered = target.settings_space()
-    defaults = {s.name: s.values[0] for s in entry(target.name).settings}
-    out = {}
-    for key, value in settings.items():
-        if key in offered:
-            out[key] = value
-        elif key not in defaults or value != defaults[key]:
-            raise TraceError(f"the trace sets {key}={value!r}, which {target.name} "
-                             f"{target.version} does not offer, so it cannot replay there")
-    return out
 
 
 def _verdict(target: Target, verdict: Any) -> dict[str, Any]:
