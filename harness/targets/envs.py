@@ -21,7 +21,6 @@ import fcntl
 import importlib.metadata
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.targets.install import EnvError, install, python_tag
+from packaging.utils import canonicalize_name
+
+from harness.targets.install import EnvError, install, installed, python_tag
 from harness.targets.registry import TargetEntry
 
 __all__ = ["Env", "EnvError", "EnvInfo", "cache_dir", "check_env", "ensure_env"]
@@ -81,12 +82,7 @@ class Env:
 
 Log = Callable[[str], None]
 def _installed_versions(site: Path) -> dict[str, str]:
-    out = {}
-    for entry in site.iterdir():
-        m = re.match(r"^(.+?)-([^-]+)\.(dist|egg)-info$", entry.name)
-        if m:
-            out[_canonical(m.group(1))] = m.group(2)
-    return dict(sorted(out.items()))
+    return {name: version for name, (version, _) in installed(site).items()}
 
 
 def _probe_protocols(site: Path, entry: TargetEntry) -> list[str]:
@@ -167,7 +163,7 @@ def check_env(env: Env, entry: TargetEntry) -> None:
     else is importable (the harness's own release of the same server, say)."""
     assert entry.distribution is not None
     found = _installed_versions(env.site) if env.site.is_dir() else {}
-    have = found.get(_canonical(entry.distribution))
+    have = found.get(canonicalize_name(entry.distribution))
     if have != env.info.version:
         raise EnvError(
             f"the cached environment {env.path} is damaged: it should hold "
@@ -182,10 +178,6 @@ def _has_dist(name: str) -> bool:
     except importlib.metadata.PackageNotFoundError:
         return False
     return True
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _install(entry: TargetEntry, version: str, site: Path, log: Log) -> EnvInfo:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from harness.errors import EnvironmentFault
 from harness.targets.registry import TargetEntry
@@ -79,7 +80,8 @@ def install(entry: TargetEntry, version: str, site: Path, cache: Path, log: Log)
     """Install `entry`'s release `version` and its dependencies into `site`."""
     assert entry.distribution is not None
     span = entry.version_range(version)
-    replacements = {_canonical(k): v for k, v in (span.fallbacks if span else ())}
+    replacements: dict[str, str] = {canonicalize_name(k): v
+                                   for k, v in (span.fallbacks if span else ())}
     uv = _uv_binary()
     if uv is not None:
         done = _install_uv(uv, entry.distribution, version, site, cache, replacements, log)
@@ -119,12 +121,12 @@ def _install_uv(uv: str, dist: str, version: str, site: Path, cache: Path,
                 return done
             _raise_for_index(proc.stderr, dist, version)
             failed = FAILED_BUILD.search(proc.stderr)
-            if failed is None or _canonical(failed.group(1)) in overrides:
+            if failed is None or canonicalize_name(failed.group(1)) in overrides:
                 log(f"uv: {last_lines(proc.stderr, 2).strip()}")
                 return None
             name, pinned = failed.group(1), failed.group(2)
-            instead = replacements.get(_canonical(name), name)
-            overrides[_canonical(name)] = instead
+            instead = replacements.get(canonicalize_name(name), name)
+            overrides[canonicalize_name(name)] = instead
             what = f"the newest {name}" if instead == name else instead
             done.fallbacks.append(f"{name}=={pinned} does not build on Python {python_tag()}; "
                                   f"used {what}")
@@ -189,7 +191,7 @@ def _install_pip(dist: str, version: str, site: Path, cache: Path,
         pinned = f"{req.name}{req.specifier}"
         if pip(["install", "--no-deps", "--target", str(site), pinned]).returncode == 0:
             continue
-        instead = replacements.get(_canonical(req.name), req.name)
+        instead = replacements.get(canonicalize_name(req.name), req.name)
         newest = pip(["install", "--no-deps", "--upgrade", "--target", str(site), instead])
         if newest.returncode == 0:
             what = "the newest " + req.name if instead == req.name else instead
@@ -205,23 +207,32 @@ def _pip_version(home: Path) -> str:
     return found[0].name.removeprefix("pip-").removesuffix(".dist-info") if found else "?"
 
 
-def _requirements(site: Path, dist: str) -> list[Requirement]:
+def installed(site: Path) -> dict[str, tuple[str, Path]]:
+    """Each distribution in `site`, by canonical name: its version and metadata folder."""
+    out = {}
     for entry in site.iterdir():
         m = re.match(r"^(.+?)-([^-]+)\.(dist|egg)-info$", entry.name)
-        if not m or _canonical(m.group(1)) != _canonical(dist):
-            continue
-        meta = entry / ("METADATA" if entry.name.endswith("dist-info") else "PKG-INFO")
-        if not meta.exists():
-            continue
-        reqs = []
-        for line in meta.read_text(errors="replace").splitlines():
-            if line.startswith("Requires-Dist:"):
-                try:
-                    reqs.append(Requirement(line.split(":", 1)[1].strip()))
-                except InvalidRequirement:
-                    continue
-        return reqs
-    return []
+        if m:
+            out[canonicalize_name(m.group(1))] = (m.group(2), entry)
+    return dict(sorted(out.items()))
+
+
+def _requirements(site: Path, dist: str) -> list[Requirement]:
+    found = installed(site).get(canonicalize_name(dist))
+    if found is None:
+        return []
+    folder = found[1]
+    meta = folder / ("METADATA" if folder.name.endswith("dist-info") else "PKG-INFO")
+    if not meta.exists():
+        return []
+    reqs = []
+    for line in meta.read_text(errors="replace").splitlines():
+        if line.startswith("Requires-Dist:"):
+            try:
+                reqs.append(Requirement(line.split(":", 1)[1].strip()))
+            except InvalidRequirement:
+                continue
+    return reqs
 
 
 def _applies(req: Requirement) -> bool:
@@ -231,7 +242,3 @@ def _applies(req: Requirement) -> bool:
     env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
     env["extra"] = ""
     return bool(req.marker.evaluate(env))
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
