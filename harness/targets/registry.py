@@ -244,6 +244,9 @@ class TargetSpec:
     server: str
     version: str | None  # None: the release installed with the harness
     http: str
+    # A working copy or a git commit (harness/targets/source.py), not a release from the
+    # index: the version is then the one its metadata declares, known once it is built.
+    source: str | None = None
 
     @property
     def entry(self) -> TargetEntry:
@@ -254,6 +257,8 @@ class TargetSpec:
         return f"{self.server}-{self.version or self.entry.installed_version()}-{self.http}"
 
     def in_process(self) -> bool:
+        if self.source is not None:
+            return False
         here = self.entry.installed_version()
         return here is not None and self.version in (None, here)
 
