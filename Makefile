@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint unit scenarios demo bench clean
+.PHONY: test lint unit scenarios demo bench clean fixtures
+SDISTS := .harness-cache/sdists/.fetched
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +15,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Source distributions the working-copy and bisect tests build git histories from.
+$(SDISTS): tests/sdists.py | $(STAMP)
+	$(BIN)/python -m tests.sdists
+	touch $(SDISTS)
+
+fixtures: $(SDISTS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check harness servers scenarios tests
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(SDISTS)
 	$(BIN)/pytest -q tests
 
 scenarios: $(STAMP)

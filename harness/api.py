@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.search.trace import Trace
-from harness.targets.registry import TargetSpec, entry, parse_server, target_specs
+from harness.targets.registry import TargetSpec, entry, target_specs
 from harness.targets.runner import run
+from harness.targets.source import key_of, parse_source
 
 
 def trace_target(trace: Trace, server: str | None = None,
@@ -16,17 +17,25 @@ def trace_target(trace: Trace, server: str | None = None,
     own release, yes; on any other, no (its code paths may ask other questions)."""
     own = trace.target or {}
     if server is None:
-        server = str(own.get("server"))
-        if entry(server).distribution is not None:  # else: no releases of its own
-            server += f"=={own.get('version')}"
+        server = str(own.get("source") or own.get("server"))
+        if not own.get("source") and entry(server).distribution is not None:
+            server += f"=={own.get('version')}"  # a server with no releases: just its name
     if http is None:  # the trace's protocol, where the other server has it
-        impls = entry(parse_server(server)[0]).protocols
+        impls = target_specs(server)[0].entry.protocols
         http = str(own.get("http")) if own.get("http") in impls else impls[0]
     spec = target_specs(server, http)[0]
+    if spec.source is not None:  # the same code: the same commit, or unedited copy
+        return spec, (spec.source == own.get("source") and spec.http == own.get("http")
+                      and source_key(spec.source) == own.get("key"))
     same = (spec.server == own.get("server") and spec.http == own.get("http")
+            and not own.get("source")
             and (spec.version or "") in ("", own.get("version"))
             and spec.label == f"{own.get('server')}-{own.get('version')}-{own.get('http')}")
     return spec, same
+
+
+def source_key(spec: str) -> str:
+    return key_of(parse_source(spec))
 
 
 def replay_trace_file(path: str | Path, server: str | None = None,

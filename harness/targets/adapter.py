@@ -24,6 +24,10 @@ def accepted(func: Any, offered: dict[str, Any]) -> dict[str, Any]:
 
 class ReleaseAdapter:
     entry: ClassVar[TargetEntry]
+    # Set by the runner for a working copy or commit (targets/source.py): its --server
+    # spelling and what keyed its environment, so a trace names the code it came from.
+    source: str | None = None
+    source_key: str | None = None
 
     def __init__(self, http: str | None = None) -> None:
         http = http or self.entry.protocols[0]
@@ -43,5 +47,6 @@ class ReleaseAdapter:
         return self.entry.settings_for(self.version)
 
     def describe(self) -> dict[str, Any]:
-        return {"server": self.name, "version": self.version, "http": self.http,
+        own = {"source": self.source, "key": self.source_key} if self.source else {}
+        return {"server": self.name, "version": self.version, "http": self.http, **own,
                 "construction": self.range.construction, "shims": list(self.shims)}

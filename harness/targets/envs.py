@@ -32,9 +32,11 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from harness.targets.install import EnvError, install, installed, python_tag
-from harness.targets.registry import TargetEntry
+from harness.targets.registry import TargetEntry, TargetSpec
+from harness.targets.source import Source, key_of, parse_source, snapshot
 
-__all__ = ["Env", "EnvError", "EnvInfo", "cache_dir", "check_env", "ensure_env"]
+__all__ = ["Env", "EnvError", "EnvInfo", "cache_dir", "check_env", "ensure_env",
+           "ensure_source_env", "ensure_target_env"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENV_FORMAT = 2  # 2: installed by targets/install.py (uv, with the whole dependency tree)
@@ -55,6 +57,8 @@ class EnvInfo:
     protocols: list[str] = field(default_factory=list)  # http implementations that import
     distribution: str = ""  # what was installed from the index
     installer: str = ""  # the tool that installed it, and its version
+    source: str = ""  # a working copy or commit: its --server spelling (targets/source.py)
+    key: str = ""  # and what keys it: the commit, or the digest of the copy's files
     format: int = ENV_FORMAT
 
 
@@ -97,32 +101,59 @@ def _probe_protocols(site: Path, entry: TargetEntry) -> list[str]:
 
 
 def ensure_env(entry: TargetEntry, version: str, log: Log = lambda s: None) -> Env:
-    """The cached environment for `entry`'s release `version`, installing it on first use.
-
-    One install per release, whoever asks: threads of one explore, several explores,
-    CI shards sharing a cache. The install runs under a file lock, into a hidden folder
-    renamed into place only when complete; a later install cleans up what an
-    interrupted one left, so a half-made environment is never visible."""
+    """The cached environment for `entry`'s release `version`, installing it on first use."""
     if entry.distribution is None:
         raise EnvError(f"{entry.name} has no releases to install; run it as --server "
                        f"{entry.name}")
-    final = cache_dir() / f"{entry.name}-{version}"
+    return _ensure(entry, f"{entry.name}-{version}",
+                   lambda site: _install(entry, version, site, log), log)
+
+
+def ensure_source_env(entry: TargetEntry, spec: str, log: Log = lambda s: None) -> Env:
+    """The cached environment for a working copy or commit (targets/source.py), keyed by
+    what it is: an edited working copy gets a new one. Its version is the one its own
+    metadata declares."""
+    source = parse_source(spec)
+    key = key_of(source)
+    short = key[:12] if source.kind == "git" else f"wc{key[:12]}"
+    return _ensure(entry, f"{entry.name}-{source.kind}-{short}",
+                   lambda site: _install_source(entry, source, key, site, log), log)
+
+
+def ensure_target_env(spec: TargetSpec, log: Log = lambda s: None) -> Env | None:
+    """Where `spec` runs: None for the release installed beside the harness, else its
+    cached environment (installed on first use)."""
+    if spec.source is not None:
+        return ensure_source_env(spec.entry, spec.source, log)
+    if spec.in_process():
+        return None
+    assert spec.version is not None
+    return ensure_env(spec.entry, spec.version, log)
+
+
+def _ensure(entry: TargetEntry, name: str, install_into: Callable[[Path], EnvInfo],
+            log: Log) -> Env:
+    """One install per environment, whoever asks: threads of one explore, several
+    explores, CI shards sharing a cache. The install runs under a file lock, into a
+    hidden folder renamed into place only when complete; a later install cleans up what
+    an interrupted one left, so a half-made environment is never visible."""
+    final = cache_dir() / name
     env = _cached(final, entry)
     if env is not None:
         return env
     final.parent.mkdir(parents=True, exist_ok=True)
     locks = final.parent.parent / "locks"  # beside envs/, which holds only environments
     locks.mkdir(exist_ok=True)
-    with _locked(locks / f"{entry.name}-{version}.lock", log):
+    with _locked(locks / f"{name}.lock", log):
         env = _cached(final, entry)  # another process may have installed it meanwhile
         if env is not None:
             return env
-        for leftover in final.parent.glob(f".{entry.name}-{version}-*"):
+        for leftover in final.parent.glob(f".{name}-*"):
             shutil.rmtree(leftover, ignore_errors=True)  # an interrupted install's
         shutil.rmtree(final, ignore_errors=True)  # stale, or from another Python
-        work = Path(tempfile.mkdtemp(prefix=f".{entry.name}-{version}-", dir=final.parent))
+        work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
         try:
-            info = _install(entry, version, work / "site", log)
+            info = install_into(work / "site")
             (work / "env.json").write_text(json.dumps(asdict(info), indent=1) + "\n")
             os.replace(work, final)
         except BaseException:
@@ -185,6 +216,29 @@ def _install(entry: TargetEntry, version: str, site: Path, log: Log) -> EnvInfo:
     done = install(entry, version, site, cache_dir().parent, log)
     info = EnvInfo(entry.name, version, python_tag(), distribution=entry.distribution,
                    installer=done.installer, fallbacks=done.fallbacks, skipped=done.skipped)
+    return _finish(entry, info, site, f"{entry.distribution}=={version}")
+
+
+def _install_source(entry: TargetEntry, source: Source, key: str, site: Path,
+                    log: Log) -> EnvInfo:
+    """Build the code from a snapshot (never in the user's tree) and install it."""
+    assert entry.distribution is not None
+    with tempfile.TemporaryDirectory(prefix="harness-src-") as tmp:
+        tree = Path(tmp) / "tree"
+        log(f"copying {source}")
+        snapshot(source, tree)
+        done = install(entry, None, site, cache_dir().parent, log, requirement=str(tree))
+    version = _installed_versions(site).get(canonicalize_name(entry.distribution))
+    if version is None:
+        raise EnvError(f"building {source} installed no {entry.distribution}: is it a "
+                       f"{entry.name} source tree?")
+    info = EnvInfo(entry.name, version, python_tag(), distribution=entry.distribution,
+                   installer=done.installer, fallbacks=done.fallbacks, skipped=done.skipped,
+                   source=source.spec, key=key)
+    return _finish(entry, info, site, f"{source}")
+
+
+def _finish(entry: TargetEntry, info: EnvInfo, site: Path, what: str) -> EnvInfo:
     info.installed = _installed_versions(site)
     info.protocols = _probe_protocols(site, entry)
     for module in entry.protocols:  # a protocol whose library the release does not declare
@@ -193,7 +247,7 @@ def _install(entry: TargetEntry, version: str, site: Path, log: Log) -> EnvInfo:
                                   f"{module} {importlib.metadata.version(module)} is used")
     if not info.protocols:
         raise EnvError(
-            f"{entry.distribution}=={version} installed, but none of its HTTP protocols "
+            f"{what} installed, but none of its HTTP protocols "
             f"imports on Python {python_tag()} "
             f"({'; '.join(info.fallbacks + info.skipped) or 'no fallbacks'})"
         )

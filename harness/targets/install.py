@@ -44,6 +44,10 @@ NETWORK_ERRORS = ("Retrying", "NewConnectionError", "ConnectionError", "Max retr
                   "Temporary failure in name resolution", "timed out", "Failed to fetch",
                   "error sending request", "dns error", "Could not connect")
 FAILED_BUILD = re.compile(r"Failed to (?:download and )?build `([^`=\s]+)==([^`\s]+)`")
+# Source trees from before PEP 440's strict parsing (uvicorn 0.12's "python-dotenv>=0.13.*")
+# build only with the tools of their time: the build, not the code, is made to fit.
+LEGACY_BUILD = ("setuptools<67", "packaging<22", "wheel<0.38")
+BACKEND_FAILED = "build backend returned an error"
 
 # pip 24.1+ refuses releases whose metadata uses pre-PEP 440 specifiers, so the pip
 # path uses an older pip, itself installed once into the cache.
@@ -76,20 +80,23 @@ def last_lines(text: str, n: int = 6) -> str:
     return "\n".join("    " + ln for ln in lines[-n:])
 
 
-def install(entry: TargetEntry, version: str, site: Path, cache: Path, log: Log) -> Installed:
-    """Install `entry`'s release `version` and its dependencies into `site`."""
+def install(entry: TargetEntry, version: str | None, site: Path, cache: Path, log: Log,
+            requirement: str | None = None) -> Installed:
+    """Install `entry`'s release `version` and its dependencies into `site`; or, given
+    `requirement` (a source tree's folder), that code, whose version is not known yet."""
     assert entry.distribution is not None
-    span = entry.version_range(version)
+    spans = [entry.version_range(version)] if version else list(entry.versions)
     replacements: dict[str, str] = {canonicalize_name(k): v
-                                   for k, v in (span.fallbacks if span else ())}
+                                   for span in spans if span for k, v in span.fallbacks}
+    wanted = requirement or f"{entry.distribution}=={version}"
     uv = _uv_binary()
     if uv is not None:
-        done = _install_uv(uv, entry.distribution, version, site, cache, replacements, log)
+        done = _install_uv(uv, wanted, site, cache, replacements, log)
         if done is not None:
             return done
         log("uv could not install it; trying pip")
         shutil.rmtree(site, ignore_errors=True)
-    return _install_pip(entry.distribution, version, site, cache, replacements, log)
+    return _install_pip(entry.distribution, wanted, site, cache, replacements, log)
 
 
 # -- uv ------------------------------------------------------------------------------
@@ -101,7 +108,7 @@ def _uv_binary() -> str | None:
     return str(uv.find_uv_bin())
 
 
-def _install_uv(uv: str, dist: str, version: str, site: Path, cache: Path,
+def _install_uv(uv: str, wanted: str, site: Path, cache: Path,
                 replacements: dict[str, str], log: Log) -> Installed | None:
     """The resolved install, overriding each pin that fails to build; None if uv cannot
     install this release for another reason (the pip path then tries)."""
@@ -109,17 +116,26 @@ def _install_uv(uv: str, dist: str, version: str, site: Path, cache: Path,
     tool = _run([uv, "--version"], env, timeout=60).stdout.strip() or "uv"
     done = Installed(tool)
     overrides: dict[str, str] = {}
+    legacy = False
     with tempfile.TemporaryDirectory(prefix="harness-uv-") as tmp:
         override_file = Path(tmp) / "overrides.txt"
-        for _ in range(MAX_OVERRIDES + 1):
+        build_file = Path(tmp) / "build-constraints.txt"
+        for _ in range(MAX_OVERRIDES + 2):
             override_file.write_text("".join(f"{v}\n" for v in overrides.values()))
+            build_file.write_text("".join(f"{c}\n" for c in LEGACY_BUILD) if legacy else "")
             args = ["pip", "install", "--target", str(site), "--python", sys.executable,
-                    "--override", str(override_file), f"{dist}=={version}"]
+                    "--override", str(override_file), "--build-constraint", str(build_file),
+                    wanted]
             log("uv " + " ".join(args))
             proc = _run([uv, *args], env)
             if proc.returncode == 0:
                 return done
-            _raise_for_index(proc.stderr, dist, version)
+            _raise_for_index(proc.stderr, wanted)
+            if "==" not in wanted and BACKEND_FAILED in proc.stderr and not legacy:
+                legacy = True  # the source tree itself did not build
+                done.fallbacks.append("the code does not build with today's build tools; "
+                                      f"built with {', '.join(LEGACY_BUILD)}")
+                continue
             failed = FAILED_BUILD.search(proc.stderr)
             if failed is None or canonicalize_name(failed.group(1)) in overrides:
                 log(f"uv: {last_lines(proc.stderr, 2).strip()}")
@@ -133,14 +149,16 @@ def _install_uv(uv: str, dist: str, version: str, site: Path, cache: Path,
     return None
 
 
-def _raise_for_index(stderr: str, dist: str, version: str) -> None:
+def _raise_for_index(stderr: str, wanted: str) -> None:
     if any(word in stderr for word in NETWORK_ERRORS):
-        raise EnvError(f"installing {dist}=={version}: the package index could not be "
-                           f"reached; check the network and retry:\n{last_lines(stderr)}")
-    if f"no version of {dist}==" in stderr.lower() or "No matching distribution" in stderr \
-            or "Could not find a version" in stderr:
-        raise EnvError(f"{dist}=={version} does not exist on PyPI; list releases with "
-                           f"'pip index versions {dist}'")
+        raise EnvError(f"installing {wanted}: the package index could not be "
+                       f"reached; check the network and retry:\n{last_lines(stderr)}")
+    dist = wanted.partition("==")[0]
+    if "==" in wanted and (f"no version of {wanted.lower()}" in stderr.lower()
+                           or "No matching distribution" in stderr
+                           or "Could not find a version" in stderr):
+        raise EnvError(f"{wanted} does not exist on PyPI; list releases with "
+                       f"'pip index versions {dist}'")
 
 
 # -- pip -------------------------------------------------------------------------------
@@ -164,7 +182,7 @@ def _pip_home(cache: Path) -> Path:
     return final
 
 
-def _install_pip(dist: str, version: str, site: Path, cache: Path,
+def _install_pip(dist: str, wanted: str, site: Path, cache: Path,
                  replacements: dict[str, str], log: Log) -> Installed:
     home = _pip_home(cache)
 
@@ -175,15 +193,15 @@ def _install_pip(dist: str, version: str, site: Path, cache: Path,
                      "--no-input", *args], env)
 
     site.mkdir(parents=True, exist_ok=True)
-    args = ["install", "--no-deps", "--target", str(site), f"{dist}=={version}"]
+    args = ["install", "--no-deps", "--target", str(site), wanted]
     proc = pip(args)
     if proc.returncode != 0:  # one retry: a flaky index answer looks like a missing release
         shutil.rmtree(site, ignore_errors=True)
         site.mkdir(parents=True)
         proc = pip(args)
     if proc.returncode != 0:
-        _raise_for_index(proc.stderr, dist, version)
-        raise EnvError(f"installing {dist}=={version} failed:\n{last_lines(proc.stderr)}")
+        _raise_for_index(proc.stderr, wanted)
+        raise EnvError(f"installing {wanted} failed:\n{last_lines(proc.stderr)}")
     done = Installed(f"pip {_pip_version(home)}")
     for req in _requirements(site, dist):
         if not _applies(req):

@@ -24,16 +24,20 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import re
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from harness.errors import InputError
 from harness.search.trace import TraceError
+from harness.targets.source import Source, distribution_name, is_source, parse_source, tree_of
 
 ENTRY_POINT_GROUP = "asgi_race_harness.targets"
 REFERENCE = "reference"  # the ground-truth server every report compares against
@@ -254,6 +258,8 @@ class TargetSpec:
 
     @property
     def label(self) -> str:
+        if self.source is not None and self.version is None:
+            return f"{self.server}-{source_tag(self.source)}-{self.http}"
         return f"{self.server}-{self.version or self.entry.installed_version()}-{self.http}"
 
     def in_process(self) -> bool:
@@ -263,8 +269,26 @@ class TargetSpec:
         return here is not None and self.version in (None, here)
 
     def __str__(self) -> str:
+        if self.source is not None:
+            return f"{self.server} {self.version or ''} from {self.source} ({self.http})" \
+                .replace("  ", " ")
         pin = f"=={self.version}" if self.version else ""
         return f"{self.server}{pin} ({self.http})"
+
+
+def source_tag(source: str) -> str:
+    """A short name for a working copy or commit, for labels and folder names."""
+    if source.startswith("git+"):
+        return "git." + source.rpartition("@")[2][:10]
+    return "wc." + re.sub(r"[^\w.-]+", "_", source.rstrip("/").rpartition("/")[2] or "root")
+
+
+def label_of(target: dict[str, Any]) -> str:
+    """The folder label of a target as a worker describes it (a result's "target")."""
+    version = str(target.get("version"))
+    if target.get("source"):
+        version += "+" + source_tag(str(target["source"]))
+    return f"{target.get('server')}-{version}-{target.get('http')}"
 
 
 def examples() -> list[str]:
@@ -302,10 +326,16 @@ def parse_server(spec: str) -> tuple[str, str | None]:
 
 def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
     """All targets a --server/--http pair names (--http all: every implementation;
-    default: the server's first)."""
-    name, version = parse_server(spec)
+    default: the server's first). `spec` is NAME, NAME==VERSION, a working copy's path
+    or git+REPO@REV (targets/source.py)."""
+    source = None
+    if is_source(spec):
+        parsed = parse_source(spec)
+        name, version, source = server_of(parsed), None, parsed.spec
+    else:
+        name, version = parse_server(spec)
     found = entry(name)
-    if version is None and found.installed_version() is None:
+    if source is None and version is None and found.installed_version() is None:
         raise TargetError(f"{name} is not installed beside the harness; name a release, "
                           f"for example --server {name}=={found.example or 'X.Y.Z'}")
     impls = found.protocols
@@ -319,4 +349,19 @@ def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
     else:
         raise TargetError(f"{name} has no HTTP implementation {http!r}; use one of "
                           f"{', '.join(impls)} or all")
-    return [TargetSpec(name, version, h) for h in chosen]
+    return [TargetSpec(name, version, h, source) for h in chosen]
+
+
+def server_of(source: Source) -> str:
+    """Which registered server a working copy or commit is, by its distribution name."""
+    with tempfile.TemporaryDirectory(prefix="harness-meta-") as scratch:
+        name = distribution_name(tree_of(source, Path(scratch)))
+    servers: dict[str, str] = {canonicalize_name(e.distribution): n
+                               for n, e in entries().items() if e.distribution}
+    if name is None:
+        raise TargetError(f"{source}: no pyproject.toml, setup.cfg or setup.py names its "
+                          "distribution; give the top folder of a server's source tree")
+    if name not in servers:
+        raise TargetError(f"{source} is the source of {name!r}, which no registered server "
+                          f"installs (registered: {', '.join(sorted(servers))})")
+    return servers[name]

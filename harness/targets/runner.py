@@ -26,7 +26,7 @@ from harness.decisions import TraceDivergence
 from harness.errors import HarnessError, HarnessFault, rebuild
 from harness.http.scenario import Target
 from harness.search.trace import Trace, TraceError
-from harness.targets.envs import Env, EnvError, ensure_env
+from harness.targets.envs import Env, EnvError, ensure_target_env
 from harness.targets.registry import TargetSpec, entry, translate_settings
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -36,11 +36,13 @@ class WorkerError(HarnessFault):
     """A worker process died without an answer; the message carries its last lines."""
 
 
-def make_target(spec: TargetSpec) -> Target:
+def make_target(spec: TargetSpec, key: str | None = None) -> Target:
     """The adapter for the release importable in *this* process (its registry entry
     names it as "module:Class"; the class takes the protocol implementation)."""
     module, _, name = spec.entry.adapter.partition(":")
     adapter: Target = getattr(importlib.import_module(module), name)(spec.http)
+    if spec.source is not None:
+        adapter.source, adapter.source_key = spec.source, key  # type: ignore[attr-defined]
     return adapter
 
 
@@ -75,7 +77,7 @@ def _finding(found: Any, target: Target) -> dict[str, Any]:
 def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
     from harness.search.explore import explore
 
-    target = make_target(spec)
+    target = make_target(spec, request.get("key"))
     report = explore(
         target,
         tuple(request["families"]),
@@ -99,7 +101,7 @@ def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
     from harness.http.scenario import HttpScenario
     from harness.search.explore import replay_http, run_once
 
-    target = make_target(spec)
+    target = make_target(spec, request.get("key"))
     if request["op"] == "run":  # one seeded run of a scenario: no trace to follow
         try:
             scenario = HttpScenario.from_json(request["scenario"])
@@ -163,7 +165,8 @@ def _check_isolation(spec: TargetSpec, site: str) -> None:
 
 
 def handle(request: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    spec = TargetSpec(request["server"], request.get("version"), request["http"])
+    spec = TargetSpec(request["server"], request.get("version"), request["http"],
+                      request.get("source"))
     if request.get("site"):
         _check_isolation(spec, str(request["site"]))
     if request["op"] == "explore":
@@ -179,18 +182,18 @@ def run(spec: TargetSpec, request: dict[str, Any], progress: Progress,
     """Serve `request` on `spec`: here if its release is installed here, else in a worker.
 
     `force_worker` runs even the installed release in a subprocess (parallel jobs)."""
-    request = {**request, "server": spec.server, "version": spec.version, "http": spec.http}
-    if spec.in_process() and not force_worker:
-        return handle(request, progress)
-    if spec.in_process():
-        result = _run_worker(Env.current(), request, progress)
-        return result
-    assert spec.version is not None
-    env = ensure_env(spec.entry, spec.version, lambda line: log(f"installing: {line}"))
+    request = {**request, "server": spec.server, "version": spec.version, "http": spec.http,
+               "source": spec.source}
+    env = ensure_target_env(spec, lambda line: log(f"installing: {line}"))
+    if env is None:
+        if not force_worker:
+            return handle(request, progress)
+        return _run_worker(Env.current(), request, progress)
     if spec.http not in env.info.protocols:
-        raise EnvError(f"{spec.server}=={spec.version} has no importable {spec.http} protocol "
-                       f"on this Python (importable: {', '.join(env.info.protocols) or 'none'})")
-    result = _run_worker(env, {**request, "site": str(env.site)}, progress)
+        raise EnvError(f"{spec} has no importable {spec.http} protocol on this Python "
+                       f"(importable: {', '.join(env.info.protocols) or 'none'})")
+    request.update(version=env.info.version, site=str(env.site), key=env.info.key or None)
+    result = _run_worker(env, request, progress)
     result["env"] = asdict(env.info)
     return result
 

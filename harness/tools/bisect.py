@@ -1,12 +1,23 @@
-"""`harness bisect`: which release changed the behaviour a trace (or scenario) shows.
+"""`harness bisect`: which release, or which commit, changed what a trace shows.
 
-Releases between --good and --bad come from the package index, in version
-order. Each tried release gets a verdict: "fails" if replaying the trace
-(leniently: code paths differ between releases) shows a failure of the
-trace's kind whose signature has the same shape (line numbers aside), or, with
---scenario, if a search of that family within --budget finds that kind.
-Binary search assumes the behaviour changed once between the two ends; the
-verdict of every release tried is printed, so a non-monotone history shows.
+Two histories, one procedure:
+
+    --server uvicorn         --good 0.12.3   --bad 0.11.3    releases on the index
+    --server git+REPO        --good REV      --bad REV       commits of a local repository
+
+Releases come from the package index in version order; commits from git,
+along the ancestry path between the two ends, oldest first. Each one tried
+gets a verdict: "fails" if replaying the trace (leniently: code paths differ
+between versions) shows a failure of the trace's kind whose signature has the
+same shape (line numbers aside); where the trace no longer applies (a setting
+the code does not have), its scenario family is searched again within
+--budget instead. With --scenario, that search is the test. A commit that
+does not build or install is skipped, as `git bisect skip` would.
+
+Both ends are checked first: the good end must pass and the bad end must fail,
+or there is nothing to bisect (exit 2, saying which end is wrong). Binary
+search assumes the behaviour changed once; every verdict is printed, so a
+non-monotone history shows.
 """
 
 from __future__ import annotations
@@ -15,13 +26,23 @@ import argparse
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from harness.search.trace import Trace
+from harness.errors import EnvironmentFault
+from harness.search.trace import Trace, TraceError
 from harness.targets.registry import TargetError, entries, entry, parse_server, target_specs
 from harness.targets.runner import run
+from harness.targets.source import (
+    Source,
+    commits_between,
+    is_ancestor,
+    is_source,
+    parse_source,
+    subject,
+)
 
 
 class BisectError(TargetError):
@@ -53,81 +74,180 @@ def shape(signature: str) -> str:
     return re.sub(r":\d+", ":N", signature)
 
 
-def verdict_of(server: str, version: str, http: str, args: argparse.Namespace,
-               trace: Trace | None) -> tuple[bool, str]:
-    spec = target_specs(f"{server}=={version}", http)[0]
-    if trace is not None:
-        own = trace.target or {}
-        strict = own.get("version") == version and own.get("http") == http
-        result = run(spec, {"op": "replay", "trace": trace.to_json(), "strict": strict},
-                     lambda e, i: None)
-        want_kind = (trace.verdict or {}).get("kind")
-        want_shape = shape((trace.verdict or {}).get("signature", ""))
-        hits = [f for f in result["failures"]
-                if f["kind"] == want_kind and shape(f["signature"]) == want_shape]
-        return bool(hits), hits[0]["signature"] if hits else "pass"
-    request = {"op": "explore", "families": [args.scenario], "budget": args.budget,
-               "seed": 0, "accept": {"kind": args.kind}, "max_found": 1}
-    result = run(spec, request, lambda e, i: None)
-    found = result["findings"]
+def verdict_of(server_spec: str, http: str, args: argparse.Namespace,
+               trace: Trace | None) -> tuple[bool | None, str]:
+    """(fails?, why) on one version; None when it cannot be tried (it does not install)."""
+    spec = target_specs(server_spec, http)[0]
+    try:
+        if trace is not None:
+            try:
+                return _replayed(spec, trace)
+            except TraceError as exc:  # the trace does not apply here: search its family
+                family = str(trace.scenario.get("family", "")) if isinstance(
+                    trace.scenario, dict) else ""
+                found, why = _searched(spec, family, str((trace.verdict or {})["kind"]), args)
+                return found, f"{why}; the trace does not apply ({str(exc)[:80]}), so " \
+                              f"{family} was searched for {args.budget:g}s"
+        return _searched(spec, args.scenario, args.kind, args)
+    except EnvironmentFault as exc:
+        first = str(exc).strip().splitlines()[0]
+        return None, f"skipped: {first}"
+
+
+def _replayed(spec: Any, trace: Trace) -> tuple[bool, str]:
+    own = trace.target or {}
+    strict = own.get("version") == spec.version and own.get("http") == spec.http \
+        and not own.get("source") and spec.source is None
+    result = run(spec, {"op": "replay", "trace": trace.to_json(), "strict": strict},
+                 lambda e, i: None)
+    want_kind = (trace.verdict or {}).get("kind")
+    want_shape = shape((trace.verdict or {}).get("signature", ""))
+    hits = [f for f in result["failures"]
+            if f["kind"] == want_kind and shape(f["signature"]) == want_shape]
+    return bool(hits), hits[0]["signature"] if hits else "pass"
+
+
+def _searched(spec: Any, family: str, kind: str, args: argparse.Namespace) -> tuple[bool, str]:
+    request = {"op": "explore", "families": [family], "budget": args.budget,
+               "seed": 0, "accept": {"kind": kind}, "max_found": 1}
+    found = run(spec, request, lambda e, i: None)["findings"]
     return bool(found), found[0]["signature"] if found else "pass"
+
+
+# -- the two histories --------------------------------------------------------------
+class History:
+    """An ordered span of versions (oldest first), how to name each, and the spec that
+    runs it."""
+
+    def __init__(self, items: list[str], name: Callable[[str], str],
+                 spec: Callable[[str], str], what: str, good_is_old: bool) -> None:
+        self.items, self.name, self.spec, self.what = items, name, spec, what
+        self.good_is_old = good_is_old
+
+
+def release_history(server: str, good: str, bad: str) -> History:
+    every = releases(server)
+    for end in (good, bad):
+        if end not in every:
+            raise BisectError(f"{server} {end} is not a published release; see "
+                              f"'pip index versions {server}'")
+    lo, hi = sorted((good, bad), key=Version)
+    span = [v for v in every if Version(lo) <= Version(v) <= Version(hi)]
+    return History(span, lambda v: f"{server} {v}", lambda v: f"{server}=={v}", "releases",
+                   Version(good) < Version(bad))
+
+
+def commit_history(source: Source, good: str, bad: str) -> History:
+    repo = source.location
+    ends = [parse_source(f"git+{repo}@{rev}").commit for rev in (good, bad)]
+    good_c, bad_c = str(ends[0]), str(ends[1])
+    if is_ancestor(repo, good_c, bad_c):
+        older, newer = good_c, bad_c
+    elif is_ancestor(repo, bad_c, good_c):
+        older, newer = bad_c, good_c
+    else:
+        raise BisectError(f"neither {good} nor {bad} is an ancestor of the other in {repo}; "
+                          "bisect needs one history between them")
+    return History(commits_between(repo, older, newer), lambda c: subject(repo, c),
+                   lambda c: f"git+{repo}@{c}", "commits", older == good_c)
 
 
 def cmd_bisect(args: argparse.Namespace) -> int:
     if (args.trace is None) == (args.scenario is None):
         raise BisectError("give exactly one of --trace TRACE or --scenario FAMILY")
     trace = Trace.load(args.trace) if args.trace else None
-    server, pinned = parse_server(args.server)
-    if pinned is not None:
-        raise BisectError(f"give --server {server} without a version; --good and --bad "
-                          "name the releases")
+    if is_source(args.server):
+        source = parse_source(args.server.split("@")[0] if args.server.startswith("git+")
+                              else args.server)
+        if source.kind != "git":
+            raise BisectError(f"--server {args.server} is a working copy; bisect needs a "
+                              f"history: give git+{source.location} (a git repository)")
+        history = commit_history(source, args.good, args.bad)
+        server = target_specs(history.spec(history.items[0]))[0].server
+    else:
+        server, pinned = parse_server(args.server)
+        if pinned is not None:
+            raise BisectError(f"give --server {server} without a version; --good and --bad "
+                              "name the releases")
+        history = release_history(server, args.good, args.bad)
     protocols = entry(server).protocols
     own = str((trace.target or {}).get("http", "")) if trace else ""
     http = args.http or (own if own in protocols else protocols[0])
-    every = releases(server)
-    for end in (args.good, args.bad):
-        if end not in every:
-            raise BisectError(f"{server} {end} is not a published release; see "
-                              f"'pip index versions {server}'")
-    lo, hi = sorted((args.good, args.bad), key=Version)
-    span = [v for v in every if Version(lo) <= Version(v) <= Version(hi)]
-    tried: dict[str, tuple[bool, str]] = {}
+    return _bisect(history, http, args, trace)
 
-    def check(version: str) -> bool:
-        if version not in tried:
-            tried[version] = verdict_of(server, version, http, args, trace)
-            fails, why = tried[version]
-            print(f"  {server} {version}: {'fails' if fails else 'passes'} ({why})", flush=True)
-        return tried[version][0]
 
-    print(f"bisecting {len(span)} releases of {server} from {lo} to {hi} ({http})", flush=True)
-    old_fails, new_fails = check(span[0]), check(span[-1])
-    if old_fails == new_fails:
-        print(f"both ends {'fail' if old_fails else 'pass'}: nothing to bisect")
-        return 2
+def _bisect(history: History, http: str, args: argparse.Namespace,
+            trace: Trace | None) -> int:
+    span = history.items
+    tried: dict[str, tuple[bool | None, str]] = {}
+
+    def check(item: str) -> bool | None:
+        if item not in tried:
+            tried[item] = verdict_of(history.spec(item), http, args, trace)
+            fails, why = tried[item]
+            word = "skipped" if fails is None else "fails" if fails else "passes"
+            print(f"  {history.name(item)}: {word} ({why})", flush=True)
+        return tried[item][0]
+
+    print(f"bisecting {len(span)} {history.what} from {history.name(span[0])} to "
+          f"{history.name(span[-1])} ({http}); checking both ends first", flush=True)
+    good_is_old = history.good_is_old
+    for item, want in ((span[0], not good_is_old), (span[-1], good_is_old)):
+        got = check(item)
+        end = "good" if want is False else "bad"
+        if got is None:
+            raise BisectError(f"the {end} end ({history.name(item)}) cannot be tried: "
+                              f"{tried[item][1]}")
+        if got != want:
+            raise BisectError(
+                f"the {end} end ({history.name(item)}) {'fails' if got else 'passes'}, but "
+                f"a {end} end must {'fail' if want else 'pass'}: nothing to bisect (check "
+                "--good/--bad, or give a longer --budget where the verdict is a search)")
+    old_fails = not good_is_old
     a, b = 0, len(span) - 1  # span[a] behaves like the old end, span[b] like the new one
     while b - a > 1:
-        mid = (a + b) // 2
-        if check(span[mid]) == old_fails:
+        verdict = None
+        for mid in _middle_out(a, b):  # the midpoint, or the nearest that can be tried
+            verdict = check(span[mid])
+            if verdict is not None:
+                break
+        if verdict is None:
+            break  # every version between a and b was skipped
+        if verdict == old_fails:
             a = mid
         else:
             b = mid
     change = "fixed" if old_fails else "introduced"
-    print(f"first release where the behaviour changed: {server} {span[b]} ({change} there; "
-          f"{span[a]} is the last release before)")
+    unit = history.what[:-1]
+    if b - a > 1:
+        print(f"the behaviour changed between {history.name(span[a])} and "
+              f"{history.name(span[b])}; the {unit}s between could not be tried")
+        return 2
+    print(f"first {unit} where the behaviour changed: {history.name(span[b])} ({change} there; "
+          f"{history.name(span[a])} is the last {unit} before)")
     return 0
 
 
+def _middle_out(a: int, b: int) -> list[int]:
+    mid = (a + b) // 2
+    order = sorted(range(a + 1, b), key=lambda i: (abs(i - mid), i))
+    return order
+
+
 def add_parser(sub: Any) -> None:
-    bi = sub.add_parser("bisect", help="find the release that introduced or fixed a failure")
+    bi = sub.add_parser("bisect", help="find the release or commit that introduced or fixed "
+                                       "a failure")
     bi.add_argument("--server", required=True,
-                    help="the server's name (" + ", ".join(
-                        n for n, e in entries().items() if e.distribution) + ")")
-    bi.add_argument("--good", required=True)
-    bi.add_argument("--bad", required=True)
+                    help="a server's name (" + ", ".join(
+                        n for n, e in entries().items() if e.distribution) + "): --good and "
+                         "--bad are releases; or git+REPO: they are revisions of that "
+                         "repository")
+    bi.add_argument("--good", required=True, help="the release or revision that passes")
+    bi.add_argument("--bad", required=True, help="the release or revision that fails")
     bi.add_argument("--trace", default=None)
     bi.add_argument("--scenario", default=None, help="a scenario family to re-search")
     bi.add_argument("--kind", default="receive-hang", help="failure kind for --scenario")
-    bi.add_argument("--budget", type=float, default=30.0, help="seconds per release, --scenario")
+    bi.add_argument("--budget", type=float, default=30.0,
+                    help="seconds of search per version, where a search decides the verdict")
     bi.add_argument("--http", default=None)
     bi.set_defaults(func=cmd_bisect)

@@ -28,9 +28,15 @@ from harness.errors import HarnessError, HarnessFault, InputError
 from harness.http.strategies import FAMILIES
 from harness.search.engine import STRATEGIES
 from harness.search.trace import Trace
-from harness.targets.envs import ensure_env
+from harness.targets.envs import ensure_target_env
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER
-from harness.targets.registry import TargetSpec, examples, protocols, target_specs
+from harness.targets.registry import (
+    TargetSpec,
+    examples,
+    label_of,
+    protocols,
+    target_specs,
+)
 from harness.targets.runner import run, terminate_workers
 from harness.tools.report import render_reference, write_report
 
@@ -110,7 +116,7 @@ class Writer:
         key = (str(finding["kind"]), str(finding["signature"]))
         if key in self.written:
             return  # another job found it too
-        label = "{server}-{version}-{http}".format(**finding["target"])
+        label = label_of(finding["target"])
         replayed = run(self.spec, {"op": "replay", "trace": finding["trace"], "strict": True},
                        lambda e, i: None)
         path = _write_report(self.root, label, finding, replayed, self.env_info)
@@ -120,10 +126,8 @@ class Writer:
     @functools.cached_property
     def env_info(self) -> dict[str, Any] | None:
         """What the target's cached environment holds, for every report of this target."""
-        if self.spec.in_process():
-            return None
-        assert self.spec.version is not None
-        return asdict(ensure_env(self.spec.entry, self.spec.version).info)
+        env = ensure_target_env(self.spec)
+        return None if env is None else asdict(env.info)
 
 
 def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
@@ -231,11 +235,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
             progress.line(f"exploring {spec} for {limit} (strategy {args.strategy}, "
                           f"seed {args.seed}, jobs {args.jobs})")
             writers.append(Writer(spec, Path(args.reports), progress))
-            if not spec.in_process():  # here, in the main thread, where an interrupt
-                assert spec.version is not None  # stops the installer and cleans up
-                ensure_env(spec.entry, spec.version, lambda s: progress.line(f"installing: {s}"))
+            # Here, in the main thread, where an interrupt stops the installer and cleans up.
+            ensure_target_env(spec, lambda s: progress.line(f"installing: {s}"))
             result = _explore_one(spec, args, progress, writers[-1])
-            summary.append(("{server}-{version}-{http}".format(**result["target"]), result))
+            summary.append((label_of(result["target"]), result))
     except (KeyboardInterrupt, Terminated) as stop:
         terminate_workers()
         progress.finish()
@@ -289,7 +292,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                          "; there is nothing to report")
     finding = {**same[0], "signature": trace.verdict["signature"], "trace": trace.to_json(),
                "runs_to_find": trace.meta.get("runs_to_find")}
-    label = "{server}-{version}-{http}".format(**replayed["target"])
+    label = label_of(replayed["target"])
     path = _write_report(Path(args.reports), label, finding, replayed, replayed.get("env"))
     print(f"{finding['kind']}: {finding['signature']}\n  -> {path}/")
     return 0  # the report was written: the command did what it was asked
@@ -311,7 +314,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for line in verdict["log"]:
         print(line)
     target = verdict["target"]
-    print(f"\nreplayed on {target['server']} {target['version']} ({target['http']})"
+    source = f" from {target['source']}" if target.get("source") else ""
+    print(f"\nreplayed on {target['server']} {target['version']}{source} ({target['http']})"
           + (f"; diverged from the trace at decision {verdict['diverged_at']}"
              if verdict.get("diverged_at") is not None else ""))
     if not verdict["failures"]:
@@ -328,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ex = sub.add_parser("explore", help="search orderings of one target for failures")
     ex.add_argument("--server", required=True,
-                    help=f"NAME or NAME==VERSION, e.g. {' or '.join(examples())}")
+                    help=f"NAME, NAME==VERSION (e.g. {' or '.join(examples())}), a working "
+                         "copy's path, or git+REPO@REV")
     ex.add_argument("--http", default="default",
                     help=f"a protocol implementation ({', '.join(protocols())}), all of the "
                          "server's, or (default) its first")
