@@ -1,0 +1,130 @@
+"""Real uvicorn source as a target: a working copy, and bisect over a git history.
+
+The history is built here from two releases' source distributions (fetched by
+`make fixtures` before the tests, so the tests themselves fetch nothing):
+0.11.3, then the changes up to 0.12.3 in four commits grouped by what they
+touch. Only the commit that brings 0.12.3's h11_impl.py carries uvicorn's fix
+of #748 (upstream PR #848), and bisect must find it by the verdicts alone."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.api import replay_trace_file
+from harness.targets.envs import ensure_source_env
+from harness.targets.registry import entry, target_specs
+from harness.tools.cli import main
+from tests.sdists import unpack
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+HANG_748 = next((ROOT / "reports" / "uvicorn-0.11.3-h11").glob("receive-hang-*/trace.json"))
+HTTP = "uvicorn/protocols/http"
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("sdists")
+    return {v: unpack("uvicorn", v, root) for v in ("0.11.3", "0.12.3")}
+
+
+def test_a_working_copy_of_0_11_3_hangs_and_one_of_0_12_3_does_not(sources):
+    old = replay_trace_file(HANG_748, str(sources["0.11.3"]))
+    assert [f["kind"] for f in old["failures"]] == ["receive-hang"]
+    assert old["target"]["source"] == str(sources["0.11.3"])
+    assert old["target"]["version"] == "0.11.3"
+    new = replay_trace_file(HANG_748, str(sources["0.12.3"]))
+    assert new["failures"] == []
+
+
+def test_a_working_copy_gets_a_new_environment_when_it_is_edited(sources, tmp_path: Path):
+    copy = tmp_path / "copy"
+    shutil.copytree(sources["0.12.3"], copy)
+    uvicorn = entry("uvicorn")
+    first = ensure_source_env(uvicorn, str(copy))
+    assert ensure_source_env(uvicorn, str(copy)).path == first.path  # cached
+    assert any("build tools" in note for note in first.info.fallbacks)  # pre-PEP 440 metadata
+    with open(copy / "uvicorn" / "main.py", "a") as f:
+        f.write("\n# an edit\n")
+    second = ensure_source_env(uvicorn, str(copy))
+    assert second.path != first.path and second.info.key != first.info.key
+    assert not list(copy.rglob("*.egg-info")) or (sources["0.12.3"] / "uvicorn.egg-info").exists()
+    assert not (copy / "build").exists()  # built from a snapshot, never in the user's tree
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def history(sources: dict[str, Path], repo: Path) -> dict[str, str]:
+    """0.11.3, then 0.12.3 brought in by groups of files; the commit of each group."""
+    shutil.copytree(sources["0.11.3"], repo)
+    git(repo, "init", "-q")
+    commits = {}
+
+    def commit(message: str, paths: list[str]) -> None:
+        for rel in paths:
+            new, here = sources["0.12.3"] / rel, repo / rel
+            if here.is_dir():
+                shutil.rmtree(here)
+            elif here.exists():
+                here.unlink()
+            if new.is_dir():
+                shutil.copytree(new, here)
+            elif new.exists():
+                here.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(new, here)
+        git(repo, "add", "-A")
+        git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message)
+        commits[message] = git(repo, "rev-parse", "HEAD")
+
+    commit("uvicorn 0.11.3", [])
+    commit("packaging", ["setup.py", "setup.cfg", "MANIFEST.in", "README.md", "PKG-INFO",
+                         "uvicorn.egg-info", "uvicorn/__init__.py"])
+    code = sorted(str(p.relative_to(sources["0.12.3"])) for p in
+                  (sources["0.12.3"] / "uvicorn").rglob("*.py")
+                  if not str(p).startswith(str(sources["0.12.3"] / HTTP)))
+    commit("config, main, utils and the rest", code)
+    commit("h11_impl", [f"{HTTP}/h11_impl.py"])
+    commit("httptools_impl", [f"{HTTP}/httptools_impl.py", f"{HTTP}/auto.py"])
+    return commits
+
+
+def test_bisect_over_a_git_history_names_the_commit_that_fixed_748(
+        sources, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    repo = tmp_path / "uvicorn"
+    commits = history(sources, repo)
+    code = main(["bisect", "--server", f"git+{repo}", "--good", "HEAD",
+                 "--bad", commits["uvicorn 0.11.3"], "--trace", str(HANG_748)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    verdicts = [line for line in out.splitlines() if line.startswith("  ")]
+    assert len(verdicts) >= 3  # both ends, and at least one commit between
+    assert all(("fails" in v or "passes" in v) for v in verdicts), out
+    named = re.search(r"first commit where the behaviour changed: (\w+) \S+ (.+?) \(fixed there",
+                      out)
+    assert named is not None, out
+    assert commits["h11_impl"].startswith(named.group(1)) and named.group(2) == "h11_impl"
+
+
+def test_bisect_refuses_ends_that_do_not_behave_as_named(sources, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]):
+    repo = tmp_path / "uvicorn"
+    commits = history(sources, repo)
+    code = main(["bisect", "--server", f"git+{repo}", "--good", commits["uvicorn 0.11.3"],
+                 "--bad", "HEAD", "--trace", str(HANG_748)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the good end" in err and "fails, but a good end must pass" in err
+
+
+def test_a_working_copy_spec_names_its_server_from_the_source(sources):
+    [spec] = target_specs(str(sources["0.11.3"]), "h11")
+    assert (spec.server, spec.source) == ("uvicorn", str(sources["0.11.3"]))
