@@ -35,15 +35,35 @@ from harness.targets.install import EnvError, install, installed, python_tag
 from harness.targets.registry import TargetEntry, TargetSpec
 from harness.targets.source import Source, key_of, parse_source, snapshot
 
-__all__ = ["Env", "EnvError", "EnvInfo", "cache_dir", "check_env", "ensure_env",
-           "ensure_source_env", "ensure_target_env"]
+__all__ = [
+    "Env",
+    "EnvError",
+    "EnvInfo",
+    "cache_dir",
+    "check_env",
+    "ensure_env",
+    "ensure_source_env",
+    "ensure_target_env",
+    "harness_home",
+]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # a checkout, or site-packages
 ENV_FORMAT = 2  # 2: installed by targets/install.py (uv, with the whole dependency tree)
 
 
+def harness_home() -> Path:
+    """Where the harness keeps what it makes: $HARNESS_CACHE; else `.harness-cache` in
+    this checkout when it runs from one; else in the current folder (a server's own
+    project, with the harness installed from the index), as pytest keeps .pytest_cache."""
+    if os.environ.get("HARNESS_CACHE"):
+        return Path(os.environ["HARNESS_CACHE"])
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "harness").is_dir():
+        return PROJECT_ROOT / ".harness-cache"
+    return Path.cwd() / ".harness-cache"
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE", PROJECT_ROOT / ".harness-cache")) / "envs"
+    return harness_home() / "envs"
 
 
 @dataclass
