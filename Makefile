@@ -36,9 +36,12 @@ test: lint unit scenarios
 
 # Explores uvicorn 0.11.3 (uvicorn #748) and 0.3.26 (#241); reports go to reports/.
 # Exit status 1 from explore means "found failures", which is the point here.
+# DEMO_BUDGET (seconds for 0.11.3; a third of it for 0.3.26) is made small by the test
+# that runs every README command.
+DEMO_BUDGET ?= 90
 demo: $(STAMP)
-	$(BIN)/harness explore --server uvicorn==0.11.3 --http h11 --budget 90 --seed 0 || [ $$? -eq 1 ]
-	$(BIN)/harness explore --server uvicorn==0.3.26 --http h11 --budget 30 --seed 0 || [ $$? -eq 1 ]
+	$(BIN)/harness explore --server uvicorn==0.11.3 --http h11 --budget $(DEMO_BUDGET) --seed 0 || [ $$? -eq 1 ]
+	$(BIN)/harness explore --server uvicorn==0.3.26 --http h11 --budget $$(( $(DEMO_BUDGET) / 3 + 1 )) --seed 0 || [ $$? -eq 1 ]
 
 bench: $(STAMP)
 	$(BIN)/python -m harness.tools.bench

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,12 @@ from harness.api import replay_trace_file
 from harness.targets.envs import ensure_source_env
 from harness.targets.registry import entry, target_specs
 from harness.tools.cli import main
-from tests.sdists import unpack
+from tests.sdists import unpack, uvicorn_history
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_748 = next((ROOT / "reports" / "uvicorn-0.11.3-h11").glob("receive-hang-*/trace.json"))
-HTTP = "uvicorn/protocols/http"
 
 
 @pytest.fixture(scope="module")
@@ -58,49 +56,10 @@ def test_a_working_copy_gets_a_new_environment_when_it_is_edited(sources, tmp_pa
     assert not (copy / "build").exists()  # built from a snapshot, never in the user's tree
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def history(sources: dict[str, Path], repo: Path) -> dict[str, str]:
-    """0.11.3, then 0.12.3 brought in by groups of files; the commit of each group."""
-    shutil.copytree(sources["0.11.3"], repo)
-    git(repo, "init", "-q")
-    commits = {}
-
-    def commit(message: str, paths: list[str]) -> None:
-        for rel in paths:
-            new, here = sources["0.12.3"] / rel, repo / rel
-            if here.is_dir():
-                shutil.rmtree(here)
-            elif here.exists():
-                here.unlink()
-            if new.is_dir():
-                shutil.copytree(new, here)
-            elif new.exists():
-                here.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(new, here)
-        git(repo, "add", "-A")
-        git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message)
-        commits[message] = git(repo, "rev-parse", "HEAD")
-
-    commit("uvicorn 0.11.3", [])
-    commit("packaging", ["setup.py", "setup.cfg", "MANIFEST.in", "README.md", "PKG-INFO",
-                         "uvicorn.egg-info", "uvicorn/__init__.py"])
-    code = sorted(str(p.relative_to(sources["0.12.3"])) for p in
-                  (sources["0.12.3"] / "uvicorn").rglob("*.py")
-                  if not str(p).startswith(str(sources["0.12.3"] / HTTP)))
-    commit("config, main, utils and the rest", code)
-    commit("h11_impl", [f"{HTTP}/h11_impl.py"])
-    commit("httptools_impl", [f"{HTTP}/httptools_impl.py", f"{HTTP}/auto.py"])
-    return commits
-
-
 def test_bisect_over_a_git_history_names_the_commit_that_fixed_748(
         sources, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     repo = tmp_path / "uvicorn"
-    commits = history(sources, repo)
+    commits = uvicorn_history(sources, repo)
     code = main(["bisect", "--server", f"git+{repo}", "--good", "HEAD",
                  "--bad", commits["uvicorn 0.11.3"], "--trace", str(HANG_748)])
     out = capsys.readouterr().out
@@ -117,7 +76,7 @@ def test_bisect_over_a_git_history_names_the_commit_that_fixed_748(
 def test_bisect_refuses_ends_that_do_not_behave_as_named(sources, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]):
     repo = tmp_path / "uvicorn"
-    commits = history(sources, repo)
+    commits = uvicorn_history(sources, repo)
     code = main(["bisect", "--server", f"git+{repo}", "--good", commits["uvicorn 0.11.3"],
                  "--bad", "HEAD", "--trace", str(HANG_748)])
     err = capsys.readouterr().err

@@ -1,0 +1,125 @@
+"""Every command the README shows, run as written in a fresh clone (budgets made small).
+
+The commands are read from the README's ```sh blocks when the test runs, so a
+command added there is tested without editing this file. What is changed, and
+why, is in SMALL (budgets), PLACES (placeholders and the reader's own paths)
+and NOT_RUN (two commands this test cannot run from inside itself).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.sdists import unpack, uvicorn_history
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACE_748 = "reports/uvicorn-0.11.3-h11/receive-hang-e2bf0886/trace.json"
+SMALL = [(r"--budget \d+", "--budget 3"), (r"--scenario-budget \d+", "--scenario-budget 3"),
+         (r"--race-budget \d+", "--race-budget 3"), (r"^make demo$", "make demo DEMO_BUDGET=3")]
+PLACES = [("<trace.json>", TRACE_748)]
+NOT_RUN = {
+    "make test": "this test is part of it; CI runs it on a clean clone (.ci/run)",
+    "make bench": "a benchmark of many minutes; `make bench` is itself the check",
+}
+# What "works" means: no usage or environment error (exit 2), and for most commands
+# success; explore and replay exit 1 when they show a failure, which is their job.
+ALLOWED = {"explore": {0, 1}, "replay": {0, 1}}
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        joined = re.sub(r"\\\n\s*", "", block)
+        for line in joined.splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line.startswith((".venv/bin/", "make ")):
+                commands.append(line)
+    return commands
+
+
+COMMANDS = readme_commands()
+
+
+def test_the_readme_shows_commands_to_run():
+    assert len(COMMANDS) >= 8, COMMANDS  # the parser still finds them
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A fresh clone of this repository's committed state, the project's virtual
+    environment beside it, and a home folder holding the reader's ~/src/uvicorn (a git
+    history from 0.11.3 to 0.12.3, built from their source distributions)."""
+    base = tmp_path_factory.mktemp("readme")
+    checkout = base / "checkout"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(checkout)], check=True)
+    (checkout / ".venv").symlink_to(ROOT / ".venv")
+    os.utime(ROOT / ".venv" / ".installed")  # made now: make must not rebuild the venv
+    home = base / "home"
+    sources = {v: unpack("uvicorn", v, base / "sdists") for v in ("0.11.3", "0.12.3")}
+    uvicorn_history(sources, home / "src" / "uvicorn")
+    env = {**os.environ, "HOME": str(home),
+           "HARNESS_CACHE": os.environ.get("HARNESS_CACHE", str(ROOT / ".harness-cache"))}
+    return checkout, env
+
+
+def as_run(command: str) -> str:
+    for pattern, small in SMALL:
+        command = re.sub(pattern, small, command)
+    for placeholder, value in PLACES:
+        command = command.replace(placeholder, value)
+    return command
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in NOT_RUN])
+def test_a_readme_command_works_as_written(clone, command: str):
+    checkout, env = clone
+    run = as_run(command)
+    if " serve " in run:
+        return serve(checkout, env, run)
+    proc = subprocess.run(["bash", "-c", run], cwd=checkout, env=env, capture_output=True,
+                          text=True, timeout=900)
+    words = shlex.split(run)
+    verb = words[1] if words[0].endswith("harness") else words[0]
+    allowed = ALLOWED.get(verb, {0})
+    assert proc.returncode in allowed, (
+        f"{run!r} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def serve(checkout: Path, env: dict[str, str], run: str) -> None:
+    """A server command runs until stopped: it must answer a request, then stop on ^C."""
+    port = int(re.search(r"--port (\d+)", run).group(1))  # type: ignore[union-attr]
+    proc = subprocess.Popen(["bash", "-c", f"exec {run}"], cwd=checkout, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    try:
+        lines = []
+        for line in proc.stdout:  # it says where it listens once it does
+            lines.append(line)
+            if "Ctrl-C to stop" in line:
+                break
+        assert f":{port} " in lines[-1], "".join(lines)
+        reply = b""
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode in (0, -signal.SIGINT, 130), out[-2000:]
+
+
+def test_commands_not_run_are_still_in_the_readme():
+    assert set(NOT_RUN) <= set(COMMANDS)  # an exemption for a command that is gone goes too
