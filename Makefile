@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The render test needs a real browser and Mermaid: Debian's chromium, and mermaid pinned in
+# package-lock.json (npm ci). Both are installed on first use, like the venv.
+CHROMIUM := /usr/bin/chromium
+MERMAID  := node_modules/.installed
 
-.PHONY: test lint unit scenarios demo bench clean fixtures
+.PHONY: test lint unit scenarios demo bench clean fixtures venv render-deps
 SDISTS := .harness-cache/sdists/.fetched
 
 $(STAMP): pyproject.toml
@@ -22,11 +26,30 @@ $(SDISTS): tests/sdists.py | $(STAMP)
 
 fixtures: $(SDISTS)
 
+# apt-get only when the browser is missing; its output goes to a log shown only on failure.
+$(CHROMIUM):
+	@echo "installing Debian's chromium (for the Mermaid render test)..."
+	@log=$$(mktemp); sudo=$$([ "$$(id -u)" -eq 0 ] || echo "sudo -n"); \
+	if ! { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	       $$sudo apt-get install -y -qq --no-install-recommends chromium; } >$$log 2>&1; then \
+	    tail -n 20 $$log; rm -f $$log; \
+	    echo "error: could not install chromium with apt-get (see above); install Debian's chromium package by hand (apt-get install chromium) and run make again" >&2; \
+	    exit 1; \
+	fi; rm -f $$log
+
+$(MERMAID): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js and npm (Debian: apt-get install npm) and run make again" >&2; exit 1; }
+	@npm ci --no-audit --no-fund --loglevel=error >/dev/null || { \
+	    echo "error: npm ci failed (see above): the npm registry must be reachable to install mermaid from package-lock.json" >&2; exit 1; }
+	@touch $(MERMAID)
+
+render-deps: $(CHROMIUM) $(MERMAID)
+
 lint: $(STAMP)
 	$(BIN)/ruff check harness servers scenarios tests
 	$(BIN)/mypy
 
-unit: $(STAMP) $(SDISTS)
+unit: $(STAMP) $(SDISTS) render-deps
 	$(BIN)/pytest -q tests
 
 scenarios: $(STAMP)
@@ -47,4 +70,4 @@ bench: $(STAMP)
 	$(BIN)/python -m harness.tools.bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
