@@ -50,9 +50,14 @@ def describe_decision(what: str, n: int, choice: int) -> str:
 
 
 def mermaid_text(text: str) -> str:
-    """Mermaid reads "#" as the start of an entity code and ";" as the end of a statement:
-    write both as entity codes, so every label survives ("received #2 ..." stays whole)."""
-    return re.sub(r"[#;]", lambda m: f"#{ord(m.group())};", text)
+    """One Mermaid label that renders as `text`, checked in a browser (tests/test_render.py).
+
+    Mermaid reads "#" as the start of an entity code, ";" as the end of a statement, "<br>"
+    as a line break (and other tags as markup), and "%%{...}%%" as a directive wherever it
+    stands: each of "#;<>%" becomes an entity code, so "received #2 ..." stays whole. A
+    line break would end the statement: control characters are written as Python escapes."""
+    text = re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
+    return re.sub(r"[#;<>%]", lambda m: f"#{ord(m.group())};", text)
 
 
 def _mermaid(log: list[str]) -> list[str]:
