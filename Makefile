@@ -36,6 +36,7 @@ $(CHROMIUM):
 	    echo "error: could not install chromium with apt-get (see above); install Debian's chromium package by hand (apt-get install chromium) and run make again" >&2; \
 	    exit 1; \
 	fi; rm -f $$log
+	@[ -x $@ ] || { echo "error: apt-get installed chromium but there is no $@" >&2; exit 1; }
 
 $(MERMAID): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js and npm (Debian: apt-get install npm) and run make again" >&2; exit 1; }
