@@ -9,6 +9,7 @@ run-independent description.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from harness.http.app import AsgiEvent, RequestRecord
@@ -200,7 +201,7 @@ def body_failures(rec: RequestRecord, facts: ConnFacts) -> list[Failure]:
         return []
     where = request_path(rec.cid, rec.index)
     return [Failure("body-integrity", "body differs from the request's own",
-                    f"{where}: app received {len(rec.body)} bytes {rec.body[:40]!r}..., "
+                    f"{where}: app received {len(rec.body)} bytes {shown(rec.body[:40])}..., "
                     f"sent {len(expected)} bytes", where)]
 
 
@@ -249,9 +250,15 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
             continue
         if resp.status != 200 or (resp.complete and resp.body != expected):
             out.append(Failure("response-integrity", "wrong status or body",
-                               f"{where}: got {resp.status} {resp.body[:60]!r}, app sent 200 "
-                               f"{expected[:60]!r}", where))
+                               f"{where}: got {resp.status} {shown(resp.body[:60])}, app sent "
+                               f"200 {shown(expected[:60])}", where))
     return out
+
+
+def shown(data: bytes) -> str:
+    """Bytes in a message as a JSON string (each byte one character, as latin-1 reads it),
+    never a Python repr: reports are pasted where b'...' means nothing."""
+    return json.dumps(data.decode("latin-1"))
 
 
 def _is_truncation(error: str) -> bool:

@@ -38,7 +38,9 @@ from harness.targets.registry import (
     target_specs,
 )
 from harness.targets.runner import run, terminate_workers
-from harness.tools.report import render_reference, write_report
+from harness.tools.environment import installed_beside
+from harness.tools.reference_run import ReferenceRun
+from harness.tools.report import write_report
 
 REFERENCE = target_specs(REFERENCE_SERVER)[0]
 DEFAULT_BUDGET = 60.0
@@ -127,7 +129,7 @@ class Writer:
     def env_info(self) -> dict[str, Any] | None:
         """What the target's cached environment holds, for every report of this target."""
         env = ensure_target_env(self.spec)
-        return None if env is None else asdict(env.info)
+        return installed_beside(self.spec.entry) if env is None else asdict(env.info)
 
 
 def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
@@ -270,10 +272,15 @@ def _write_report(root: Path, label: str, finding: dict[str, Any], replayed: dic
         except HarnessError as exc:
             error = str(exc)
     # The requests the failure is about: the ones it names, and any receive() left waiting.
-    named = {f.get("request", "") for f in replayed["failures"] if f["kind"] == finding["kind"]}
+    same = [f for f in replayed["failures"] if f["kind"] == finding["kind"]]
+    named = {f.get("request", "") for f in same}
     focus = sorted((named - {""}) | {w["request"] for w in replayed["waiting"]})
-    return write_report(root, label, trace, finding, replayed["log"], env,
-                        functools.partial(render_reference, verdict, error, focus),
+    # The request this very failure names, for the diagnosis.
+    own = next((f for f in same if f["signature"] == finding["signature"]), None)
+    if own is not None:
+        finding = {**finding, "request": own.get("request", "")}
+    reference = ReferenceRun(verdict, error, focus, installed_beside(REFERENCE.entry))
+    return write_report(root, label, trace, finding, replayed["log"], env, reference,
                         replayed.get("waiting"))
 
 
@@ -293,7 +300,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     finding = {**same[0], "signature": trace.verdict["signature"], "trace": trace.to_json(),
                "runs_to_find": trace.meta.get("runs_to_find")}
     label = label_of(replayed["target"])
-    path = _write_report(Path(args.reports), label, finding, replayed, replayed.get("env"))
+    env = replayed.get("env") or (installed_beside(spec.entry) if spec.in_process() else None)
+    path = _write_report(Path(args.reports), label, finding, replayed, env)
     print(f"{finding['kind']}: {finding['signature']}\n  -> {path}/")
     return 0  # the report was written: the command did what it was asked
 

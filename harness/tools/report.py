@@ -2,9 +2,15 @@
 
     reports/<server>-<version>-<http>/<kind>-<id>/
         trace.json      the shrunk, replayable trace
-        report.md       what failed and where, the environment, the deviations
-                        from an ordinary run, a Mermaid timeline, how to replay
+        report.md       a one-line diagnosis; what the client and the app did, what
+                        went wrong, the deviations from an ordinary run, how to replay;
+                        then the details: await stacks, a Mermaid timeline, the
+                        scenario as JSON, the environment, the reference server's run
         test_repro.py   a standalone pytest file that fails while the bug is present
+
+Commands in a report name its files relative to the root of the project it sits
+in (the nearest folder upward holding .git or pyproject.toml), so they work from
+that root on any checkout; outside a project, by absolute path (reference_run.py).
 
 A folder is written in a temporary sibling and renamed into place, so an
 interrupted run never leaves half a report.
@@ -14,18 +20,23 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from harness.http.app import AppBehaviour
+from harness.http.client import ConnSpec, RequestSpec
 from harness.http.oracles import KINDS
 from harness.search.trace import Trace
+from harness.tools.diagnosis import app_account, client_account, diagnosis, focus_of, plural
+from harness.tools.environment import harness_line, target_lines
+from harness.tools.reference_run import ReferenceRun, Where
 
 MAX_TIMELINE = 120
 
@@ -103,7 +114,7 @@ def _mermaid(log: list[str]) -> list[str]:
 def _waiting_section(waiting: list[dict[str, Any]]) -> list[str]:
     if not waiting:
         return []
-    out = ["## Blocked await stacks", "",
+    out = ["### Blocked await stacks", "",
            "Each receive() still waiting when the run went quiescent, outermost frame first:",
            ""]
     for w in waiting:
@@ -112,114 +123,128 @@ def _waiting_section(waiting: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def render_reference(verdict: dict[str, Any] | None, error: str | None, focus: list[str],
-                     trace_path: str) -> str:
-    """What the built-in reference server did on the same trace, for the report."""
-    cmd = f"harness replay {trace_path} --server reference"
-    if verdict is None:
-        return f"Not replayed on the reference server: {error}."
-    out = []
-    if verdict["failures"]:
-        found = "; ".join(f"{f['kind']}: {f['message']}" for f in verdict["failures"])
-        out.append(f"On the same trace the reference server **also fails**: {found}. It "
-                   "should pass every scenario; please report this against the harness.")
-    else:
-        out.append("On the same trace (the same scenario, its scheduling decisions followed "
-                   "as far as they apply) the reference server passes every oracle.")
-    if verdict.get("diverged_at") is not None:
-        out.append(f"From decision {verdict['diverged_at']} on its run asked other questions "
-                   "than the trace records, and took the ordinary choice for each.")
-    asgi = [line for line in verdict["log"] if line.split(" ", 2)[1:2] == ["asgi"]]
-    shown = [line for line in asgi if any(f" {r} " in line for r in focus)] or asgi
-    what = f"the request{'s' if len(focus) > 1 else ''} {', '.join(focus)}" if focus \
-        else "every request"
-    out += ["", f"What the app saw there for {what} (virtual seconds, ASGI events):", "",
-            "```", *shown[:MAX_TIMELINE], "```", "",
-            f"Its whole timeline: `{cmd}`. How it avoids the race: "
-            "servers/reference/README.md."]
-    return "\n".join(out)
+# -- the scenario as JSON ------------------------------------------------------------
+def _changed(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `values` not at their defaults, in the defaults' (field) order."""
+    order = [*defaults, *(k for k in values if k not in defaults)]
+    return {k: values[k] for k in order
+            if k in values and (k not in defaults or defaults[k] != values[k])}
 
 
+def scenario_json(scenario: dict[str, Any]) -> dict[str, Any]:
+    """The scenario with every field at its default left out (trace.json has them all);
+    a request keeps its method, a connection its requests."""
+    conn_defaults, req_defaults = ConnSpec().to_json(), asdict(RequestSpec())
+    app_defaults = AppBehaviour().to_json()
+    conns = [{"requests": [{"method": r.get("method", "GET"), **_changed(r, req_defaults)}
+                           for r in c.get("requests", [])],
+              **_changed({k: v for k, v in c.items() if k != "requests"}, conn_defaults)}
+             for c in scenario.get("connections", [])]
+    return {"family": scenario.get("family"), "connections": conns,
+            "behaviours": {f"/c{cid}/r{i}": _changed(b, app_defaults)
+                           for cid, i, b in scenario.get("behaviours", [])},
+            "server": scenario.get("server", {})}
+
+
+def json_lines(value: dict[str, Any]) -> list[str]:
+    """A JSON object one member a line, and a member that holds objects one of them a
+    line: short enough to read, and still JSON."""
+    def nested(v: Any) -> bool:
+        items = v.values() if isinstance(v, dict) else v if isinstance(v, list) else []
+        return any(isinstance(x, dict | list) for x in items)
+
+    out = ["{"]
+    for n, (key, v) in enumerate(value.items()):
+        comma = "," if n < len(value) - 1 else ""
+        if not nested(v):
+            out.append(f" {json.dumps(key)}: {json.dumps(v)}{comma}")
+            continue
+        items = [f"{json.dumps(k)}: {json.dumps(x)}" for k, x in v.items()] \
+            if isinstance(v, dict) else [json.dumps(x) for x in v]
+        opening, closing = ("{", "}") if isinstance(v, dict) else ("[", "]")
+        out += [f" {json.dumps(key)}: {opening}",
+                *(f"  {item}{',' if i < len(items) - 1 else ''}" for i, item in enumerate(items)),
+                f" {closing}{comma}"]
+    return [*out, "}"]
+
+
+# -- report.md -----------------------------------------------------------------------
 def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str],
-                    env: dict[str, Any] | None, replay_cmd: str,
-                    reference: str, waiting: list[dict[str, Any]] | None = None) -> str:
+                    env: dict[str, Any] | None, where: Where, reference: ReferenceRun,
+                    waiting: list[dict[str, Any]] | None = None) -> str:
+    """The diagnosis line first, then the shortest useful account, then the details."""
     target = trace.target or {}
     kind = finding["kind"]
+    scenario = trace.scenario
+    focus = focus_of(finding, replay_log)
+    deviations = [(i, d) for i, d in enumerate(trace.decisions) if d.choice]
     out = [
         f"# {kind} in {target.get('server')} {target.get('version')} ({target.get('http')})",
         "",
-        f"**Kind:** `{kind}`: {KINDS.get(kind, '')}.",
+        diagnosis(target, finding, scenario, replay_log),
         "",
-        f"**Signature:** `{finding['signature']}`",
-        "",
-        f"**What happened:** {finding['message']}",
-        "",
-        *_waiting_section(waiting or []),
-        "## Replay",
-        "",
-        "```",
-        replay_cmd,
-        "```",
-        "",
-        "`pytest test_repro.py` in this folder fails while the bug is present "
-        f"(set `HARNESS_SERVER={target.get('server')}==X` to point it at another release).",
-        "",
-        "## The shrunk ordering",
-        "",
-        f"Scenario family `{trace.scenario.get('family')}`; "
-        + (f"the search needed {finding['runs_to_find']} runs to find it; "
-           if finding.get("runs_to_find") else "")
-        + f"the shrunk trace makes {len(trace.decisions)} decisions.",
-        "",
+        f"- **The client** sent {client_account(scenario)}.",
+        "- **The app**, per request:",
+        *(f"  - {line}" for line in app_account(scenario)),
+        f"- **What went wrong:** {finding['message']}"
+        + (f"; it waits at `{_blocked_at(finding['signature'])}`"
+           if "blocked at " in finding["signature"] else "") + ".",
     ]
-    deviations = [(i, d) for i, d in enumerate(trace.decisions) if d.choice]
     if deviations:
-        out.append("It is an ordinary run except for these deviations:")
-        out.append("")
-        for i, d in deviations:
-            out.append(f"- decision {i}: {describe_decision(d.what, d.n, d.choice)}")
+        out.append(f"- **Deviations from an ordinary run** ({len(deviations)} of "
+                   f"{len(trace.decisions)} scheduling decisions):")
+        out += [f"  - decision {i}: {describe_decision(d.what, d.n, d.choice)}"
+                for i, d in deviations]
     else:
-        out.append("Every scheduling decision is the ordinary one: the scenario alone "
-                   "(client script, app behaviour, settings) triggers it, no unusual timing.")
-    out += ["", "Client connections:", ""]
-    for i, conn in enumerate(trace.scenario.get("connections", []), start=1):
-        reqs = ", ".join(
-            f"{r['method']} ({r['framing']} body {r['body_size']}B"
-            + (", HTTP/1.0" if r["http10"] else "") + (", close" if r["close"] else "")
-            + (", expect 100" if r["expect_continue"] else "")
-            + (f", after {r['pause']}s" if r["pause"] else "") + ")"
-            for r in conn["requests"])
-        mode = "pipelined" if conn["pipelined"] else "one after another"
-        ending = "" if conn["end"] == "none" else (
-            f"; then {conn['end']} {conn['end_moment']} (request {conn['end_request']}, "
-            f"after {conn['end_delay']}s)")
-        out.append(f"- c{i}: {mode}: {reqs}{ending}; reads {conn['read']}")
-    out += ["", "App behaviour per request:", ""]
-    defaults = AppBehaviour().to_json()
-    for cid, index, b in trace.scenario.get("behaviours", []):
-        plain = {k: b[k] for k in defaults if k in b and b[k] != defaults[k]}  # field order
-        out.append(f"- /c{cid}/r{index}: {plain or 'read the body, answer in one chunk'}")
-    out += ["", f"Server settings: `{trace.scenario.get('server')}`", "",
-            "## Timeline", "", "```mermaid", *_mermaid(replay_log), "```", "",
-            "## Environment", ""]
-    out.append(f"- target: {target.get('server')} {target.get('version')}, "
-               f"protocol {target.get('http')}")
-    if target.get("construction"):
-        out.append(f"- mounted as the release itself builds it: {target['construction']}")
-    for shim in target.get("shims", []):
-        out.append(f"- shim (added by the adapter for this Python): {shim}")
-    out.append(f"- Python {trace.meta.get('python', '?')}")
-    if env:
-        deps = ", ".join(f"{k} {v}" for k, v in sorted(env.get("installed", {}).items()))
-        by = f" (by {env['installer']})" if env.get("installer") else ""
-        out.append(f"- installed{by}: {deps}")
-        for note in env.get("fallbacks", []) + env.get("skipped", []):
-            out.append(f"- fallback: {note}")
-    out += ["", "## The reference server", "", reference, ""]
+        out.append("- **Deviations from an ordinary run:** none. Every scheduling decision "
+                   "is the ordinary one: the scenario alone triggers it.")
+    call = (focus.path, focus.call) if focus is not None and focus.call is not None else None
+    out += [f"- **Reference server:** {reference.summary(call)}.", "",
+            f"Replay it {where.run_from} (each exits 1 while the bug is present):", "",
+            "```", f"harness replay {where.trace}", f"pytest {where.repro}", "```", "",
+            f"On another release: `harness replay {where.trace} --server "
+            f"{target.get('server')}==X`, or `HARNESS_SERVER={target.get('server')}==X "
+            f"pytest {where.repro}`.", "",
+            "## Details", "",
+            f"**Kind:** `{kind}`: {KINDS.get(kind, '')}.", "",
+            f"**Signature:** `{finding['signature']}`", "",
+            *_waiting_section(waiting or []),
+            "### Timeline", "", "```mermaid", *_mermaid(replay_log), "```", "",
+            "### Scenario", "",
+            f"Scenario family `{scenario.get('family')}`; "
+            + (f"the search needed {finding['runs_to_find']} runs to find it; "
+               if finding.get("runs_to_find") else "")
+            + f"the shrunk trace makes {plural(len(trace.decisions), 'decision')}. As JSON, "
+            "fields at "
+            "their defaults left out (trace.json has them all):", "",
+            "```json", *json_lines(scenario_json(scenario)), "```", "",
+            "### Environment", "",
+            *(f"- {line}" for line in target_lines(target, env)),
+            f"- {harness_line(str(trace.meta.get('python', '?')))}",
+            f"- reference server: {_reference_env(reference)}", "",
+            "### The reference server", "", reference.section(where), ""]
     return "\n".join(out)
 
 
+def _blocked_at(signature: str) -> str:
+    return signature.split("blocked at ", 1)[1]
+
+
+def _reference_env(reference: ReferenceRun) -> str:
+    env = reference.env or {}
+    deps = ", ".join(f"{k} {v}" for k, v in sorted(env.get("installed", {}).items()))
+    verdict = reference.verdict
+    outcome = "not replayed" if verdict is None else (
+        "fails too" if verdict["failures"] else "passes every oracle")
+    return f"{deps or 'built into the harness'} (servers/reference/): {outcome} on the " \
+           "same trace"
+
+
 REPRO = '''"""Replays {kind} on {server} {version} ({http}); fails while the bug is present.
+
+Run it {run_from}:
+
+    pytest {repro}
 
 Point it at another release with HARNESS_SERVER={server}==X (the trace is then
 replayed leniently, as the code paths may differ).
@@ -243,23 +268,23 @@ def test_the_trace_no_longer_shows_{slug}():
 
 def write_report(root: Path, label: str, trace: Trace, finding: dict[str, Any],
                  replay_log: list[str], env: dict[str, Any] | None,
-                 reference: Callable[[str], str],
+                 reference: ReferenceRun,
                  waiting: list[dict[str, Any]] | None = None) -> Path:
-    """Write the report folder; `reference(trace_path)` renders its reference-server section."""
+    """Write the report folder of `finding` (its "request" names the request it is
+    about, when the replay said); `reference` is the reference server's run of it."""
     final = report_dir(root, label, finding["kind"], finding["signature"])
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
     try:
         target = trace.target or {}
-        rel = os.path.relpath(final / "trace.json")
-        cmd = f"harness replay {rel}"
+        where = Where.of(final)
         (work / "trace.json").write_text(trace.dumps())
         (work / "report.md").write_text(
-            render_markdown(trace, finding, replay_log, env, cmd, reference(rel), waiting))
+            render_markdown(trace, finding, replay_log, env, where, reference, waiting))
         (work / "test_repro.py").write_text(REPRO.format(
             kind=finding["kind"], slug=finding["kind"].replace("-", "_"),
             server=target.get("server"), version=target.get("version"),
-            http=target.get("http")))
+            http=target.get("http"), run_from=where.run_from, repro=where.repro))
         put_in_place(work, final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,231 @@
+"""Reports a maintainer pastes as they are: a diagnosis line first, JSON not Python reprs,
+commands that work from the repository root, and the versions of everything that ran.
+
+The end-to-end tests write a report with `harness report` from a trace of the installed
+uvicorn's httptools pipelining bug (made here by one ordinary run, so it runs in-process
+and fast); the committed showcase reports are checked for the same properties."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import re
+from pathlib import Path
+
+import pytest
+
+from harness.decisions import OrdinarySource
+from harness.decisions.base import Recorder
+from harness.http.app import AppBehaviour
+from harness.http.client import ConnSpec, RequestSpec
+from harness.http.oracles import shown
+from harness.http.scenario import HttpScenario, run_http
+from harness.search.explore import SETTINGS
+from harness.search.trace import Trace
+from harness.tools.cli import main
+from harness.tools.diagnosis import diagnosis
+from harness.tools.reference_run import Where, project_root
+from servers.uvicorn_target import UvicornTarget
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOWCASE = sorted((ROOT / "reports").glob("*/*/report.md"))
+REPR = re.compile(r"\{'|\bb'|\bb\"")
+
+# Two pipelined GETs; the first request's app watches for a disconnect and raises after
+# starting its response (reports/uvicorn-*-httptools/ tells the story).
+PIPELINED = HttpScenario(
+    "pipelining", (ConnSpec((RequestSpec(), RequestSpec()), pipelined=True),),
+    ((1, 0, AppBehaviour(watch_disconnect=True, raise_at="after-start")),
+     (1, 1, AppBehaviour())))
+
+
+def failing_trace(folder: Path) -> Path:
+    target = UvicornTarget("httptools")
+    recorder = Recorder(OrdinarySource())
+    run = run_http(PIPELINED, target, recorder, SETTINGS)
+    assert run.failures, f"uvicorn {target.version} (httptools) no longer shows the " \
+                         "pipelining bug this test reports on: give it another failing run"
+    failure = run.failures[0]
+    trace = Trace(PIPELINED.to_json(), recorder.decisions, SETTINGS, target.describe(),
+                  {"kind": failure.kind, "signature": failure.signature,
+                   "message": failure.message}, {"python": platform.python_version()})
+    path = folder / "found.json"
+    trace.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project (it has a pyproject.toml) whose reports/ holds one report, written by
+    `harness report` run from a folder inside it, not from its root."""
+    root = tmp_path_factory.mktemp("project")
+    (root / "pyproject.toml").write_text('[project]\nname = "someone-else"\n')
+    (root / "src").mkdir()
+    trace = failing_trace(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root / "src")
+        assert main(["report", str(trace), "--reports", "../reports"]) == 0
+    return root
+
+
+def the_report(project: Path) -> Path:
+    [folder] = (project / "reports").glob("*/*")
+    return folder
+
+
+def test_harness_report_exits_0_and_opens_with_a_diagnosis_naming_server_version_and_kind(
+        project: Path):
+    text = (the_report(project) / "report.md").read_text()
+    title, blank, first, *_ = text.splitlines()
+    version = importlib.metadata.version("uvicorn")
+    assert title == f"# lost-disconnect in uvicorn {version} (httptools)" and blank == ""
+    assert first.startswith(f"uvicorn {version} (httptools), lost-disconnect: ")
+    assert "the first of two pipelined requests never returns after the server closed the " \
+           "connection" in first and "the app had raised after starting its response" in first
+    assert first.endswith(".") and first.count(". ") == 0  # one sentence
+    account = text.split("## Details", 1)[0]
+    for part in ("**The client** sent two GETs pipelined in one write.", "**The app**",
+                 "**What went wrong:**", "**Deviations from an ordinary run:** none",
+                 "**Reference server:** passes every oracle"):
+        assert part in account
+
+
+def test_report_md_shows_json_never_python_reprs(project: Path):
+    for path in [the_report(project) / "report.md", *SHOWCASE]:
+        text = path.read_text()
+        assert not REPR.findall(text), path
+        [block] = re.findall(r"```json\n(.*?)```", text, re.S)
+        scenario = json.loads(block)
+        assert set(scenario) == {"family", "connections", "behaviours", "server"}, path
+
+
+def test_bytes_in_oracle_messages_are_json_strings():
+    assert shown(b"c1r0:0;\x00'") == '"c1r0:0;\\u0000\'"'
+
+
+def test_the_replay_commands_work_from_the_project_root(
+        project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    folder = the_report(project)
+    text = (folder / "report.md").read_text()
+    [trace] = re.findall(r"^harness replay (\S+)$", text, re.M)
+    [repro] = re.findall(r"^pytest (\S+)$", text, re.M)
+    assert "from the repository root" in text
+    assert trace == f"{folder.relative_to(project).as_posix()}/trace.json"
+    assert (project / trace).is_file() and (project / repro).is_file()
+    script = (folder / "test_repro.py").read_text()
+    assert f"from the repository root:\n\n    pytest {repro}\n" in script
+    monkeypatch.chdir(project)
+    assert main(["replay", trace]) == 1  # the command, as written, from the root
+    assert "verdict: lost-disconnect" in capsys.readouterr().out
+
+
+def test_outside_any_project_the_commands_name_the_report_by_absolute_path(tmp_path: Path):
+    assert project_root(tmp_path) is None, "a pyproject.toml or .git above the temp folder"
+    where = Where.of(tmp_path / "r" / "lost-disconnect-1")
+    assert where.folder == str((tmp_path / "r" / "lost-disconnect-1").resolve())
+    assert where.run_from == "from any folder"
+
+
+def test_the_project_root_is_the_nearest_folder_with_git_or_pyproject(tmp_path: Path):
+    (tmp_path / "outer").mkdir()
+    (tmp_path / "outer" / "pyproject.toml").write_text("")
+    inner = tmp_path / "outer" / "checkout"
+    (inner / "reports" / "x").mkdir(parents=True)
+    (inner / ".git").write_text("gitdir: elsewhere\n")  # a git worktree's .git is a file
+    assert project_root(inner / "reports" / "x") == inner
+    assert Where.of(inner / "reports" / "x").folder == "reports/x"
+
+
+def test_the_environment_lists_every_target_with_its_dependency_versions(project: Path):
+    text = (the_report(project) / "report.md").read_text()
+    env = text.split("### Environment", 1)[1].split("###", 1)[0]
+    v = importlib.metadata.version
+    target_line = next(line for line in env.splitlines() if line.startswith("- uvicorn "))
+    assert "installed beside the harness" in target_line
+    for dist in ("uvicorn", "h11", "httptools", "click"):
+        assert f"{dist} {v(dist)}" in target_line
+    assert f"- harness: asgi-race-harness {v('asgi-race-harness')} on Python " in env
+    reference = next(line for line in env.splitlines() if line.startswith("- reference "))
+    assert f"h11 {v('h11')}" in reference and "passes every oracle" in reference
+
+
+def test_a_cached_release_lists_what_its_environment_installed_and_every_fallback():
+    for path in SHOWCASE:
+        label = path.parent.parent.name
+        env = path.read_text().split("### Environment", 1)[1].split("###", 1)[0]
+        server, version, _ = label.split("-")
+        line = next(x for x in env.splitlines() if x.startswith(f"- {server} {version} "))
+        assert f"{server} {version}" in line.split(": ", 1)[1], (path, line)
+        assert re.search(r"\bh11 \d", line), (path, line)
+        assert re.search(r"- reference server: .*h11 \d", env), path
+    old = (ROOT / "reports/uvicorn-0.11.3-h11/receive-hang-e2bf0886/report.md").read_text()
+    assert "into its own cached environment: click 7.1.2, h11 0.9.0" in old
+    assert "- fallback: httptools==0.1.2 does not build" in old
+
+
+def test_each_showcase_report_opens_with_its_diagnosis_and_replays_from_the_root():
+    assert len(SHOWCASE) >= 5
+    for path in SHOWCASE:
+        server, version, http = path.parent.parent.name.split("-")
+        kind = path.parent.name.rsplit("-", 1)[0]
+        lines = path.read_text().splitlines()
+        assert lines[0] == f"# {kind} in {server} {version} ({http})"
+        assert lines[2].startswith(f"{server} {version} ({http}), {kind}: the app's receive()")
+        [trace] = re.findall(r"^harness replay (\S+)$", "\n".join(lines), re.M)
+        assert (ROOT / trace).resolve() == (path.parent / "trace.json").resolve()
+
+
+# -- the diagnosis, from what each failure variant logs ----------------------------
+KEEPALIVE_TWO = {"family": "flow", "connections": [{"requests": [{"method": "GET"}] * 2}],
+                 "behaviours": [[1, 0, {"watch_disconnect": True}], [1, 1, {}]]}
+ONE_GET = {"family": "keepalive", "connections": [{"requests": [{"method": "GET"}]}],
+           "behaviours": [[1, 0, {"receive_after": True}]]}
+HALF_CLOSED_POST = {"family": "disconnect", "connections": [
+    {"requests": [{"method": "POST", "framing": "chunked", "body_size": 7}],
+     "end": "half-close", "end_moment": "mid-body"}], "behaviours": [[1, 0, {}]]}
+TARGET = {"server": "someserver", "version": "1.2", "http": "h11"}
+
+
+@pytest.mark.parametrize(("kind", "signature", "message", "scenario", "log", "expected"), [
+    ("receive-hang", "blocked at s.py:1 in receive",
+     "/c1/r1: receive() #1 never returned though the request body had fully arrived",
+     KEEPALIVE_TWO,
+     ["0.000000 asgi /c1/r0 watch", "0.000000 asgi /c1/r1 call /c1/r1",
+      "0.500000 asgi /c1/r1 receive #1"],
+     "someserver 1.2 (h11), receive-hang: the app's receive() for the second request on a "
+     "keep-alive connection never returns, though that request had fully arrived (the first "
+     "request's app was watching for a disconnect)."),
+    ("lost-disconnect", "receive() after the response: http.disconnect only after virtual "
+     "time passed", "/c1/r0: receive() #2 after the response: http.disconnect only after "
+     "virtual time passed", ONE_GET,
+     ["0.000000 asgi /c1/r0 receive #2", "5.000000 timer Proto.keep_alive_timeout",
+      "5.000000 asgi /c1/r0 received #2 http.disconnect"],
+     "someserver 1.2 (h11), lost-disconnect: the app's receive() after its response to a GET "
+     "returns http.disconnect only when the timer Proto.keep_alive_timeout fires 5 s later, "
+     "instead of at once."),
+    ("lost-disconnect", "receive() after the response: blocked at q.py:1 in get",
+     "/c1/r0: receive() #3 after the response never returned", ONE_GET,
+     ["0.500000 client-reset client[c1]", "0.500000 asgi /c1/r0 watch",
+      "0.500000 asgi /c1/r0 received #2 http.disconnect", "1.000000 asgi /c1/r0 receive #3"],
+     "someserver 1.2 (h11), lost-disconnect: the app's receive() after its response to a GET "
+     "never returns instead of returning http.disconnect (the client had reset the "
+     "connection; the app was watching for a disconnect; an earlier receive() had returned "
+     "http.disconnect)."),
+    ("lost-disconnect", "receive() after client EOF: blocked at q.py:1 in get",
+     "/c1/r0: receive() #2 waits for a body the client can no longer send (it closed its "
+     "side)", HALF_CLOSED_POST,
+     ["0.000000 client-shutdown client[c1]", "0.000000 asgi /c1/r0 receive #2"],
+     "someserver 1.2 (h11), lost-disconnect: the app's receive() for a POST with a 7-byte "
+     "chunked body waits forever for more of the body after the client half-closed the "
+     "connection."),
+    ("server-error", "someserver.error: ValueError",
+     "someserver.error logged: Exception in ASGI application (ValueError)", ONE_GET, [],
+     "someserver 1.2 (h11), server-error: the server logged an error the app did not cause: "
+     "someserver.error logged: Exception in ASGI application (ValueError)."),
+])
+def test_the_diagnosis_is_derived_from_the_failure_the_scenario_and_the_log(
+        kind: str, signature: str, message: str, scenario: dict[str, object], log: list[str],
+        expected: str):
+    finding = {"kind": kind, "signature": signature, "message": message}
+    assert diagnosis(TARGET, finding, scenario, log) == expected
