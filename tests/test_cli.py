@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,8 @@ def test_explore_that_finds_a_failure_exits_1_and_writes_a_whole_report(found_re
             "report.md", "test_repro.py", "trace.json"]
         text = (report / "report.md").read_text()
         assert "```mermaid" in text and "harness replay" in text
+        assert f"uvicorn {version('uvicorn')} (protocol httptools), installed beside the " \
+               f"harness: " in text and f"httptools {version('httptools')}" in text
         assert json.loads((report / "trace.json").read_text())["verdict"]["kind"] in text
         reference = text.split("## The reference server", 1)[1]
         assert "the reference server passes every oracle" in reference

@@ -24,7 +24,7 @@ from harness.http.scenario import HttpScenario, run_http
 from harness.search.explore import SETTINGS
 from harness.search.trace import Trace
 from harness.tools.cli import main
-from harness.tools.diagnosis import diagnosis
+from harness.tools.diagnosis import client_account, diagnosis
 from harness.tools.reference_run import Where, project_root
 from servers.uvicorn_target import UvicornTarget
 
@@ -229,3 +229,20 @@ def test_the_diagnosis_is_derived_from_the_failure_the_scenario_and_the_log(
         expected: str):
     finding = {"kind": kind, "signature": signature, "message": message}
     assert diagnosis(TARGET, finding, scenario, log) == expected
+
+
+@pytest.mark.parametrize(("connections", "expected"), [
+    ([{"requests": [{"method": "GET"}], "end": "reset", "end_moment": "after-send",
+       "end_delay": 0.5}],
+     "a GET; then it reset the connection 0.5 s after sending its requests"),
+    ([{"requests": [{"method": "GET"}] * 2, "pipelined": True}], "two GETs pipelined in one write"),
+    ([{"requests": [{"method": "POST", "framing": "length", "body_size": 9}] * 2,
+       "read": "stop"}],
+     "two POSTs, each with a 9-byte body, one after another on one keep-alive connection, "
+     "never reading the responses"),
+    ([{"requests": [{"method": "GET"}]}, {"requests": [{"method": "GET", "http10": True}]}],
+     "c1: a GET; c2: a GET, over HTTP/1.0"),
+])
+def test_the_account_says_what_the_client_did_in_words(
+        connections: list[dict[str, object]], expected: str):
+    assert client_account({"connections": connections}) == expected

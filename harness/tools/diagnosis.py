@@ -151,6 +151,8 @@ def _moment(conn: dict[str, Any]) -> str:
             "mid-body": f"in the middle of the {n} request's body",
             "mid-response": f"in the middle of the {n} response"}.get(moment, moment)
     delay = float(conn.get("end_delay", 0) or 0)
+    if delay and text.startswith("after "):
+        return f"{delay:g} s {text}"
     return text + (f", {delay:g} s later" if delay else "")
 
 
