@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -246,3 +249,25 @@ def test_the_diagnosis_is_derived_from_the_failure_the_scenario_and_the_log(
 def test_the_account_says_what_the_client_did_in_words(
         connections: list[dict[str, object]], expected: str):
     assert client_account({"connections": connections}) == expected
+
+
+def test_the_generated_repro_test_fails_while_the_bug_is_present_and_passes_elsewhere(
+        project: Path):
+    """The round trip of test_repro.py, run as its docstring says (from the root)."""
+    repro = (the_report(project) / "test_repro.py").relative_to(project).as_posix()
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", repro]
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_SERVER"}
+    failing = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert failing.returncode == 1 and "receive() #2 never returned" in failing.stdout, \
+        failing.stdout[-2000:] + failing.stderr[-2000:]
+    passing = subprocess.run(command, cwd=project, env={**env, "HARNESS_SERVER": "reference"},
+                             capture_output=True, text=True, timeout=300)
+    assert passing.returncode == 0, passing.stdout[-2000:] + passing.stderr[-2000:]
+
+
+def test_a_target_built_from_a_working_copy_or_commit_is_named_with_where_it_came_from():
+    finding = {"kind": "server-error", "signature": "x: E", "message": "x logged: boom (E)"}
+    copy = {**TARGET, "source": "./someserver"}
+    assert diagnosis(copy, finding, ONE_GET, []).startswith(
+        "someserver 1.2 (h11) from ./someserver, server-error: ")

@@ -87,6 +87,13 @@ def focus_of(finding: dict[str, Any], log: list[str]) -> Focus | None:
     return Focus(int(m[1]), int(m[2]), int(call[1]) if call else None, parse_log(log))
 
 
+def target_name(target: dict[str, Any]) -> str:
+    """"uvicorn 0.11.3 (h11)", and where it was built from when not a release from the
+    index (a working copy or a git commit, as its --server spelling names it)."""
+    name = f"{target.get('server')} {target.get('version')} ({target.get('http')})"
+    return name + (f" from {target['source']}" if target.get("source") else "")
+
+
 # -- the scenario in words ----------------------------------------------------------
 def request_words(req: dict[str, Any]) -> str:
     """"a GET", "a POST with a 7-byte chunked body"."""
@@ -198,7 +205,7 @@ def diagnosis(target: dict[str, Any], finding: dict[str, Any], scenario: dict[st
     circumstances that matter ("uvicorn 0.11.3 (h11), receive-hang: the app's receive()
     for the second request on a keep-alive connection never returns, ...")."""
     kind, signature = finding["kind"], finding["signature"]
-    who = f"{target.get('server')} {target.get('version')} ({target.get('http')}), {kind}"
+    who = f"{target_name(target)}, {kind}"
     focus = focus_of(finding, log)
     if focus is None or kind not in ("receive-hang", "lost-disconnect"):
         what = finding.get("message", "").strip().rstrip(".")

@@ -34,7 +34,14 @@ from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.oracles import KINDS
 from harness.search.trace import Trace
-from harness.tools.diagnosis import app_account, client_account, diagnosis, focus_of, plural
+from harness.tools.diagnosis import (
+    app_account,
+    client_account,
+    diagnosis,
+    focus_of,
+    plural,
+    target_name,
+)
 from harness.tools.environment import harness_line, target_lines
 from harness.tools.reference_run import ReferenceRun, Where
 
@@ -179,7 +186,7 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
     focus = focus_of(finding, replay_log)
     deviations = [(i, d) for i, d in enumerate(trace.decisions) if d.choice]
     out = [
-        f"# {kind} in {target.get('server')} {target.get('version')} ({target.get('http')})",
+        f"# {kind} in {target_name(target)}",
         "",
         diagnosis(target, finding, scenario, replay_log),
         "",
@@ -240,14 +247,16 @@ def _reference_env(reference: ReferenceRun) -> str:
            "same trace"
 
 
-REPRO = '''"""Replays {kind} on {server} {version} ({http}); fails while the bug is present.
+REPRO = '''"""Replays {kind} on {name}; fails while the bug is present.
 
 Run it {run_from}:
 
     pytest {repro}
 
-Point it at another release with HARNESS_SERVER={server}==X (the trace is then
-replayed leniently, as the code paths may differ).
+Point it at another release with HARNESS_SERVER={server}==X, or at a working copy
+or commit with HARNESS_SERVER=./path or git+REPO@REV (the trace is then replayed
+leniently, as the code paths may differ). Unset, it replays on the trace's own
+target, strictly.
 """
 
 import os
@@ -256,11 +265,11 @@ from pathlib import Path
 from harness.api import replay_trace_file
 
 TRACE = Path(__file__).with_name("trace.json")
-SERVER = os.environ.get("HARNESS_SERVER", "{server}=={version}")
+SERVER = os.environ.get("HARNESS_SERVER") or None  # None: the trace's own target
 
 
 def test_the_trace_no_longer_shows_{slug}():
-    verdict = replay_trace_file(TRACE, SERVER, http="{http}")
+    verdict = replay_trace_file(TRACE, SERVER)
     same = [f for f in verdict["failures"] if f["kind"] == "{kind}"]
     assert not same, "\\n".join(f["message"] for f in same)
 '''
@@ -283,8 +292,8 @@ def write_report(root: Path, label: str, trace: Trace, finding: dict[str, Any],
             render_markdown(trace, finding, replay_log, env, where, reference, waiting))
         (work / "test_repro.py").write_text(REPRO.format(
             kind=finding["kind"], slug=finding["kind"].replace("-", "_"),
-            server=target.get("server"), version=target.get("version"),
-            http=target.get("http"), run_from=where.run_from, repro=where.repro))
+            name=target_name(target), server=target.get("server"),
+            run_from=where.run_from, repro=where.repro))
         put_in_place(work, final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
