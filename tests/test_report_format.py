@@ -28,7 +28,8 @@ from harness.search.explore import SETTINGS
 from harness.search.trace import Trace
 from harness.tools.cli import main
 from harness.tools.diagnosis import client_account, diagnosis
-from harness.tools.reference_run import Where, project_root
+from harness.tools.reference_run import ReferenceRun, Where, project_root
+from harness.tools.report import render_markdown
 from servers.uvicorn_target import UvicornTarget
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,6 +227,11 @@ TARGET = {"server": "someserver", "version": "1.2", "http": "h11"}
      "someserver.error logged: Exception in ASGI application (ValueError)", ONE_GET, [],
      "someserver 1.2 (h11), server-error: the server logged an error the app did not cause: "
      "someserver.error logged: Exception in ASGI application (ValueError)."),
+    ("stuck", "stuck in app.py in spin",
+     "a callback never returned to the loop; stopped by the watchdog at:\napp.py:3 in spin",
+     ONE_GET, [],
+     "someserver 1.2 (h11), stuck: a callback never gave control back to the loop (it spins "
+     "or blocks): stuck in app.py in spin."),
 ])
 def test_the_diagnosis_is_derived_from_the_failure_the_scenario_and_the_log(
         kind: str, signature: str, message: str, scenario: dict[str, object], log: list[str],
@@ -271,3 +277,19 @@ def test_a_target_built_from_a_working_copy_or_commit_is_named_with_where_it_cam
     copy = {**TARGET, "source": "./someserver"}
     assert diagnosis(copy, finding, ONE_GET, []).startswith(
         "someserver 1.2 (h11) from ./someserver, server-error: ")
+
+
+def test_a_message_of_several_lines_stays_whole_in_the_details_and_one_line_above():
+    stack = "a callback never returned to the loop; stopped by the watchdog at:\n" \
+            "srv.py:3 in spin\nsrv.py:9 in loop"
+    finding = {"kind": "stuck", "signature": "stuck in srv.py in spin", "message": stack}
+    trace = Trace(ONE_GET, [], SETTINGS, TARGET, None, {"python": "3.11"})
+    text = render_markdown(trace, finding, [], None, Where("reports/x", True),
+                           ReferenceRun(None, "not asked", []), [])
+    [wrong] = [line for line in text.splitlines() if "**What went wrong:**" in line]
+    assert wrong.endswith("stopped by the watchdog at `srv.py:9 in loop` (the whole message "
+                          "is below).")
+    assert f"```\n{stack}\n```" in text.split("## Details", 1)[1]
+    assert text.splitlines()[2] == "someserver 1.2 (h11), stuck: a callback never gave " \
+                                   "control back to the loop (it spins or blocks): stuck in " \
+                                   "srv.py in spin."

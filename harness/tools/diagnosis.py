@@ -208,7 +208,10 @@ def diagnosis(target: dict[str, Any], finding: dict[str, Any], scenario: dict[st
     who = f"{target_name(target)}, {kind}"
     focus = focus_of(finding, log)
     if focus is None or kind not in ("receive-hang", "lost-disconnect"):
-        what = finding.get("message", "").strip().rstrip(".")
+        message = finding.get("message", "").strip()
+        # A message of several lines (a stuck run's stack) is not a sentence: its
+        # signature says the same in one line.
+        what = signature if "\n" in message else message.rstrip(".")
         return f"{who}: {KINDS.get(kind, kind)}: {what}."
     clause = _receive_clause(kind, signature, subject(scenario, focus), focus)
     notes = _circumstances(signature, scenario, focus)

@@ -193,7 +193,7 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
         f"- **The client** sent {client_account(scenario)}.",
         "- **The app**, per request:",
         *(f"  - {line}" for line in app_account(scenario)),
-        f"- **What went wrong:** {finding['message']}"
+        f"- **What went wrong:** {_what_went_wrong(finding['message'])}"
         + (f"; it waits at `{_blocked_at(finding['signature'])}`"
            if "blocked at " in finding["signature"] else "") + ".",
     ]
@@ -215,6 +215,7 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
             "## Details", "",
             f"**Kind:** `{kind}`: {KINDS.get(kind, '')}.", "",
             f"**Signature:** `{finding['signature']}`", "",
+            *_rest_of_message(finding["message"]),
             *_waiting_section(waiting or []),
             "### Timeline", "", "```mermaid", *_mermaid(replay_log), "```", "",
             "### Scenario", "",
@@ -231,6 +232,21 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
             f"- reference server: {_reference_env(reference)}", "",
             "### The reference server", "", reference.section(where), ""]
     return "\n".join(out)
+
+
+def _what_went_wrong(message: str) -> str:
+    """The message in one line: a message of several (a stuck run's: "... at:" and a
+    stack) gives its headline and the last line, the rest is under Details."""
+    lines = message.strip().splitlines() or [""]
+    if len(lines) == 1:
+        return lines[0].rstrip(".")
+    return f"{lines[0].rstrip(':')} `{lines[-1].strip()}` (the whole message is below)"
+
+
+def _rest_of_message(message: str) -> list[str]:
+    """The lines of a message after its headline (where a stuck run spun), verbatim."""
+    rest = message.strip().splitlines()[1:]
+    return ["**The whole message:**", "", "```", message.strip(), "```", ""] if rest else []
 
 
 def _blocked_at(signature: str) -> str:
