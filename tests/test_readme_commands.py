@@ -122,4 +122,5 @@ def serve(checkout: Path, env: dict[str, str], run: str) -> None:
 
 
 def test_commands_not_run_are_still_in_the_readme():
-    assert set(NOT_RUN) <= set(COMMANDS)  # an exemption for a command that is gone goes too
+    text = (ROOT / "README.md").read_text()
+    assert all(f"`{c}`" in text or c in COMMANDS for c in NOT_RUN)  # an exemption goes with it
