@@ -13,23 +13,40 @@ run recorded. Strategies (how choices are made while searching):
 - random:     Hypothesis draws the scenario, a seeded RandomSource the decisions;
 - pct:        likewise with a PCTSource (a few deviations at random points).
 
-After any strategy a greedy pass resets each remaining deviation to 0 where
-the failure survives, and the result is replayed strictly before it is
-reported (DESIGN.md, Rule 2): a replay that does not fail again is a harness
-bug and raises.
+A search goes in three steps, the first two only with an examples store
+(harness/search/examples.py):
+
+1. stored failures: each stored (scenario, decisions) is replayed strictly, one run
+   each. One that still fails is reported at once (it was shrunk when stored); one
+   that passes or no longer replays is dropped from the store;
+2. Hypothesis's example database: one round that only replays the stored choice
+   sequences (Phase.reuse), which reach their failures even where the code under
+   test changed under a trace;
+3. rounds of generated examples, each a complete Hypothesis run with its own seed,
+   saving what fails to the database.
+
+After any strategy a greedy pass resets each remaining deviation to 0 where the
+failure survives, and the result is replayed strictly before it is reported
+(DESIGN.md, Rule 2): a replay that does not fail again is a harness bug and raises.
+
+Time: the budget counts searching only. Its clock pauses while a failure is
+shrunk, and shrinking has its own limit per failure (the profile's shrink_seconds);
+the report gives both times. The budget and the run limit are checked before every
+run, inside a round: a round past either stops at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+import unittest
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
+from hypothesis.database import ExampleDatabase
 
 from harness.decisions import (
     Decision,
@@ -38,11 +55,16 @@ from harness.decisions import (
     PCTSource,
     RandomSource,
     ReplaySource,
+    TraceDivergence,
 )
+from harness.search.profiles import PROFILES, Profile
 
 STRATEGIES = ("hypothesis", "random", "pct")
-ROUND_EXAMPLES = 200
+SOURCES = ("search", "trace", "examples")  # where a finding came from
 X = TypeVar("X")
+RUNS_EVERY = 10  # a "runs" progress event every this many runs...
+RUNS_SECONDS = 0.5  # ...or this many seconds, whichever comes first
+REUSE_LIMIT = 100_000
 
 
 class HasKey(Protocol):
@@ -64,12 +86,24 @@ class Found(Generic[X]):
     runs_to_find: int
     seconds_to_find: float
     seconds_to_shrink: float
+    source: str = "search"  # one of SOURCES
+
+
+@dataclass
+class Stored(Generic[X]):
+    """A failure an earlier search confirmed, to replay before searching."""
+
+    name: str
+    scenario: X
+    decisions: list[Decision]
+    forget: Callable[[], None] = lambda: None  # it passes or no longer replays
 
 
 @dataclass
 class SearchReport(Generic[X]):
     runs: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # searching, shrinking excluded
+    shrink_seconds: float = 0.0
     found: list[Found[X]] = field(default_factory=list)
 
     @property
@@ -85,11 +119,100 @@ class _Interesting(Exception):
     pass
 
 
+class _Stop(KeyboardInterrupt):
+    """Ends a Hypothesis run between two examples (the budget or a limit is spent).
+
+    A KeyboardInterrupt because that is what Hypothesis's engine passes through
+    without recording anything: an example cut short this way is neither a failure
+    nor saved to the database. It never leaves this module."""
+
+
 Progress = Callable[[str, dict[str, Any]], None]
 
 
 def _no_progress(event: str, info: dict[str, Any]) -> None:
     pass
+
+
+class _Clock:
+    """Search time (shrinking excluded) against the budget, runs against the limit."""
+
+    def __init__(self, report: SearchReport[Any], budget: float, max_runs: int | None,
+                 progress: Progress, now: Callable[[], float]) -> None:
+        self.report, self.budget, self.max_runs = report, budget, max_runs
+        self.progress, self.now = progress, now
+        self.start = now()
+        self.shrink_began: float | None = None
+        self.last_tick = (0, self.start)
+
+    def searched(self) -> float:
+        paused = self.now() - self.shrink_began if self.shrink_began is not None else 0.0
+        return self.now() - self.start - self.report.shrink_seconds - paused
+
+    def spent(self) -> bool:
+        over_time = self.budget > 0 and self.searched() >= self.budget
+        over_runs = self.max_runs is not None and self.report.runs >= self.max_runs
+        return over_time or over_runs
+
+    def shrinking(self, key: tuple[str, str]) -> None:
+        self.shrink_began = self.now()
+        self.progress("shrinking", {"kind": key[0], "signature": key[1],
+                                    "runs": self.report.runs})
+
+    def shrunk(self, key: tuple[str, str]) -> float:
+        assert self.shrink_began is not None
+        seconds = self.now() - self.shrink_began
+        self.report.shrink_seconds += seconds
+        self.shrink_began = None
+        self.progress("shrunk", {"kind": key[0], "signature": key[1], "seconds": seconds})
+        return seconds
+
+    def shrink_deadline(self, limit: float) -> float:
+        assert self.shrink_began is not None
+        return self.shrink_began + limit
+
+    def ran(self) -> None:
+        self.report.runs += 1
+        runs, when = self.last_tick
+        now = self.now()
+        if self.report.runs - runs >= RUNS_EVERY or now - when >= RUNS_SECONDS:
+            self.last_tick = (self.report.runs, now)
+            self.progress("runs", {"runs": self.report.runs, "searched": self.searched(),
+                                   "shrinking": self.report.shrink_seconds})
+
+
+@dataclass
+class _Search(Generic[X]):
+    """What every step of one search shares."""
+
+    generate: Callable[[Callable[[Any], Any]], X]
+    execute: Callable[[X, DecisionSource], Outcome]
+    strategy: str
+    profile: Profile
+    clock: _Clock
+    seen: set[tuple[str, str]]
+    accept: Callable[[Any], bool] | None
+
+    def new(self, failures: list[Any]) -> list[Any]:
+        return [f for f in failures
+                if f.key() not in self.seen and (self.accept is None or self.accept(f))]
+
+    def source(self, data: Any) -> DecisionSource:
+        if self.strategy == "hypothesis":
+            return HypothesisSource(data)
+        run_seed = data.draw(st.integers(0, 2**32 - 1))
+        return RandomSource(run_seed) if self.strategy == "random" else PCTSource(run_seed)
+
+    def finish(self, key: tuple[str, str], scenario: X, decisions: list[Decision],
+               found_at: tuple[int, float], source: str) -> Found[X]:
+        """Zero what deviations it can, confirm by strict replay; the clock is shrinking."""
+        deadline = self.clock.shrink_deadline(self.profile.shrink_seconds)
+        decisions = _zero_deviations(self.execute, scenario, decisions, key,
+                                     self.profile.zero_attempts, deadline, self.clock.now)
+        failure = _confirm(self.execute, scenario, decisions, key)
+        shrink_seconds = self.clock.shrunk(key)
+        return Found(key, failure, scenario, decisions, found_at[0], found_at[1],
+                     shrink_seconds, source)
 
 
 def search(
@@ -105,106 +228,181 @@ def search(
     accept: Callable[[Any], bool] | None = None,
     progress: Progress = _no_progress,
     on_found: Callable[[Found[X]], None] = lambda found: None,
+    profile: Profile = PROFILES["default"],
+    stored: Sequence[Stored[X]] = (),
+    database: ExampleDatabase | None = None,
+    database_key: bytes = b"",
+    now: Callable[[], float] = time.monotonic,
 ) -> SearchReport[X]:
     """Search until the budget is spent (or `max_found` distinct failures).
 
     `accept`, if given, limits which failures count: the others are ignored,
     which is how a benchmark measures the time to one particular bug. `on_found` is
     called with each distinct failure the moment it is shrunk and confirmed, so a
-    caller can keep it whatever happens to the rest of the search."""
+    caller can keep it whatever happens to the rest of the search. `stored` and
+    `database` (under `database_key`) are the examples store's two layers; `now`
+    is the clock budgets are measured by (a test's fake clock)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
     if budget_seconds <= 0 and max_runs is None:
         raise ValueError("the search needs a budget: budget_seconds > 0 or max_runs")
     report: SearchReport[X] = SearchReport()
-    start = time.monotonic()
-    seen = set(known)
-    rounds = 0
+    clock = _Clock(report, budget_seconds, max_runs, progress, now)
+    state = _Search(generate, execute, strategy, profile, clock, set(known), accept)
 
-    def exhausted() -> bool:
-        over_time = budget_seconds > 0 and time.monotonic() - start >= budget_seconds
-        over_runs = max_runs is not None and report.runs >= max_runs
-        return over_time or over_runs
+    def enough() -> bool:
+        return clock.spent() or (max_found is not None and len(report.found) >= max_found)
 
-    while not exhausted() and (max_found is None or len(report.found) < max_found):
-        runs_left = None if max_runs is None else max_runs - report.runs
-        found = _round(generate, execute, strategy, seed + rounds, frozenset(seen), report,
-                       start, runs_left, accept, progress)
-        rounds += 1
-        if found is None:
-            continue  # Nothing new in this round: another seed, while budget lasts.
-        seen.add(found.key)
+    def keep(found: Found[X]) -> None:
+        state.seen.add(found.key)
         report.found.append(found)
         on_found(found)
         progress("found", {"kind": found.key[0], "signature": found.key[1],
-                           "runs": report.runs, "distinct": len(report.found)})
-    report.seconds = time.monotonic() - start
+                           "runs": report.runs, "distinct": len(report.found),
+                           "source": found.source})
+
+    for example in stored:
+        if enough():
+            break
+        found = _replay_stored(state, example)
+        if found is not None:
+            keep(found)
+    if database is not None and not enough():
+        for found in _reuse(state, database, database_key, seed):
+            keep(found)
+            if enough():
+                break
+    rounds = 0
+    while not enough():
+        found = _round(state, seed + rounds, database, database_key)
+        rounds += 1
+        if found is not None:
+            keep(found)
+    report.seconds = clock.searched()
     return report
 
 
-def _round(
-    generate: Callable[[Callable[[Any], Any]], X],
-    execute: Callable[[X, DecisionSource], Outcome],
-    strategy: str,
-    round_seed: int,
-    known: frozenset[tuple[str, str]],
-    report: SearchReport[X],
-    start: float,
-    max_runs_left: int | None,
-    accept: Callable[[Any], bool] | None,
-    progress: Progress,
-) -> Found[X] | None:
-    state: dict[str, Any] = {"target": None, "last": None, "found_at": None, "shrinks": 0}
+def _replay_stored(state: _Search[X], example: Stored[X]) -> Found[X] | None:
+    source = ReplaySource(example.decisions, strict=True)
+    try:
+        outcome = state.execute(example.scenario, source)
+        if source.unused():
+            raise TraceDivergence(f"the run ended after {source.index} of "
+                                  f"{len(example.decisions)} decisions")
+    except TraceDivergence as exc:
+        state.clock.progress("stored", {"name": example.name, "state": "no longer applies",
+                                        "why": str(exc)})
+        example.forget()
+        return None
+    state.clock.ran()
+    if not outcome.failures:
+        state.clock.progress("stored", {"name": example.name, "state": "passes now"})
+        example.forget()
+        return None
+    new = state.new(outcome.failures)
+    if not new:  # it fails still, but with what this search does not count
+        return None
+    key = new[0].key()
+    found_at = (state.clock.report.runs, state.clock.searched())
+    state.clock.progress("stored", {"name": example.name, "state": "fails",
+                                    "kind": key[0], "signature": key[1]})
+    state.clock.shrinking(key)
+    return state.finish(key, example.scenario, outcome.decisions, found_at, "trace")
 
-    # A round is a complete Hypothesis run of at most ROUND_EXAMPLES examples; the
-    # budget is checked between rounds, so Hypothesis is never cut off mid-run
-    # (an early return would look like nondeterministic data generation to it).
-    remaining = ROUND_EXAMPLES
-    if max_runs_left is not None:
-        remaining = max(1, min(ROUND_EXAMPLES, max_runs_left))
 
-    @settings(database=None, deadline=None, max_examples=remaining, verbosity=Verbosity.quiet,
-              suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink],
-              report_multiple_bugs=False)
+def _settings(max_examples: int, database: ExampleDatabase | None, phases: list[Phase],
+              multiple: bool = False) -> settings:
+    return settings(database=database, deadline=None, max_examples=max_examples,
+                    verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck),
+                    phases=phases, report_multiple_bugs=multiple)
+
+
+def _run_hypothesis(test: Any, round_seed: int, database_key: bytes) -> None:
+    # The database key is ours, not Hypothesis's digest of this function's source, so it
+    # survives edits of the harness. The seed is set as @seed sets it, without the
+    # database=None that @seed adds: a seeded round still reads and writes examples.
+    test._hypothesis_internal_database_key = database_key
+    test._hypothesis_internal_use_seed = round_seed
+    # SkipTest: a reuse round whose stored examples all failed to deserialise ran nothing.
+    with contextlib.suppress(_Interesting, _Stop, unittest.SkipTest):
+        test()
+
+
+def _reuse(state: _Search[X], database: ExampleDatabase, database_key: bytes,
+           round_seed: int) -> Iterator[Found[X]]:
+    """Replay every choice sequence the database keeps, once.
+
+    Any failing example raises, so Hypothesis keeps it (even one this search does not
+    count, or already found by a stored trace); one that passes now it deletes. Where
+    no kept failure fails any more, Hypothesis also replays (and so clears out) the
+    larger examples it kept on the way to each while shrinking."""
+    if not any(True for _ in database.fetch(database_key)):
+        return
+    hits: dict[tuple[str, str], tuple[X, list[Decision], tuple[int, float]]] = {}
+
+    # max_examples far above what the store holds: a reuse-only run that reaches it
+    # stops before deleting the stale example it has just replayed.
+    @_settings(REUSE_LIMIT, database, [Phase.reuse], multiple=True)
     @given(st.data())
-    def run_one(data: Any) -> None:
-        target = state["target"]
-        scenario = generate(data.draw)
-        if strategy == "hypothesis":
-            source: DecisionSource = HypothesisSource(data)
-        else:
-            run_seed = data.draw(st.integers(0, 2**32 - 1))
-            source = RandomSource(run_seed) if strategy == "random" else PCTSource(run_seed)
-        outcome = execute(scenario, source)
-        if target is None:
-            report.runs += 1
-            if report.runs % 50 == 0:
-                progress("runs", {"runs": report.runs, "elapsed": time.monotonic() - start})
-            new = [f for f in outcome.failures
-                   if f.key() not in known and (accept is None or accept(f))]
-            if not new:
-                return
-            state["target"] = target = new[0].key()
-            state["found_at"] = (report.runs, time.monotonic() - start)
-            progress("shrinking", {"kind": target[0], "signature": target[1]})
-        else:
-            state["shrinks"] += 1
-        match = [f for f in outcome.failures if f.key() == target]
-        if match:
-            state["last"] = (scenario, outcome.decisions, match[0])
+    def replay_one(data: Any) -> None:
+        if state.clock.spent():
+            raise _Stop
+        scenario = state.generate(data.draw)
+        outcome = state.execute(scenario, state.source(data))
+        state.clock.ran()
+        for failure in state.new(outcome.failures):
+            key = failure.key()
+            if key not in hits:
+                hits[key] = (scenario, outcome.decisions, (state.clock.report.runs,
+                                                           state.clock.searched()))
+        if outcome.failures:
             raise _Interesting()
 
-    with contextlib.suppress(_Interesting):
-        hypothesis_seed(round_seed)(run_one)()
-    if state["last"] is None:
+    _run_hypothesis(replay_one, round_seed, database_key)
+    for key, (scenario, decisions, found_at) in hits.items():
+        state.clock.shrinking(key)
+        yield state.finish(key, scenario, decisions, found_at, "examples")
+
+
+def _round(state: _Search[X], round_seed: int, database: ExampleDatabase | None,
+           database_key: bytes) -> Found[X] | None:
+    """One Hypothesis run: generate until a new failure, then shrink it."""
+    clock = state.clock
+    target: tuple[str, str] | None = None
+    last: tuple[X, list[Decision]] | None = None
+    found_at = (0, 0.0)
+    shrink_deadline = 0.0
+    examples = state.profile.round_examples
+    if clock.max_runs is not None:
+        examples = max(1, min(examples, clock.max_runs - clock.report.runs))
+
+    @_settings(examples, database, [Phase.generate, Phase.shrink])
+    @given(st.data())
+    def run_one(data: Any) -> None:
+        nonlocal target, last, found_at, shrink_deadline
+        if target is None and clock.spent():
+            raise _Stop
+        if target is not None and clock.now() >= shrink_deadline:
+            raise _Stop  # shrunk as far as the limit allows: report the smallest so far
+        scenario = state.generate(data.draw)
+        outcome = state.execute(scenario, state.source(data))
+        if target is None:
+            clock.ran()
+            new = state.new(outcome.failures)
+            if not new:
+                return
+            target = new[0].key()
+            found_at = (clock.report.runs, clock.searched())
+            clock.shrinking(target)
+            shrink_deadline = clock.shrink_deadline(state.profile.shrink_seconds)
+        if any(f.key() == target for f in outcome.failures):
+            last = (scenario, outcome.decisions)
+            raise _Interesting()
+
+    _run_hypothesis(run_one, round_seed, database_key)
+    if target is None or last is None:
         return None
-    found_runs, found_seconds = state["found_at"]
-    scenario, decisions, failure = state["last"]
-    decisions = _zero_deviations(execute, scenario, decisions, state["target"])
-    failure = _confirm(execute, scenario, decisions, state["target"])
-    shrink_seconds = time.monotonic() - start - found_seconds
-    return Found(state["target"], failure, scenario, decisions, found_runs, found_seconds,
-                 shrink_seconds)
+    return state.finish(target, last[0], last[1], found_at, "search")
 
 
 def _zero_deviations(
@@ -213,14 +411,20 @@ def _zero_deviations(
     decisions: list[Decision],
     target: tuple[str, str],
     max_attempts: int = 200,
+    deadline: float | None = None,
+    now: Callable[[], float] = time.monotonic,
 ) -> list[Decision]:
     """Greedy: make each deviation ordinary where the failure survives without it."""
     attempts = 0
     changed = True
-    while changed and attempts < max_attempts:
+
+    def allowed() -> bool:
+        return attempts < max_attempts and (deadline is None or now() < deadline)
+
+    while changed and allowed():
         changed = False
         for i in reversed([i for i, d in enumerate(decisions) if d.choice != 0]):
-            if i >= len(decisions) or decisions[i].choice == 0 or attempts >= max_attempts:
+            if i >= len(decisions) or decisions[i].choice == 0 or not allowed():
                 continue
             attempts += 1
             trial = list(decisions)

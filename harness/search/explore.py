@@ -2,14 +2,18 @@
 
 This is where the generic engine (harness/search/engine.py) meets the scenario space
 (harness/http/strategies.py) and a target: `explore` returns findings whose traces
-replay on their own (trace kind "http").
+replay on their own (trace kind "http"). Given an examples folder it retries what
+earlier explores of the same target and families found (harness/search/examples.py)
+and stores each new finding's trace there.
 """
 
 from __future__ import annotations
 
+import functools
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.decisions import (
@@ -22,7 +26,9 @@ from harness.decisions import (
 from harness.http.oracles import Failure
 from harness.http.scenario import HttpRun, HttpScenario, Target, run_http
 from harness.http.strategies import FAMILIES, scenarios
-from harness.search.engine import Found, Outcome, Progress, SearchReport, search
+from harness.search.engine import Found, Outcome, Progress, SearchReport, Stored, search
+from harness.search.examples import ExampleStore
+from harness.search.profiles import PROFILES, Profile
 from harness.search.trace import Trace, TraceError
 from harness.sim.run import Settings
 
@@ -51,11 +57,22 @@ def explore(
     accept: Any = None,
     progress: Progress | None = None,
     on_found: Callable[[Found[HttpScenario]], None] = lambda found: None,
+    profile: Profile = PROFILES["default"],
+    examples: Path | None = None,
 ) -> SearchReport[HttpScenario]:
+    """Search `target` for failures; `examples`, if given, is the examples store's root."""
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown scenario family {unknown[0]!r}; known: {', '.join(FAMILIES)}")
     strategy_for = scenarios(target, tuple(families))
+    store = None if examples is None else ExampleStore.for_target(
+        examples, target.describe(), target.settings_space(), tuple(families))
+
+    def found(finding: Found[HttpScenario]) -> None:
+        if store is not None:
+            store.keep(finding.key[0], finding.key[1], trace_of(finding, target).dumps())
+        on_found(finding)
+
     return search(
         lambda draw: draw(strategy_for),
         execute_on(target),
@@ -66,9 +83,32 @@ def explore(
         known=known,
         max_found=max_found,
         accept=accept,
-        on_found=on_found,
-        **({"progress": progress} if progress else {}),
+        on_found=found,
+        profile=profile,
+        stored=[] if store is None else stored_failures(store, target),
+        database=None if store is None else store.database(),
+        database_key=ExampleStore.database_key(strategy),
+        progress=progress or (lambda event, info: None),
     )
+
+
+def stored_failures(store: ExampleStore, target: Target) -> list[Stored[HttpScenario]]:
+    """The store's traces recorded with this harness's simulation settings; one that
+    cannot be read any more is dropped (the search finds its failure again, if any)."""
+    out = []
+    for path in store.trace_files():
+        try:
+            trace = Trace.load(path)
+            scenario = HttpScenario.from_json(trace.scenario)
+        except (TraceError, ValueError):
+            store.forget(path)
+            continue
+        if trace.settings != SETTINGS:
+            store.forget(path)  # recorded under other simulation settings: cannot replay
+            continue
+        out.append(Stored(path.stem, scenario, trace.decisions,
+                          functools.partial(store.forget, path)))
+    return out
 
 
 def trace_of(found: Found[HttpScenario], target: Target) -> Trace:

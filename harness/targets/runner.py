@@ -25,8 +25,10 @@ from typing import Any
 from harness.decisions import TraceDivergence
 from harness.errors import HarnessError, HarnessFault, rebuild
 from harness.http.scenario import Target
+from harness.search.examples import root_from_env
+from harness.search.profiles import profile
 from harness.search.trace import Trace, TraceError
-from harness.targets.envs import Env, EnvError, ensure_target_env
+from harness.targets.envs import Env, EnvError, ensure_target_env, harness_home
 from harness.targets.registry import TargetSpec, entry, translate_settings
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -69,9 +71,18 @@ def _finding(found: Any, target: Target) -> dict[str, Any]:
         "runs_to_find": found.runs_to_find,
         "seconds_to_find": found.seconds_to_find,
         "seconds_to_shrink": found.seconds_to_shrink,
+        "source": found.source,
         "decisions": len(found.decisions),
         "deviations": sum(1 for d in found.decisions if d.choice),
     }
+
+
+def examples_root(request: dict[str, Any]) -> Path | None:
+    """The examples store a request names: "examples" is a folder, or null for none;
+    without it, HARNESS_EXAMPLES or else <cache>/examples (harness/search/examples.py)."""
+    if "examples" in request:
+        return None if request["examples"] is None else Path(request["examples"])
+    return root_from_env(harness_home() / "examples")
 
 
 def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
@@ -92,8 +103,11 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
         # Each finding leaves at once, whole: an interrupt later cannot lose it.
         on_found=lambda found: progress("finding", {"target": target.describe(),
                                                     **_finding(found, target)}),
+        profile=profile(request.get("profile")),
+        examples=examples_root(request),
     )
     return {"target": target.describe(), "runs": report.runs, "seconds": report.seconds,
+            "shrink_seconds": report.shrink_seconds,
             "findings": [_finding(found, target) for found in report.found]}
 
 

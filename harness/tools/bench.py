@@ -3,7 +3,9 @@
 For each find, over 10 seeds: the median runs and seconds to the first
 failure, seconds to shrink, and decisions in the shrunk trace. Then simulated
 runs per second on each target (a search that counts no failure, so nothing
-is shrunk). Timing lives here, never in tests.
+is shrunk). Every search is cold (the examples store is off, so a failure an
+earlier search stored is not retried first) and uses the default profile, whatever
+HARNESS_PROFILE says. Timing lives here, never in tests.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def throughput_targets() -> list[tuple[str, str]]:
 def measure(find: Find, seed: int, server: str | None = None) -> dict[str, float] | None:
     spec = target_specs(server or find.server, find.http)[0]
     request = {"op": "explore", "families": list(FAMILIES), "budget": BUDGET, "seed": seed,
-               "max_found": 1,
+               "max_found": 1, "examples": None, "profile": "default",
                "accept": {"kind": find.kind, "signature_contains": find.signature_contains}}
     result = run(spec, request, lambda e, i: None)
     if not result["findings"]:
@@ -104,7 +106,9 @@ def main() -> int:
         spec = target_specs(server, http)[0]
         start = time.monotonic()
         result = run(spec, {"op": "explore", "families": list(FAMILIES), "budget": 10.0,
-                            "seed": 0, "accept": {"kind": "none"}}, lambda e, i: None)
+                            "seed": 0, "accept": {"kind": "none"}, "examples": None,
+                            "profile": "default"},
+                     lambda e, i: None)
         rate = result["runs"] / result["seconds"]
         print(f"  {server:20} {http:10} {rate:7.0f} runs/s "
               f"({result['runs']} runs; {time.monotonic() - start:.1f}s with start-up)",
