@@ -4,6 +4,7 @@ leaving nothing half-written and no process behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ def start_explore(reports: Path, jobs: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "harness.tools.cli", "explore", "--server", "uvicorn",
          "--http", "httptools", "--family", "pipelining", "--budget", "300",
-         "--jobs", str(jobs), "--reports", str(reports)],
+         "--jobs", str(jobs), "--reports", str(reports), "--json", str(reports / "s.json")],
         cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         start_new_session=True)
 
@@ -58,6 +59,13 @@ def test_an_interrupted_explore_keeps_what_it_wrote_and_leaves_nothing_running(
         assert sorted(f.name for f in folder.iterdir()) == [
             "report.md", "test_repro.py", "trace.json"]
         assert main(["replay", str(folder / "trace.json")]) == 1  # it still shows the bug
+    # The CI summary is written too, with what was found before the interrupt.
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert (summary["state"], summary["exit_code"]) == (
+        "interrupted" if code == 130 else "terminated", code)
+    [target] = summary["targets"]
+    assert target["state"] == "searching" and target["runs"] >= 1
+    assert {Path(f["report"]) for f in target["failures"]} == {p.resolve() for p in folders}
     capsys.readouterr()
 
 

@@ -15,7 +15,6 @@ import queue
 import signal
 import sys
 import threading
-import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from harness.api import trace_target
 from harness.errors import HarnessError, HarnessFault, InputError
 from harness.http.strategies import FAMILIES
 from harness.search.engine import STRATEGIES
+from harness.search.profiles import PROFILES, profile
 from harness.search.trace import Trace
 from harness.targets.envs import ensure_target_env
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER
@@ -37,13 +37,14 @@ from harness.targets.registry import (
     protocols,
     target_specs,
 )
-from harness.targets.runner import run, terminate_workers
+from harness.targets.runner import examples_root, run, terminate_workers
 from harness.tools.environment import installed_beside
+from harness.tools.progress import Progress
 from harness.tools.reference_run import ReferenceRun
 from harness.tools.report import write_report
+from harness.tools.summary import Summary
 
 REFERENCE = target_specs(REFERENCE_SERVER)[0]
-DEFAULT_BUDGET = 60.0
 
 
 class UsageError(InputError):
@@ -57,52 +58,6 @@ class Terminated(BaseException):
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated
-
-
-class Progress:
-    """A live status line on a terminal, plain lines otherwise."""
-
-    def __init__(self, stream: Any = sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.lock = threading.Lock()
-        self.runs: dict[int, int] = {}
-        self.found: set[tuple[str, str]] = set()  # parallel jobs may find the same one
-        self.start = time.monotonic()
-        self.last_plain = 0.0
-
-    def line(self, text: str) -> None:
-        with self.lock:
-            if self.tty:
-                self.stream.write("\r\x1b[2K" + text + "\n")
-            else:
-                self.stream.write(text + "\n")
-            self.stream.flush()
-
-    def finish(self) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
-
-    def event(self, job: int, event: str, info: dict[str, Any]) -> None:
-        if event == "runs":
-            self.runs[job] = int(info.get("runs", 0))
-            elapsed = time.monotonic() - self.start
-            total = sum(self.runs.values())
-            status = (f"runs {total}  {total / elapsed if elapsed else 0:.0f}/s  "
-                      f"distinct failures {len(self.found)}  {elapsed:.0f}s")
-            with self.lock:
-                if self.tty:
-                    self.stream.write("\r\x1b[2K" + status)
-                    self.stream.flush()
-                elif time.monotonic() - self.last_plain >= 5:
-                    self.last_plain = time.monotonic()
-                    self.stream.write(status + "\n")
-                    self.stream.flush()
-        elif event == "shrinking":
-            self.line(f"found {info['kind']}: {info['signature']} (shrinking...)")
-        elif event == "found":
-            self.found.add((str(info["kind"]), str(info["signature"])))
 
 
 class Writer:
@@ -139,12 +94,13 @@ def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
     def request(j: int) -> dict[str, Any]:
         return {"op": "explore", "families": args.family or list(FAMILIES),
                 "budget": args.budget, "max_runs": per_job_runs,
-                "seed": args.seed + 7919 * j, "strategy": args.strategy}
+                "seed": args.seed + 7919 * j, "strategy": args.strategy,
+                "profile": args.profile, **({"examples": None} if args.no_examples else {})}
 
     def on_event(j: int, event: str, info: dict[str, Any]) -> None:
-        if event == "finding":
+        progress.event(j, event, info)  # first: the JSON summary lists it even if
+        if event == "finding":          # an interrupt comes while its report is written
             write(info)
-        progress.event(j, event, info)
 
     if args.jobs == 1:  # in this (main) thread, where the run's watchdog can work
         results = [run(spec, request(0), functools.partial(on_event, 0), progress.line)]
@@ -156,6 +112,7 @@ def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
     distinct = {(f["kind"], f["signature"]): f for r in results for f in r["findings"]}
     return {"runs": sum(r["runs"] for r in results),
             "seconds": max(r["seconds"] for r in results),
+            "shrink_seconds": max(r.get("shrink_seconds", 0.0) for r in results),
             "findings": list(distinct.values()),  # two jobs may find the same failure
             "target": results[0]["target"]}
 
@@ -199,6 +156,7 @@ MAX_JOBS = 32
 
 def _check_explore(args: argparse.Namespace) -> None:
     """Every value checked before any search starts: one line naming it and the fix."""
+    args.profile = profile(args.profile).name  # --profile, else HARNESS_PROFILE, checked
     no_limit = args.budget == 0 and args.max_runs is not None  # the older spelling
     if args.budget is not None and not no_limit and not (
             math.isfinite(args.budget) and args.budget > 0):
@@ -208,7 +166,7 @@ def _check_explore(args: argparse.Namespace) -> None:
     if args.max_runs is not None and args.max_runs < 1:
         raise UsageError(f"--max-runs must be at least 1, got {args.max_runs}")
     if args.budget is None:  # --max-runs alone: no time limit, so a seeded run is repeatable
-        args.budget = 0.0 if args.max_runs is not None else DEFAULT_BUDGET
+        args.budget = 0.0 if args.max_runs is not None else profile(args.profile).budget
     if not 1 <= args.jobs <= MAX_JOBS:
         raise UsageError(f"--jobs must be from 1 to {MAX_JOBS}, got {args.jobs} (this machine "
                          f"has {os.cpu_count()} cores; one job per core is the most that helps)")
@@ -218,42 +176,78 @@ def _check_explore(args: argparse.Namespace) -> None:
     reports = Path(args.reports)
     if reports.exists() and not reports.is_dir():
         raise UsageError(f"--reports {args.reports} is a file; name a folder for the reports")
+    if args.json is not None and Path(args.json).is_dir():
+        raise UsageError(f"--json {args.json} is a folder; name the file to write the "
+                         f"summary to, e.g. {args.json}/explore.json")
+
+
+def _make_folder(folder: Path, option: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot create {folder} ({exc.strerror}); name a folder "
+                         "you can write") from None
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
     _check_explore(args)
     specs = target_specs(args.server, args.http)
-    try:  # only once every value is known good: a refused command creates nothing
-        Path(args.reports).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--reports {args.reports}: cannot create it ({exc.strerror}); name "
-                         "a folder you can write") from None
+    # Only once every value is known good: a refused command creates nothing.
+    _make_folder(Path(args.reports), f"--reports {args.reports}")
+    json_path = None if args.json is None else Path(args.json)
+    if json_path is not None:
+        _make_folder(json_path.parent, f"--json {args.json}")
+    examples = examples_root({"examples": None} if args.no_examples else {})
     progress = Progress()
-    summary = []
+    summary = Summary({"server": args.server, "http": args.http,
+                       "families": args.family or list(FAMILIES), "budget": args.budget,
+                       "max_runs": args.max_runs, "seed": args.seed,
+                       "strategy": args.strategy, "jobs": args.jobs,
+                       "profile": args.profile, "examples": examples and str(examples)})
+    progress.listeners.append(summary.event)
+    results = []
     writers: list[Writer] = []
+
+    def finish(state: str, code: int, error: str | None = None) -> int:
+        progress.finish()
+        if json_path is not None:
+            summary.reports({key: path for w in writers for key, path in w.written.items()})
+            summary.write(json_path, state, code, error)
+        return code
+
     try:
         for spec in specs:
             limit = f"{args.budget:g}s" if args.budget else f"{args.max_runs} runs"
+            progress.target(str(spec), args.budget or None, args.max_runs)
             progress.line(f"exploring {spec} for {limit} (strategy {args.strategy}, "
-                          f"seed {args.seed}, jobs {args.jobs})")
+                          f"seed {args.seed}, jobs {args.jobs}, profile {args.profile}, "
+                          f"examples {examples or 'off'})")
             writers.append(Writer(spec, Path(args.reports), progress))
+            summary.begin(spec)
             # Here, in the main thread, where an interrupt stops the installer and cleans up.
             ensure_target_env(spec, lambda s: progress.line(f"installing: {s}"))
             result = _explore_one(spec, args, progress, writers[-1])
-            summary.append((label_of(result["target"]), result))
+            summary.end(result)
+            results.append((label_of(result["target"]), result))
     except (KeyboardInterrupt, Terminated) as stop:
         terminate_workers()
-        progress.finish()
         what, code = ("terminated", 143) if isinstance(stop, Terminated) else ("interrupted",
                                                                                130)
+        finish(what, code)
         written = [path for w in writers for path in w.written.values()]
         print(f"harness: {what}: the search was cut short (and with it any failure "
               f"being shrunk); {len(written)} report(s) were written whole before it"
               + "".join(f"\n  {path}/" for path in written), file=sys.stderr)
         return code
-    progress.finish()
-    _print_summary(summary)
-    return 1 if any(w.written for w in writers) else 0
+    except HarnessError as exc:
+        finish("error", exc.exit_code, str(exc))
+        raise
+    except Exception as exc:  # a harness bug: main() prints it with its stack
+        finish("error", 2, f"{type(exc).__name__}: {exc}")
+        raise
+    code = finish("completed", 1 if any(w.written for w in writers) else 0)
+    _print_summary(results)
+    return code
 
 
 def _write_report(root: Path, label: str, finding: dict[str, Any], replayed: dict[str, Any],
@@ -307,12 +301,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: list[tuple[str, dict[str, Any]]]) -> None:
-    print(f"\n{'target':32} {'runs':>8} {'runs/s':>8}  failures by kind")
+    """One line per target. Searching and shrinking are timed apart: the budget bounds
+    the search; each failure's shrinking is bounded by the profile's shrink_seconds."""
+    print(f"\n{'target':32} {'runs':>8} {'runs/s':>8} {'search s':>9} {'shrink s':>9}  "
+          "failures by kind")
     for label, result in summary:
         kinds = Counter(f["kind"] for f in result["findings"])
         rate = result["runs"] / result["seconds"] if result["seconds"] else 0.0
         by_kind = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"
-        print(f"{label:32} {result['runs']:>8} {rate:>8.0f}  {by_kind}")
+        stored = sum(1 for f in result["findings"] if f.get("source", "search") != "search")
+        if stored:
+            by_kind += f" ({stored} retried from the examples store)"
+        print(f"{label:32} {result['runs']:>8} {rate:>8.0f} {result['seconds']:>9.1f} "
+              f"{result.get('shrink_seconds', 0.0):>9.1f}  {by_kind}")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -347,13 +348,21 @@ def main(argv: list[str] | None = None) -> int:
                          "server's, or (default) its first")
     ex.add_argument("--family", action="append", help=f"scenario family ({', '.join(FAMILIES)})")
     ex.add_argument("--budget", type=float, default=None,
-                    help=f"seconds of search per target (default {DEFAULT_BUDGET:g}, or no "
-                         "limit when --max-runs is given alone)")
+                    help="seconds of search per target, shrinking not counted (default: the "
+                         "profile's, or no limit when --max-runs is given alone)")
     ex.add_argument("--max-runs", type=int, default=None)
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--strategy", choices=STRATEGIES, default="hypothesis")
     ex.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
     ex.add_argument("--reports", default="reports", help="where reports are written")
+    ex.add_argument("--profile", default=None,
+                    help="search profile: " + "; ".join(f"{p.name}: {p.about}"
+                                                       for p in PROFILES.values())
+                         + " (default: HARNESS_PROFILE, else default)")
+    ex.add_argument("--no-examples", action="store_true",
+                    help="neither retry nor store earlier failures (also HARNESS_EXAMPLES=off)")
+    ex.add_argument("--json", default=None, metavar="PATH",
+                    help="also write a machine-readable summary to PATH")
     ex.set_defaults(func=cmd_explore)
 
     rp = sub.add_parser("replay", help="replay a trace and print its verdict and timeline")

@@ -1,0 +1,131 @@
+"""Live progress of an explore, on stderr.
+
+On a terminal, a status line drawn by rich below the lines already printed:
+runs, runs per second, distinct failures, what is being shrunk, and the budget
+left. Elsewhere (a CI log, a pipe), the same status as a plain line every
+PLAIN_EVERY seconds. Either way, events worth keeping (a stored failure
+retried, a failure being shrunk, a report written) are printed as lines.
+
+Events come from the search engine (harness/search/engine.py), through the
+runner, tagged with the job that sent them: "runs" {runs, searched, shrinking},
+"stored" {name, state}, "shrinking" and "shrunk" {kind, signature}, "found"
+{kind, signature, source}, and "finding" (the whole finding, for the reports).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.live import Live
+
+PLAIN_EVERY = 5.0
+Listener = Callable[[int, str, dict[str, Any]], None]
+
+
+class Progress:
+    """A live status line on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream: Any = None, tty: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        stream = sys.stderr if stream is None else stream  # the one in place now
+        self.stream = stream
+        self.tty = stream.isatty() if tty is None else tty
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.listeners: list[Listener] = []  # told every event too (the JSON summary)
+        self.live: Live | None = None
+        self.target("", None, None)
+
+    def target(self, label: str, budget: float | None, max_runs: int | None) -> None:
+        """A new target begins: its counters start from zero."""
+        with self.lock:
+            self.label, self.budget, self.max_runs = label, budget, max_runs
+            self.runs: dict[int, int] = {}
+            self.searched: dict[int, float] = {}
+            self.shrinking: dict[int, tuple[str, str]] = {}
+            self.found: set[tuple[str, str]] = set()  # parallel jobs may find the same one
+            self.start = self.clock()
+            self.last_plain = self.start
+            # What the live line shows: rich's refresh thread reads this string and
+            # nothing else, so it never takes our lock (no lock-order deadlock).
+            self.shown = self.status()
+
+    def line(self, text: str) -> None:
+        with self.lock:
+            if self.tty:
+                self._live().console.print(text, markup=False, highlight=False,
+                                           soft_wrap=True)
+            else:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+
+    def finish(self) -> None:
+        with self.lock:
+            if self.live is not None:
+                self.live.stop()
+                self.live = None
+
+    def event(self, job: int, event: str, info: dict[str, Any]) -> None:
+        with self.lock:
+            self._event(job, event, info)
+            self.shown = self.status()
+            if self.tty:
+                self._live()
+        for listener in self.listeners:
+            listener(job, event, info)
+
+    def _event(self, job: int, event: str, info: dict[str, Any]) -> None:
+        if event in ("shrinking", "found") and "runs" in info:
+            self.runs[job] = int(info["runs"])
+        if event == "runs":
+            self.runs[job] = int(info.get("runs", 0))
+            self.searched[job] = float(info.get("searched", 0.0))
+            if not self.tty and self.clock() - self.last_plain >= PLAIN_EVERY:
+                self.last_plain = self.clock()
+                self.line(self.status())
+        elif event == "shrinking":
+            self.shrinking[job] = (str(info["kind"]), str(info["signature"]))
+            self.line(f"found {info['kind']} at run {info.get('runs', '?')}: "
+                      f"{info['signature']} (shrinking...)")
+        elif event == "shrunk":
+            self.shrinking.pop(job, None)
+            self.line(f"shrunk {info['kind']} in {float(info.get('seconds', 0)):.1f}s")
+        elif event == "found":
+            self.found.add((str(info["kind"]), str(info["signature"])))
+        elif event == "stored":
+            what = f"retried stored failure {info['name']}: {info['state']}"
+            self.line(what + ("" if info["state"] == "fails" else " (dropped from the store)"))
+
+    def status(self) -> str:
+        total = sum(self.runs.values())
+        searched = max(self.searched.values(), default=0.0)
+        parts = [self.label, f"runs {total}",
+                 f"{total / searched if searched else 0:.0f}/s",
+                 f"distinct failures {len(self.found)}"]
+        if self.budget:
+            parts.append(f"{max(0.0, self.budget - searched):.0f}s left")
+        elif self.max_runs is not None:
+            parts.append(f"{max(0, self.max_runs - total)} runs left")
+        if self.shrinking:  # last: the longest part, the one a narrow terminal cuts
+            kind, signature = next(iter(self.shrinking.values()))
+            parts.append(f"shrinking {kind} {signature[:40]}...")
+        return "  ".join(p for p in parts if p)
+
+    def _live(self) -> Live:
+        if self.live is None:  # rich only on a terminal: plain runs start faster without it
+            from rich.console import Console
+            from rich.live import Live
+            from rich.text import Text
+
+            console = Console(file=self.stream, force_terminal=True, highlight=False)
+            self.live = Live(console=console, transient=True, refresh_per_second=4,
+                             get_renderable=lambda: Text(self.shown, no_wrap=True,
+                                                         overflow="ellipsis"),
+                             redirect_stdout=False, redirect_stderr=False)
+            self.live.start()
+        return self.live

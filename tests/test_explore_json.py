@@ -1,0 +1,109 @@
+"""`harness explore --json`, `--profile` and `--no-examples`, end to end: the summary a
+CI job reads, and a second explore that retries the first one's failures first."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.tools.cli import main
+
+
+def explore(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["explore", *args])
+    return code, capsys.readouterr().err
+
+
+def summary(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text())
+    assert data["format"] == "asgi-race-harness/explore-summary" and data["version"] == 1
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".summary-")]
+    return data
+
+
+def test_a_search_that_finds_nothing_writes_a_completed_summary(capsys, tmp_path: Path):
+    out = tmp_path / "ci" / "explore.json"  # its folder is made, like --reports
+    code, err = explore(capsys, "--server", "reference", "--family", "keepalive",
+                        "--max-runs", "20", "--reports", str(tmp_path / "r"),
+                        "--json", str(out), "--profile", "ci")
+    assert code == 0, err
+    data = summary(out)
+    assert (data["state"], data["exit_code"], data["error"]) == ("completed", 0, None)
+    assert data["command"]["profile"] == "ci" and data["command"]["examples"] is None
+    [target] = data["targets"]
+    assert target["server"] == "reference" and target["state"] == "completed"
+    assert target["runs"] == 20 and target["failures"] == []
+    assert target["seconds_searching"] > 0 and target["seconds_shrinking"] == 0
+
+
+def test_the_summary_lists_each_failure_and_a_second_explore_retries_it_first(
+        capsys, monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("HARNESS_EXAMPLES", str(tmp_path / "examples"))
+    args = ["--server", "uvicorn", "--http", "httptools", "--family", "pipelining",
+            "--max-runs", "200", "--seed", "1", "--reports", str(tmp_path / "r")]
+    code, err = explore(capsys, *args, "--json", str(tmp_path / "cold.json"))
+    assert code == 1, err
+    cold = summary(tmp_path / "cold.json")
+    assert (cold["state"], cold["exit_code"]) == ("completed", 1)
+    failures = cold["targets"][0]["failures"]
+    assert failures and all(f["source"] == "search" and not f["from_store"] for f in failures)
+    for f in failures:
+        assert Path(f["report"], "trace.json").is_file()
+        assert f["runs_to_find"] >= 1 and f["seconds_to_shrink"] > 0
+
+    code, err = explore(capsys, *args, "--json", str(tmp_path / "warm.json"))
+    assert code == 1, err
+    warm = summary(tmp_path / "warm.json")["targets"][0]["failures"]
+    by_key = {(f["kind"], f["signature"]): f for f in warm}
+    assert set(by_key) >= {(f["kind"], f["signature"]) for f in failures}
+    # Each stored failure is retried before anything else, one run each.
+    retried = sorted(by_key[(f["kind"], f["signature"])]["runs_to_find"] for f in failures)
+    assert retried == list(range(1, len(failures) + 1))
+    assert all(by_key[(f["kind"], f["signature"])]["source"] == "trace" for f in failures)
+    assert "retried stored failure" in err
+
+
+def test_no_examples_neither_retries_nor_stores(capsys, monkeypatch, tmp_path: Path):
+    store = tmp_path / "examples"
+    monkeypatch.setenv("HARNESS_EXAMPLES", str(store))
+    code, err = explore(capsys, "--server", "reference", "--family", "keepalive",
+                        "--max-runs", "10", "--reports", str(tmp_path / "r"), "--no-examples",
+                        "--json", str(tmp_path / "s.json"))
+    assert code == 0, err
+    assert summary(tmp_path / "s.json")["command"]["examples"] is None
+    assert not store.exists() and "examples off" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--profile", "weekly"], "--profile 'weekly' is not a search profile; use one of "
+                               "default, ci, nightly"),
+     (["--json", "."], "--json . is a folder; name the file")],
+)
+def test_a_bad_profile_or_json_path_is_refused_in_one_line(capsys, tmp_path: Path,
+                                                          args: list[str], message: str):
+    code, err = explore(capsys, "--server", "reference", "--max-runs", "5",
+                        "--reports", str(tmp_path / "r"), *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_profile_sets_the_default_budget(monkeypatch):
+    from harness.tools.cli import _check_explore
+
+    def budget(**given: Any) -> float:
+        args = argparse.Namespace(**{"profile": None, "budget": None, "max_runs": None,
+                                     "jobs": 1, "family": None, "reports": "reports",
+                                     "json": None, **given})
+        _check_explore(args)
+        return float(args.budget)
+
+    monkeypatch.setenv("HARNESS_PROFILE", "ci")
+    assert budget() == 20.0
+    assert budget(profile="nightly") == 1800.0
+    assert budget(budget=7.0) == 7.0
+    assert budget(max_runs=10) == 0.0  # runs alone: no time limit

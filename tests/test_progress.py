@@ -1,0 +1,76 @@
+"""The explore's progress on stderr: a live rich line on a terminal, a plain status line
+every few seconds elsewhere, and a line for each event worth keeping."""
+
+from __future__ import annotations
+
+import io
+
+from harness.tools.progress import PLAIN_EVERY, Progress
+
+HANG = {"kind": "receive-hang", "signature": "receive() blocked at impl.py:12", "runs": 40}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_off_a_terminal_the_status_is_a_plain_line_every_few_seconds():
+    out, clock = io.StringIO(), FakeClock()
+    progress = Progress(out, tty=False, clock=clock)
+    progress.target("uvicorn==0.11.3 (h11)", 60.0, None)
+    for second in range(1, 21):  # a "runs" event every half second for ten seconds
+        clock.t = second / 2
+        progress.event(0, "runs", {"runs": second * 10, "searched": second / 2})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 10 / PLAIN_EVERY
+    assert lines[-1] == ("uvicorn==0.11.3 (h11)  runs 200  20/s  distinct failures 0  "
+                         "50s left")
+
+
+def test_shrinking_and_what_was_found_show_in_the_status_and_as_lines():
+    out = io.StringIO()
+    progress = Progress(out, tty=False, clock=FakeClock())
+    progress.target("t", None, 500)
+    progress.event(0, "shrinking", HANG)
+    assert progress.status().endswith(
+        "460 runs left  shrinking receive-hang receive() blocked at impl.py:12...")
+    progress.event(0, "shrunk", {**HANG, "seconds": 2.5})
+    progress.event(0, "found", HANG)
+    progress.event(1, "found", HANG)  # another job found the same failure
+    progress.event(0, "stored", {"name": "lost-disconnect-1234", "state": "passes now"})
+    assert "shrinking" not in progress.status() and "distinct failures 1" in progress.status()
+    assert out.getvalue().splitlines() == [
+        "found receive-hang at run 40: receive() blocked at impl.py:12 (shrinking...)",
+        "shrunk receive-hang in 2.5s",
+        "retried stored failure lost-disconnect-1234: passes now (dropped from the store)"]
+
+
+def test_on_a_terminal_rich_draws_the_status_and_prints_lines_above_it(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    out = io.StringIO()
+    progress = Progress(out, tty=True, clock=FakeClock())
+    progress.target("t", 10.0, None)
+    progress.event(0, "runs", {"runs": 30, "searched": 2.0})
+    progress.line("  receive-hang: ...\n    -> reports/x/")
+    progress.event(0, "shrinking", HANG)
+    assert progress.live is not None
+    progress.live.refresh()
+    progress.finish()
+    text = out.getvalue()
+    assert "receive-hang: ..." in text and "-> reports/x/" in text
+    assert "t  runs 30  15/s  distinct failures 0  8s left" in text  # the first frame
+    assert "runs 40  20/s  distinct failures 0  8s left  shrinking receive-hang" in text
+    assert "\x1b[" in text  # drawn with terminal controls
+
+
+def test_every_event_also_reaches_the_listeners():
+    seen: list[tuple[int, str]] = []
+    progress = Progress(io.StringIO(), tty=False, clock=FakeClock())
+    progress.listeners.append(lambda job, event, info: seen.append((job, event)))
+    progress.event(1, "runs", {"runs": 1, "searched": 0.1})
+    progress.event(0, "finding", {})
+    assert seen == [(1, "runs"), (0, "finding")]
