@@ -3,7 +3,9 @@
 Targets default to the reference server (which must pass every family) and
 every registered server installed beside the harness, in each protocol
 implementation; `--server NAME==X` (repeatable) runs other releases, each in
-its own worker process. `--scenario-budget` sets the seconds of search per family and target.
+its own worker process. `--scenario-budget` sets the seconds of search per family and target
+(default: the search profile's, chosen by HARNESS_PROFILE). Failures found are kept in the
+examples store and retried first next time, as explore does (HARNESS_EXAMPLES=off: cold).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from harness.search.profiles import profile
 from harness.search.trace import Trace
 from harness.targets.envs import PROJECT_ROOT
 from harness.targets.registry import REFERENCE, TargetSpec, entries, target_specs
@@ -42,8 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="NAME or NAME==VERSION (repeatable); default: the reference "
                          f"server and each installed one ({', '.join(DEFAULT_SERVERS)})")
     group.addoption("--http", default="all", help="h11, httptools or all (default all)")
-    group.addoption("--scenario-budget", type=float, default=5.0,
-                    help="seconds of search per family and target (default 5)")
+    group.addoption("--scenario-budget", type=float, default=None,
+                    help="seconds of search per family and target (default: the search "
+                         "profile's, HARNESS_PROFILE: default 5, ci 2, nightly 120)")
     group.addoption("--scenario-seed", type=int, default=0)
 
 
@@ -57,7 +61,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def search_family(request: pytest.FixtureRequest, target: TargetSpec) -> Any:
-    budget = request.config.getoption("--scenario-budget")
+    budget = request.config.getoption("--scenario-budget") or profile().scenario_budget
     seed = request.config.getoption("--scenario-seed")
 
     def search(family: str) -> None:

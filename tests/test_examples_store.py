@@ -95,7 +95,8 @@ def test_after_a_code_change_the_trace_is_dropped_and_the_hypothesis_examples_fi
     [found] = toy_search(db, changed, [stored_from(first, forgotten)], events).found
     assert forgotten == ["toy"]
     assert ("stored", "no longer applies") in [(e, i.get("state")) for e, i in events]
-    assert found.source == "examples" and found.runs_to_find == 1
+    # Run 1 replayed the trace (and found it diverged); run 2 the stored example.
+    assert found.source == "examples" and found.runs_to_find == 2
     assert all(d.n == 5 for d in found.decisions)  # recorded afresh on the changed code
 
 
@@ -120,7 +121,18 @@ def test_the_examples_of_one_strategy_or_target_never_replay_on_another(tmp_path
                                 {"timeout": [5]}, ("flow",))
     c = ExampleStore.for_target(tmp_path, {"server": "s", "version": "1", "http": "h11"},
                                 {"timeout": [5, 1]}, ("flow",))
-    assert len({a.folder, b.folder, c.folder}) == 3
+    wc = ExampleStore.for_target(tmp_path, {"server": "s", "version": "1", "http": "h11",
+                                            "source": "/src/s", "key": "digest-1"},
+                                 {"timeout": [5]}, ("flow",))
+    edited = ExampleStore.for_target(tmp_path, {"server": "s", "version": "1", "http": "h11",
+                                                "source": "/src/s", "key": "digest-2"},
+                                     {"timeout": [5]}, ("flow",))
+    commits = [ExampleStore.for_target(tmp_path, {"server": "s", "version": "1",
+                                                  "http": "h11", "source": f"git+/r@{c}"},
+                                       {"timeout": [5]}, ("flow",)) for c in ("ab12", "cd34")]
+    assert len({a.folder, b.folder, c.folder, wc.folder, commits[0].folder}) == 5
+    assert wc == edited and commits[0] == commits[1]  # an edit, another commit: same store
+    assert wc.folder.name.startswith("s-1+wc-h11-")
     assert a == ExampleStore.for_target(tmp_path, {"server": "s", "version": "1",
                                                    "http": "h11"}, {"timeout": [5]}, ("flow",))
 

@@ -107,3 +107,17 @@ def test_the_profile_sets_the_default_budget(monkeypatch):
     assert budget(profile="nightly") == 1800.0
     assert budget(budget=7.0) == 7.0
     assert budget(max_runs=10) == 0.0  # runs alone: no time limit
+
+
+def test_an_examples_store_that_cannot_be_written_is_an_environment_error(
+        capsys, monkeypatch, tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("HARNESS_EXAMPLES", str(blocker / "examples"))
+    code, err = explore(capsys, "--server", "reference", "--max-runs", "5",
+                        "--reports", str(tmp_path / "r"), "--json", str(tmp_path / "s.json"))
+    assert code == 2 and "the examples store cannot be written" in err
+    assert "HARNESS_EXAMPLES=off" in err and "bug in the harness" not in err
+    data = summary(tmp_path / "s.json")
+    assert (data["state"], data["exit_code"]) == ("error", 2)
+    assert "the examples store cannot be written" in data["error"]

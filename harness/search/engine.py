@@ -290,6 +290,7 @@ def _replay_stored(state: _Search[X], example: Stored[X]) -> Found[X] | None:
             raise TraceDivergence(f"the run ended after {source.index} of "
                                   f"{len(example.decisions)} decisions")
     except TraceDivergence as exc:
+        state.clock.ran()
         state.clock.progress("stored", {"name": example.name, "state": "no longer applies",
                                         "why": str(exc)})
         example.forget()

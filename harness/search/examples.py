@@ -6,7 +6,10 @@ turn it off):
 
     <root>/<server>-<version>-<http>-<digest>/
         key.json      what the digest covers: server, version, http, the settings
-                      space and the scenario families, in order
+                      space and the scenario families, in order, and for a target
+                      built from source its origin (a working copy's path, a git
+                      repository), never its content or commit: its examples
+                      outlive every edit
         hypothesis/   Hypothesis's example database, one key per search strategy
         traces/       each confirmed failure's trace, <kind>-<digest>.json
 
@@ -35,6 +38,8 @@ from typing import Any
 
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
+from harness.errors import EnvironmentFault
+
 OFF = ("off", "0", "false", "no", "none")
 KEY_FORMAT = 1
 
@@ -60,9 +65,13 @@ class ExampleStore:
         key = {"format": KEY_FORMAT, "server": str(target["server"]),
                "version": str(target["version"]), "http": str(target["http"]),
                "settings": settings_space, "families": list(families)}
+        origin = _origin(target.get("source"))
+        if origin is not None:
+            key["source"] = origin
         text = json.dumps(key, sort_keys=True, default=repr)
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-        label = re.sub(r"[^\w.+-]", "_", f"{key['server']}-{key['version']}-{key['http']}")
+        tag = "" if origin is None else "+git" if origin.startswith("git+") else "+wc"
+        label = re.sub(r"[^\w.+-]", "_", f"{key['server']}-{key['version']}{tag}-{key['http']}")
         store = cls(root / f"{label}-{digest}")
         if not (store.folder / "key.json").exists():
             _write_atomically(store.folder / "key.json", json.dumps(key, indent=1,
@@ -95,10 +104,26 @@ class ExampleStore:
             path.unlink()
 
 
+def _origin(source: Any) -> str | None:
+    """Where a target built from source comes from, without what it is now: a working
+    copy's path, a git target's repository (its @revision dropped). So its examples
+    outlive every edit, and the commits of one repository share them."""
+    if not source:
+        return None
+    text = str(source)
+    return text.rpartition("@")[0] if text.startswith("git+") and "@" in text else text
+
+
 def _write_atomically(path: Path, text: str) -> None:
     """A temporary file renamed into place: readers (another job) see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    except OSError as exc:
+        raise EnvironmentFault(f"the examples store cannot be written at {path.parent} "
+                               f"({exc.strerror}); point HARNESS_EXAMPLES at a folder you "
+                               "can write, or turn the store off with HARNESS_EXAMPLES=off "
+                               "(explore: --no-examples)") from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
