@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import harness.http.app
 from harness.decisions import OrdinarySource
 from harness.sim.loop import SimLoop
+from harness.sim.quiescence import short_path
 from harness.sim.run import Settings, simulate
 
 
@@ -69,3 +72,12 @@ def test_a_finished_program_with_nothing_left_has_no_blocked_tasks():
 
     result = simulate(program, OrdinarySource())
     assert (result.outcome, result.blocked, result.virtual_time) == ("quiescent", [], 1)
+
+
+def test_a_harness_frame_is_named_the_same_from_any_working_directory(tmp_path, monkeypatch):
+    """Signatures, and the oracles' filter of the harness's own frames, must not change
+    when the harness runs from a server's repository (the pytest plugin's case)."""
+    app = str(Path(harness.http.app.__file__).resolve())
+    monkeypatch.chdir(tmp_path)
+    assert short_path(app) == "harness/http/app.py"
+    assert short_path(asyncio.queues.__file__) == "asyncio/queues.py"

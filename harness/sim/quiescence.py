@@ -41,16 +41,23 @@ class BlockedTask:
         return self.stack[-1] if self.stack else None
 
 
+# The folder holding the harness/ and servers/ packages (an editable install's checkout).
+HARNESS_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def short_path(path: str) -> str:
-    """A stable path for signatures: relative to site-packages, the stdlib or cwd."""
+    """A stable path for signatures: relative to site-packages, the stdlib, the harness's
+    own folder (so signatures, and the oracles' own-frame filters, do not depend on the
+    directory the harness runs from: a server's repository, say) or cwd."""
     norm = path.replace(os.sep, "/")
     # site-packages, or a release's cached site folder (harness/targets/envs.py)
     for marker in ("/site-packages/", "/dist-packages/", "/site/"):
         if marker in norm:
             return norm.split(marker, 1)[1]
-    stdlib = os.path.dirname(os.__file__).replace(os.sep, "/") + "/"
-    if norm.startswith(stdlib):
-        return norm[len(stdlib):]
+    for base in (os.path.dirname(os.__file__), HARNESS_ROOT):
+        prefix = base.replace(os.sep, "/") + "/"
+        if norm.startswith(prefix):
+            return norm[len(prefix):]
     cwd = os.getcwd().replace(os.sep, "/") + "/"
     if norm.startswith(cwd):
         return norm[len(cwd):]
