@@ -1,0 +1,234 @@
+"""The pytest plugin: the race scenarios in any project's test run.
+
+Installed with the harness (entry point `race_harness` in the `pytest11` group),
+so every pytest in that environment loads it; it does nothing, and imports
+nothing of the harness, until a target is named:
+
+    pytest --race-server SPEC [--race-http all] [--race-budget 5] [--race-family F]
+
+adds one test item per scenario family and target, `race::FAMILY[TARGET]` (unless
+the command line names only test files or node ids, no folder), each
+a search of that family for `--race-budget` seconds, judged against the target's
+known upstream bugs (harness/tools/judgement.py): a failure no known bug explains
+fails with its replay command; one that only known bugs explain is an expected
+failure naming them. Every item carries the `race` marker (`-m "not race"`).
+
+For a project's own regression tests, the `race` fixture runs on each target in
+turn: `race.replay("trace.json")` replays a stored trace and fails while it
+still fails; `race.explore("keepalive", budget=10)` searches one family. Without
+a target such tests skip. A conftest.py can name default targets with the
+`pytest_race_default_servers(config)` hook (this repository's scenarios/ does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from harness.tools.race import Outcome, RaceTarget
+
+DEFAULT_BUDGET = 5.0
+
+
+class Hooks:
+    @pytest.hookspec(firstresult=True)
+    def pytest_race_default_servers(self, config: pytest.Config) -> list[str] | None:
+        """The servers to run the race scenarios on when no --race-server is given
+        (default: none, and the plugin adds nothing)."""
+        return None
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(Hooks)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("race", "race scenarios (asgi-race-harness)")
+    group.addoption("--race-server", action="append", default=None, metavar="SPEC",
+                    help="a target, as `harness explore --server` takes it (repeatable): "
+                         "each scenario family is searched on it")
+    group.addoption("--race-http", default="all", metavar="IMPL",
+                    help="the protocol implementation to run (as `harness explore --http` "
+                         "takes it) or all (default all)")
+    group.addoption("--race-budget", type=float, default=DEFAULT_BUDGET, metavar="SECONDS",
+                    help=f"seconds of search per family and target (default "
+                         f"{DEFAULT_BUDGET:g})")
+    group.addoption("--race-seed", type=int, default=0, metavar="N",
+                    help="seed of the search (default 0)")
+    group.addoption("--race-family", action="append", default=None, metavar="FAMILY",
+                    help="a scenario family to search (repeatable; default all)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "race: a race scenario of the asgi-race-harness "
+                                       "plugin (a searched family or a replayed trace)")
+
+
+@dataclass(frozen=True)
+class Options:
+    targets: list[RaceTarget]
+    families: list[str]
+    budget: float
+    seed: int
+    root: Path
+
+
+_OPTIONS = pytest.StashKey["Options | None"]()
+
+
+def options(config: pytest.Config) -> Options | None:
+    """The race run's options, checked once; None when no target is named."""
+    if _OPTIONS not in config.stash:
+        servers = config.getoption("race_server") or \
+            config.hook.pytest_race_default_servers(config=config)
+        config.stash[_OPTIONS] = _resolve(config, servers) if servers else None
+    return config.stash[_OPTIONS]
+
+
+def _resolve(config: pytest.Config, servers: list[str]) -> Options:
+    from harness.errors import InputError
+    from harness.http.strategies import FAMILIES
+    from harness.tools.race import check_options, resolve_targets
+
+    families = config.getoption("race_family") or list(FAMILIES)
+    budget, seed = float(config.getoption("race_budget")), int(config.getoption("race_seed"))
+    try:
+        check_options(families, budget)
+        targets = resolve_targets(servers, str(config.getoption("race_http")))
+    except InputError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return Options(targets, list(dict.fromkeys(families)), budget, seed, config.rootpath)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    found = options(config)
+    if found is None:
+        return []
+    return [f"race: {', '.join(t.label for t in found.targets)}; families "
+            f"{', '.join(found.families)}; {found.budget:g}s each, seed {found.seed}"]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """The session's own collection gains the race items, beside the project's tests."""
+    report = yield
+    if isinstance(collector, pytest.Session) and report.passed \
+            and not _picked_tests(collector.config) and options(collector.config):
+        report.result.append(RaceScenarios.from_parent(collector, name="race", nodeid="race"))
+    return report
+
+
+def _picked_tests(config: pytest.Config) -> bool:
+    """The command line names test files or node ids, no folder: run just those (with
+    the `race` fixture on each target), not the searches."""
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        return False
+    here = config.invocation_params.dir
+    return not any((here / arg.split("::")[0]).is_dir() for arg in config.args)
+
+
+class RaceScenarios(pytest.Collector):
+    def collect(self) -> list[pytest.Item]:
+        found = options(self.config)
+        assert found is not None
+        return [RaceFamily.from_parent(self, name=f"{family}[{target.label}]",
+                                       family=family, target=target)
+                for family in found.families for target in found.targets]
+
+
+class RaceFamily(pytest.Item):
+    """One scenario family searched on one target."""
+
+    def __init__(self, *, family: str, target: RaceTarget, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.family, self.target = family, target
+        self.add_marker("race")
+
+    def runtest(self) -> None:
+        from harness.tools.race import explore_family
+
+        found = options(self.config)
+        assert found is not None
+        conclude(explore_family(self.target, self.family, found.budget, found.seed,
+                                found.root))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> Any:
+        from harness.errors import HarnessError, HarnessFault
+
+        error = excinfo.value
+        if isinstance(error, HarnessError) and not isinstance(error, HarnessFault):
+            return f"harness: error: {error}"  # the user's input or this machine: one line
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"race {self.family} on {self.target.spec}"
+
+
+def conclude(outcome: Outcome) -> None:
+    if outcome.failure is not None:
+        pytest.fail(outcome.failure, pytrace=False)
+    if outcome.explained_by:
+        pytest.xfail("; ".join(outcome.explained_by))
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "race_target" in getattr(item, "fixturenames", ()):
+            item.add_marker("race")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "race_target" in metafunc.fixturenames:
+        found = options(metafunc.config)
+        if found is not None:
+            metafunc.parametrize("race_target", found.targets,
+                                 ids=[t.label for t in found.targets])
+
+
+@pytest.fixture
+def race_target() -> RaceTarget:
+    """The target a race test runs on: each --race-server target in turn."""
+    pytest.skip("no --race-server given: race tests run against a named server")
+
+
+class Race:
+    """What a race test does on its target (the `race` fixture)."""
+
+    def __init__(self, target: RaceTarget, config: pytest.Config, here: Path) -> None:
+        self.target, self.config, self.here = target, config, here
+
+    def replay(self, trace: str | Path) -> None:
+        """Replay a stored trace (a relative path is taken from the test file's folder);
+        fails, with the failure and its replay command, while the trace still fails."""
+        from harness.tools.race import replay_trace
+
+        conclude(replay_trace(self.target, self.here / trace, self.config.rootpath))
+
+    def explore(self, family: str, budget: float | None = None,
+                seed: int | None = None) -> None:
+        """Search one scenario family (default: --race-budget, --race-seed) and judge it
+        as the generated race items are judged."""
+        from harness.errors import InputError
+        from harness.tools.race import check_options, explore_family
+
+        found = options(self.config)
+        assert found is not None
+        budget = found.budget if budget is None else budget
+        try:
+            check_options([family], budget, ("race.explore's family", "its budget"))
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        conclude(explore_family(self.target, family, budget,
+                                found.seed if seed is None else seed, found.root))
+
+
+@pytest.fixture
+def race(request: pytest.FixtureRequest, race_target: RaceTarget) -> Race:
+    """Replays a stored trace or searches a family on each --race-server target."""
+    return Race(race_target, request.config, request.path.parent)

@@ -1,0 +1,143 @@
+"""Race runs for the pytest plugin: a scenario family searched, or a stored trace
+replayed, on one target, judged and put in words a test report can show.
+
+Nothing here knows pytest (harness/tools/pytest_plugin.py is the glue): each run
+returns an `Outcome`, a failure message or the known bugs that explain what was
+found. Every failure message ends with a replay command whose trace file exists
+and whose path works from the project's root.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError
+from harness.http.strategies import FAMILIES
+from harness.search.trace import Trace
+from harness.targets.registry import TargetSpec, target_specs
+from harness.targets.runner import run
+from harness.tools.judgement import judge
+from harness.tools.report import report_id
+
+# Under the project's root: where each unexplained finding's trace is kept for replay.
+FAILURES = Path(".harness-cache") / "race-failures"
+
+
+@dataclass(frozen=True)
+class RaceTarget:
+    server: str  # the spec as the user wrote it, for replay commands
+    spec: TargetSpec
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+
+@dataclass(frozen=True)
+class Outcome:
+    failure: str | None = None  # why the test fails
+    explained_by: tuple[str, ...] = ()  # else: the known bugs it found (an expected failure)
+
+
+def resolve_targets(servers: Sequence[str], http: str) -> list[RaceTarget]:
+    """Every target the specs name, in each protocol implementation `http` picks
+    (h11, httptools, ... or all), once each."""
+    out: dict[str, RaceTarget] = {}
+    for server in servers:
+        for spec in target_specs(server, http):
+            out.setdefault(spec.label, RaceTarget(server, spec))
+    return list(out.values())
+
+
+def check_options(families: Sequence[str], budget: float,
+                  names: tuple[str, str] = ("--race-family", "--race-budget")) -> None:
+    """Refuse an unknown family or a budget that is not a positive number of seconds;
+    `names`: what the user called the family and the budget."""
+    for family in families:
+        if family not in FAMILIES:
+            raise InputError(f"{names[0]} {family!r} is not a scenario family; use one of "
+                             f"{', '.join(FAMILIES)}")
+    if not (math.isfinite(budget) and budget > 0):
+        raise InputError(f"{names[1]} must be a positive number of seconds, got {budget:g}")
+
+
+def shown(path: Path, root: Path) -> str:
+    """`path` as a replay command should print it: from the root if it is under it."""
+    path = path.resolve()
+    return str(path.relative_to(root.resolve())) if path.is_relative_to(root.resolve()) \
+        else str(path)
+
+
+def replay_command(target: RaceTarget, trace: str) -> str:
+    return (f"harness replay {shlex.quote(trace)} --server {shlex.quote(target.server)} "
+            f"--http {target.spec.http}")
+
+
+def explore_family(target: RaceTarget, family: str, budget: float, seed: int,
+                   root: Path, max_runs: int | None = None) -> Outcome:
+    """Search `family` on the target for `budget` seconds (or, given `max_runs`, for that
+    many runs and no time limit: a repeatable search) and judge what was found."""
+    limits = {"budget": budget} if max_runs is None else {"budget": 0, "max_runs": max_runs}
+    result = run(target.spec, {"op": "explore", "families": [family], "seed": seed, **limits},
+                 lambda event, info: None)
+    found, version = result["findings"], str(result["target"]["version"])
+    spec = target.spec
+    verdict = judge(found, spec.entry, version, spec.http, family, spec.source is not None)
+    problems = []
+    if verdict.unexplained:
+        admitted = "still open upstream" if spec.source is not None else "known"
+        problems.append(
+            f"{len(verdict.unexplained)} failure(s) in family {family!r} after "
+            f"{result['runs']} runs that no {admitted} bug of {spec.server} {version} "
+            f"({spec.http}) explains:")
+        for f in verdict.unexplained:
+            trace = _save(f, target, family, root)
+            problems.append(f"- {f['kind']}: {f['signature']}\n  {f['message']}")
+            problems += [f"  matches {b.name}, fixed upstream in {b.fixed}: this code has the "
+                         "bug again, or predates the fix"
+                         for b in verdict.fixed_upstream.get((f["kind"], f["signature"]), [])]
+            problems.append(f"  replay: {replay_command(target, trace)}")
+    problems += [f"the harness no longer finds {bug.name} on {spec} in {result['runs']} runs"
+                 + (f" ({budget:g}s)" if max_runs is None else "") for bug in verdict.not_found]
+    if problems:
+        return Outcome(failure="\n".join(problems))
+    return Outcome(explained_by=tuple(verdict.explained_by))
+
+
+def replay_trace(target: RaceTarget, path: Path, root: Path) -> Outcome:
+    """Replay a stored trace on the target: any failure fails (the bug is back).
+
+    Strict on the trace's own release, lenient elsewhere: other code may ask other
+    questions than the trace recorded, and then takes the ordinary choice."""
+    trace = Trace.load(path)
+    own = trace.target or {}
+    spec = target.spec
+    same = spec.source is None and spec.label == "{}-{}-{}".format(
+        own.get("server"), own.get("version"), own.get("http"))
+    result: dict[str, Any] = run(spec, {"op": "replay", "trace": trace.to_json(),
+                                        "strict": same}, lambda event, info: None)
+    if not result["failures"]:
+        return Outcome()
+    where = shown(path, root)
+    lines = [f"{where} fails on {spec}"
+             + (f" (its run left the trace at decision {result['diverged_at']} and took the "
+                "ordinary choice from there)" if result.get("diverged_at") is not None else "")
+             + ":"]
+    lines += [f"- {f['kind']}: {f['signature']}\n  {f['message']}" for f in result["failures"]]
+    lines.append(f"replay: {replay_command(target, where)}")
+    return Outcome(failure="\n".join(lines))
+
+
+def _save(finding: dict[str, Any], target: RaceTarget, family: str, root: Path) -> str:
+    """Keep a finding's trace where its replay command points; return that path."""
+    folder = root / FAILURES
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (f"{target.label}-{family}-"
+                     f"{report_id(finding['kind'], finding['signature'])}.json")
+    Trace.from_json(finding["trace"]).save(path)
+    return shown(path, root)

@@ -1,0 +1,144 @@
+"""The pytest plugin, as a server's own test suite meets it: a temporary project with no
+race code of its own, run by pytest with the plugin loaded from its entry point."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.targets.registry import target_specs
+from harness.tools import race
+from harness.tools.cli import main as harness_main
+from harness.tools.race import RaceTarget, explore_family
+
+pytest_plugins = ["pytester"]
+
+REPORTS = Path(__file__).resolve().parent.parent / "reports"
+# hypercorn 0.18.0 (installed beside the harness) queues http.disconnect once: still open.
+ONCE = REPORTS / "hypercorn-0.18.0-h11" / "lost-disconnect-58bdd83d" / "trace.json"
+
+OWN_TESTS = """
+def test_the_projects_own_test():
+    assert 1 + 1 == 2
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    # In this process the harness is imported already, too early for pytest to rewrite
+    # its asserts as it does for a plugin's package: that warning is not the test's.
+    return pytester.runpytest("-W", "ignore::pytest.PytestAssertRewriteWarning", *args)
+
+
+def test_without_a_race_server_the_plugin_adds_nothing(pytester: pytest.Pytester):
+    pytester.makepyfile(test_own=OWN_TESTS)
+    result = run(pytester, "--co", "-q")
+    assert result.ret == 0
+    assert [line for line in result.outlines if "::" in line] == \
+        ["test_own.py::test_the_projects_own_test"]
+
+
+def test_importing_the_plugin_imports_nothing_else_of_the_harness():
+    """Every pytest in the environment loads the plugin: it must cost nothing until used."""
+    code = ("import sys, harness.tools.pytest_plugin; "
+            "print(sorted(m for m in sys.modules if m.startswith(('harness', 'servers', "
+            "'hypothesis'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "['harness', 'harness.tools', 'harness.tools.pytest_plugin']"
+
+
+def test_a_race_server_adds_a_passing_race_item_and_the_race_fixture_explores(
+        pytester: pytest.Pytester):
+    pytester.makepyfile(test_own=OWN_TESTS + """
+def test_keepalive_stays_clean(race):
+    race.explore("keepalive", budget=1)
+""")
+    result = run(pytester, "--race-server", "reference", "--race-budget", "1",
+                                "--race-family", "keepalive", "--strict-markers", "-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["race: reference-*-h11; families keepalive; 1s each, seed 0",
+                                 "test_own.py::test_keepalive_stays_clean?reference-*? PASSED*",
+                                 "race::keepalive?reference-*-h11? PASSED*"])
+
+
+def test_minus_m_not_race_deselects_every_race_test(pytester: pytest.Pytester):
+    pytester.makepyfile(test_own=OWN_TESTS + """
+def test_replays(race):
+    race.replay("missing.json")
+""")
+    result = run(pytester, "--race-server", "reference", "--race-family", "keepalive",
+                                "--strict-markers", "-m", "not race")
+    result.assert_outcomes(passed=1, deselected=2)
+
+
+def test_a_race_fixture_test_skips_without_a_race_server(pytester: pytest.Pytester):
+    pytester.makepyfile(test_own="""
+def test_replays(race):
+    race.replay("missing.json")
+""")
+    result = run(pytester, "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no --race-server given*"])
+
+
+def test_replay_fails_while_the_trace_fails_and_passes_where_it_passes(
+        pytester: pytest.Pytester):
+    shutil.copy(ONCE, pytester.path / "once.json")
+    pytester.makepyfile(test_regression="""
+def test_disconnect_is_delivered_again(race):
+    race.replay("once.json")
+""")
+    # Naming the file runs just its tests: no family is searched.
+    failing = run(pytester, "test_regression.py", "--race-server", "hypercorn")
+    failing.assert_outcomes(failed=1)
+    failing.stdout.fnmatch_lines([
+        "once.json fails on hypercorn (h11):",
+        "- lost-disconnect: receive() after the response: blocked at *",
+        "replay: harness replay once.json --server hypercorn --http h11"])
+    passing = run(pytester, "test_regression.py", "--race-server", "reference")
+    passing.assert_outcomes(passed=1)
+
+
+def test_a_bad_option_is_a_usage_error_naming_it(pytester: pytest.Pytester):
+    for args, message in [(["--race-server", "nginx"], "*unknown server 'nginx'*"),
+                          (["--race-server", "reference", "--race-family", "chaos"],
+                           "*--race-family 'chaos' is not a scenario family*"),
+                          (["--race-server", "reference", "--race-budget", "0"],
+                           "*--race-budget must be a positive number of seconds, got 0*")]:
+        result = run(pytester, *args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([message])
+
+
+def test_an_unexplained_finding_fails_with_a_replay_command_that_reproduces_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """With its known bugs forgotten, what hypercorn 0.18.0 fails is unexplained: the
+    message names each failure and a replay command whose trace file exists and fails
+    again, from the project's root."""
+    real = race.judge
+
+    def forgetful(found: Any, entry: Any, *args: Any, **kwargs: Any) -> Any:
+        return real(found, dataclasses.replace(entry, known_bugs=()), *args, **kwargs)
+
+    monkeypatch.setattr(race, "judge", forgetful)
+    target = RaceTarget("hypercorn", target_specs("hypercorn", "h11")[0])
+    outcome = explore_family(target, "keepalive", 1, 0, tmp_path, max_runs=30)
+    assert outcome.failure is not None
+    assert "no known bug of hypercorn" in outcome.failure
+    lines = outcome.failure.splitlines()
+    kinds = [line[2:].split(":")[0] for line in lines if line.startswith("- ")]
+    commands = [line.split("replay: ", 1)[1] for line in lines if "replay: " in line]
+    assert kinds and len(commands) == len(kinds)
+    assert all(c.startswith("harness replay .harness-cache/race-failures/") for c in commands)
+    monkeypatch.chdir(tmp_path)  # the paths are the project root's
+    for kind, command in zip(kinds, commands, strict=True):
+        capsys.readouterr()
+        assert harness_main(shlex.split(command)[1:]) == 1
+        assert f"verdict: {kind}: " in capsys.readouterr().out
