@@ -104,6 +104,9 @@ def explore_family(target: RaceTarget, family: str, budget: float, seed: int,
             problems.append(f"  replay: {replay_command(target, trace)}")
     problems += [f"the harness no longer finds {bug.name} on {spec} in {result['runs']} runs"
                  + (f" ({budget:g}s)" if max_runs is None else "") for bug in verdict.not_found]
+    if verdict.not_found:
+        problems += ["it found:"] + [f"- {f['kind']}: {f['signature']}" for f in found] \
+            if found else ["it found nothing"]
     if problems:
         return Outcome(failure="\n".join(problems))
     return Outcome(explained_by=tuple(verdict.explained_by))
