@@ -49,8 +49,9 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("race", "race scenarios (asgi-race-harness)")
     group.addoption("--race-server", action="append", default=None, metavar="SPEC",
-                    help="a target, as `harness explore --server` takes it (repeatable): "
-                         "each scenario family is searched on it")
+                    help="a target, as `harness explore --server` takes it (repeatable; "
+                         "a path as --race-server=PATH): each scenario family is searched "
+                         "on it")
     group.addoption("--race-http", default="all", metavar="IMPL",
                     help="the protocol implementation to run (as `harness explore --http` "
                          "takes it) or all (default all)")

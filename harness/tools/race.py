@@ -90,11 +90,11 @@ def explore_family(target: RaceTarget, family: str, budget: float, seed: int,
     verdict = judge(found, spec.entry, version, spec.http, family, spec.source is not None)
     problems = []
     if verdict.unexplained:
-        admitted = "still open upstream" if spec.source is not None else "known"
+        still = " still open upstream" if spec.source is not None else ""
         problems.append(
             f"{len(verdict.unexplained)} failure(s) in family {family!r} after "
-            f"{result['runs']} runs that no {admitted} bug of {spec.server} {version} "
-            f"({spec.http}) explains:")
+            f"{result['runs']} runs that no known bug of {spec.server} {version} "
+            f"({spec.http}){still} explains:")
         for f in verdict.unexplained:
             trace = _save(f, target, family, root)
             problems.append(f"- {f['kind']}: {f['signature']}\n  {f['message']}")
