@@ -31,9 +31,6 @@ import pytest
 if TYPE_CHECKING:
     from harness.tools.race import Outcome, RaceTarget
 
-DEFAULT_BUDGET = 5.0
-
-
 class Hooks:
     @pytest.hookspec(firstresult=True)
     def pytest_race_default_servers(self, config: pytest.Config) -> list[str] | None:
@@ -55,9 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--race-http", default="all", metavar="IMPL",
                     help="the protocol implementation to run (as `harness explore --http` "
                          "takes it) or all (default all)")
-    group.addoption("--race-budget", type=float, default=DEFAULT_BUDGET, metavar="SECONDS",
-                    help=f"seconds of search per family and target (default "
-                         f"{DEFAULT_BUDGET:g})")
+    group.addoption("--race-budget", type=float, default=None, metavar="SECONDS",
+                    help="seconds of search per family and target (default: the search "
+                         "profile's, HARNESS_PROFILE: 5 by default, 2 in ci)")
     group.addoption("--race-seed", type=int, default=0, metavar="N",
                     help="seed of the search (default 0)")
     group.addoption("--race-family", action="append", default=None, metavar="FAMILY",
@@ -93,11 +90,13 @@ def options(config: pytest.Config) -> Options | None:
 def _resolve(config: pytest.Config, servers: list[str]) -> Options:
     from harness.errors import InputError
     from harness.http.strategies import FAMILIES
+    from harness.search.profiles import profile
     from harness.tools.race import check_options, resolve_targets
 
     families = config.getoption("race_family") or list(FAMILIES)
-    budget, seed = float(config.getoption("race_budget")), int(config.getoption("race_seed"))
+    budget, seed = config.getoption("race_budget"), int(config.getoption("race_seed"))
     try:
+        budget = profile().scenario_budget if budget is None else float(budget)
         check_options(families, budget)
         targets = resolve_targets(servers, str(config.getoption("race_http")))
     except InputError as exc:
