@@ -86,6 +86,15 @@ KNOWN_BUGS = (
              "discards the end of a finished response (no staged close, RFC 9112 9.6; the "
              "class of gunicorn#1644 and uvicorn#3047)", "", ("h11", "httptools"), "",
              "response-integrity", "response lost to the server's reset"),
+    # Found by the search on 0.11.3 (concurrency and keepalive families): a request line
+    # split inside its URL reaches httptools' on_url in pieces, the protocol keeps only the
+    # last, and the app is called with a cut-off path. `harness bisect` over releases
+    # names 0.17.5 (0.17.4 fails the trace, 0.17.5 passes), the release of upstream's PR
+    # #1263, "Fix case where url is fragmented in httptools protocol" (issue #1262).
+    KnownBug("uvicorn#1262: a request line split inside the URL gives the app a cut-off "
+             "path (httptools keeps only the last on_url piece)", "<0.17.5", ("httptools",),
+             "", "response-integrity", "response for a request the app never saw",
+             fixed="0.17.5"),
     KnownBug("new: httptools connection_lost wakes only the newest pipelined cycle, so an "
              "earlier cycle's pending receive() never gets http.disconnect",
              ">=0.12.3", ("httptools",), "pipelining", "lost-disconnect",
