@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,7 +44,7 @@ def readme_commands() -> list[str]:
         joined = re.sub(r"\\\n\s*", "", block)
         for line in joined.splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
-            if line.startswith((".venv/bin/", "make ")):
+            if line.startswith((".venv/bin/", "make ", "pytest ")):
                 commands.append(line)
     return commands
 
@@ -69,8 +70,26 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     sources = {v: unpack("uvicorn", v, base / "sdists") for v in ("0.11.3", "0.12.3")}
     uvicorn_history(sources, home / "src" / "uvicorn")
     env = {**os.environ, "HOME": str(home),
-           "HARNESS_CACHE": os.environ.get("HARNESS_CACHE", str(ROOT / ".harness-cache"))}
+           "HARNESS_CACHE": os.environ.get("HARNESS_CACHE", str(ROOT / ".harness-cache")),
+           "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     return checkout, env
+
+
+@pytest.fixture(scope="module")
+def server_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the plugin's commands run (`pytest --race-server=.`, "from the server's
+    root"): a working copy of uvicorn 0.54.0 from its sdist, its own test suite replaced
+    by one test and pytest-xdist's `-n 8` dropped from its pytest options (the real suite
+    needs uvicorn's test dependencies, not the harness's); its other strict options stay."""
+    project = unpack("uvicorn", "0.54.0", tmp_path_factory.mktemp("server"))
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(" -n 8", ""))
+    shutil.rmtree(project / "tests", ignore_errors=True)
+    (project / "tests").mkdir()
+    (project / "tests" / "test_own.py").write_text(
+        "import uvicorn\n\n\ndef test_the_projects_own_test():\n"
+        "    assert uvicorn.__version__ == '0.54.0'\n")
+    return project
 
 
 def as_run(command: str) -> str:
@@ -82,12 +101,13 @@ def as_run(command: str) -> str:
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c not in NOT_RUN])
-def test_a_readme_command_works_as_written(clone, command: str):
+def test_a_readme_command_works_as_written(clone, server_project, command: str):
     checkout, env = clone
     run = as_run(command)
     if " serve " in run:
         return serve(checkout, env, run)
-    proc = subprocess.run(["bash", "-c", run], cwd=checkout, env=env, capture_output=True,
+    where = server_project if run.startswith("pytest ") else checkout
+    proc = subprocess.run(["bash", "-c", run], cwd=where, env=env, capture_output=True,
                           text=True, timeout=900)
     words = shlex.split(run)
     verb = words[1] if words[0].endswith("harness") else words[0]
