@@ -87,3 +87,14 @@ def test_bisect_refuses_ends_that_do_not_behave_as_named(sources, tmp_path: Path
 def test_a_working_copy_spec_names_its_server_from_the_source(sources):
     [spec] = target_specs(str(sources["0.11.3"]), "h11")
     assert (spec.server, spec.source) == ("uvicorn", str(sources["0.11.3"]))
+
+
+def test_a_worker_started_in_a_servers_own_tree_runs_the_release_not_the_tree(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The plugin runs from a maintainer's checkout, where ./uvicorn is their code: the
+    worker for uvicorn==0.11.3 must still import 0.11.3 from its environment."""
+    (tmp_path / "uvicorn").mkdir()
+    (tmp_path / "uvicorn" / "__init__.py").write_text("raise ImportError('the tree')\n")
+    monkeypatch.chdir(tmp_path)
+    verdict = replay_trace_file(HANG_748, "uvicorn==0.11.3")
+    assert [f["kind"] for f in verdict["failures"]] == ["receive-hang"]

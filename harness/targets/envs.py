@@ -113,7 +113,8 @@ def _probe_protocols(site: Path, entry: TargetEntry) -> list[str]:
     ok = []
     env = dict(os.environ, PYTHONPATH=str(site), PYTHONNOUSERSITE="1")
     for name, module in entry.protocol_modules.items():
-        proc = subprocess.run([sys.executable, "-c", f"import {module}"], env=env,
+        # -P: not from the current folder, which may be the server's own source tree.
+        proc = subprocess.run([sys.executable, "-P", "-c", f"import {module}"], env=env,
                               capture_output=True, text=True, timeout=120)
         if proc.returncode == 0:
             ok.append(name)

@@ -172,6 +172,10 @@ def _check_isolation(spec: TargetSpec, site: str) -> None:
     package = entry.protocol_modules[spec.http].split(".")[0]
     where = Path(getattr(importlib.import_module(package), "__file__", None) or "?").resolve()
     version = importlib.metadata.version(entry.distribution or package)
+    if Path(site).resolve() not in where.parents and (Path(site) / package).is_dir():
+        raise WorkerError(f"{spec.server}=={spec.version} is in {site}, but this worker "
+                          f"imports {package} from {where.parent}, which comes first on "
+                          f"sys.path ({sys.path[:3]})")
     if Path(site).resolve() not in where.parents or version != spec.version:
         raise EnvError(f"{spec.server}=={spec.version} should run from {site}, but this "
                        f"worker imports {package} {version} from {where.parent}; remove the "
@@ -233,7 +237,10 @@ def terminate_workers(grace: float = 5.0) -> None:
 
 def _run_worker(env: Env, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
     with subprocess.Popen(
-        [sys.executable, "-m", "harness.targets.worker"], stdin=subprocess.PIPE,
+        # -P: the current folder is not put first on sys.path. Run from a server's own
+        # source tree (the pytest plugin in a maintainer's project), it would shadow the
+        # release in the worker's environment.
+        [sys.executable, "-P", "-m", "harness.targets.worker"], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=env.python_env(),
     ) as proc:
