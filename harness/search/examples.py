@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
 from harness.errors import EnvironmentFault
+from harness.search.trace import write_atomically
 
 OFF = ("off", "0", "false", "no", "none")
 KEY_FORMAT = 1
@@ -115,20 +115,11 @@ def _origin(source: Any) -> str | None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """A temporary file renamed into place: readers (another job) see all or nothing."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        write_atomically(path, text)
     except OSError as exc:
         raise EnvironmentFault(f"the examples store cannot be written at {path.parent} "
                                f"({exc.strerror}); point HARNESS_EXAMPLES at a folder you "
                                "can write, or turn the store off with HARNESS_EXAMPLES=off "
                                "(explore: --no-examples)") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

@@ -14,6 +14,7 @@ determinism tests use it).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -60,16 +61,7 @@ class Trace:
         return json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n"
 
     def save(self, path: str | Path) -> None:
-        """Write atomically: a crash leaves the old file or the new one, never half."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=".trace-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.dumps())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomically(Path(path), self.dumps())
 
     @classmethod
     def from_json(cls, data: Any, source: str = "<trace>") -> Trace:
@@ -173,3 +165,17 @@ def replay(trace: Trace, strict: bool = True) -> SimResult:
             f"records {len(trace.decisions)}"
         )
     return result
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """A temporary file renamed into place: a crash leaves the old file or the new one,
+    and a reader (another job) sees all of it or nothing, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

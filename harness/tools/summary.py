@@ -24,12 +24,11 @@ trace stored by an earlier explore, or by replaying an example Hypothesis stored
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from harness.search.trace import write_atomically
 
 FORMAT = "asgi-race-harness/explore-summary"
 VERSION = 1
@@ -86,16 +85,7 @@ class Summary:
     def write(self, path: Path, state: str, exit_code: int, error: str | None = None) -> None:
         data = {"format": FORMAT, "version": VERSION, "state": state, "exit_code": exit_code,
                 "error": error, "command": self.command, "targets": self.targets}
-        text = json.dumps(data, indent=1, default=str) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=".summary-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomically(path, json.dumps(data, indent=1, default=str) + "\n")
 
     @staticmethod
     def _totals(target: dict[str, Any], runs: int, searched: float, shrinking: float) -> None:
