@@ -129,3 +129,16 @@ def test_a_bad_revision_or_repository_is_refused_by_name(tmp_path: Path, rev: st
         parse_source(f"git+{tmp_path}@HEAD")
     with pytest.raises(SourceError, match="clone it first"):
         parse_source("git+https://github.com/encode/uvicorn@0.12.3")
+
+
+def test_bisect_names_the_end_that_is_not_a_commit(tmp_path: Path, capsys):
+    from harness.tools.cli import main
+
+    repo = tree(tmp_path / "repo")
+    git(repo, "init", "-q")
+    commit_all(repo, "one")
+    code = main(["bisect", "--server", f"git+{repo}", "--good", "HEAD", "--bad", "nope",
+                 "--scenario", "keepalive"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--bad nope: not a commit of" in err
+    assert len(err.strip().splitlines()) == 1

@@ -37,6 +37,7 @@ from harness.targets.registry import TargetError, entries, entry, parse_server, 
 from harness.targets.runner import run
 from harness.targets.source import (
     Source,
+    SourceError,
     commits_between,
     is_ancestor,
     is_source,
@@ -139,7 +140,13 @@ def release_history(server: str, good: str, bad: str) -> History:
 
 def commit_history(source: Source, good: str, bad: str) -> History:
     repo = source.location
-    ends = [parse_source(f"git+{repo}@{rev}").commit for rev in (good, bad)]
+    ends = []
+    for flag, rev in (("--good", good), ("--bad", bad)):
+        try:
+            ends.append(parse_source(f"git+{repo}@{rev}").commit)
+        except SourceError:
+            raise BisectError(f"{flag} {rev}: not a commit of {repo}; see "
+                              f"'git -C {repo} log --oneline'") from None
     good_c, bad_c = str(ends[0]), str(ends[1])
     if is_ancestor(repo, good_c, bad_c):
         older, newer = good_c, bad_c
