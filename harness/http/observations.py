@@ -31,6 +31,10 @@ class ConnFacts:
     # the server starting to close (close/abort/write_eof) and the client leaving.
     server_close_tick: int | None = None
     client_end_tick: int | None = None
+    # How the server first ended its side, and the call stack that did it (outermost
+    # first), as the harness's transport saw the call (sim/transport.py, closed_by).
+    closed_how: str = ""
+    closed_stack: tuple[Frame, ...] = ()
 
     @property
     def server_closed_at(self) -> float | None:
@@ -96,6 +100,10 @@ def observe(
 ) -> Observations:
     # Snapshots again: teardown closes transports, which would send FINs into live streams.
     conns = {c.cid: ConnFacts(c.cid, c, c.peer.conn.snapshot()) for c in clients}
+    for c in clients:
+        closed_by = getattr(c.peer.conn.server_end, "closed_by", None)
+        if closed_by is not None:
+            conns[c.cid].closed_how, conns[c.cid].closed_stack = closed_by
     for tick, entry in enumerate(loop.log.entries):
         name = entry.detail.split(" ", 1)[0]
         for facts in conns.values():

@@ -3,7 +3,8 @@
 Rules as data: `KINDS` is the table docs and reports are generated from.
 Every oracle judges only ASGI messages and the wire (DESIGN.md, Rule 4). A
 failure's `signature` is what makes two runs "the same bug": for anything
-blocked, the await stack's frame inside the server; otherwise a short,
+blocked, the await stack's frame inside the server; for a premature close, the
+server frames of the call that closed the connection; otherwise a short,
 run-independent description.
 """
 
@@ -290,10 +291,36 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
         when = "before the app finished its response" if started is not None and (
             closing is None or started < closing) else "with the request received but the " \
             "app not yet called"
-        out.append(Failure("premature-close", "closed during a live request",
+        out.append(Failure("premature-close",
+                           f"closed during a live request: {close_place(facts)}",
                            f"{where}: the server closed the connection at t={closed_at:g} "
                            f"{when}", where))
     return out
+
+
+# Frames that never say which path of the server closed: the harness (its loop,
+# transport, app model) and the async libraries the close passed through.
+NOT_CLOSER = ("harness/", "asyncio/", "anyio/", "trio/")
+CLOSE_FRAMES = 4  # enough to tell paths apart; more would split one path by its callers
+
+
+def close_place(facts: ConnFacts) -> str:
+    """Where the server closed: its innermost frames of the call stack that first ended
+    the connection (outermost first), below the app model's last frame: whoever called
+    the app is not the close path. A timer's close shows the timer's callback; a close
+    with no server frame on the stack was the transport's own (a fatal error)."""
+    stack = facts.closed_stack
+    last_app = max((i for i, f in enumerate(stack) if f.file.startswith(APP_FRAMES[0])),
+                   default=-1)
+    # Top-level stdlib modules (contextlib.py, ...) are no server's either.
+    frames = [f for f in stack[last_app + 1:]
+              if not f.file.startswith(NOT_CLOSER) and "/" in f.file]
+    how = facts.closed_how or "close"
+    if not frames:
+        return f"{how} by the transport itself"
+    if how in ("close", "abort", "write_eof"):
+        how += "()"
+    return f"{how} at " + " < ".join(str(f) for f in reversed(frames[-CLOSE_FRAMES:]))
 
 
 def stuck_failures(obs: Observations) -> list[Failure]:

@@ -103,6 +103,24 @@ def await_stack(coro: Any) -> tuple[Frame, ...]:
     return tuple(frames)
 
 
+def callback_stack(frame: FrameType | None) -> tuple[Frame, ...]:
+    """The call stack ending at `frame`, outermost first, up to the callback the loop ran:
+    it stops at the simulated runtime (harness/sim/: a transport delivering data, the
+    loop) or the stock `_run_once`, so what called the loop (a test, a worker) is not in
+    it. Inside a task step it runs through the task's coroutines: their frames are on
+    the stack then."""
+    frames = []
+    while frame is not None:
+        code = frame.f_code
+        file = short_path(code.co_filename)
+        if file.startswith("harness/sim/") or (
+                file == "asyncio/base_events.py" and code.co_name == "_run_once"):
+            break
+        frames.append(Frame(file, frame.f_lineno, code.co_qualname))
+        frame = frame.f_back
+    return tuple(reversed(frames))
+
+
 def blocked_tasks(
     loop: asyncio.AbstractEventLoop, exclude: asyncio.Task[Any] | None = None
 ) -> list[BlockedTask]:

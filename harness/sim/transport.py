@@ -9,15 +9,21 @@ delivered through `call_soon`. A server that works on the stock loop sees the
 same sequence of protocol calls here. `get_extra_info("socket")` is a
 `SimSocket` (harness/sim/sock.py): the questions a stock `TransportSocket`
 answers, about the simulated connection, and no I/O.
+
+The first time the server ends its side (close, abort, write_eof, or a fatal
+error), the transport keeps the call stack of that moment in `closed_by`: the
+harness's own boundary, where oracles may look to tell one close path from another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from asyncio import transports
 from typing import Any
 
 from harness.net.network import Connection, Stream
+from harness.sim.quiescence import Frame, callback_stack
 from harness.sim.runtime import Runtime, as_asyncio
 from harness.sim.sock import SimSocket
 
@@ -57,6 +63,8 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         self._reader = False  # registered for read events (the stock _add_reader)
         self._writer = False  # registered for write events
         self._on_close = on_close
+        # (how, call stack) of the first close/abort/write_eof or fatal error
+        self.closed_by: tuple[str, tuple[Frame, ...]] | None = None
         self.name = f"{side}[c{conn.cid}]"
         if side == "server":
             conn.server_end = self
@@ -77,6 +85,12 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
     def _log(self, kind: str, detail: str) -> None:
         self._sim_loop.record(kind, f"{self.name} {detail}")
 
+    def _note_end(self, how: str) -> None:
+        """Keep the stack that first ended this side: from the callback the loop ran down
+        to the caller of close(), abort(), ... (two frames up from here)."""
+        if self.closed_by is None:
+            self.closed_by = (how, callback_stack(sys._getframe(2)))
+
     # -- BaseTransport -------------------------------------------------------
     def is_closing(self) -> bool:
         return self._closing
@@ -93,6 +107,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
             return
         self._closing = True
         self._reader = False
+        self._note_end("close")
         self._log("close", f"buffered={len(self._buffer)}")
         if not self._buffer:
             self._conn_lost += 1
@@ -160,11 +175,13 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         if self._closing or self._eof:
             return
         self._eof = True
+        self._note_end("write_eof")
         self._log("write_eof", "")
         if not self._buffer:
             self._outgoing.send_fin(self._sim_loop.time())
 
     def abort(self) -> None:
+        self._note_end("abort")
         self._log("abort", "")
         self._force_close(None)
 
@@ -237,6 +254,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
     def _fatal_error(self, exc: BaseException, message: str) -> None:
         # Like the stock transport: OSErrors are routine (peer went away) and
         # not reported; anything else goes to the loop's exception handler.
+        self._note_end(f"{message.rstrip('.')} ({type(exc).__name__})")
         if not isinstance(exc, OSError):
             self._sim_loop.call_exception_handler(
                 {"message": message, "exception": exc, "transport": self,
