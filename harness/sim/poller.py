@@ -88,12 +88,17 @@ class Poller:
         # Options: 0 = everything arrives; [1 = held back]; then k bytes, k = 1..partial.
         n = 1 + int(hold) + partial
         c = self.loop.decisions.choose(n, f"arrive {stream.name}")
+        # A deviation names its decision in the log: what option c meant (held, or how
+        # many bytes) depends on whether holding was possible, which the trace's
+        # (what, n, choice) alone does not say (harness/tools/report.py tells it so).
+        tag = f" (decision {len(self.loop.decisions.decisions) - 1})" if c else ""
         if hold and c == 1:
+            self.loop.record("hold", f"{stream.name} {len(stream.in_flight)}B{tag}")
             return False
         nbytes = None if c == 0 else c - int(hold)
         moved, fin, rst = stream.arrive(nbytes)
         detail = f"{stream.name} {moved}B" + (" FIN" if fin else "") + (" RST" if rst else "")
-        self.loop.record("arrive", detail)
+        self.loop.record("arrive", detail + tag)
         return True
 
     def _reset_closed_receivers(self) -> None:

@@ -56,12 +56,24 @@ def report_dir(root: Path, label: str, kind: str, signature: str) -> Path:
     return root / label / f"{kind}-{report_id(kind, signature)}"
 
 
-def describe_decision(what: str, n: int, choice: int) -> str:
+def describe_decision(what: str, n: int, choice: int, index: int | None = None,
+                      log: list[str] | tuple[str, ...] = ()) -> str:
+    """Decision `index` of a trace in words. For an arrival, the replay log's entry for
+    that decision (harness/sim/poller.py tags it) says whether the bytes were held back
+    or how many arrived: option k is k bytes, or k - 1 where holding back was option 1."""
     if what.startswith("arrive "):
         stream = what.split(" ", 1)[1]
-        if choice == 1:
-            return f"bytes in flight on {stream} were held back: something else ran first"
-        return f"only the first {choice - 1} byte(s) in flight on {stream} arrived"
+        tag = f" (decision {index})"
+        for line in log:
+            _, kind, detail = [*line.split(" ", 2), "", ""][:3]
+            if not detail.endswith(tag) or kind not in ("arrive", "hold"):
+                continue
+            if kind == "hold":
+                return f"bytes in flight on {stream} were held back: something else ran first"
+            moved = detail.split(" ")[1].rstrip("B")
+            return f"only the first {moved} byte(s) in flight on {stream} arrived"
+        return f"only some of the bytes in flight on {stream} arrived, or none yet " \
+               f"(option {choice} of {n})"
     if what == "io order":
         return f"the I/O event that would have run first ran after event {choice} in its poll"
     return f"{what}: option {choice} of {n}"
@@ -200,7 +212,7 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
     if deviations:
         out.append(f"- **Deviations from an ordinary run** ({len(deviations)} of "
                    f"{len(trace.decisions)} scheduling decisions):")
-        out += [f"  - decision {i}: {describe_decision(d.what, d.n, d.choice)}"
+        out += [f"  - decision {i}: {describe_decision(d.what, d.n, d.choice, i, replay_log)}"
                 for i, d in deviations]
     else:
         out.append("- **Deviations from an ordinary run:** none. Every scheduling decision "
