@@ -10,18 +10,38 @@ collect them.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from harness.errors import TargetFault
 from harness.sim.loop import SimLoop
 from harness.targets.adapter import ReleaseAdapter, accepted
-from harness.targets.registry import KnownBug, Setting, TargetEntry, VersionRange
+from harness.targets.registry import (
+    KnownBug,
+    Setting,
+    TargetEntry,
+    Unrunnable,
+    VersionRange,
+)
 
 # Where each path begins was read from uvicorn's tags: Config.load and main.ServerState
 # arrive in 0.3.32 (global_state.py goes), load() stops making its own loop in 0.4.4,
-# ASGI 3 arrives in 0.7.0 and uvicorn.server in 0.12.0.
+# ASGI 3 arrives in 0.7.0 and uvicorn.server in 0.12.0. Before 0.3.26 there is no
+# uvicorn.config: each release's own main module builds its protocol (read from the
+# releases' sources): from 0.2.21 run() hands every connection shared connections/tasks/
+# state objects and its settings; from 0.2.2 to 0.2.20 a Server (or run()) gives each
+# connection only the app, loop and logger; 0.1.x serves httptools alone, as its run.py's
+# UvicornServer does.
+_OLD_MODULES = (("h11", "uvicorn.protocols.http.h11"),
+                ("httptools", "uvicorn.protocols.http.httptools"))
+_PROTOCOL_CLASS = ("the class main.HTTP_PROTOCOLS names for the protocol, and "
+                   "loop.create_server with a factory calling it with ")
+_SERVER = (_PROTOCOL_CLASS + "the app, loop and a 'uvicorn' logger only, as "
+           "Server.create_protocol does (modules h11.py and httptools.py)")
 VERSIONS = (
     VersionRange(">=0.12", "modern",
                  "Config(...).load(), uvicorn.server.ServerState, and loop.create_server with "
@@ -38,9 +58,41 @@ VERSIONS = (
                  "Config(..., loop=loop).load() (handed the running loop, as load() would "
                  "otherwise make its own), uvicorn.main.ServerState, and loop.create_server "
                  "with a factory for config.http_protocol_class; ASGI 2 apps", asgi=2),
-    VersionRange("<0.3.32", "early",
+    VersionRange(">=0.3.26,<0.3.32", "early",
                  "Config(..., loop=loop) loads itself; protocols take a GlobalState; apps "
                  "are called in the ASGI 2 convention", asgi=2),
+    VersionRange(">=0.2.21,<0.3.26", "run",
+                 _PROTOCOL_CLASS + "the app, loop, a 'uvicorn' logger and the connections, "
+                 "tasks and state objects run() shares among connections, plus the settings "
+                 "it takes; ASGI 2 apps", asgi=2,
+                 # Their protocol modules subclass websockets.protocol.WebSocketCommonProtocol
+                 # at import; websockets 9 moved it (8.1 is the last with it there).
+                 pins=(("websockets", "websockets==8.1"),)),
+    VersionRange(">=0.2.17,<0.2.21", "server",
+                 _PROTOCOL_CLASS + "the app, loop and a 'uvicorn' logger only, as "
+                 "Server.create_protocol (run() from 0.2.20) does; ASGI 2 apps", asgi=2,
+                 pins=(("websockets", "websockets==8.1"),)),
+    VersionRange(">=0.2.16,<0.2.17", "server", _SERVER + "; ASGI 2 apps", asgi=2,
+                 protocol_modules=_OLD_MODULES, pins=(("websockets", "websockets==8.1"),)),
+    VersionRange(">=0.2.4,<0.2.16", "server", _SERVER + "; ASGI 2 apps", asgi=2,
+                 protocol_modules=_OLD_MODULES),
+    # They declare websockets==3.3, which installs but imports asyncio.coroutine (gone in
+    # Python 3.11); 8.1 is the newest with the API they import.
+    VersionRange(">=0.2.2,<0.2.4", "server", _SERVER + "; ASGI 2 apps", asgi=2,
+                 protocol_modules=_OLD_MODULES, pins=(("websockets", "websockets==8.1"),)),
+    VersionRange(">=0.1,<0.2", "partial",
+                 "loop.create_server with functools.partial(protocols.http.HttpProtocol, "
+                 "consumer=app, loop=loop), as run.py's UvicornServer.create_server does; "
+                 "httptools only; ASGI 2 apps", asgi=2,
+                 protocol_modules=(("httptools", "uvicorn.protocols.http"),)),
+)
+
+UNRUNNABLE = (
+    Unrunnable("<0.1", "it predates ASGI's scope/receive/send: its protocol calls "
+               "consumer(message, channels) with a channels-style reply channel, an "
+               "interface no harness app speaks (ASGI arrives in 0.1.0)"),
+    Unrunnable(">=0.2.0,<0.2.2", "its sdist (the only file on PyPI) does not build: "
+               "setup.py reads README.md, which the sdist lacks (FileNotFoundError)"),
 )
 
 KNOWN_BUGS = (
@@ -119,12 +171,12 @@ TARGET = TargetEntry(
     # Settings that change connection handling, defaults first (shrinking picks them).
     # limit_concurrency=2 makes a second connection get uvicorn's own 503.
     settings=(
-        Setting("timeout_keep_alive", (5, 1), "keep-alive-timeout"),
-        Setting("limit_concurrency", (None, 2), "concurrency-limit"),
+        Setting("timeout_keep_alive", (5, 1), "keep-alive-timeout", versions=">=0.2.21"),
+        Setting("limit_concurrency", (None, 2), "concurrency-limit", versions=">=0.2.21"),
     ),
     versions=VERSIONS,
     known_bugs=KNOWN_BUGS,
-    oldest="0.3.26",
+    unrunnable=UNRUNNABLE,
     example="0.11.3",
     description="uvicorn, on asyncio, with its h11 and httptools protocols",
 )
@@ -135,9 +187,14 @@ class UvicornTarget(ReleaseAdapter):
 
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
                     address: tuple[str, int]) -> None:
+        path = self.range.path
+        if path in ("run", "server", "partial"):
+            await loop.create_server(self._before_config(path, app, settings, loop),
+                                     *address)
+            return
         from uvicorn.config import Config
 
-        modern = self.range.path.startswith("modern")
+        modern = path.startswith("modern")
         if modern != hasattr(Config, "load"):
             raise TargetFault(f"uvicorn {self.version} does not build as {self.range.path!r} "
                               "says (Config.load); fix VERSIONS in servers/uvicorn_target.py")
@@ -154,6 +211,32 @@ class UvicornTarget(ReleaseAdapter):
             return protocol_class(**kwargs)
 
         await loop.create_server(factory, *address)
+
+    def _before_config(self, path: str, app: Any, settings: dict[str, Any],
+                       loop: SimLoop) -> Callable[[], Any]:
+        """The protocol factory of a release without uvicorn.config, as its own main
+        module (run.py for 0.1.x) builds it."""
+        if path == "partial":
+            http = importlib.import_module("uvicorn.protocols.http")
+            return functools.partial(http.HttpProtocol, consumer=app, loop=loop)
+        main = importlib.import_module("uvicorn.main")
+        named = main.HTTP_PROTOCOLS[self.http]
+        if isinstance(named, str):  # "module:Class" from 0.2.17, resolved as run() does
+            module, _, attr = named.partition(":")
+            named = getattr(importlib.import_module(module), attr)
+        protocol_class: Any = named
+        logger = logging.getLogger("uvicorn")
+        logger.setLevel(logging.ERROR)  # run() sets the level given; ERROR reaches the root
+        offered: dict[str, Any] = {"app": app, "loop": loop, "logger": logger}
+        if path == "run":
+            offered |= {"connections": set(), "tasks": set(), "state": {"total_requests": 0},
+                        "ws_protocol_class": None, "access_log": False, **settings}
+        kwargs = accepted(protocol_class.__init__, offered)
+        if set(offered) - set(kwargs) - {"ws_protocol_class", "access_log"}:
+            raise TargetFault(f"uvicorn {self.version}'s {protocol_class.__name__} does not "
+                              f"take {sorted(set(offered) - set(kwargs))}, as the {path!r} "
+                              "path says; fix VERSIONS in servers/uvicorn_target.py")
+        return functools.partial(protocol_class, **kwargs)
 
     def _modern(self, config_class: Any, app: Any, settings: dict[str, Any],
                 loop: SimLoop) -> tuple[Any, Any]:

@@ -109,16 +109,21 @@ def _installed_versions(site: Path) -> dict[str, str]:
     return {name: version for name, (version, _) in installed(site).items()}
 
 
-def _probe_protocols(site: Path, entry: TargetEntry) -> list[str]:
-    ok = []
+def _probe_protocols(site: Path, entry: TargetEntry,
+                     version: str) -> tuple[list[str], list[str]]:
+    """The protocols whose module imports, and the import error of each that does not."""
+    ok, errors = [], []
     env = dict(os.environ, PYTHONPATH=str(site), PYTHONNOUSERSITE="1")
-    for name, module in entry.protocol_modules.items():
+    for name, module in entry.modules_for(version).items():
         # -P: not from the current folder, which may be the server's own source tree.
         proc = subprocess.run([sys.executable, "-P", "-c", f"import {module}"], env=env,
                               capture_output=True, text=True, timeout=120)
         if proc.returncode == 0:
             ok.append(name)
-    return ok
+        else:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            errors.append(f"import {module}: {last}")
+    return ok, errors
 
 
 def ensure_env(entry: TargetEntry, version: str, log: Log = lambda s: None) -> Env:
@@ -261,7 +266,7 @@ def _install_source(entry: TargetEntry, source: Source, key: str, site: Path,
 
 def _finish(entry: TargetEntry, info: EnvInfo, site: Path, what: str) -> EnvInfo:
     info.installed = _installed_versions(site)
-    info.protocols = _probe_protocols(site, entry)
+    info.protocols, errors = _probe_protocols(site, entry, info.version)
     for module in entry.protocols:  # a protocol whose library the release does not declare
         if module not in info.installed and module in info.protocols and _has_dist(module):
             info.fallbacks.append(f"{module} is not among its requirements; the harness's own "
@@ -269,7 +274,7 @@ def _finish(entry: TargetEntry, info: EnvInfo, site: Path, what: str) -> EnvInfo
     if not info.protocols:
         raise EnvError(
             f"{what} installed, but none of its HTTP protocols "
-            f"imports on Python {python_tag()} "
+            f"imports on Python {python_tag()}: {'; '.join(errors)} "
             f"({'; '.join(info.fallbacks + info.skipped) or 'no fallbacks'})"
         )
     return info

@@ -88,15 +88,23 @@ def install(entry: TargetEntry, version: str | None, site: Path, cache: Path, lo
     spans = [entry.version_range(version)] if version else list(entry.versions)
     replacements: dict[str, str] = {canonicalize_name(k): v
                                    for span in spans if span for k, v in span.fallbacks}
+    # A range's pins replace what the release declares from the start (VersionRange.pins).
+    pins: dict[str, str] = {canonicalize_name(k): v for span in spans if span and version
+                            for k, v in span.pins}
     wanted = requirement or f"{entry.distribution}=={version}"
     uv = _uv_binary()
     if uv is not None:
-        done = _install_uv(uv, wanted, site, cache, replacements, log)
+        done = _install_uv(uv, wanted, site, cache, replacements, pins, log)
         if done is not None:
             return done
         log("uv could not install it; trying pip")
         shutil.rmtree(site, ignore_errors=True)
-    return _install_pip(entry.distribution, wanted, site, cache, replacements, log)
+    return _install_pip(entry.distribution, wanted, site, cache, replacements, pins, log)
+
+
+def _pin_notes(pins: dict[str, str]) -> list[str]:
+    return [f"{name}: used {pin}, as the registry's range for this release says (today's "
+            f"{name} no longer has what it imports)" for name, pin in pins.items()]
 
 
 # -- uv ------------------------------------------------------------------------------
@@ -108,14 +116,15 @@ def _uv_binary() -> str | None:
     return str(uv.find_uv_bin())
 
 
-def _install_uv(uv: str, wanted: str, site: Path, cache: Path,
-                replacements: dict[str, str], log: Log) -> Installed | None:
+def _install_uv(uv: str, wanted: str, site: Path, cache: Path, replacements: dict[str, str],
+                pins: dict[str, str], log: Log) -> Installed | None:
     """The resolved install, overriding each pin that fails to build; None if uv cannot
     install this release for another reason (the pip path then tries)."""
     env = dict(os.environ, UV_CACHE_DIR=str(cache / "uv"), UV_NO_PROGRESS="1")
     tool = _run([uv, "--version"], env, timeout=60).stdout.strip() or "uv"
-    done = Installed(tool)
-    overrides: dict[str, str] = {}
+    done = Installed(tool, fallbacks=_pin_notes(pins))
+    overrides: dict[str, str] = dict(pins)
+    target = canonicalize_name(wanted.partition("==")[0]) if "==" in wanted else None
     legacy = False
     with tempfile.TemporaryDirectory(prefix="harness-uv-") as tmp:
         override_file = Path(tmp) / "overrides.txt"
@@ -141,12 +150,25 @@ def _install_uv(uv: str, wanted: str, site: Path, cache: Path,
                 log(f"uv: {last_lines(proc.stderr, 2).strip()}")
                 return None
             name, pinned = failed.group(1), failed.group(2)
+            if canonicalize_name(name) == target:  # the release itself: nothing stands in
+                if not legacy:
+                    legacy = True
+                    continue
+                raise EnvError(f"{wanted} does not build on Python {python_tag()}: "
+                               f"{_build_error(proc.stderr)}")
             instead = replacements.get(canonicalize_name(name), name)
             overrides[canonicalize_name(name)] = instead
             what = f"the newest {name}" if instead == name else instead
             done.fallbacks.append(f"{name}=={pinned} does not build on Python {python_tag()}; "
                                   f"used {what}")
     return None
+
+
+def _build_error(stderr: str) -> str:
+    """The error line of a failed build (the exception its setup.py raised)."""
+    lines = [line.strip() for line in stderr.splitlines()
+             if re.search(r"^\s*\w*(Error|Exception)\b.*:", line)]
+    return lines[-1] if lines else last_lines(stderr, 2).strip()
 
 
 def _raise_for_index(stderr: str, wanted: str) -> None:
@@ -183,7 +205,7 @@ def _pip_home(cache: Path) -> Path:
 
 
 def _install_pip(dist: str, wanted: str, site: Path, cache: Path,
-                 replacements: dict[str, str], log: Log) -> Installed:
+                 replacements: dict[str, str], pins: dict[str, str], log: Log) -> Installed:
     home = _pip_home(cache)
 
     def pip(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -202,11 +224,11 @@ def _install_pip(dist: str, wanted: str, site: Path, cache: Path,
     if proc.returncode != 0:
         _raise_for_index(proc.stderr, wanted)
         raise EnvError(f"installing {wanted} failed:\n{last_lines(proc.stderr)}")
-    done = Installed(f"pip {_pip_version(home)}")
+    done = Installed(f"pip {_pip_version(home)}", fallbacks=_pin_notes(pins))
     for req in _requirements(site, dist):
         if not _applies(req):
             continue
-        pinned = f"{req.name}{req.specifier}"
+        pinned = pins.get(canonicalize_name(req.name), f"{req.name}{req.specifier}")
         if pip(["install", "--no-deps", "--target", str(site), pinned]).returncode == 0:
             continue
         instead = replacements.get(canonicalize_name(req.name), req.name)

@@ -94,6 +94,20 @@ class VersionRange:
     # requirement name -> what to install when the declared pin does not install on this
     # Python (default: the newest release of that package)
     fallbacks: tuple[tuple[str, str], ...] = ()
+    # requirement name -> what to install instead from the start, where the release
+    # declares no upper bound and today's release of it breaks the import (reported)
+    pins: tuple[tuple[str, str], ...] = ()
+    # protocol -> the module that must import, where it differs from the entry's
+    # (these releases offer only the protocols named here)
+    protocol_modules: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Unrunnable:
+    """Releases on the index the harness cannot run on this Python, and why."""
+
+    versions: str  # a PEP 440 specifier
+    reason: str  # the concrete failure: the build error, the import error
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,7 @@ class TargetEntry:
     versions: tuple[VersionRange, ...] = ()
     known_bugs: tuple[KnownBug, ...] = ()
     oldest: str | None = None  # the oldest release the adapter supports on this Python
+    unrunnable: tuple[Unrunnable, ...] = ()  # releases it cannot run, with the reason
     example: str = ""  # a release for help texts
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -138,6 +153,17 @@ class TargetEntry:
     def version_range(self, version: str) -> VersionRange | None:
         v = _version(version)
         return next((r for r in self.versions if v in SpecifierSet(r.versions)), None)
+
+    def modules_for(self, version: str) -> dict[str, str]:
+        """Protocol -> the module that must import, for this release."""
+        found = self.version_range(version)
+        if found is not None and found.protocol_modules:
+            return dict(found.protocol_modules)
+        return dict(self.protocol_modules)
+
+    def unrunnable_reason(self, version: str) -> str | None:
+        v = _version(version)
+        return next((u.reason for u in self.unrunnable if v in SpecifierSet(u.versions)), None)
 
     def settings_for(self, version: str) -> dict[str, list[Any]]:
         v = _version(version)
@@ -173,11 +199,16 @@ def _version(text: str) -> Version:
 def _check(entry: Any, where: str) -> TargetEntry:
     if not isinstance(entry, TargetEntry):
         raise TypeError(f"{where} is a {type(entry).__name__}, not a TargetEntry")
-    for r in entry.versions:
+    specs = [r.versions for r in entry.versions] + [u.versions for u in entry.unrunnable]
+    for spec in specs:
         try:
-            SpecifierSet(r.versions)
+            SpecifierSet(spec)
         except InvalidSpecifier as exc:
-            raise TypeError(f"{where}: bad version range {r.versions!r}: {exc}") from None
+            raise TypeError(f"{where}: bad version range {spec!r}: {exc}") from None
+    for r in entry.versions:
+        if not set(dict(r.protocol_modules)) <= set(entry.protocols):
+            raise TypeError(f"{where}: the range {r.versions!r} names a protocol the entry "
+                            "does not have")
     if not entry.protocols or set(entry.protocols) != set(entry.protocol_modules):
         raise TypeError(f"{where}: protocols and protocol_modules must name the same "
                         "implementations")
@@ -317,6 +348,10 @@ def parse_server(spec: str) -> tuple[str, str | None]:
         except InvalidVersion:
             raise TargetError(f"malformed version {version!r} in {spec!r}; write a release "
                               f"number such as {found.example or '1.0.0'}") from None
+        reason = found.unrunnable_reason(version)
+        if reason is not None:
+            raise TargetError(f"{name} {version} cannot run here: {reason}; pick another "
+                              "release (README, Supported releases)")
         if found.oldest is not None and release < Version(found.oldest):
             raise TargetError(f"{name} {version} is older than the oldest release the "
                               f"harness runs ({found.oldest}: older ones need a construction "
@@ -338,7 +373,8 @@ def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
     if source is None and version is None and found.installed_version() is None:
         raise TargetError(f"{name} is not installed beside the harness; name a release, "
                           f"for example --server {name}=={found.example or 'X.Y.Z'}")
-    impls = found.protocols
+    # A release's own protocols, where its range names them (uvicorn 0.1 has httptools only).
+    impls = tuple(found.modules_for(version)) if version is not None else found.protocols
     chosen: Iterable[str]
     if http == "all":
         chosen = impls
@@ -347,7 +383,8 @@ def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
     elif http in impls:
         chosen = (http,)
     else:
-        raise TargetError(f"{name} has no HTTP implementation {http!r}; use one of "
+        release = f" {version}" if version is not None and impls != found.protocols else ""
+        raise TargetError(f"{name}{release} has no HTTP implementation {http!r}; use one of "
                           f"{', '.join(impls)} or all")
     return [TargetSpec(name, version, h, source) for h in chosen]
 
