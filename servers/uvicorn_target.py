@@ -74,11 +74,11 @@ VERSIONS = (
                  pins=(("websockets", "websockets==8.1"),)),
     VersionRange(">=0.2.16,<0.2.17", "server", _SERVER + "; ASGI 2 apps", asgi=2,
                  protocol_modules=_OLD_MODULES, pins=(("websockets", "websockets==8.1"),)),
-    VersionRange(">=0.2.4,<0.2.16", "server", _SERVER + "; ASGI 2 apps", asgi=2,
+    VersionRange(">=0.2.3,<0.2.16", "server", _SERVER + "; ASGI 2 apps", asgi=2,
                  protocol_modules=_OLD_MODULES),
-    # They declare websockets==3.3, which installs but imports asyncio.coroutine (gone in
-    # Python 3.11); 8.1 is the newest with the API they import.
-    VersionRange(">=0.2.2,<0.2.4", "server", _SERVER + "; ASGI 2 apps", asgi=2,
+    # It declares websockets==3.3, which installs but uses asyncio.coroutine (gone in
+    # Python 3.11); 8.1 is the newest with the API it imports.
+    VersionRange(">=0.2.2,<0.2.3", "server", _SERVER + "; ASGI 2 apps", asgi=2,
                  protocol_modules=_OLD_MODULES, pins=(("websockets", "websockets==8.1"),)),
     VersionRange(">=0.1,<0.2", "partial",
                  "loop.create_server with functools.partial(protocols.http.HttpProtocol, "

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from harness.targets import registry
 from harness.targets.envs import ENV_FORMAT
@@ -106,3 +107,32 @@ def test_a_worker_that_would_import_the_release_from_elsewhere_refuses_to_run(
     err = capsys.readouterr().err
     assert code == 2
     assert "should run from" in err and f"{sys.prefix}" in err
+
+
+def test_no_release_is_both_mounted_by_a_range_and_listed_as_unrunnable():
+    for entry in registry.entries().values():
+        for unrunnable in entry.unrunnable:
+            # every boundary either names: a release in both would be refused though a
+            # range says how to mount it
+            specs = [SpecifierSet(r.versions) for r in entry.versions]
+            probes = {"0.0.1"} | {s.version for spec in [*specs,
+                                                         SpecifierSet(unrunnable.versions)]
+                                  for s in spec}
+            refused = [v for v in probes if v in SpecifierSet(unrunnable.versions)]
+            assert refused, unrunnable
+            assert not [v for v in refused if any(v in spec for spec in specs)], unrunnable
+
+
+def test_a_release_gets_the_protocols_its_range_names():
+    uvicorn = registry.entry("uvicorn")
+    assert [s.http for s in registry.target_specs("uvicorn==0.1.1", "all")] == ["httptools"]
+    assert [s.http for s in registry.target_specs("uvicorn==0.1.1")] == ["httptools"]
+    assert uvicorn.modules_for("0.2.10")["h11"] == "uvicorn.protocols.http.h11"
+    assert uvicorn.modules_for("0.3.0")["h11"] == "uvicorn.protocols.http.h11_impl"
+
+
+def test_every_unrunnable_release_range_is_in_the_readme():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for name, entry in registry.entries().items():
+        for unrunnable in entry.unrunnable:
+            assert f"`{unrunnable.versions}`" in readme, (name, unrunnable.versions)

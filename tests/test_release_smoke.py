@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 # One release per VersionRange of each entry, oldest first.
 RELEASES = {
     "hypercorn": ("0.10.2", "0.13.2", "0.14.3", "0.16.0", "0.17.3", "0.18.0"),
-    "uvicorn": ("0.3.26", "0.3.32", "0.4.6", "0.11.3", "0.12.3"),
+    "uvicorn": ("0.1.1", "0.2.2", "0.2.10", "0.2.16", "0.2.20", "0.3.25", "0.3.26", "0.3.32",
+                "0.4.6", "0.11.3", "0.12.3"),
 }
 CASES = [(server, release) for server, releases in RELEASES.items() for release in releases]
 
