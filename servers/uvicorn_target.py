@@ -65,8 +65,9 @@ VERSIONS = (
                  _PROTOCOL_CLASS + "the app, loop, a 'uvicorn' logger and the connections, "
                  "tasks and state objects run() shares among connections, plus the settings "
                  "it takes; ASGI 2 apps", asgi=2,
-                 # Their protocol modules subclass websockets.protocol.WebSocketCommonProtocol
-                 # at import; websockets 9 moved it (8.1 is the last with it there).
+                 # 0.2.21-0.2.22's protocol modules subclass websockets.protocol.
+                 # WebSocketCommonProtocol at import (0.3.x only in the websockets
+                 # protocol, left off here); websockets 9 moved it, 8.1 is the last.
                  pins=(("websockets", "websockets==8.1"),)),
     VersionRange(">=0.2.17,<0.2.21", "server",
                  _PROTOCOL_CLASS + "the app, loop and a 'uvicorn' logger only, as "
