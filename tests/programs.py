@@ -65,3 +65,30 @@ async def busy_echo(loop: SimLoop, params: dict[str, Any]) -> None:
             loop.call_later(0.007, tick)
 
     loop.call_later(0.007, tick)
+
+
+class FakeTarget:
+    """A target serving one asyncio.Protocol class, for tests of what the harness does
+    with a server's behaviour. A protocol with an `app` attribute is handed the app."""
+
+    http, asgi, version = "h11", 3, "1.0"
+
+    def __init__(self, protocol: type[asyncio.Protocol]) -> None:
+        self.protocol = protocol
+        self.name = protocol.__name__.lower()
+
+    def settings_space(self) -> dict[str, list[Any]]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"server": self.name, "version": self.version, "http": self.http}
+
+    async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
+                    address: tuple[str, int]) -> None:
+        def protocol() -> asyncio.Protocol:
+            server = self.protocol()
+            if hasattr(server, "app"):
+                server.app = app
+            return server
+
+        await loop.create_server(protocol, *address)

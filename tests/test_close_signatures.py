@@ -10,7 +10,7 @@ from harness.decisions import OrdinarySource
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.scenario import HttpScenario, run_http
-from harness.sim.loop import SimLoop
+from tests.programs import FakeTarget
 
 
 class TinyServer(asyncio.Protocol):
@@ -65,29 +65,6 @@ class ClosesOnData(TinyServer):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         self.transport.close()
-
-
-class FakeTarget:
-    http, asgi, version = "h11", 3, "1.0"
-
-    def __init__(self, protocol: type[TinyServer]) -> None:
-        self.protocol = protocol
-        self.name = protocol.__name__.lower()
-
-    def settings_space(self) -> dict[str, list[Any]]:
-        return {}
-
-    def describe(self) -> dict[str, Any]:
-        return {"server": self.name, "version": self.version, "http": self.http}
-
-    async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
-                    address: tuple[str, int]) -> None:
-        def protocol() -> TinyServer:
-            server = self.protocol()
-            server.app = app
-            return server
-
-        await loop.create_server(protocol, *address)
 
 
 def close_signatures(server: type[TinyServer], sleep: float, requests: int = 1) -> set[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import pytest
 
@@ -13,7 +12,8 @@ from harness.decisions import OrdinarySource
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.scenario import HttpScenario, run_http
-from harness.sim.loop import SimLoop, SimulationEscape
+from harness.sim.loop import SimulationEscape
+from tests.programs import FakeTarget
 
 SCENARIO = HttpScenario("keepalive", (ConnSpec((RequestSpec(),)),), ((1, 0, AppBehaviour()),))
 
@@ -30,24 +30,6 @@ class Spinning(asyncio.Protocol):
 class Sleeping(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         time.sleep(0.5)
-
-
-class FakeTarget:
-    http, asgi, version = "h11", 3, "1.0"
-
-    def __init__(self, protocol: type[asyncio.Protocol]) -> None:
-        self.protocol = protocol
-        self.name = protocol.__name__.lower()
-
-    def settings_space(self) -> dict[str, list[Any]]:
-        return {}
-
-    def describe(self) -> dict[str, Any]:
-        return {"server": self.name, "version": self.version, "http": self.http}
-
-    async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
-                    address: tuple[str, int]) -> None:
-        await loop.create_server(self.protocol, *address)
 
 
 @pytest.fixture(autouse=True)
