@@ -6,8 +6,9 @@ whose steps the search switches on and sizes:
     yield n times / sleep; read the body (all, one message, or none);
     start a disconnect watcher (the Starlette pattern: a task that keeps
     calling receive() until http.disconnect); raise before the response;
-    send the response start; raise after it; send the body in chunks with
-    yields between; sleep; call receive() again after the response.
+    send the response start; raise after it; send the body in chunks (of a
+    few bytes, or up to 64 KiB, enough to fill the window) with yields
+    between; sleep; call receive() again after the response.
 
 `RecordingApp` runs the behaviour for each request (chosen by its path,
 /c<conn>/r<index>) and records every ASGI call with the virtual time and
@@ -49,12 +50,21 @@ class AppBehaviour:
     yields_between: int = 0
     sleep_after: float = 0.0
     receive_after: bool = False
+    # Bytes per body chunk; 0: just the chunk's label (a few bytes). Large chunks fill
+    # the network window and the transport's write buffer, so back-pressure is reached.
+    chunk_size: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.chunk_size:
+            del data["chunk_size"]  # traces written before the field existed stay identical
+        return data
 
     def response_body(self, cid: int, index: int) -> list[bytes]:
-        return [f"c{cid}r{index}:{k};".encode() for k in range(max(1, self.chunks))]
+        labels = [f"c{cid}r{index}:{k};".encode() for k in range(max(1, self.chunks))]
+        if self.chunk_size <= 0:
+            return labels
+        return [label + b"." * max(0, self.chunk_size - len(label)) for label in labels]
 
 
 @dataclass

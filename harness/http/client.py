@@ -1,8 +1,11 @@
 """The HTTP client model: what the search makes a client do on each connection.
 
 A `ConnSpec` is data (JSON in traces); `ClientScript` plays it on a
-`PeerConnection`. Requests go out one after another (each after the previous
-response, plus a pause in virtual time) or pipelined in one write. The
+`PeerConnection`. Requests go out pipelined in one write, or one after
+another: each after a pause in virtual time counted from a moment its
+`after` names: the previous response complete (the default), the previous
+request sent, or the previous response's head arriving (so it overlaps a
+response still streaming); then the client waits for the responses in order. The
 connection can end by half-close, close or reset at a chosen moment: after
 the responses, mid-headers, mid-body, as the response starts streaming, or
 right after the requests are sent. Responses are parsed with h11 in the
@@ -21,6 +24,9 @@ import h11
 from harness.net.peer import PeerConnection
 
 END_ACTIONS = ("none", "half-close", "close", "reset")
+# When a request after the first goes out (then its pause): the previous response complete,
+# the previous request sent, the previous response's head arrived (its body still to come).
+AFTER = ("response", "sent", "head")
 END_MOMENTS = ("after-responses", "after-send", "mid-headers", "mid-body", "mid-response")
 EXPECT_TIMEOUT = 1.0  # curl waits 1 s for "100 Continue" before sending the body anyway
 
@@ -35,6 +41,7 @@ class RequestSpec:
     http10: bool = False
     close: bool = False
     pause: float = 0.0  # virtual seconds the client waits before sending this request
+    after: str = "response"  # the moment the pause counts from (AFTER); unused when pipelined
 
     def body(self, cid: int, index: int) -> bytes:
         if self.framing == "none":
@@ -58,12 +65,19 @@ class ConnSpec:
     start: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for request in data["requests"]:  # left out when default: older traces stay identical
+            if request["after"] == "response":
+                del request["after"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ConnSpec:
         fields = dict(data)
         fields["requests"] = tuple(RequestSpec(**r) for r in fields.get("requests", ()))
+        for r in fields["requests"]:
+            if r.after not in AFTER:
+                raise ValueError(f"request 'after' must be one of {AFTER}, got {r.after!r}")
         return cls(**fields)
 
 
@@ -119,6 +133,8 @@ class ClientScript:
         self.request_offsets: list[tuple[int, int]] = []  # (head end, body end) in the up stream
         self._sent = 0
         self._next = 0  # next request to send
+        self._fully_sent = 0  # requests wholly on the wire (bodies held for 100 excluded)
+        self._scheduled: set[int] = set()  # requests whose send is scheduled or done
         self._awaiting_continue: int | None = None
         self._parser = h11.Connection(h11.CLIENT)
         self._parsing = 0  # index of the request whose response is being parsed
@@ -146,8 +162,9 @@ class ClientScript:
 
     def _send_next(self) -> None:
         i = self._next
-        if i >= len(self.spec.requests) or self.ended:
+        if i >= len(self.spec.requests) or self.ended or i in self._scheduled:
             return
+        self._scheduled.add(i)  # one send per request, whichever moment came first
         pause = self.spec.requests[i].pause
         if pause > 0:
             self.loop.network.at(self.loop.time() + pause, lambda: self._send_request(i))
@@ -179,11 +196,28 @@ class ClientScript:
         self._sent_last(i)
 
     def _sent_last(self, i: int) -> None:
-        """Request i is on the wire, body and all: the moment "after-send" ends after."""
+        """Request i is on the wire, body and all: the moment "after-send" ends after,
+        and the one a next request with after="sent" counts its pause from."""
+        self._fully_sent = i + 1
         if not self.spec.pipelined and self.spec.end_moment == "after-send" and i == len(
             self.spec.requests
         ) - 1:
             self._schedule_end()
+        self._send_overlapping("sent")
+
+    def _send_overlapping(self, moment: str) -> None:
+        """Send the next request early if its `after` is this moment, the previous request
+        is wholly sent and its response not yet complete (complete: _parse sends it)."""
+        i = self._next
+        if (self.spec.pipelined or i >= len(self.spec.requests) or i != self._fully_sent
+                or self.spec.requests[i].after != moment):
+            return
+        if moment == "head":  # the previous response has started and is still streaming
+            ready = self._parsing == i - 1 and self._current is not None
+        else:  # its response cannot be complete before the request is sent
+            ready = self._parsing < i
+        if ready:
+            self._send_next()
 
     def _send_body(self, i: int) -> None:
         if self._awaiting_continue != i:
@@ -221,6 +255,8 @@ class ClientScript:
             self._parse()
         except h11.RemoteProtocolError as exc:
             self.protocol_error = f"response {self._parsing}: {exc}"
+            return
+        self._send_overlapping("head")
 
     def _on_eof(self) -> None:
         if self.protocol_error is not None:
@@ -285,5 +321,5 @@ class ClientScript:
                 if self._parsing >= len(self.spec.requests):
                     if self.spec.end_moment == "after-responses":
                         self._schedule_end()
-                elif not self.spec.pipelined:
-                    self._send_next()
+                elif not self.spec.pipelined and self._next == self._parsing:
+                    self._send_next()  # not sent early: its predecessor's response is done

@@ -20,6 +20,7 @@ from harness.http.app import AppBehaviour, RecordingApp, asgi2
 from harness.http.client import ClientScript, ConnSpec
 from harness.http.observations import ErrorCollector, Observations, observe
 from harness.http.oracles import Failure, check
+from harness.net.network import DEFAULT_WINDOW
 from harness.net.peer import PeerConnection
 from harness.sim.loop import SimLoop
 from harness.sim.run import Settings, SimResult, simulate
@@ -45,21 +46,50 @@ class Target(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+# The network and transport parameters a scenario may set (`HttpScenario.net`), each with
+# the value a run has when the scenario leaves it out: the ordinary one.
+NET_DEFAULTS = {
+    "window": DEFAULT_WINDOW,  # bytes one direction of a connection holds (kernel buffers)
+    "write_high": 64 * 1024,  # the server transport's high-water mark (asyncio's default)
+}
+
+
+def net_validated(net: dict[str, Any]) -> dict[str, int]:
+    net_settings(net)
+    return {k: int(v) for k, v in net.items()}
+
+
+def net_settings(net: dict[str, Any]) -> dict[str, int]:
+    """`net` with every default filled in; an unknown key or a bad value is a ValueError."""
+    unknown = sorted(set(net) - set(NET_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown net parameter(s) {unknown}; known: {sorted(NET_DEFAULTS)}")
+    out = {**NET_DEFAULTS, **{k: int(v) for k, v in net.items()}}
+    if out["window"] <= 0 or out["write_high"] <= 0:
+        raise ValueError(f"net window and write_high must be positive, got {net}")
+    return out
+
+
 @dataclass(frozen=True)
 class HttpScenario:
     family: str
     connections: tuple[ConnSpec, ...]
     behaviours: tuple[tuple[int, int, AppBehaviour], ...]
     server: dict[str, Any] = field(default_factory=dict)
+    # Network window and the server transport's write-buffer limits; {}: the defaults.
+    net: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "kind": "http",
             "family": self.family,
             "connections": [c.to_json() for c in self.connections],
             "behaviours": [[cid, i, b.to_json()] for cid, i, b in self.behaviours],
             "server": dict(self.server),
         }
+        if self.net:  # left out when default, so older traces round-trip unchanged
+            data["net"] = dict(self.net)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> HttpScenario:
@@ -70,6 +100,7 @@ class HttpScenario:
                 behaviours=tuple((int(c), int(i), AppBehaviour(**b))
                                  for c, i, b in data["behaviours"]),
                 server=dict(data.get("server") or {}),
+                net=net_validated(data.get("net") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed http scenario: {exc!r}") from None
@@ -100,8 +131,14 @@ def collect_errors() -> Iterator[ErrorCollector]:
 
 
 def http_program(scenario: HttpScenario, target: Target, state: dict[str, Any]) -> Any:
+    net = net_settings(scenario.net)
+
     async def program(loop: SimLoop) -> None:
         network = loop.network
+        if scenario.net:  # connections made from here on have this window
+            network.window = net["window"]
+            # asyncio's own rule for a high-water mark alone: low = high // 4
+            loop.write_buffer_limits = (net["write_high"], net["write_high"] // 4)
 
         def reads_of(cid: int) -> int:
             # cid -1 is a path the app model does not know: no connection's counters

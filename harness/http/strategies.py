@@ -4,11 +4,18 @@ Every `sampled_from` lists the ordinary value first, because Hypothesis shrinks
 toward the first element: a shrunk scenario is as plain as the failure allows.
 Families share the request and behaviour vocabularies and differ in shape:
 
-- keepalive:   sequential requests on one connection, pauses around the keep-alive timeout
+- keepalive:   requests one after another on one connection, pauses around the keep-alive
+               timeout; a request may go out before the previous response is complete
 - pipelining:  several requests in one write
 - disconnect:  the client half-closes, closes or resets at any moment
-- flow:        large bodies, many chunks, a client that reads slowly or stops
+- flow:        large bodies, responses large enough to fill the network window and the
+               server transport's write buffer (both sized by the scenario), a client
+               that reads slowly or stops, then maybe goes away
 - concurrency: two connections at once
+
+Outside pipelining, every request after the first goes out after the previous
+response (the ordinary case), after the previous request, or once the previous
+response's head arrived, then waits: requests overlap responses still streaming.
 """
 
 from __future__ import annotations
@@ -19,15 +26,29 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness.http.app import READ_MODES, AppBehaviour
-from harness.http.client import END_ACTIONS, END_MOMENTS, ConnSpec, RequestSpec
-from harness.http.scenario import HttpScenario, Target
+from harness.http.client import AFTER, END_ACTIONS, END_MOMENTS, ConnSpec, RequestSpec
+from harness.http.scenario import NET_DEFAULTS, HttpScenario, Target
 
 PAUSES = [0.0, 0.5, 6.0]  # none, short, longer than uvicorn's default 5 s keep-alive
 FAMILIES = ("keepalive", "pipelining", "disconnect", "flow", "concurrency")
+# Response chunk sizes in flow (0: a few bytes), large enough to overrun any window here.
+CHUNK_SIZES = [0, 1024, 16 * 1024, 64 * 1024]
+MAX_RESPONSE = 640 * 1024  # bounds a run's cost: a slow client reads 512 bytes a poll
+# Network windows and server transport high-water marks, the ordinary value first.
+WINDOWS = [NET_DEFAULTS["window"], 64 * 1024, 16 * 1024, 4 * 1024]
+WRITE_HIGHS = [NET_DEFAULTS["write_high"], 16 * 1024, 4 * 1024, 1024]
 
 
 @st.composite
 def behaviours(draw: Any, large: bool = False) -> AppBehaviour:
+    behaviour = _behaviour(draw, large)
+    if behaviour.chunk_size:  # twice what the default window and high-water mark hold
+        most = max(1, MAX_RESPONSE // behaviour.chunk_size)
+        behaviour = dataclasses.replace(behaviour, chunks=min(behaviour.chunks, most))
+    return behaviour
+
+
+def _behaviour(draw: Any, large: bool) -> AppBehaviour:
     return AppBehaviour(
         yields_before=draw(st.integers(0, 3)),
         sleep_before=draw(st.sampled_from(PAUSES)),
@@ -39,6 +60,7 @@ def behaviours(draw: Any, large: bool = False) -> AppBehaviour:
         yields_between=draw(st.integers(0, 2)),
         sleep_after=draw(st.sampled_from(PAUSES)),
         receive_after=draw(st.booleans()),
+        chunk_size=draw(st.sampled_from(CHUNK_SIZES)) if large else 0,
     )
 
 
@@ -57,6 +79,7 @@ def requests(draw: Any, large: bool = False, pipelined: bool = False) -> Request
         http10=http10,
         close=draw(st.booleans()) and draw(st.booleans()),
         pause=0.0 if pipelined else draw(st.sampled_from(PAUSES)),
+        after="response" if pipelined else draw(st.sampled_from(AFTER)),
     )
 
 
@@ -71,9 +94,16 @@ def connections(draw: Any, family: str, cid_count: int = 1) -> ConnSpec:
         # on the connection (RFC 9112, 9.6): only the last pipelined request may.
         reqs = tuple(r if i == n - 1 else dataclasses.replace(r, close=False, http10=False)
                      for i, r in enumerate(reqs))
+    # The same rule for a request sent before the previous response is complete; the first
+    # request has no previous one.
+    reqs = tuple(dataclasses.replace(r, after="response")
+                 if i == 0 or reqs[i - 1].wants_close() else r for i, r in enumerate(reqs))
     if family == "disconnect":
         end = draw(st.sampled_from(END_ACTIONS[1:]))
         moment = draw(st.sampled_from(END_MOMENTS))
+    elif large:  # a slow reader may also go away while the response still streams
+        end = draw(st.sampled_from(END_ACTIONS))
+        moment = draw(st.sampled_from((*END_MOMENTS[:2], "mid-response")))
     else:
         end = draw(st.sampled_from(END_ACTIONS))
         moment = draw(st.sampled_from(END_MOMENTS[:2]))
@@ -102,4 +132,9 @@ def scenarios(draw: Any, target: Target, families: tuple[str, ...] = FAMILIES) -
     )
     server = {key: draw(st.sampled_from(values))
               for key, values in sorted(target.settings_space().items())}
-    return HttpScenario(family, conns, behaviour_list, server)
+    net: dict[str, int] = {}
+    if large:
+        drawn = {"window": draw(st.sampled_from(WINDOWS)),
+                 "write_high": draw(st.sampled_from(WRITE_HIGHS))}
+        net = {k: v for k, v in drawn.items() if v != NET_DEFAULTS[k]}  # {}: the defaults
+    return HttpScenario(family, conns, behaviour_list, server, net)

@@ -78,6 +78,8 @@ class SimLoop(asyncio.BaseEventLoop):
         self.outcome: str | None = None
         self.outcome_detail = ""
         self.signal_handlers: dict[int, asyncio.Handle] = {}
+        # (high, low) write-buffer limits for server transports; None: asyncio's defaults.
+        self.write_buffer_limits: tuple[int, int] | None = None
         self._selector = Poller(self, max_latency, step_budget, horizon)
         self.set_exception_handler(_record_exception)
 

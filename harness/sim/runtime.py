@@ -21,6 +21,7 @@ class Runtime(Host, Protocol):
     decisions: Recorder
     servers: list[Any]
     pending_connects: list[asyncio.Future[None]]
+    write_buffer_limits: tuple[int, int] | None  # for server transports; None: asyncio's
 
     # -- the simulation's own controls (called by the poller and transports)
     def advance_clock(self, when: float) -> None: ...

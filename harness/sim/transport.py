@@ -33,6 +33,10 @@ MAX_READ = 256 * 1024
 
 class SimTransport(transports._FlowControlMixin, transports.Transport):
     max_size = MAX_READ
+    # The stock mixin's flow-control state (slots it sets; typeshed does not declare them).
+    _protocol_paused: bool
+    _high_water: int
+    _low_water: int
 
     def __init__(
         self,
@@ -70,6 +74,11 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
             conn.server_end = self
         else:
             conn.client_end = self
+        limits = loop.write_buffer_limits
+        if side == "server" and limits is not None:
+            # As if the listener's transports were built with other limits: before
+            # connection_made, so a server that sets its own still has the last word.
+            self.set_write_buffer_limits(high=limits[0], low=limits[1])
         loop.call_soon(self._protocol.connection_made, self)
         loop.call_soon(self._add_reader)
         if waiter is not None:
@@ -169,7 +178,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
             self._writer = True
         self._buffer += data
         self._log("write-buffered", f"{len(data)}B (buffer {len(self._buffer)}B)")
-        self._maybe_pause_protocol()  # type: ignore[attr-defined]
+        self._maybe_pause_protocol()
 
     def write_eof(self) -> None:
         if self._closing or self._eof:
@@ -184,6 +193,18 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         self._note_end("abort")
         self._log("abort", "")
         self._force_close(None)
+
+    # The protocol's write flow control, as the stock mixin does it, on the record: a
+    # report then shows the server being told to stop writing, and being let go again.
+    def _maybe_pause_protocol(self) -> None:
+        if not self._protocol_paused and len(self._buffer) > self._high_water:
+            self._log("pause_writing", f"buffer {len(self._buffer)}B")
+        super()._maybe_pause_protocol()  # type: ignore[misc]
+
+    def _maybe_resume_protocol(self) -> None:
+        if self._protocol_paused and len(self._buffer) <= self._low_water:
+            self._log("resume_writing", f"buffer {len(self._buffer)}B")
+        super()._maybe_resume_protocol()  # type: ignore[misc]
 
     # -- the "socket" --------------------------------------------------------
     def _send(self, data: bytes) -> int:
@@ -243,7 +264,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
             return
         if n:
             del self._buffer[:n]
-        self._maybe_resume_protocol()  # type: ignore[attr-defined]  # May append.
+        self._maybe_resume_protocol()  # May append.
         if not self._buffer:
             self._writer = False
             if self._closing:
