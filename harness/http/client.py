@@ -176,6 +176,9 @@ class ClientScript:
             return
         self._next = i + 1
         spec = self.spec.requests[i]
+        if self._parsing == i - 1 and self._current is not None:
+            self.loop.record("client-overlap", f"client[c{self.cid}] request {i} while "
+                             f"response {i - 1} streams")
         head, body = encode_request(spec, self.cid, i)
         cut = self.spec.end_request == i and self.spec.end_moment in ("mid-headers", "mid-body")
         if cut and self.spec.end_moment == "mid-headers":
