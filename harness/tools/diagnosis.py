@@ -140,6 +140,10 @@ def client_account(scenario: dict[str, Any]) -> str:
             (any(r.get("close") for r in reqs), "with Connection: close"),
             (any(r.get("expect_continue") for r in reqs), "with Expect: 100-continue"),
             (any(r.get("pause") for r in reqs), "pausing before some requests"),
+            (any(r.get("after") == "sent" for r in reqs),
+             "sending some requests before the previous response arrived"),
+            (any(r.get("after") == "head" for r in reqs),
+             "sending some requests while the previous response streamed"),
             (conn.get("read") == "slow", "reading the responses slowly"),
             (conn.get("read") == "stop", "never reading the responses")) if flag]
         said += "".join(f", {e}" for e in extras)
