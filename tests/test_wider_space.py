@@ -146,3 +146,13 @@ def test_a_bad_net_parameter_or_moment_is_named():
     data["connections"][0]["requests"][0]["after"] = "later"
     with pytest.raises(ValueError, match="'after' must be one of"):
         HttpScenario.from_json(data)
+
+
+def test_the_report_timeline_shows_the_pause_and_the_overlapping_request():
+    from harness.tools.report import _mermaid
+    log = ["0.000000 pause_writing server[c1] buffer 61522B",
+           "0.000000 client-overlap client[c1] request 1 while response 0 streams",
+           "0.250000 resume_writing server[c1] buffer 82B"]
+    assert _mermaid(log)[4:] == ["    Note over S: pause_writing (t=0)",
+                                 "    Note over C: request 1 while response 0 streams",
+                                 "    Note over S: resume_writing (t=0.25)"]

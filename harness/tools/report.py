@@ -111,6 +111,10 @@ def _mermaid(log: list[str]) -> list[str]:
             lines.append(f"    Note over C: receives {detail.split()[-1]}")
         elif kind in ("close", "abort", "write_eof"):
             lines.append(f"    S->>C: {kind} ({at})")
+        elif kind in ("pause_writing", "resume_writing"):
+            lines.append(f"    Note over S: {kind} ({at})")
+        elif kind == "client-overlap":
+            lines.append(f"    Note over C: {mermaid_text(detail.split(' ', 1)[1])}")
         elif kind == "timer":
             lines.append(f"    Note over S: timer {mermaid_text(detail)} ({at})")
         elif kind == "asgi":
