@@ -77,7 +77,7 @@ def test_flow_reaches_a_paused_server_transport_and_a_client_that_then_goes_away
 
 
 def test_keepalive_reaches_a_request_written_while_the_previous_response_streams():
-    scenario = reach(("keepalive",), request_during_response, "overlap", 400)
+    scenario = reach(("keepalive",), request_during_response, "overlap", 1500)
     [conn] = scenario.connections
     assert not conn.pipelined
     assert conn.requests[1].after in ("sent", "head")

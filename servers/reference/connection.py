@@ -23,6 +23,8 @@ import h11
 from servers.reference.config import App, Config, Shutdown
 from servers.reference.exchange import Exchange
 
+LINGER = 2.0  # seconds a staged close drains input before closing (Apache's lingering close)
+
 
 def _status_line(status: int) -> bytes:
     try:
@@ -132,7 +134,21 @@ class Connection:
                 # A response cut short must not look complete: a close-delimited body
                 # (HTTP/1.0) ending in FIN would. Reset instead, where the stream can.
                 _set_linger_zero(self.stream)
+            elif self.conn.their_state is h11.SEND_BODY and not self.eof:
+                await self._linger()
             await self.stream.aclose()
+
+    async def _linger(self) -> None:
+        """A staged close (RFC 9112, 9.6) while the client may still be sending a body we
+        did not read: FIN first, then read and drop input until its EOF or LINGER seconds.
+        Closing at once would answer its bytes with a RST, and the client's kernel would
+        drop the end of the response it has not read yet."""
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError,
+                                 anyio.ClosedResourceError, OSError):
+            await self.stream.send_eof()
+            with anyio.move_on_after(LINGER):
+                while True:
+                    await self.stream.receive()
 
     def scope(self, request: h11.Request) -> dict[str, Any]:
         target = request.target.decode("latin-1")
