@@ -68,6 +68,35 @@ def test_a_receive_after_the_response_answered_late_is_a_lost_disconnect():
     assert kinds(obs) == {"lost-disconnect"}
 
 
+def test_a_receive_pending_while_the_final_send_is_held_is_owed_disconnect_from_its_return():
+    # Under write back-pressure a server may hold the app's final send() until the client
+    # reads (uvicorn awaits its drain first): the response is not handed over until that
+    # send() returns, so a receive() pending meanwhile owes http.disconnect from then on.
+    obs = clean_run(AppBehaviour(watch_disconnect=True))
+    rec = obs.requests[(1, 0)]
+    by = {(e.kind, e.call, e.message.get("type")): e for e in rec.events}
+    pending = dataclasses.replace(by[("receive", 2, None)],
+                                  message={"after_response": False, "body_complete": True})
+    order = [by[("call", 0, None)], by[("receive", 1, None)],
+             by[("received", 1, "http.request")], by[("watch", 0, None)], pending,
+             by[("send", 0, "http.response.start")], by[("sent", 0, "http.response.start")],
+             by[("send", 0, "http.response.body")], by[("sent", 0, "http.response.body")],
+             by[("received", 2, "http.disconnect")], by[("returned", 0, None)]]
+
+    def held_until(sent: float, answered: float) -> set[str]:
+        times = {("sent", "http.response.body"): sent, ("received", "http.disconnect"): answered,
+                 ("returned", None): sent}
+        events = [dataclasses.replace(e, seq=i, time=times.get((e.kind, e.message.get("type")),
+                                                               e.time))
+                  for i, e in enumerate(order)]
+        obs.requests[(1, 0)] = dataclasses.replace(rec, events=events)
+        return kinds(obs)
+
+    assert held_until(sent=3.0, answered=3.0) == set()
+    assert held_until(sent=3.0, answered=4.0) == {"lost-disconnect"}
+    assert held_until(sent=0.0, answered=3.0) == {"lost-disconnect"}
+
+
 def test_a_receive_that_never_returned_with_its_body_arrived_is_a_receive_hang():
     obs = clean_run(end="none")
     rec = obs.requests[(1, 1)]

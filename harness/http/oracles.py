@@ -106,10 +106,24 @@ def _response_done(rec: RequestRecord) -> AsgiEvent | None:
     return None
 
 
+def _response_handed_over(rec: RequestRecord) -> AsgiEvent | None:
+    """The app's final send() returning: only then has the server taken the whole
+    response. Under write back-pressure a server may hold that send() until the client
+    reads (uvicorn awaits its drain first), and while it is held the response is not
+    "sent" in the ASGI sense: a receive() pending then owes nothing yet."""
+    done = _response_done(rec)
+    if done is None:
+        return None
+    for e in rec.events:
+        if e.kind == "sent" and e.seq > done.seq and e.message.get("type") == "http.response.body":
+            return e
+    return None
+
+
 def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) -> list[Failure]:
     out: list[Failure] = []
     where = request_path(rec.cid, rec.index)
-    done = _response_done(rec)
+    done = _response_handed_over(rec)
     closed_at = facts.server_closed_at
     end_seen = facts.server_saw_end()
     for call, ret in _pairs(rec):
