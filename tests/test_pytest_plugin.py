@@ -129,7 +129,7 @@ def test_an_unexplained_finding_fails_with_a_replay_command_that_reproduces_it(
 
     monkeypatch.setattr(race, "judge", forgetful)
     target = RaceTarget("hypercorn", target_specs("hypercorn", "h11")[0])
-    outcome = explore_family(target, "keepalive", 1, 0, tmp_path, max_runs=30)
+    outcome = explore_family(target, "keepalive", 1, 0, tmp_path, max_runs=100)
     assert outcome.failure is not None
     assert "no known bug of hypercorn" in outcome.failure
     lines = outcome.failure.splitlines()
