@@ -93,7 +93,7 @@ TARGET = TargetEntry(
     # Settings that change how hypercorn handles an HTTP/1.1 connection, defaults first.
     settings=(
         Setting("keep_alive_timeout", (5, 1), "keep-alive-timeout"),
-        Setting("keep_alive_max_requests", (1000, 1), "max-requests", versions=">=0.16"),
+        Setting("keep_alive_max_requests", (1000, 1, 2), "max-requests", versions=">=0.16"),
         Setting("read_timeout", (None, 1), "read-timeout", versions=">=0.12"),
         Setting("h11_max_incomplete_size", (16 * 1024, 512), "max-incomplete-size"),
         Setting("max_app_queue_size", (10, 1), "receive-queue-size"),

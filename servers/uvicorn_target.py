@@ -174,6 +174,10 @@ TARGET = TargetEntry(
     settings=(
         Setting("timeout_keep_alive", (5, 1), "keep-alive-timeout", versions=">=0.2.21"),
         Setting("limit_concurrency", (None, 2), "concurrency-limit", versions=">=0.2.21"),
+        # h11's own default first; 64 bytes holds a whole GET head but not a POST's, so a
+        # POST head that arrives in pieces is refused (400) mid-connection.
+        Setting("h11_max_incomplete_event_size", (16 * 1024, 64), "max-incomplete-size",
+                versions=">=0.18"),
     ),
     versions=VERSIONS,
     known_bugs=KNOWN_BUGS,

@@ -1,4 +1,5 @@
-"""The search reaches write back-pressure and requests that overlap a streaming response.
+"""The search reaches write back-pressure, requests that overlap a streaming response,
+and pauses on both sides of the scenario's timers.
 
 Each search here runs the ordinary search (scenarios and decisions drawn by
 Hypothesis, seeded) on the reference server, with a probe in place of the
@@ -12,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import hypothesis
 import pytest
+from hypothesis import find
 
 from harness.decisions import OrdinarySource, Recorder
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.scenario import HttpScenario, run_http
-from harness.http.strategies import scenarios
+from harness.http.strategies import NEAR, pauses_around, scenarios
 from harness.search.engine import Outcome, search
 from harness.search.explore import SETTINGS
 from harness.sim.eventlog import EventLog
@@ -156,3 +159,48 @@ def test_the_report_timeline_shows_the_pause_and_the_overlapping_request():
     assert _mermaid(log)[4:] == ["    Note over S: pause_writing (t=0)",
                                  "    Note over C: request 1 while response 0 streams",
                                  "    Note over S: resume_writing (t=0.25)"]
+
+
+# -- pauses placed around the scenario's timers ------------------------------------
+def test_pauses_sit_on_both_sides_of_each_timer_and_at_its_deadline():
+    pauses = pauses_around((1.0, 5.0))
+    assert pauses[0] == 0.0  # the ordinary pause first: shrinking goes there
+    for t in (1.0, 5.0):
+        assert {t - NEAR, t, t + NEAR} <= {round(p, 6) for p in pauses}
+    assert len(pauses) == len(set(pauses))
+
+
+def test_the_drawn_settings_decide_where_pauses_go():
+    target = ReferenceTarget()
+    strategy = scenarios(target, ("keepalive",))
+    for timeout in (1.0, 5.0):
+        for pause in (timeout - NEAR, timeout, timeout + NEAR):
+            found = find(strategy, lambda s, t=timeout, p=pause: (
+                s.server["keep_alive"] == t and len(s.connections[0].requests) > 1
+                and abs(s.connections[0].requests[1].pause - p) < 1e-9),
+                settings=hypothesis.settings(database=None, max_examples=2000))
+            assert found.connections[0].requests[1].pause == pytest.approx(pause)
+
+
+@pytest.mark.parametrize(("pause", "served"), [(1.0 - NEAR, 2), (1.0 + NEAR, 1)])
+def test_a_pause_just_inside_the_keep_alive_is_served_and_just_outside_is_not(pause, served):
+    conn = ConnSpec((RequestSpec(), RequestSpec(pause=pause)))
+    plain = ((1, 0, AppBehaviour()), (1, 1, AppBehaviour()))
+    run = run_http(HttpScenario("keepalive", (conn,), plain, {"keep_alive": 1.0}),
+                   ReferenceTarget(), OrdinarySource())
+    assert run.failures == []
+    assert len(run.observations.connections[1].client.responses) == served
+
+
+def timer_meets_request(log: EventLog) -> bool:
+    """A server timer fired in the same virtual instant as the client wrote a request."""
+    timers = {e.time for e in log.entries if e.kind == "timer" and e.time > 0}
+    return any(e.kind == "client-send" and e.time in timers for e in log.entries)
+
+
+def test_the_search_reaches_a_request_due_in_the_same_instant_as_the_keep_alive_timer():
+    scenario = reach(("keepalive",), timer_meets_request, "timer meets request", 600)
+    [conn] = scenario.connections
+    # shrunk to one request whose pause lands on the deadline (the first request races
+    # the idle timer armed at connect, a later one the keep-alive armed after a response)
+    assert any(r.pause == scenario.server["keep_alive"] for r in conn.requests)

@@ -40,6 +40,10 @@ class Target(Protocol):
         """Server settings the search may vary, each with its legal values (first: default)."""
         ...
 
+    def timeouts(self, settings: dict[str, Any]) -> tuple[float, ...]:
+        """The timers (seconds) a server with these settings arms, e.g. its keep-alive."""
+        ...
+
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
                     address: tuple[str, int]) -> None: ...
 

@@ -16,6 +16,11 @@ Families share the request and behaviour vocabularies and differ in shape:
 Outside pipelining, every request after the first goes out after the previous
 response (the ordinary case), after the previous request, or once the previous
 response's head arrived, then waits: requests overlap responses still streaming.
+
+Pauses (between requests, before the client leaves, in the app) come from one
+vocabulary per scenario: none, short, long, and for each timer the scenario's
+settings arm (keep-alive, read timeout) a pause just before, at and just after
+its deadline, so a timer-driven race is reached from either side.
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ from harness.http.client import AFTER, END_ACTIONS, END_MOMENTS, ConnSpec, Reque
 from harness.http.scenario import NET_DEFAULTS, HttpScenario, Target
 
 PAUSES = [0.0, 0.5, 6.0]  # none, short, longer than uvicorn's default 5 s keep-alive
+# How far either side of a timer's deadline a pause lands: well inside one poll of any
+# server's timer, so "just before" and "just after" are told apart, plus the deadline
+# itself, where the timer and the client's bytes are due in the same instant and the
+# schedule decides which comes first.
+NEAR = 0.01
 FAMILIES = ("keepalive", "pipelining", "disconnect", "flow", "concurrency")
 # Response chunk sizes in flow (0: a few bytes), large enough to overrun any window here.
 CHUNK_SIZES = [0, 1024, 16 * 1024, 64 * 1024]
@@ -39,33 +49,44 @@ WINDOWS = [NET_DEFAULTS["window"], 64 * 1024, 16 * 1024, 4 * 1024]
 WRITE_HIGHS = [NET_DEFAULTS["write_high"], 16 * 1024, 4 * 1024, 1024]
 
 
+def pauses_around(timeouts: tuple[float, ...]) -> list[float]:
+    """The pauses a scenario may use, the ordinary 0 first: the fixed ones, and each of
+    the scenario's timers with a pause just before, at and just after its deadline."""
+    out = list(PAUSES)
+    for t in timeouts:
+        out += [p for p in (round(t - NEAR, 6), t, round(t + NEAR, 6))
+                if p > 0 and p not in out]
+    return out
+
+
 @st.composite
-def behaviours(draw: Any, large: bool = False) -> AppBehaviour:
-    behaviour = _behaviour(draw, large)
+def behaviours(draw: Any, large: bool = False, pauses: list[float] = PAUSES) -> AppBehaviour:
+    behaviour = _behaviour(draw, large, pauses)
     if behaviour.chunk_size:  # twice what the default window and high-water mark hold
         most = max(1, MAX_RESPONSE // behaviour.chunk_size)
         behaviour = dataclasses.replace(behaviour, chunks=min(behaviour.chunks, most))
     return behaviour
 
 
-def _behaviour(draw: Any, large: bool) -> AppBehaviour:
+def _behaviour(draw: Any, large: bool, pauses: list[float]) -> AppBehaviour:
     return AppBehaviour(
         yields_before=draw(st.integers(0, 3)),
-        sleep_before=draw(st.sampled_from(PAUSES)),
+        sleep_before=draw(st.sampled_from(pauses)),
         read=draw(st.sampled_from(READ_MODES)),
         watch_disconnect=draw(st.booleans()),
         raise_at=draw(st.sampled_from(["never", "never", "never", "before-response",
                                        "after-start"])),
         chunks=draw(st.integers(1, 40 if large else 3)),
         yields_between=draw(st.integers(0, 2)),
-        sleep_after=draw(st.sampled_from(PAUSES)),
+        sleep_after=draw(st.sampled_from(pauses)),
         receive_after=draw(st.booleans()),
         chunk_size=draw(st.sampled_from(CHUNK_SIZES)) if large else 0,
     )
 
 
 @st.composite
-def requests(draw: Any, large: bool = False, pipelined: bool = False) -> RequestSpec:
+def requests(draw: Any, large: bool = False, pipelined: bool = False,
+             pauses: list[float] = PAUSES) -> RequestSpec:
     framing = draw(st.sampled_from(["none", "length", "chunked"]))
     sizes = [7, 300, 70_000, 300_000] if large else [7, 0, 300]
     size = draw(st.sampled_from(sizes)) if framing != "none" else 0
@@ -78,17 +99,19 @@ def requests(draw: Any, large: bool = False, pipelined: bool = False) -> Request
         expect_continue=framing != "none" and draw(st.booleans()),
         http10=http10,
         close=draw(st.booleans()) and draw(st.booleans()),
-        pause=0.0 if pipelined else draw(st.sampled_from(PAUSES)),
+        pause=0.0 if pipelined else draw(st.sampled_from(pauses)),
         after="response" if pipelined else draw(st.sampled_from(AFTER)),
     )
 
 
 @st.composite
-def connections(draw: Any, family: str, cid_count: int = 1) -> ConnSpec:
+def connections(draw: Any, family: str, cid_count: int = 1,
+                pauses: list[float] = PAUSES) -> ConnSpec:
     pipelined = family == "pipelining"
     large = family == "flow"
     n = draw(st.integers(2, 3)) if pipelined else draw(st.integers(1, 3))
-    reqs = tuple(draw(requests(large=large, pipelined=pipelined)) for _ in range(n))
+    reqs = tuple(draw(requests(large=large, pipelined=pipelined, pauses=pauses))
+                 for _ in range(n))
     if pipelined:
         # A client that asks to close (or speaks HTTP/1.0) may not send further requests
         # on the connection (RFC 9112, 9.6): only the last pipelined request may.
@@ -122,7 +145,7 @@ def connections(draw: Any, family: str, cid_count: int = 1) -> ConnSpec:
         end=end,
         end_moment=moment,
         end_request=draw(st.integers(0, n - 1)),
-        end_delay=draw(st.sampled_from(PAUSES)),
+        end_delay=draw(st.sampled_from(pauses)),
         read=read,
         start=draw(st.sampled_from([0.0, 0.01])) if cid_count > 1 else 0.0,
     )
@@ -131,16 +154,18 @@ def connections(draw: Any, family: str, cid_count: int = 1) -> ConnSpec:
 @st.composite
 def scenarios(draw: Any, target: Target, families: tuple[str, ...] = FAMILIES) -> HttpScenario:
     family = draw(st.sampled_from(families))
+    # Settings first: the timers they arm decide where pauses go.
+    server = {key: draw(st.sampled_from(values))
+              for key, values in sorted(target.settings_space().items())}
+    pauses = pauses_around(target.timeouts(server))
     count = 2 if family == "concurrency" else 1
-    conns = tuple(draw(connections(family, count)) for _ in range(count))
+    conns = tuple(draw(connections(family, count, pauses)) for _ in range(count))
     large = family == "flow"
     behaviour_list = tuple(
-        (cid, i, draw(behaviours(large=large)))
+        (cid, i, draw(behaviours(large=large, pauses=pauses)))
         for cid, conn in enumerate(conns, start=1)
         for i in range(len(conn.requests))
     )
-    server = {key: draw(st.sampled_from(values))
-              for key, values in sorted(target.settings_space().items())}
     net: dict[str, int] = {}
     if large:
         drawn = {"window": draw(st.sampled_from(WINDOWS)),

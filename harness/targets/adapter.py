@@ -46,6 +46,9 @@ class ReleaseAdapter:
     def settings_space(self) -> dict[str, list[Any]]:
         return self.entry.settings_for(self.version)
 
+    def timeouts(self, settings: dict[str, Any]) -> tuple[float, ...]:
+        return self.entry.timeouts_for(self.version, settings)
+
     def describe(self) -> dict[str, Any]:
         own = {"source": self.source, "key": self.source_key} if self.source else {}
         return {"server": self.name, "version": self.version, "http": self.http, **own,
