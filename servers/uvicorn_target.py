@@ -129,9 +129,15 @@ KNOWN_BUGS = (
     # the same timer: two pipelined requests, the second app sleeping 6 s, are closed at
     # 5 s on httptools in 0.3.26, 0.8.4, 0.11.3, 0.12.3 and 0.27.0, and served on 0.27.1
     # and 0.54.0, as on h11.
+    # Signed by where the close happens: on httptools the timer's own handler closes; on
+    # h11 the handler's ConnectionClosed breaks h11's state, the app's next send() raises
+    # inside the server, and run_asgi closes (with the LocalProtocolError below).
     KnownBug("uvicorn#1637: keep-alive timeout fires under a pipelined request",
-             "<0.27.1", ("h11", "httptools"), "pipelining", "premature-close",
-             "closed during a live request", fixed="0.27.1"),
+             "<0.27.1", ("httptools",), "pipelining", "premature-close",
+             "in HttpToolsProtocol.timeout_keep_alive_handler", fixed="0.27.1"),
+    KnownBug("uvicorn#1637: ... on h11, where the send() it breaks makes run_asgi close",
+             "<0.27.1", ("h11",), "pipelining", "premature-close",
+             "in RequestResponseCycle.run_asgi", fixed="0.27.1"),
     KnownBug("uvicorn#1637: ... and the keep-alive handler raises LocalProtocolError",
              "<0.27.1", ("h11",), "pipelining", "server-error", "LocalProtocolError",
              fixed="0.27.1"),
