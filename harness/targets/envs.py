@@ -48,7 +48,9 @@ __all__ = [
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # a checkout, or site-packages
-ENV_FORMAT = 2  # 2: installed by targets/install.py (uv, with the whole dependency tree)
+# 2: installed by targets/install.py (uv, with the whole dependency tree); 3: with the
+# dependencies of the release's time (targets/era.py), each one's origin recorded
+ENV_FORMAT = 3
 
 
 def harness_home() -> Path:
@@ -79,6 +81,13 @@ class EnvInfo:
     installer: str = ""  # the tool that installed it, and its version
     source: str = ""  # a working copy or commit: its --server spelling (targets/source.py)
     key: str = ""  # and what keys it: the commit, or the digest of the copy's files
+    # when the release was published (its first file's upload, UTC): its dependencies are
+    # the newest uploaded before then; "" when they are today's (a source tree, pip)
+    published: str = ""
+    # each installed dependency -> "of its time", "fallback" (let past that time: it does
+    # not build on this Python, see fallbacks), "pinned" (the registry's range pins it)
+    # or "today's"
+    origins: dict[str, str] = field(default_factory=dict)
     format: int = ENV_FORMAT
 
 
@@ -241,8 +250,9 @@ def _install(entry: TargetEntry, version: str, site: Path, log: Log) -> EnvInfo:
     assert entry.distribution is not None
     done = install(entry, version, site, cache_dir().parent, log)
     info = EnvInfo(entry.name, version, python_tag(), distribution=entry.distribution,
-                   installer=done.installer, fallbacks=done.fallbacks, skipped=done.skipped)
-    return _finish(entry, info, site, f"{entry.distribution}=={version}")
+                   installer=done.installer, fallbacks=done.fallbacks, skipped=done.skipped,
+                   published=done.published)
+    return _finish(entry, info, site, f"{entry.distribution}=={version}", done.exempt)
 
 
 def _install_source(entry: TargetEntry, source: Source, key: str, site: Path,
@@ -261,11 +271,16 @@ def _install_source(entry: TargetEntry, source: Source, key: str, site: Path,
     info = EnvInfo(entry.name, version, python_tag(), distribution=entry.distribution,
                    installer=done.installer, fallbacks=done.fallbacks, skipped=done.skipped,
                    source=source.spec, key=key)
-    return _finish(entry, info, site, f"{source}")
+    return _finish(entry, info, site, f"{source}", done.exempt)
 
 
-def _finish(entry: TargetEntry, info: EnvInfo, site: Path, what: str) -> EnvInfo:
+def _finish(entry: TargetEntry, info: EnvInfo, site: Path, what: str,
+            exempt: dict[str, str]) -> EnvInfo:
     info.installed = _installed_versions(site)
+    assert entry.distribution is not None
+    info.origins = {name: exempt.get(name) or ("of its time" if info.published else "today's")
+                    for name in info.installed
+                    if name != canonicalize_name(entry.distribution)}
     info.protocols, errors = _probe_protocols(site, entry, info.version)
     for module in entry.protocols:  # a protocol whose library the release does not declare
         if module not in info.installed and module in info.protocols and _has_dist(module):

@@ -1,17 +1,25 @@
 """Installing one release of a target, with what it declares, into a folder.
 
 Rule 5 (DESIGN.md): install what the release declares where it installs on
-this Python, the newest compatible release of a dependency where it does not,
-and record which. Two installers, the fast one first:
+this Python, a stand-in for a dependency where it does not, and record which.
+Two installers, the fast one first:
 
 - uv (a dependency of the harness) resolves the release and its whole
-  dependency tree at once into `--target`. When a pinned dependency fails to
-  build on this Python (old httptools and uvloop pins need a header Python
-  3.11 removed), that dependency is overridden (the registry's replacement, or
-  its newest release) and the resolution retried. uv accepts old metadata that
-  current pip refuses (uvicorn 0.12.3's "python-dotenv (>=0.13.*)").
+  dependency tree at once into `--target`, among the files uploaded before
+  the release was published (`--exclude-newer`, targets/era.py): each
+  dependency is the newest release its users could have installed then. When
+  one fails to build on this Python (old httptools and uvloop need a header
+  Python 3.11 removed), that one package alone is let past the release's
+  time (`--exclude-newer-package`), to the oldest later release with a wheel
+  for this interpreter (the registry's replacement where it names one; the
+  newest where no release has a wheel), and the resolution retried. A
+  protocol library the release declares only in an extra (uvicorn's
+  httptools) is then installed beside it the same way. A source tree has no
+  publication time: it gets today's dependencies. uv accepts old metadata
+  that current pip refuses (uvicorn 0.12.3's "python-dotenv (>=0.13.*)").
 - pip < 24.1, release by release with `--no-deps`, where uv cannot install a
-  release at all (it refuses its metadata, say). It misses transitive
+  release at all (it refuses its metadata, say). It cannot choose by upload
+  time, so its dependencies are today's, and it misses transitive
   dependencies, which then come from the harness's own environment.
 
 Measured on this project's 2-core machine (warm cache, median of 3): uvicorn
@@ -21,6 +29,7 @@ against 4.1 s; both installed the same versions.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import shutil
@@ -29,6 +38,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from packaging.markers import default_environment
@@ -36,6 +46,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from harness.errors import EnvironmentFault
+from harness.targets import era
 from harness.targets.registry import TargetEntry
 
 Log = Callable[[str], None]
@@ -63,6 +74,11 @@ class Installed:
     installer: str  # which tool, and its version
     fallbacks: list[str] = field(default_factory=list)  # human-readable notes
     skipped: list[str] = field(default_factory=list)
+    # when the release was published ("" when its dependencies are today's: a source tree,
+    # or the pip path, which cannot choose by upload time)
+    published: str = ""
+    exempt: dict[str, str] = field(default_factory=dict)  # name -> "pinned" or "fallback"
+    extras: list[str] = field(default_factory=list)  # protocol libraries from its extras
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None,
@@ -83,7 +99,9 @@ def last_lines(text: str, n: int = 6) -> str:
 def install(entry: TargetEntry, version: str | None, site: Path, cache: Path, log: Log,
             requirement: str | None = None) -> Installed:
     """Install `entry`'s release `version` and its dependencies into `site`; or, given
-    `requirement` (a source tree's folder), that code, whose version is not known yet."""
+    `requirement` (a source tree's folder), that code, whose version is not known yet.
+    A release gets the dependencies of its time (targets/era.py); a source tree, which
+    has no publication time, today's."""
     assert entry.distribution is not None
     spans = [entry.version_range(version)] if version else list(entry.versions)
     replacements: dict[str, str] = {canonicalize_name(k): v
@@ -94,8 +112,14 @@ def install(entry: TargetEntry, version: str | None, site: Path, cache: Path, lo
     wanted = requirement or f"{entry.distribution}=={version}"
     uv = _uv_binary()
     if uv is not None:
-        done = _install_uv(uv, wanted, site, cache, replacements, pins, log)
+        try:
+            release = era.published(entry.distribution, version) if version else None
+        except era.EraError as exc:
+            raise EnvError(str(exc)) from None
+        plan = Plan(uv, site, cache, replacements, pins, release, entry.distribution, log)
+        done = plan.install([wanted], source=requirement is not None)
         if done is not None:
+            _install_protocol_libraries(plan, entry, done)
             return done
         log("uv could not install it; trying pip")
         shutil.rmtree(site, ignore_errors=True)
@@ -107,6 +131,42 @@ def _pin_notes(pins: dict[str, str]) -> list[str]:
             f"{name} no longer has what it imports)" for name, pin in pins.items()]
 
 
+def _install_protocol_libraries(plan: Plan, entry: TargetEntry, done: Installed) -> None:
+    """A protocol library the release declares only in an extra (uvicorn's httptools, in
+    `standard`) is installed beside it, as that extra states it and of the same time, so
+    the protocol runs on what its users had rather than on the harness's own."""
+    assert entry.distribution is not None
+    have = installed(plan.site)
+    version = have.get(canonicalize_name(entry.distribution), ("", Path()))[0]
+    libraries = [name for name in (entry.modules_for(version) if version else {})
+                 if canonicalize_name(name) not in have and _is_distribution(name)]
+    if not libraries:
+        return
+    declared: dict[str, Requirement] = {}
+    for req in _requirements(plan.site, entry.distribution):
+        extras = re.findall(r"extra\s*==\s*['\"]([^'\"]+)", str(req.marker or ""))
+        if req.specifier and any(_applies(req, extra) for extra in extras or [""]):
+            declared.setdefault(canonicalize_name(req.name), req)
+    wanted = [f"{name}{declared[canonicalize_name(name)].specifier}"
+              if canonicalize_name(name) in declared else name for name in libraries]
+    more = plan.install(wanted)
+    if more is None:  # the harness's own is then used, and envs.py says so
+        return
+    done.fallbacks += [note for note in more.fallbacks if note not in done.fallbacks]
+    done.exempt.update(more.exempt)
+    done.extras += wanted
+
+
+def _is_distribution(name: str) -> bool:
+    """A protocol named after a library the index has (h11, httptools): the harness's own
+    environment holds it, as it holds every protocol library it runs in-process."""
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 # -- uv ------------------------------------------------------------------------------
 def _uv_binary() -> str | None:
     try:
@@ -116,52 +176,109 @@ def _uv_binary() -> str | None:
     return str(uv.find_uv_bin())
 
 
-def _install_uv(uv: str, wanted: str, site: Path, cache: Path, replacements: dict[str, str],
-                pins: dict[str, str], log: Log) -> Installed | None:
-    """The resolved install, overriding each pin that fails to build; None if uv cannot
-    install this release for another reason (the pip path then tries)."""
-    env = dict(os.environ, UV_CACHE_DIR=str(cache / "uv"), UV_NO_PROGRESS="1")
-    tool = _run([uv, "--version"], env, timeout=60).stdout.strip() or "uv"
-    done = Installed(tool, fallbacks=_pin_notes(pins))
-    overrides: dict[str, str] = dict(pins)
-    target = canonicalize_name(wanted.partition("==")[0]) if "==" in wanted else None
-    legacy = False
-    with tempfile.TemporaryDirectory(prefix="harness-uv-") as tmp:
-        override_file = Path(tmp) / "overrides.txt"
-        build_file = Path(tmp) / "build-constraints.txt"
-        for _ in range(MAX_OVERRIDES + 2):
-            override_file.write_text("".join(f"{v}\n" for v in overrides.values()))
-            build_file.write_text("".join(f"{c}\n" for c in LEGACY_BUILD) if legacy else "")
-            args = ["pip", "install", "--target", str(site), "--python", sys.executable,
-                    "--override", str(override_file), "--build-constraint", str(build_file),
-                    wanted]
-            log("uv " + " ".join(args))
-            proc = _run([uv, *args], env)
-            if proc.returncode == 0:
-                return done
-            _raise_for_index(proc.stderr, wanted)
-            if "==" not in wanted and BACKEND_FAILED in proc.stderr and not legacy:
-                legacy = True  # the source tree itself did not build
-                done.fallbacks.append("the code does not build with today's build tools; "
-                                      f"built with {', '.join(LEGACY_BUILD)}")
-                continue
-            failed = FAILED_BUILD.search(proc.stderr)
-            if failed is None or canonicalize_name(failed.group(1)) in overrides:
-                log(f"uv: {last_lines(proc.stderr, 2).strip()}")
-                return None
-            name, pinned = failed.group(1), failed.group(2)
-            if canonicalize_name(name) == target:  # the release itself: nothing stands in
-                if not legacy:
-                    legacy = True
+@dataclass
+class Plan:
+    """One environment's uv installs: the release's time, and what stands in where a
+    dependency of that time does not build."""
+
+    uv: str
+    site: Path
+    cache: Path
+    replacements: dict[str, str]  # name -> the registry's stand-in, where it names one
+    pins: dict[str, str]  # name -> the registry's pin for this range
+    release: era.Release | None  # None: no time to keep to (a source tree)
+    distribution: str
+    log: Log
+    # name -> the newest upload uv may take of it, where that is not the release's time
+    cutoffs: dict[str, str] = field(default_factory=dict)
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.overrides = dict(self.pins)
+        self.now = era.stamp(datetime.now(UTC))
+        if self.release is not None:
+            # The release's own files, all of them (a wheel may follow its sdist).
+            self.cutoffs[canonicalize_name(self.distribution)] = era.stamp(
+                era.just_after(self.release.last))
+            self.cutoffs.update({name: self.now for name in self.pins})
+
+    def args(self) -> list[str]:
+        if self.release is None:
+            return []
+        return ["--exclude-newer", era.stamp(self.release.first),
+                *(f"--exclude-newer-package={k}={v}" for k, v in self.cutoffs.items())]
+
+    def install(self, wanted: list[str], source: bool = False) -> Installed | None:
+        """The resolved install, standing in for each dependency that fails to build;
+        None if uv cannot install this release for another reason (pip then tries).
+        `source`: `wanted` is one source tree, which may need the build tools of its time."""
+        env = dict(os.environ, UV_CACHE_DIR=str(self.cache / "uv"), UV_NO_PROGRESS="1")
+        tool = _run([self.uv, "--version"], env, timeout=60).stdout.strip() or "uv"
+        done = Installed(tool, fallbacks=_pin_notes(self.pins),
+                         exempt={name: "pinned" for name in self.pins})
+        if self.release is not None:
+            done.published = era.stamp(self.release.first)
+        target = canonicalize_name(self.distribution)
+        legacy = False
+        with tempfile.TemporaryDirectory(prefix="harness-uv-") as tmp:
+            override_file = Path(tmp) / "overrides.txt"
+            build_file = Path(tmp) / "build-constraints.txt"
+            for _ in range(MAX_OVERRIDES + 2):
+                override_file.write_text("".join(f"{v}\n" for v in self.overrides.values()))
+                build_file.write_text("".join(f"{c}\n" for c in LEGACY_BUILD) if legacy
+                                      else "")
+                args = ["pip", "install", "--target", str(self.site), "--python",
+                        sys.executable, "--override", str(override_file),
+                        "--build-constraint", str(build_file), *self.args(), *wanted]
+                self.log("uv " + " ".join(args))
+                proc = _run([self.uv, *args], env)
+                if proc.returncode == 0:
+                    return done
+                _raise_for_index(proc.stderr, wanted[0])
+                if source and BACKEND_FAILED in proc.stderr and not legacy:
+                    legacy = True  # the source tree itself did not build
+                    done.fallbacks.append("the code does not build with today's build tools; "
+                                          f"built with {', '.join(LEGACY_BUILD)}")
                     continue
-                raise EnvError(f"{wanted} does not build on Python {python_tag()}: "
-                               f"{_build_error(proc.stderr)}")
-            instead = replacements.get(canonicalize_name(name), name)
-            overrides[canonicalize_name(name)] = instead
-            what = f"the newest {name}" if instead == name else instead
-            done.fallbacks.append(f"{name}=={pinned} does not build on Python {python_tag()}; "
-                                  f"used {what}")
-    return None
+                failed = FAILED_BUILD.search(proc.stderr)
+                if failed is None or canonicalize_name(failed.group(1)) in self.overrides:
+                    self.log(f"uv: {last_lines(proc.stderr, 2).strip()}")
+                    return None
+                name, pinned = failed.group(1), failed.group(2)
+                if canonicalize_name(name) == target:  # the release itself: no stand-in
+                    if not legacy:
+                        legacy = True
+                        continue
+                    raise EnvError(f"{wanted[0]} does not build on Python {python_tag()}: "
+                                   f"{_build_error(proc.stderr)}")
+                done.fallbacks.append(self.stand_in(name, pinned))
+                done.exempt[canonicalize_name(name)] = "fallback"
+        return None
+
+    def stand_in(self, name: str, pinned: str) -> str:
+        """Let `name` past the release's time, as near to it as installs here; the note
+        says what was used and why."""
+        key = canonicalize_name(name)
+        failed = f"{name}=={pinned} does not build on Python {python_tag()}"
+        if key in self.replacements:
+            self.overrides[key], self.cutoffs[key] = self.replacements[key], self.now
+            return f"{failed}; used {self.replacements[key]}, as the registry's range says"
+        if self.release is None:
+            self.overrides[key] = name
+            return f"{failed}; used the newest {name}"
+        failed = (f"{name} {pinned}, the newest at the release's time, does not build on "
+                  f"Python {python_tag()}")
+        try:
+            near = era.nearest_wheel(name, pinned)
+        except era.EraError as exc:
+            raise EnvError(str(exc)) from None
+        if near is None:
+            self.overrides[key], self.cutoffs[key] = name, self.now
+            return f"{failed}; no later release has a wheel for it: used the newest {name}"
+        self.overrides[key] = f"{name}=={near.version}"
+        self.cutoffs[key] = era.stamp(era.just_after(near.last))
+        return (f"{failed}; used {name} {near.version} (uploaded "
+                f"{near.first:%Y-%m-%d}), the oldest later release with a wheel for it")
 
 
 def _build_error(stderr: str) -> str:
@@ -275,10 +392,10 @@ def _requirements(site: Path, dist: str) -> list[Requirement]:
     return reqs
 
 
-def _applies(req: Requirement) -> bool:
-    """Skip extras and requirements for other Pythons or platforms."""
+def _applies(req: Requirement, extra: str = "") -> bool:
+    """Skip other extras and requirements for other Pythons or platforms."""
     if req.marker is None:
         return True
     env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
-    env["extra"] = ""
+    env["extra"] = extra
     return bool(req.marker.evaluate(env))
