@@ -5,9 +5,10 @@ server: the registry entry says which distribution to install and which
 modules must import for each protocol implementation. targets/install.py puts
 the release and what it declares into `<cache>/<server>-<version>/site`; what
 was installed, by which tool, and every fallback go into `env.json` and the
-reports. A worker process puts the site folder first on `sys.path`, so the
-release's own pins (an old h11, say) shadow the harness's, and checks that the
-release it imports comes from there (a damaged cache is an error).
+reports. A worker process imports the harness, then puts the site folder first
+on `sys.path` (targets/worker.py), so the release runs on its own pins (an old
+h11, say) and the harness on its own, and checks that the release it imports
+comes from there (a damaged cache is an error).
 
 Installs are atomic: they happen in a temporary folder that is renamed into
 place only once the release imports, so an interrupted or failed install
@@ -106,9 +107,10 @@ class Env:
         return cls(PROJECT_ROOT, EnvInfo("installed", "", python_tag()))
 
     def python_env(self) -> dict[str, str]:
+        """A worker's: the harness importable, the release's folder not yet (the worker
+        mounts it once the harness is imported, targets/worker.py)."""
         env = dict(os.environ)
-        paths = [str(self.site)] if self.info.server != "installed" else []
-        env["PYTHONPATH"] = os.pathsep.join([*paths, str(PROJECT_ROOT)])
+        env["PYTHONPATH"] = str(PROJECT_ROOT)
         env["PYTHONNOUSERSITE"] = "1"
         return env
 
