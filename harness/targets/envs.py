@@ -32,7 +32,16 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from harness.targets.install import EnvError, install, installed, python_tag
+from harness.targets.imports import culprit, imports, nearest_importing
+from harness.targets.install import (
+    EnvError,
+    Installed,
+    Refits,
+    install,
+    installed,
+    python_tag,
+    scratch_installer,
+)
 from harness.targets.registry import TargetEntry, TargetSpec
 from harness.targets.source import Source, key_of, parse_source, snapshot
 
@@ -52,6 +61,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]  # a checkout, or site-packag
 # 2: installed by targets/install.py (uv, with the whole dependency tree); 3: with the
 # dependencies of the release's time (targets/era.py), each one's origin recorded
 ENV_FORMAT = 3
+MAX_REFITS = 4  # dependencies of the release's time replaced because they do not import
 
 
 def harness_home() -> Path:
@@ -250,11 +260,45 @@ def _has_dist(name: str) -> bool:
 
 def _install(entry: TargetEntry, version: str, site: Path, log: Log) -> EnvInfo:
     assert entry.distribution is not None
-    done = install(entry, version, site, cache_dir().parent, log)
+    refits: Refits = {}
+    for tries in range(MAX_REFITS + 1):
+        done = install(entry, version, site, cache_dir().parent, log, refits=refits)
+        refit = _refit(entry, version, site, done, log) if done.published else None
+        if refit is None or tries == MAX_REFITS:
+            break
+        # reinstall with it, and with the stand-ins already found (no failed build again)
+        refits.update({**done.refits, **refit})
+        shutil.rmtree(site)
     info = EnvInfo(entry.name, version, python_tag(), distribution=entry.distribution,
                    installer=done.installer, fallbacks=done.fallbacks, skipped=done.skipped,
                    published=done.published)
     return _finish(entry, info, site, f"{entry.distribution}=={version}", done.exempt)
+
+
+def _refit(entry: TargetEntry, version: str, site: Path, done: Installed,
+           log: Log) -> Refits | None:
+    """A dependency of the release's time whose import fails here, and the oldest later
+    release of it that imports (targets/imports.py); None when every protocol imports, or
+    the failure is the release's own or one no later release mends."""
+    assert entry.distribution is not None
+    for module in entry.modules_for(version).values():
+        ok, stderr = imports(site, module)
+        found = None if ok else culprit(site, stderr, entry.distribution)
+        if found is None or found[0] in done.exempt:
+            continue
+        name, have, inner = found
+        log(f"{name} {have} does not import on Python {python_tag()}: looking for the "
+            "oldest later release that does")
+        near = nearest_importing(name, have, inner,
+                                 scratch_installer(entry, version, cache_dir().parent, log))
+        if near is None:
+            return None
+        error = (stderr.strip().splitlines() or ["?"])[-1]
+        return {name: (near, f"{name} {have}, the newest at the release's time, does not "
+                             f"import on Python {python_tag()} ({error}); used {name} "
+                             f"{near.version} (uploaded {near.first:%Y-%m-%d}), the oldest "
+                             "later release that does")}
+    return None
 
 
 def _install_source(entry: TargetEntry, source: Source, key: str, site: Path,

@@ -155,7 +155,7 @@ def just_after(moment: datetime) -> datetime:
     return moment + timedelta(seconds=1)
 
 
-def _python_ok(release: Release) -> bool:
+def python_ok(release: Release) -> bool:
     if not release.requires_python:
         return True
     try:
@@ -184,6 +184,6 @@ def nearest_wheel(project: str, since: str) -> Release | None:
     start = Version(since)
     for version, release in releases(project).items():
         if version >= start and not version.is_prerelease and not release.yanked \
-                and _python_ok(release) and installs_here(release):
+                and python_ok(release) and installs_here(release):
             return release
     return None

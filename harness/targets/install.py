@@ -59,6 +59,9 @@ FAILED_BUILD = re.compile(r"Failed to (?:download and )?build `([^`=\s]+)==([^`\
 # build only with the tools of their time: the build, not the code, is made to fit.
 LEGACY_BUILD = ("setuptools<67", "packaging<22", "wheel<0.38")
 BACKEND_FAILED = "build backend returned an error"
+# uv's hint when only files newer than the release's time would satisfy a requirement
+# (an sdist's build wants setuptools>=40.8.0, from after uvicorn 0.3.26)
+FILTERED = re.compile(r"`([^`\s]+)` was filtered by `exclude-newer`")
 
 # pip 24.1+ refuses releases whose metadata uses pre-PEP 440 specifiers, so the pip
 # path uses an older pip, itself installed once into the cache.
@@ -79,6 +82,8 @@ class Installed:
     published: str = ""
     exempt: dict[str, str] = field(default_factory=dict)  # name -> "pinned" or "fallback"
     extras: list[str] = field(default_factory=list)  # protocol libraries from its extras
+    # the stand-ins found for dependencies that did not build, to reuse on a reinstall
+    refits: dict[str, tuple[era.Release, str]] = field(default_factory=dict)
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None,
@@ -96,12 +101,16 @@ def last_lines(text: str, n: int = 6) -> str:
     return "\n".join("    " + ln for ln in lines[-n:])
 
 
+Refits = dict[str, tuple[era.Release, str]]  # name -> the release to use instead, and why
+
+
 def install(entry: TargetEntry, version: str | None, site: Path, cache: Path, log: Log,
-            requirement: str | None = None) -> Installed:
+            requirement: str | None = None, refits: Refits | None = None) -> Installed:
     """Install `entry`'s release `version` and its dependencies into `site`; or, given
     `requirement` (a source tree's folder), that code, whose version is not known yet.
     A release gets the dependencies of its time (targets/era.py); a source tree, which
-    has no publication time, today's."""
+    has no publication time, today's. `refits`: dependencies of its time that do not
+    import here (targets/imports.py), and the release of each to use instead."""
     assert entry.distribution is not None
     spans = [entry.version_range(version)] if version else list(entry.versions)
     replacements: dict[str, str] = {canonicalize_name(k): v
@@ -117,6 +126,8 @@ def install(entry: TargetEntry, version: str | None, site: Path, cache: Path, lo
         except era.EraError as exc:
             raise EnvError(str(exc)) from None
         plan = Plan(uv, site, cache, replacements, pins, release, entry.distribution, log)
+        for name, (instead, note) in (refits or {}).items():
+            plan.refit(name, instead, note)
         done = plan.install([wanted], source=requirement is not None)
         if done is not None:
             _install_protocol_libraries(plan, entry, done)
@@ -192,6 +203,8 @@ class Plan:
     # name -> the newest upload uv may take of it, where that is not the release's time
     cutoffs: dict[str, str] = field(default_factory=dict)
     overrides: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # name -> why it was refitted
+    found: dict[str, tuple[era.Release, str]] = field(default_factory=dict)  # stand-ins
 
     def __post_init__(self) -> None:
         self.overrides = dict(self.pins)
@@ -201,6 +214,13 @@ class Plan:
             self.cutoffs[canonicalize_name(self.distribution)] = era.stamp(
                 era.just_after(self.release.last))
             self.cutoffs.update({name: self.now for name in self.pins})
+
+    def refit(self, name: str, instead: era.Release, note: str) -> None:
+        """Use `instead` for `name`, past the release's time, saying why."""
+        key = canonicalize_name(name)
+        self.overrides[key] = f"{name}=={instead.version}"
+        self.cutoffs[key] = era.stamp(era.just_after(instead.last))
+        self.notes[key] = note
 
     def args(self) -> list[str]:
         if self.release is None:
@@ -214,8 +234,9 @@ class Plan:
         `source`: `wanted` is one source tree, which may need the build tools of its time."""
         env = dict(os.environ, UV_CACHE_DIR=str(self.cache / "uv"), UV_NO_PROGRESS="1")
         tool = _run([self.uv, "--version"], env, timeout=60).stdout.strip() or "uv"
-        done = Installed(tool, fallbacks=_pin_notes(self.pins),
-                         exempt={name: "pinned" for name in self.pins})
+        done = Installed(tool, fallbacks=[*_pin_notes(self.pins), *self.notes.values()],
+                         exempt={**{name: "pinned" for name in self.pins},
+                                 **{name: "fallback" for name in self.notes}})
         if self.release is not None:
             done.published = era.stamp(self.release.first)
         target = canonicalize_name(self.distribution)
@@ -233,8 +254,20 @@ class Plan:
                 self.log("uv " + " ".join(args))
                 proc = _run([self.uv, *args], env)
                 if proc.returncode == 0:
+                    done.refits = dict(self.found)
                     return done
                 _raise_for_index(proc.stderr, wanted[0])
+                filtered = FILTERED.search(proc.stderr)
+                if filtered is not None and canonicalize_name(filtered.group(1)) not in \
+                        self.cutoffs:
+                    key = canonicalize_name(filtered.group(1))
+                    self.cutoffs[key] = self.now
+                    done.exempt[key] = "fallback"
+                    done.fallbacks.append(
+                        f"{filtered.group(1)}: no release uploaded before the release was "
+                        "published satisfies what it (or its build) requires; used the "
+                        "newest that does")
+                    continue
                 if source and BACKEND_FAILED in proc.stderr and not legacy:
                     legacy = True  # the source tree itself did not build
                     done.fallbacks.append("the code does not build with today's build tools; "
@@ -277,8 +310,30 @@ class Plan:
             return f"{failed}; no later release has a wheel for it: used the newest {name}"
         self.overrides[key] = f"{name}=={near.version}"
         self.cutoffs[key] = era.stamp(era.just_after(near.last))
-        return (f"{failed}; used {name} {near.version} (uploaded "
+        note = (f"{failed}; used {name} {near.version} (uploaded "
                 f"{near.first:%Y-%m-%d}), the oldest later release with a wheel for it")
+        self.found[key] = (near, note)
+        return note
+
+
+def scratch_installer(entry: TargetEntry, version: str, cache: Path,
+                      log: Log) -> Callable[[Path, str, era.Release], bool]:
+    """Installs one release of a dependency into a scratch folder, past `entry`'s release
+    `version`'s time for that package alone, as the environment would (imports.py)."""
+    dist = entry.distribution
+    assert dist is not None
+    uv = _uv_binary()
+    release = era.published(dist, version)
+
+    def put(folder: Path, requirement: str, instead: era.Release) -> bool:
+        if uv is None:
+            return False
+        plan = Plan(uv, folder, cache, {}, {}, release, dist, log)
+        name = requirement.partition("==")[0]
+        plan.cutoffs[canonicalize_name(name)] = era.stamp(era.just_after(instead.last))
+        return plan.install([requirement]) is not None
+
+    return put
 
 
 def _build_error(stderr: str) -> str:
