@@ -1,7 +1,8 @@
 """What a target ran with, for the report's environment section.
 
 A release in its own cached environment says so in its env.json (what was
-installed, by which tool, every fallback). A release installed beside the
+installed, by which tool, when the release was published and so which
+dependencies are of its time, every fallback). A release installed beside the
 harness, and the reference server, have no env.json: this module reads the
 same facts from importlib.metadata (the server's distribution, the
 requirements it declares that are installed, and the protocol libraries),
@@ -75,14 +76,40 @@ def harness_line(python: str) -> str:
     return f"harness: {HARNESS} {_version(HARNESS) or __version__} on Python {python}"
 
 
+def _dependencies(env: dict[str, Any]) -> str:
+    """Each installed distribution with its version, and where it is not of the release's
+    time, why ("fallback", "pinned": the fallback lines say more)."""
+    origins = env.get("origins", {})
+    out = []
+    for name, version in sorted(env.get("installed", {}).items()):
+        origin = origins.get(name, "")
+        out.append(f"{name} {version}" + (f" ({origin})" if origin in ("fallback", "pinned")
+                                          else ""))
+    return ", ".join(out)
+
+
+def _time_of(env: dict[str, Any]) -> str:
+    """Which time its dependencies are of: the release's, or today's."""
+    if env.get("beside"):
+        return ""
+    if env.get("published"):
+        when = env["published"][:16].replace("T", " ")
+        return (f", with the dependencies of its time (the newest uploaded before it was "
+                f"published, {when} UTC)")
+    if "origins" in env:  # recorded, and none of the release's time
+        return ", with today's dependencies (it has no publication time to keep to)"
+    return ""
+
+
 def target_lines(target: dict[str, Any], env: dict[str, Any] | None) -> list[str]:
-    """The target's lines: what it is, what it was installed with, every fallback."""
+    """The target's lines: what it is, what it was installed with (each dependency of the
+    release's time or not), every fallback."""
     name = f"{target.get('server')} {target.get('version')} (protocol {target.get('http')})"
     out = []
     if env is None:
         out.append(f"{name}: its environment was not recorded")
     else:
-        deps = ", ".join(f"{k} {v}" for k, v in sorted(env.get("installed", {}).items()))
+        deps = _dependencies(env)
         if env.get("beside"):
             where = "installed beside the harness"
         else:
@@ -90,7 +117,7 @@ def target_lines(target: dict[str, Any], env: dict[str, Any] | None) -> list[str
             where = f"installed{by} into its own cached environment"
         if env.get("source"):
             where += f", built from {env['source']}"
-        out.append(f"{name}, {where}: {deps or 'nothing recorded'}")
+        out.append(f"{name}, {where}{_time_of(env)}: {deps or 'nothing recorded'}")
         out += [f"fallback: {note}" for note in env.get("fallbacks", []) + env.get("skipped", [])]
     if target.get("construction"):
         out.append(f"mounted as the release itself builds it: {target['construction']}")
