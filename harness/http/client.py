@@ -10,8 +10,9 @@ connection can end by half-close, close or reset at a chosen moment: after
 the responses, mid-headers, mid-body, as the response starts streaming, or
 right after the requests are sent. Responses are parsed with h11 in the
 client role, one request cycle at a time, so framing errors are h11's verdict,
-not ours. Only h11 API that exists since 0.7 is used, since old targets pin
-old h11 and this module runs inside their worker.
+not ours: always the harness's own h11, even in the worker of a release that
+pins an older one (targets/worker.py imports this module before it mounts the
+release), so a verdict never depends on the h11 of the release under test.
 """
 
 from __future__ import annotations
