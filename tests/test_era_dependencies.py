@@ -86,22 +86,26 @@ def test_a_dependency_of_the_release_s_time_that_does_not_build_is_replaced_alon
 
     monkeypatch.setattr(harness.targets.install, "_run", uv)
     done = install(entry("uvicorn"), "9.9.9", tmp_path / "site", tmp_path, lambda s: None)
-    first, second = (cmd for cmd, _ in calls[:2])
-    # Both resolve among files uploaded before the release's first one; the release's own
-    # files all count; the retry lets httptools alone past that time, to 0.3.0's upload.
-    for cmd in (first, second):
+    first, tools, second = (cmd for cmd, _ in calls[:3])
+    # All resolve among files uploaded before the release's first one; the release's own
+    # files all count. The build tools of its time are let go first (they are how it is
+    # built here, not what it runs on); then httptools alone, to 0.3.0's upload.
+    for cmd in (first, tools, second):
         assert "--exclude-newer" in cmd
         assert cmd[cmd.index("--exclude-newer") + 1] == "2020-02-17T16:23:38.693700Z"
         assert "--exclude-newer-package=uvicorn=2020-02-17T16:23:41.288412Z" in cmd
-    assert not any("httptools=" in arg for arg in first)
+    assert not any(a.startswith("--exclude-newer-package=setuptools=") for a in first)
+    assert any(a.startswith("--exclude-newer-package=setuptools=") for a in tools)
+    assert not any("httptools=" in arg for arg in first + tools)
     assert "--exclude-newer-package=httptools=2022-09-13T05:12:15.000000Z" in second
-    assert calls[1][1] == "httptools==0.3.0\n"
+    assert calls[2][1] == "httptools==0.3.0\n"
     assert done.published == "2020-02-17T16:23:38.693700Z"
     assert done.exempt == {"httptools": "fallback"}
-    [note] = done.fallbacks
-    assert note.startswith("httptools 0.1.1, the newest at the release's time, does not "
-                           "build on Python 3.")
-    assert "used httptools 0.3.0 (uploaded 2022-09-13), the oldest later release" in note
+    stand_in, built = done.fallbacks
+    assert stand_in.startswith("httptools 0.1.1, the newest at the release's time, does not "
+                               "build on Python 3.")
+    assert "used httptools 0.3.0 (uploaded 2022-09-13), the oldest later release" in stand_in
+    assert built.startswith("sdists built with today's setuptools and wheel")
 
 
 def test_a_dependency_that_does_not_import_is_found_in_the_traceback_not_the_release(

@@ -59,6 +59,7 @@ FAILED_BUILD = re.compile(r"Failed to (?:download and )?build `([^`=\s]+)==([^`\
 # build only with the tools of their time: the build, not the code, is made to fit.
 LEGACY_BUILD = ("setuptools<67", "packaging<22", "wheel<0.38")
 BACKEND_FAILED = "build backend returned an error"
+BUILD_TOOLS = ("setuptools", "wheel")  # let past the release's time when a build fails
 # uv's hint when only files newer than the release's time would satisfy a requirement
 # (an sdist's build wants setuptools>=40.8.0, from after uvicorn 0.3.26)
 FILTERED = re.compile(r"`([^`\s]+)` was filtered by `exclude-newer`")
@@ -205,6 +206,7 @@ class Plan:
     overrides: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # name -> why it was refitted
     found: dict[str, tuple[era.Release, str]] = field(default_factory=dict)  # stand-ins
+    tools_lifted: bool = False  # the build tools are today's
 
     def __post_init__(self) -> None:
         self.overrides = dict(self.pins)
@@ -241,10 +243,11 @@ class Plan:
             done.published = era.stamp(self.release.first)
         target = canonicalize_name(self.distribution)
         legacy = False
+        tools_note = ""
         with tempfile.TemporaryDirectory(prefix="harness-uv-") as tmp:
             override_file = Path(tmp) / "overrides.txt"
             build_file = Path(tmp) / "build-constraints.txt"
-            for _ in range(MAX_OVERRIDES + 2):
+            for _ in range(MAX_OVERRIDES + 3):
                 override_file.write_text("".join(f"{v}\n" for v in self.overrides.values()))
                 build_file.write_text("".join(f"{c}\n" for c in LEGACY_BUILD) if legacy
                                       else "")
@@ -255,6 +258,8 @@ class Plan:
                 proc = _run([self.uv, *args], env)
                 if proc.returncode == 0:
                     done.refits = dict(self.found)
+                    if tools_note:
+                        done.fallbacks.append(tools_note)
                     return done
                 _raise_for_index(proc.stderr, wanted[0])
                 filtered = FILTERED.search(proc.stderr)
@@ -278,6 +283,16 @@ class Plan:
                     self.log(f"uv: {last_lines(proc.stderr, 2).strip()}")
                     return None
                 name, pinned = failed.group(1), failed.group(2)
+                if self.release is not None and not self.tools_lifted:
+                    # Build tools are how it is built here, not what it runs on: those of
+                    # its time may not run on this Python (setuptools 40's HTMLParser).
+                    self.tools_lifted = True
+                    self.cutoffs.update({tool: self.now for tool in BUILD_TOOLS
+                                         if tool not in self.cutoffs})
+                    tools_note = (f"sdists built with today's {' and '.join(BUILD_TOOLS)}: "
+                                  f"{name}=={pinned} did not build with those of the "
+                                  "release's time")
+                    continue
                 if canonicalize_name(name) == target:  # the release itself: no stand-in
                     if not legacy:
                         legacy = True
