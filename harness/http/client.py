@@ -13,6 +13,15 @@ client role, one request cycle at a time, so framing errors are h11's verdict,
 not ours: always the harness's own h11, even in the worker of a release that
 pins an older one (targets/worker.py imports this module before it mounts the
 release), so a verdict never depends on the h11 of the release under test.
+
+A client may break RFC 9112's rules as real clients do (`ConnSpec.rude`, one
+named behaviour per connection, `RUDE`): "after-close" goes on writing requests
+after one that asked to close (`Connection: close`, or HTTP/1.0 without
+keep-alive) and after a response that said the server closes (9.6), pipelined
+in the same write or later; "crlf" writes an empty line after every request
+(2.2: a server SHOULD ignore one before a request line). The client records the
+first request written at its own risk (`rude_from`): what a server owes it
+stops there (harness/http/oracles.py).
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ END_ACTIONS = ("none", "half-close", "close", "reset")
 # the previous request sent, the previous response's head arrived (its body still to come).
 AFTER = ("response", "sent", "head")
 END_MOMENTS = ("after-responses", "after-send", "mid-headers", "mid-body", "mid-response")
+# Rule-breaking client behaviours, the polite one first (see the module docstring).
+RUDE = ("none", "after-close", "crlf")
 EXPECT_TIMEOUT = 1.0  # curl waits 1 s for "100 Continue" before sending the body anyway
 
 
@@ -64,12 +75,15 @@ class ConnSpec:
     end_delay: float = 0.0
     read: str = "normal"  # "normal" | "slow" | "stop"
     start: float = 0.0
+    rude: str = "none"  # a rule-breaking behaviour (RUDE)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         for request in data["requests"]:  # left out when default: older traces stay identical
             if request["after"] == "response":
                 del request["after"]
+        if self.rude == "none":
+            del data["rude"]
         return data
 
     @classmethod
@@ -79,6 +93,8 @@ class ConnSpec:
         for r in fields["requests"]:
             if r.after not in AFTER:
                 raise ValueError(f"request 'after' must be one of {AFTER}, got {r.after!r}")
+        if fields.get("rude", "none") not in RUDE:
+            raise ValueError(f"connection 'rude' must be one of {RUDE}, got {fields['rude']!r}")
         return cls(**fields)
 
 
@@ -117,6 +133,15 @@ class Response:
     body: bytes = b""
     complete: bool = False
     informational: list[int] = field(default_factory=list)
+    closes: bool = False  # the server said it closes after it (Connection: close, HTTP/1.0)
+
+
+def says_close(event: Any) -> bool:
+    """Whether a response head says the server closes the connection after it."""
+    tokens = b",".join(bytes(v).lower() for k, v in event.headers
+                       if bytes(k).lower() == b"connection")
+    keep = b"keep-alive" in tokens
+    return b"close" in tokens or (bytes(event.http_version) == b"1.0" and not keep)
 
 
 class ClientScript:
@@ -129,12 +154,16 @@ class ClientScript:
         self.loop = peer.loop
         self.responses: list[Response] = []
         self.protocol_error: str | None = None
+        self.protocol_error_at = 0  # the request whose response the error was in
         self.reset = False  # the server's RST arrived: what was unread is gone
         self.ended = False  # the client performed its end action
         self.request_offsets: list[tuple[int, int]] = []  # (head end, body end) in the up stream
+        # The first request written at the client's own risk (it broke a rule before or
+        # in writing it), None while the client kept the rules; see RUDE.
+        self.rude_from: int | None = None
         self._sent = 0
         self._next = 0  # next request to send
-        self._fully_sent = 0  # requests wholly on the wire (bodies held for 100 excluded)
+        self.fully_sent = 0  # requests wholly on the wire (bodies held for 100 excluded)
         self._scheduled: set[int] = set()  # requests whose send is scheduled or done
         self._awaiting_continue: int | None = None
         self._parser = h11.Connection(h11.CLIENT)
@@ -180,6 +209,7 @@ class ClientScript:
         if self._parsing == i - 1 and self._current is not None:
             self.loop.record("client-overlap", f"client[c{self.cid}] request {i} while "
                              f"response {i - 1} streams")
+        self._note_rude_request(i)
         head, body = encode_request(spec, self.cid, i)
         cut = self.spec.end_request == i and self.spec.end_moment in ("mid-headers", "mid-body")
         if cut and self.spec.end_moment == "mid-headers":
@@ -196,13 +226,38 @@ class ClientScript:
             self._awaiting_continue = i
             self.loop.network.at(self.loop.time() + EXPECT_TIMEOUT, lambda: self._send_body(i))
             return  # "after-send" means after the body: _send_body schedules the end
-        self._write(body)
+        self._write(body + self._after_request(i))
         self._sent_last(i)
+
+    def _note_rude_request(self, i: int) -> None:
+        """Log (and remember) request i going out where RFC 9112, 9.6 forbids it."""
+        if self.spec.rude != "after-close":
+            return
+        asked = any(r.wants_close() for r in self.spec.requests[:i])
+        told = any(r.closes for r in self.responses)  # a head that said so has arrived
+        if not (asked or told):
+            return
+        why = " and ".join(w for flag, w in ((asked, "a request that asked to close"),
+                                             (told, "the server's Connection: close")) if flag)
+        self._broke_rules(i, f"request {i} after {why}")
+
+    def _after_request(self, i: int) -> bytes:
+        """What the client writes right after request i's last byte: an empty line, in
+        "crlf" mode (the request after it is then at the client's risk)."""
+        if self.spec.rude != "crlf":
+            return b""
+        self._broke_rules(i + 1, f"an empty line after request {i}")
+        return b"\r\n"
+
+    def _broke_rules(self, at_risk: int, what: str) -> None:
+        if self.rude_from is None or at_risk < self.rude_from:
+            self.rude_from = at_risk
+        self.loop.record("client-rude", f"client[c{self.cid}] {what} ({self.spec.rude})")
 
     def _sent_last(self, i: int) -> None:
         """Request i is on the wire, body and all: the moment "after-send" ends after,
         and the one a next request with after="sent" counts its pause from."""
-        self._fully_sent = i + 1
+        self.fully_sent = i + 1
         if not self.spec.pipelined and self.spec.end_moment == "after-send" and i == len(
             self.spec.requests
         ) - 1:
@@ -213,7 +268,7 @@ class ClientScript:
         """Send the next request early if its `after` is this moment, the previous request
         is wholly sent and its response not yet complete (complete: _parse sends it)."""
         i = self._next
-        if (self.spec.pipelined or i >= len(self.spec.requests) or i != self._fully_sent
+        if (self.spec.pipelined or i >= len(self.spec.requests) or i != self.fully_sent
                 or self.spec.requests[i].after != moment):
             return
         if moment == "head":  # the previous response has started and is still streaming
@@ -227,7 +282,7 @@ class ClientScript:
         if self._awaiting_continue != i:
             return
         self._awaiting_continue = None
-        self._write(encode_request(self.spec.requests[i], self.cid, i)[1])
+        self._write(encode_request(self.spec.requests[i], self.cid, i)[1] + self._after_request(i))
         self._sent_last(i)
 
     # -- ending -----------------------------------------------------------------
@@ -259,6 +314,7 @@ class ClientScript:
             self._parse()
         except h11.RemoteProtocolError as exc:
             self.protocol_error = f"response {self._parsing}: {exc}"
+            self.protocol_error_at = self._parsing
             return
         self._send_overlapping("head")
 
@@ -270,6 +326,7 @@ class ClientScript:
             self._parse()
         except h11.RemoteProtocolError as exc:
             self.protocol_error = f"response {self._parsing}: {exc}"
+            self.protocol_error_at = self._parsing
         if self.spec.end_moment == "after-responses":
             self._schedule_end()
 
@@ -292,6 +349,17 @@ class ClientScript:
             self._parser.send(h11.Data(data=spec.body(self.cid, i)))
         self._parser.send(h11.EndOfMessage())
 
+    def _fresh_parser(self) -> h11.Connection:
+        """A client-role parser for the next cycle of a connection h11 considers over (a
+        close was asked or announced), holding the bytes the old one had not parsed."""
+        data, closed = self._parser.trailing_data
+        parser = h11.Connection(h11.CLIENT)
+        if data:  # (b"" is h11's end of stream)
+            parser.receive_data(data)
+        if closed:
+            parser.receive_data(b"")
+        return parser
+
     def _parse(self) -> None:
         while self._parsing < len(self.spec.requests):
             if self._parser.our_state is h11.IDLE:
@@ -310,7 +378,7 @@ class ClientScript:
                     # A final answer before "100 Continue": the framing still owes the
                     # body, so send it (RFC 9110, 10.1.1) before reusing the connection.
                     self._send_body(self._parsing)
-                self._current = Response(event.status_code)
+                self._current = Response(event.status_code, closes=says_close(event))
                 self.responses.append(self._current)
             elif isinstance(event, h11.Data) and self._current is not None:
                 self._current.body += bytes(event.data)
@@ -320,6 +388,8 @@ class ClientScript:
                 self._parsing += 1
                 if self._parser.our_state is h11.DONE and self._parser.their_state is h11.DONE:
                     self._parser.start_next_cycle()
+                elif self.spec.rude == "after-close" and self._parsing < len(self.spec.requests):
+                    self._parser = self._fresh_parser()  # it goes on regardless
                 else:
                     return  # the server closes after this response
                 if self._parsing >= len(self.spec.requests):

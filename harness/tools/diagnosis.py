@@ -22,6 +22,11 @@ NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight")
 CLIENT_ENDS = {"client-reset": "reset", "client-close": "closed",
                "client-shutdown": "half-closed"}
 END_WORDS = {"reset": "reset", "close": "closed", "half-close": "half-closed"}
+RUDE_WORDS = {  # harness/http/client.py, RUDE
+    "after-close": "it wrote requests after one that asked to close, and after a "
+    "response that said the server closes (RFC 9112, 9.6)",
+    "crlf": "it wrote an empty line after every request (RFC 9112, 2.2)",
+}
 
 
 def ordinal(i: int) -> str:
@@ -147,6 +152,8 @@ def client_account(scenario: dict[str, Any]) -> str:
             (conn.get("read") == "slow", "reading the responses slowly"),
             (conn.get("read") == "stop", "never reading the responses")) if flag]
         said += "".join(f", {e}" for e in extras)
+        if conn.get("rude", "none") != "none":
+            said += f", breaking the rules: {RUDE_WORDS.get(conn['rude'], conn['rude'])}"
         end = conn.get("end", "none")
         if end != "none":
             said += f"; then it {END_WORDS.get(end, end)} the connection {_moment(conn)}"

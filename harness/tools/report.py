@@ -113,7 +113,7 @@ def _mermaid(log: list[str]) -> list[str]:
             lines.append(f"    S->>C: {kind} ({at})")
         elif kind in ("pause_writing", "resume_writing"):
             lines.append(f"    Note over S: {kind} ({at})")
-        elif kind == "client-overlap":
+        elif kind in ("client-overlap", "client-rude"):
             lines.append(f"    Note over C: {mermaid_text(detail.split(' ', 1)[1])}")
         elif kind == "timer":
             lines.append(f"    Note over S: timer {mermaid_text(detail)} ({at})")
