@@ -94,10 +94,42 @@ class Connection:
         return [self.response(status, headers),
                 h11.Data(data=body), h11.EndOfMessage()]
 
+    async def discard(self) -> None:
+        """Read and drop input until end of stream: what a client sent after it asked to
+        close is never processed (RFC 9112, 9.6), but its leaving must still be seen."""
+        while True:
+            try:
+                if not await self.stream.receive(self.config.read_size):
+                    break
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                break
+        self.eof = True
+
+    def skip_empty_lines(self) -> None:
+        """Drop empty lines before a request line (RFC 9112, 2.2: a server SHOULD ignore
+        at least one; old clients write a CRLF after a POST body). h11 refuses them, and
+        keeps no way to drop buffered bytes, so the cycle's parser is rebuilt without
+        them; between cycles it holds no other state."""
+        if self.conn.their_state is not h11.IDLE or self.conn.our_state is not h11.IDLE:
+            return
+        data, closed = self.conn.trailing_data
+        rest = data
+        while rest.startswith((b"\r\n", b"\n")):
+            rest = rest[2:] if rest.startswith(b"\r") else rest[1:]
+        if rest == data:
+            return
+        self.conn = h11.Connection(h11.SERVER,
+                                   max_incomplete_event_size=self.config.max_header_bytes)
+        if rest:  # (b"" is h11's end of stream)
+            self.conn.receive_data(rest)
+        if closed:
+            self.conn.receive_data(b"")
+
     async def next_request(self) -> h11.Request | None:
         """The next request head, or None: EOF, a bad request (answered 400 or 431),
         the keep-alive timeout, or shutdown while idle."""
         while True:
+            self.skip_empty_lines()
             try:
                 event = self.conn.next_event()
             except h11.RemoteProtocolError as exc:
@@ -134,15 +166,16 @@ class Connection:
                 # A response cut short must not look complete: a close-delimited body
                 # (HTTP/1.0) ending in FIN would. Reset instead, where the stream can.
                 _set_linger_zero(self.stream)
-            elif self.conn.their_state is h11.SEND_BODY and not self.eof:
+            elif not self.eof:
                 await self._linger()
             await self.stream.aclose()
 
     async def _linger(self) -> None:
-        """A staged close (RFC 9112, 9.6) while the client may still be sending a body we
-        did not read: FIN first, then read and drop input until its EOF or LINGER seconds.
-        Closing at once would answer its bytes with a RST, and the client's kernel would
-        drop the end of the response it has not read yet."""
+        """A staged close (RFC 9112, 9.6) while the client may still be sending: a body we
+        did not read, a request it wrote after asking to close, the next request of a
+        keep-alive connection. FIN first, then read and drop input until its EOF or LINGER
+        seconds. Closing at once would answer its bytes with a RST, and the client's
+        kernel would drop the end of the response it has not read yet."""
         with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError,
                                  anyio.ClosedResourceError, OSError):
             await self.stream.send_eof()

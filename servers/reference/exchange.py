@@ -29,6 +29,7 @@ class Link(Protocol):
 
     async def write(self, *events: Any) -> bool: ...
     async def read(self) -> bool: ...
+    async def discard(self) -> None: ...
     def response(self, status: int, headers: list[Any]) -> h11.Response: ...
     def error_events(self, status: int) -> list[Any]: ...
     def scope(self, request: h11.Request) -> dict[str, Any]: ...
@@ -112,10 +113,15 @@ class Exchange:
             if cycle.buffered >= c.config.buffer_limit:
                 await self.space.wait()
                 continue
+            promised_close = c.conn.their_state is h11.MUST_CLOSE  # h11 errs it on raising
             try:
                 event = c.conn.next_event()
             except h11.RemoteProtocolError as exc:
-                if c.eof:
+                if promised_close:
+                    # Bytes after a request that asked to close (or an HTTP/1.0 one): never
+                    # a request to serve (RFC 9112, 9.6), nor a fault of this request's.
+                    await c.discard()
+                elif c.eof:
                     cycle.body_lost()  # cut short by end of stream: not an error to answer
                 else:
                     await self._reject(exc.error_status_hint)  # a malformed body
