@@ -6,6 +6,13 @@ failure's `signature` is what makes two runs "the same bug": for anything
 blocked, the await stack's frame inside the server; for a premature close, the
 server frames of the call that closed the connection; otherwise a short,
 run-independent description.
+
+A client that breaks RFC 9112's rules (`ConnSpec.rude`) is owed less: every
+request before the first one written at its own risk (`at_risk_from`) answered
+correctly and completely, and the connection then closed where the RFC makes the
+server close it; requests from there on may be answered, refused or dropped.
+What the server hands the app is judged as always (the request was well formed),
+and a plain ERROR line about the client's bytes is no server error.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ KINDS: dict[str, str] = {
     "body-integrity": "an app did not receive exactly its own request's body",
     "server-error": "the server logged an error the app did not cause",
     "premature-close": "the server closed a connection while a request on it was being served",
-    "leak": "tasks or timers still alive after every connection had closed",
+    "leak": "tasks or timers still alive after every connection had closed, or a connection "
+    "the server had to close left open",
     "stuck": "a callback never gave control back to the loop (it spins or blocks)",
 }
 
@@ -58,6 +66,8 @@ def check(obs: Observations) -> list[Failure]:
     for facts in obs.connections.values():
         failures += response_failures(facts, obs)
         failures += premature_close_failures(facts, obs)
+        failures += owed_response_failures(facts, obs)
+        failures += left_open_failures(facts)
     failures += server_error_failures(obs)
     failures += stuck_failures(obs)
     failures += leak_failures(obs, failures)
@@ -223,9 +233,12 @@ def body_failures(rec: RequestRecord, facts: ConnFacts) -> list[Failure]:
 def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
     client = facts.client
     out: list[Failure] = []
+    at_risk = at_risk_from(facts)
     # A response cut short by a close is the premature-close oracle's business
-    # (or expected, when the app raised mid-response); only bad bytes count here.
-    if client.protocol_error is not None and not _is_truncation(client.protocol_error):
+    # (or expected, when the app raised mid-response); only bad bytes count here,
+    # and only before the client broke the rules.
+    if client.protocol_error is not None and not _is_truncation(client.protocol_error) \
+            and client.protocol_error_at < at_risk:
         out.append(Failure("response-integrity", "malformed response",
                            f"c{facts.cid}: {client.protocol_error}"))
     for i, resp in enumerate(client.responses):
@@ -238,6 +251,12 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
             if resp.status < 400:
                 out.append(Failure("response-integrity", "response for a request the app never saw",
                                    f"{where}: status {resp.status} without an app call", where))
+            elif resp.status == 400 and i < at_risk and client.rude_from is not None:
+                # Its bytes were well formed: only the rude ones after it can be bad.
+                out.append(Failure("response-integrity",
+                                   "400 for a well-formed request before the rule break",
+                                   f"{where}: status 400 without an app call, though only "
+                                   f"requests from {at_risk} on were at the client's risk", where))
             continue
         raised = any(e.kind == "raised" for e in rec.events)
         if raised and rec.behaviour.raise_at == "before-response":
@@ -254,7 +273,8 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
         if closing is not None and (done is None or done.tick > closing):
             continue  # cut short by the close: premature-close judges that, not this
         expected = b"".join(rec.behaviour.response_body(rec.cid, rec.index))
-        if client.reset and not resp.complete and len(resp.body) < len(expected):
+        if client.reset and not resp.complete and len(resp.body) < len(expected) \
+                and i < at_risk:
             # The app finished its response before the server closed, yet the client
             # lost part of it: the server closed with unread input, so its RST discarded
             # what the client had not read yet (RFC 9112, 9.6: close in stages). (A
@@ -290,9 +310,7 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
                                                or facts.client_end_tick < closing):
         return []  # the client left first
     out: list[Failure] = []
-    for i in range(len(client.spec.requests)):
-        if any(s.wants_close() for s in client.spec.requests[:i]):
-            break  # requests after a "close" request are the client's own risk
+    for i in range(min(at_risk_from(facts), len(client.spec.requests))):
         rec = obs.requests.get((facts.cid, i))
         if rec is None:
             continue
@@ -310,6 +328,83 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
                            f"{where}: the server closed the connection at t={closed_at:g} "
                            f"{when}", where))
     return out
+
+
+# -- clients that break the rules ----------------------------------------------------
+def at_risk_from(facts: ConnFacts) -> int:
+    """The first request on this connection at the client's own risk: the one it wrote
+    after breaking a rule (client.py, RUDE), or after one that asked to close; every
+    request before it is owed an answer as on any connection."""
+    specs = facts.client.spec.requests
+    after_close = next((i + 1 for i, s in enumerate(specs) if s.wants_close()), len(specs))
+    rude = facts.client.rude_from
+    return after_close if rude is None else min(rude, after_close)
+
+
+def _owed(facts: ConnFacts) -> range:
+    """The requests of a rule-breaking connection still owed a whole answer: before the
+    break, wholly written, and not cut off by the client itself (it went away, or ended
+    in the middle of one)."""
+    client, spec = facts.client, facts.client.spec
+    if client.rude_from is None or (client.ended and spec.end in ("close", "reset")):
+        return range(0)
+    end = min(at_risk_from(facts), client.fully_sent)
+    if spec.end != "none" and spec.end_moment in ("mid-headers", "mid-body"):
+        end = min(end, spec.end_request)
+    return range(end)
+
+
+def owed_response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
+    """A rule-breaking client's requests before the break: each one's response arrives
+    whole. (Wrong bytes in one are response_failures' to judge, a close under a live
+    one premature_close_failures'.)"""
+    client = facts.client
+    closing = facts.server_close_tick
+    out: list[Failure] = []
+    for i in _owed(facts):
+        if i < len(client.responses) and client.responses[i].complete:
+            continue
+        where = request_path(facts.cid, i)
+        rec = obs.requests.get((facts.cid, i))
+        if rec is None:
+            if facts.server_closed_at is None:  # the client waits on an open connection
+                out.append(Failure("response-integrity", "request before the rule break never "
+                                   "answered", f"{where}: no response and no app call, on a "
+                                   "connection the server kept open", where))
+            continue  # closed first: whether the server had it is the close's question
+        done = _response_done(rec)
+        if any(e.kind == "raised" for e in rec.events) or done is None or (
+                closing is not None and done.tick > closing):
+            continue  # the app's own failure, or a close under a live request
+        if client.reset:
+            sig, how = "response lost to the server's reset", "the server's RST came first"
+        else:
+            sig, how = "response never arrived whole", "the app had finished it"
+        got = client.responses[i].body if i < len(client.responses) else None
+        out.append(Failure("response-integrity", sig,
+                           f"{where}: {'no response' if got is None else f'{len(got)} body bytes'}"
+                           f" reached the client, though {how}", where))
+    return out
+
+
+def left_open_failures(facts: ConnFacts) -> list[Failure]:
+    """RFC 9112, 9.6: a request that asked to close, or a response that said so, before
+    a rule-breaking client's break obliges the server to close the connection."""
+    client = facts.client
+    if client.rude_from is None or facts.server_closed_at is not None:
+        return []
+    if client.ended and client.spec.end in ("close", "reset"):
+        return []
+    at_risk = at_risk_from(facts)
+    asked = [i for i, s in enumerate(client.spec.requests[:at_risk]) if s.wants_close()]
+    said = [i for i, r in enumerate(client.responses[:at_risk]) if r.closes and r.complete]
+    if not (asked or said):
+        return []
+    i = min(asked + said)
+    why = "asked to close" if i in asked else "was answered with Connection: close"
+    return [Failure("leak", "connection left open after a close was due",
+                    f"c{facts.cid}: the server never closed the connection, though request {i} "
+                    f"{why} (RFC 9112, 9.6)")]
 
 
 # Frames that never say which path of the server closed: the harness (its loop,
@@ -357,8 +452,12 @@ def _frame_words(line: str) -> tuple[str, str]:
 
 def server_error_failures(obs: Observations) -> list[Failure]:
     out = []
+    # A client that broke the rules may be told so in the server's log: a plain line,
+    # even at ERROR, is fair. An exception is not: the server lost control of its state.
+    rude = any(f.client.rude_from is not None for f in obs.connections.values())
     for record in obs.errors:
-        if record.deliberate:
+        if record.deliberate or (rude and record.exc_type is None
+                                 and record.logger != "asyncio"):
             continue
         out.append(Failure("server-error", f"{record.logger}: {record.exc_type or record.message}",
                            f"{record.logger} logged: {record.message} ({record.exc_type})"))
