@@ -1,5 +1,12 @@
-"""Clients that break RFC 9112's rules: the reference server serves each one as a
-robust server must, and reports say what the client did."""
+"""Clients that break RFC 9112's rules: the search reaches each behaviour, and the
+reference server serves each one as a robust server must.
+
+The reach tests run the ordinary search (scenarios and decisions drawn by
+Hypothesis, seeded) on the reference server, with a probe of the run's event log
+in place of the oracles (tests/test_wider_space.py's `reach`): the probe "fails"
+when the client's rule break shows in the log, so the engine stops there, and the
+oracles must pass every run on the way.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,55 @@ from harness.decisions import OrdinarySource
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.scenario import HttpScenario, run_http
+from harness.sim.eventlog import EventLog
 from servers.reference.target import ReferenceTarget
+from tests.test_wider_space import entries, reach
+
+
+def rude_notes(log: EventLog) -> list[tuple[int, str]]:
+    """(position in the log, detail) of each rule the client broke."""
+    return [(i, d) for i, (kind, d) in enumerate(entries(log)) if kind == "client-rude"]
+
+
+def before_any_arrival(log: EventLog, at: int) -> bool:
+    return not any(kind == "arrive" for kind, _ in entries(log)[:at])
+
+
+def pipelined_after_close(log: EventLog) -> bool:
+    """A request after one that asked to close, in the same write (nothing had arrived)."""
+    return any("asked to close" in d and before_any_arrival(log, i) for i, d in rude_notes(log))
+
+
+def later_after_close(log: EventLog) -> bool:
+    """A request written after one that asked to close, once the server had answered."""
+    return any("asked to close" in d and not before_any_arrival(log, i)
+               for i, d in rude_notes(log))
+
+
+def after_server_close(log: EventLog) -> bool:
+    """A request written after a response head that said Connection: close arrived, where
+    no request had asked to close (the server closes on its own: an error, say)."""
+    return any("after the server's Connection: close" in d for _, d in rude_notes(log))
+
+
+def empty_line(log: EventLog) -> bool:
+    return any("an empty line after request" in d for _, d in rude_notes(log))
+
+
+@pytest.mark.parametrize(("family", "probe", "runs"), [
+    ("pipelining", pipelined_after_close, 300),
+    ("keepalive", later_after_close, 300),
+    # needs a response that closes on its own (the app raised, say) before the close request
+    ("keepalive", after_server_close, 1500),
+    ("pipelining", empty_line, 300),
+    ("keepalive", empty_line, 300),
+])
+def test_the_search_reaches_each_rude_client_behaviour(family, probe, runs):
+    scenario = reach((family,), probe, probe.__name__, runs)
+    [conn] = scenario.connections
+    assert conn.rude == ("crlf" if probe is empty_line else "after-close")
+    assert conn.pipelined == (family == "pipelining")
+
 
 SLOW = AppBehaviour(chunks=3, yields_between=1, sleep_before=0.5)
 POST = RequestSpec(method="POST", framing="length", body_size=7)

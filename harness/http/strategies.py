@@ -21,6 +21,10 @@ Pauses (between requests, before the client leaves, in the app) come from one
 vocabulary per scenario: none, short, long, and for each timer the scenario's
 settings arm (keep-alive, read timeout) a pause just before, at and just after
 its deadline, so a timer-driven race is reached from either side.
+
+In keepalive and pipelining a connection may break RFC 9112's rules as real
+clients do (`ConnSpec.rude`, harness/http/client.py), drawn seldom and polite
+first, so a shrunk failure keeps a rude client only when the rudeness matters.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness.http.app import READ_MODES, AppBehaviour
-from harness.http.client import AFTER, END_ACTIONS, END_MOMENTS, ConnSpec, RequestSpec
+from harness.http.client import AFTER, END_ACTIONS, END_MOMENTS, RUDE, ConnSpec, RequestSpec
 from harness.http.scenario import NET_DEFAULTS, HttpScenario, Target
 
 PAUSES = [0.0, 0.5, 6.0]  # none, short, longer than uvicorn's default 5 s keep-alive
@@ -47,6 +51,10 @@ MAX_RESPONSE = 640 * 1024  # bounds a run's cost: a slow client reads 512 bytes 
 # Network windows and server transport high-water marks, the ordinary value first.
 WINDOWS = [NET_DEFAULTS["window"], 64 * 1024, 16 * 1024, 4 * 1024]
 WRITE_HIGHS = [NET_DEFAULTS["write_high"], 16 * 1024, 4 * 1024, 1024]
+# Families whose clients may break the rules, and how often: polite first (shrinking's
+# target), each rude behaviour once in every POLITE_WEIGHT + len(RUDE) - 1 connections.
+RUDE_FAMILIES = ("keepalive", "pipelining")
+POLITE_WEIGHT = 6
 
 
 def pauses_around(timeouts: tuple[float, ...]) -> list[float]:
@@ -109,18 +117,30 @@ def connections(draw: Any, family: str, cid_count: int = 1,
                 pauses: list[float] = PAUSES) -> ConnSpec:
     pipelined = family == "pipelining"
     large = family == "flow"
-    n = draw(st.integers(2, 3)) if pipelined else draw(st.integers(1, 3))
+    rude = "none"
+    if family in RUDE_FAMILIES:
+        rude = draw(st.sampled_from(("none",) * POLITE_WEIGHT + RUDE[1:]))
+    several = pipelined or rude == "after-close"  # something to send after the close
+    n = draw(st.integers(2, 3)) if several else draw(st.integers(1, 3))
     reqs = tuple(draw(requests(large=large, pipelined=pipelined, pauses=pauses))
                  for _ in range(n))
-    if pipelined:
+    if rude == "after-close":
+        # A request before the last asks to close (unless one drawn already does): the
+        # client writes the ones after it all the same.
+        k = draw(st.integers(0, n - 2))
+        if not any(r.wants_close() for r in reqs[:-1]):
+            reqs = tuple(dataclasses.replace(r, close=True) if i == k else r
+                         for i, r in enumerate(reqs))
+    elif pipelined:
         # A client that asks to close (or speaks HTTP/1.0) may not send further requests
         # on the connection (RFC 9112, 9.6): only the last pipelined request may.
         reqs = tuple(r if i == n - 1 else dataclasses.replace(r, close=False, http10=False)
                      for i, r in enumerate(reqs))
     # The same rule for a request sent before the previous response is complete; the first
-    # request has no previous one.
+    # request has no previous one. (A rude client sends it whenever its moment comes.)
     reqs = tuple(dataclasses.replace(r, after="response")
-                 if i == 0 or reqs[i - 1].wants_close() else r for i, r in enumerate(reqs))
+                 if i == 0 or (reqs[i - 1].wants_close() and rude != "after-close") else r
+                 for i, r in enumerate(reqs))
     read = draw(st.sampled_from(["normal", "slow", "stop"])) if large else "normal"
     if family == "disconnect":
         end = draw(st.sampled_from(END_ACTIONS[1:]))
@@ -148,6 +168,7 @@ def connections(draw: Any, family: str, cid_count: int = 1,
         end_delay=draw(st.sampled_from(pauses)),
         read=read,
         start=draw(st.sampled_from([0.0, 0.01])) if cid_count > 1 else 0.0,
+        rude=rude,
     )
 
 
