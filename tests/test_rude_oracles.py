@@ -54,10 +54,14 @@ def test_the_break_is_where_the_client_says_it_broke_the_rules():
 def test_a_response_before_the_break_that_never_arrives_is_a_response_integrity_failure():
     obs = clean_run(AFTER_CLOSE)
     client = obs.connections[1].client
-    client.responses.clear()  # the app finished r0's response, and none of it arrived
+    whole = client.responses.pop()  # the app finished r0's response, and none of it arrived
     assert found(obs) == {("response-integrity", "response never arrived whole")}
     client.reset = True
     assert found(obs) == {("response-integrity", "response lost to the server's reset")}
+    # A close-delimited body read whole, then a RST instead of its FIN: only ambiguous.
+    client.responses.append(dataclasses.replace(whole, complete=False))
+    assert found(obs) == set()
+    client.responses.clear()
     client.ended = True  # ... but a client that went away is owed nothing
     obs.connections[1].client.spec = dataclasses.replace(AFTER_CLOSE, end="close")
     assert found(obs) == set()
