@@ -65,6 +65,13 @@ KNOWN_BUGS = (
     KnownBug("new: ... and the keep-alive timer, armed meanwhile, closes the connection "
              "under a request it has already received", "", ("h11",), "",
              "premature-close", "in TCPServer._initiate_server_close"),
+    # Found by rule-breaking clients, which are owed the requests before their break: with
+    # the put parked the connection neither answers the requests behind it nor closes.
+    KnownBug("new: ... and, parked there, the connection never answers the requests "
+             "pipelined behind that one", "", ("h11",), "", "response-integrity",
+             "request before the rule break never answered"),
+    KnownBug("new: ... nor closes when a request asked it to, or it said it would",
+             "", ("h11",), "", "leak", "connection left open after a close was due"),
     # Found once closes were signed by their frames (it had hidden behind the entry above):
     # bisected over releases to 0.17.0, the release that added `connection: close` to the
     # response that reaches keep_alive_max_requests (upstream PR #227).
@@ -72,6 +79,19 @@ KNOWN_BUGS = (
              "keep_alive_max_requests is data h11 refuses, and hypercorn closes under the "
              "response still streaming", ">=0.17", ("h11",), "", "premature-close",
              "in H11Protocol._handle_events"),
+    # Found by the rule-breaking clients of keepalive and pipelining (harness/http/client.py,
+    # RUDE): h11 raises "Got data when expecting EOF" on any byte after a request that asked
+    # to close, and hypercorn answers that with a 400 as that request's response and
+    # closes, before its app has answered. Every release from 0.10.2 to 0.18.0 fails the
+    # 0.18.0 trace; hypercorn#203 is the same h11 error escaping on trio. The entry above is
+    # the same refusal after a close hypercorn announced itself (keep_alive_max_requests).
+    KnownBug("new: a byte after a request that asked to close (a request written after it, "
+             "or an empty line after an HTTP/1.0 request) makes hypercorn answer that request "
+             "400 in its app's place and close under it (the class of uvicorn#2238)",
+             "", ("h11",), "", "premature-close", "in H11Protocol._handle_events"),
+    KnownBug("new: ... and where the app has not been called yet, it never is",
+             "", ("h11",), "", "response-integrity",
+             "400 for a well-formed request before the rule break"),
     # Bisected by replaying the shrunk traces (harness bisect): introduced in 0.17.0.
     KnownBug("new: a pipelined request's reader waits on can_read forever once the response "
              "before it fails (the app raised mid-response): the connection's task leaks",

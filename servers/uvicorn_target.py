@@ -154,6 +154,47 @@ KNOWN_BUGS = (
              "path (httptools keeps only the last on_url piece)", "<0.17.5", ("httptools",),
              "", "response-integrity", "response for a request the app never saw",
              fixed="0.17.5"),
+    # Found by the rule-breaking clients of keepalive and pipelining (harness/http/client.py,
+    # RUDE), not written for: a request after one that asked to close. h11 raises "Got data
+    # when expecting EOF" on its bytes and uvicorn answers with a 400 in the place of the
+    # close request's response, closing under its app. `harness bisect` over releases names
+    # 0.30.4 for a request pipelined in the same write, the release of PR #2375 (issue
+    # #2238), which stops reading events at the close request's end; bytes that arrive
+    # later still reach the 400 on 0.54.0 (the three entries after this one). 0.2.22,
+    # 0.3.26 and 0.11.3 fail the same trace, closing inside handle_events itself.
+    KnownBug("uvicorn#2238: a request pipelined after one that asked to close gets a 400 "
+             "in that request's place, and the connection closes under its app",
+             "<0.30.4", ("h11",), "", "premature-close", "in H11Protocol.handle_events",
+             fixed="0.30.4"),
+    KnownBug("new: ... and on every release, a request that arrives once the close request "
+             "was read (written while its response streams, or later) still gets that 400",
+             "", ("h11",), "", "premature-close", "in H11Protocol.send_400_response"),
+    KnownBug("new: ... or, with the response under way, h11 refuses the 400 inside "
+             "data_received (LocalProtocolError) and asyncio aborts the transport",
+             "", ("h11",), "", "premature-close",
+             "protocol.data_received() call failed (LocalProtocolError)"),
+    KnownBug("new: ... and asyncio logs that LocalProtocolError", "", ("h11",), "",
+             "server-error", "asyncio: LocalProtocolError"),
+    KnownBug("uvicorn#2238: ... and the app's next send() raises LocalProtocolError, logged "
+             "as an exception in the ASGI application", "", ("h11",), "", "server-error",
+             "uvicorn.error: LocalProtocolError"),
+    KnownBug("uvicorn#2238: ... and where the app has not been called yet, it never is",
+             "", ("h11",), "", "response-integrity",
+             "400 for a well-formed request before the rule break"),
+    # The httptools side: llhttp refuses data after a close the same way. Bisected to
+    # 0.32.1 (0.32.0 fails both traces, a pipelined one and one written while the response
+    # streams), the release of PR #2488, which turns on httptools' lenient_data_after_close
+    # (httptools >= 0.6.3; older ones keep the bug).
+    KnownBug("uvicorn#2238 (httptools, PR #2488): a request after one that asked to close "
+             "gets a 400 in that request's place, and the connection closes under its app",
+             "<0.32.1", ("httptools",), "", "premature-close",
+             "in HttpToolsProtocol.data_received", fixed="0.32.1"),
+    KnownBug("uvicorn#2238 (httptools): ... or the 400 lands inside that request's response",
+             "<0.32.1", ("httptools",), "", "response-integrity", "malformed response",
+             fixed="0.32.1"),
+    KnownBug("uvicorn#2238 (httptools): ... and where the app has not been called yet, it "
+             "never is", "<0.32.1", ("httptools",), "", "response-integrity",
+             "400 for a well-formed request before the rule break", fixed="0.32.1"),
     KnownBug("new: httptools connection_lost wakes only the newest pipelined cycle, so an "
              "earlier cycle's pending receive() never gets http.disconnect",
              ">=0.12.3", ("httptools",), "pipelining", "lost-disconnect",
