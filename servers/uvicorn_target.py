@@ -160,8 +160,11 @@ KNOWN_BUGS = (
     # close request's response, closing under its app. `harness bisect` over releases names
     # 0.30.4 for a request pipelined in the same write, the release of PR #2375 (issue
     # #2238), which stops reading events at the close request's end; bytes that arrive
-    # later still reach the 400 on 0.54.0 (the three entries after this one). 0.2.22,
-    # 0.3.26 and 0.11.3 fail the same trace, closing inside handle_events itself.
+    # later still reach the 400 on 0.54.0 (the entries after this one; on real asyncio over
+    # loopback TCP, a request written 0.1 s after the close request gets the 400 in its
+    # place, and one written while its response streams cuts that response after its
+    # first chunk, with h11's LocalProtocolError logged). 0.2.22, 0.3.26 and 0.11.3 fail
+    # both traces, closing inside handle_events itself.
     KnownBug("uvicorn#2238: a request pipelined after one that asked to close gets a 400 "
              "in that request's place, and the connection closes under its app",
              "<0.30.4", ("h11",), "", "premature-close", "in H11Protocol.handle_events",
@@ -181,6 +184,11 @@ KNOWN_BUGS = (
     KnownBug("uvicorn#2238: ... and where the app has not been called yet, it never is",
              "", ("h11",), "", "response-integrity",
              "400 for a well-formed request before the rule break"),
+    # PR #2375's first form, in 0.30.4 alone (bisected both ways; PR #2408 fixed it in
+    # 0.30.5): it stops at the close request's end before marking its body complete.
+    KnownBug("uvicorn 0.30.4: the app's receive() for a request that asked to close (or an "
+             "HTTP/1.0 one) never returns", "==0.30.4", ("h11",), "", "receive-hang",
+             "in RequestResponseCycle.receive", fixed="0.30.5"),
     # The httptools side: llhttp refuses data after a close the same way. Bisected to
     # 0.32.1 (0.32.0 fails both traces, a pipelined one and one written while the response
     # streams), the release of PR #2488, which turns on httptools' lenient_data_after_close

@@ -392,15 +392,17 @@ def owed_response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]
 
 def left_open_failures(facts: ConnFacts) -> list[Failure]:
     """RFC 9112, 9.6: a request that asked to close, or a response that said so, before
-    a rule-breaking client's break obliges the server to close the connection."""
+    a rule-breaking client's break obliges the server to close the connection once that
+    response is complete. (One never completed is another oracle's to explain.)"""
     client = facts.client
     if client.rude_from is None or facts.server_closed_at is not None:
         return []
     if client.ended and client.spec.end in ("close", "reset"):
         return []
     at_risk = at_risk_from(facts)
-    asked = [i for i, s in enumerate(client.spec.requests[:at_risk]) if s.wants_close()]
-    said = [i for i, r in enumerate(client.responses[:at_risk]) if r.closes and r.complete]
+    answered = [i for i, r in enumerate(client.responses[:at_risk]) if r.complete]
+    asked = [i for i in answered if client.spec.requests[i].wants_close()]
+    said = [i for i in answered if client.responses[i].closes]
     if not (asked or said):
         return []
     i = min(asked + said)
