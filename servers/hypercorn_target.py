@@ -91,9 +91,6 @@ KNOWN_BUGS = (
              "or an empty line after an HTTP/1.0 request) makes hypercorn answer that request "
              "400 in its app's place and close under it (the class of uvicorn#2238)",
              "", ("h11",), "", "premature-close", "in H11Protocol._handle_events"),
-    KnownBug("new: ... and where the app has not been called yet, it never is",
-             "", ("h11",), "", "response-integrity",
-             "400 for a well-formed request before the rule break"),
     # Bisected by replaying the shrunk traces (harness bisect): introduced in 0.17.0.
     KnownBug("new: a pipelined request's reader waits on can_read forever once the response "
              "before it fails (the app raised mid-response): the connection's task leaks",

@@ -181,9 +181,6 @@ KNOWN_BUGS = (
     KnownBug("uvicorn#2238: ... and the app's next send() raises LocalProtocolError, logged "
              "as an exception in the ASGI application", "", ("h11",), "", "server-error",
              "uvicorn.error: LocalProtocolError"),
-    KnownBug("uvicorn#2238: ... and where the app has not been called yet, it never is",
-             "", ("h11",), "", "response-integrity",
-             "400 for a well-formed request before the rule break"),
     # PR #2375's first form, in 0.30.4 alone (bisected both ways; PR #2408 fixed it in
     # 0.30.5): it stops at the close request's end before marking its body complete.
     KnownBug("uvicorn 0.30.4: the app's receive() for a request that asked to close (or an "
@@ -200,9 +197,6 @@ KNOWN_BUGS = (
     KnownBug("uvicorn#2238 (httptools): ... or the 400 lands inside that request's response",
              "<0.32.1", ("httptools",), "", "response-integrity", "malformed response",
              fixed="0.32.1"),
-    KnownBug("uvicorn#2238 (httptools): ... and where the app has not been called yet, it "
-             "never is", "<0.32.1", ("httptools",), "", "response-integrity",
-             "400 for a well-formed request before the rule break", fixed="0.32.1"),
     KnownBug("new: httptools connection_lost wakes only the newest pipelined cycle, so an "
              "earlier cycle's pending receive() never gets http.disconnect",
              ">=0.12.3", ("httptools",), "pipelining", "lost-disconnect",

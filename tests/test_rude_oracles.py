@@ -76,16 +76,6 @@ def test_a_request_before_the_break_left_unanswered_on_an_open_connection_is_a_f
     assert ("response-integrity", "request before the rule break never answered") in found(obs)
 
 
-def test_a_400_for_a_well_formed_request_before_the_break_is_a_response_integrity_failure():
-    obs = clean_run(AFTER_CLOSE)
-    del obs.requests[(1, 0)]
-    obs.connections[1].client.responses[0].status = 400
-    assert found(obs) == {("response-integrity",
-                           "400 for a well-formed request before the rule break")}
-    obs.connections[1].client.responses[0].status = 503  # a limit of the server's: fair
-    assert found(obs) == set()
-
-
 def test_a_connection_left_open_after_the_client_asked_to_close_is_a_leak():
     obs = clean_run(AFTER_CLOSE)
     never_closed(obs)

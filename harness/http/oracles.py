@@ -251,12 +251,6 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
             if resp.status < 400:
                 out.append(Failure("response-integrity", "response for a request the app never saw",
                                    f"{where}: status {resp.status} without an app call", where))
-            elif resp.status == 400 and i < at_risk and client.rude_from is not None:
-                # Its bytes were well formed: only the rude ones after it can be bad.
-                out.append(Failure("response-integrity",
-                                   "400 for a well-formed request before the rule break",
-                                   f"{where}: status 400 without an app call, though only "
-                                   f"requests from {at_risk} on were at the client's risk", where))
             continue
         raised = any(e.kind == "raised" for e in rec.events)
         if raised and rec.behaviour.raise_at == "before-response":
