@@ -186,10 +186,11 @@ KNOWN_BUGS = (
     KnownBug("uvicorn 0.30.4: the app's receive() for a request that asked to close (or an "
              "HTTP/1.0 one) never returns", "==0.30.4", ("h11",), "", "receive-hang",
              "in RequestResponseCycle.receive", fixed="0.30.5"),
-    # The httptools side: llhttp refuses data after a close the same way. Bisected to
-    # 0.32.1 (0.32.0 fails both traces, a pipelined one and one written while the response
-    # streams), the release of PR #2488, which turns on httptools' lenient_data_after_close
-    # (httptools >= 0.6.3; older ones keep the bug).
+    # The httptools side, an upgrade skew: newer httptools refuse data after a close (0.9.0
+    # does; 0.6.1 and 0.6.2, what 0.30.3 and 0.32.0 had in their time, pass the same
+    # traces), and uvicorn answers that with the same 400. With httptools 0.9.0, bisected
+    # to 0.32.1 (0.32.0 fails a pipelined trace and one written while the response
+    # streams), the release of PR #2488, which turns on lenient_data_after_close.
     KnownBug("uvicorn#2238 (httptools, PR #2488): a request after one that asked to close "
              "gets a 400 in that request's place, and the connection closes under its app",
              "<0.32.1", ("httptools",), "", "premature-close",
