@@ -17,10 +17,12 @@ Outside pipelining, every request after the first goes out after the previous
 response (the ordinary case), after the previous request, or once the previous
 response's head arrived, then waits: requests overlap responses still streaming.
 
-Pauses (between requests, before the client leaves, in the app) come from one
-vocabulary per scenario: none, short, long, and for each timer the scenario's
-settings arm (keep-alive, read timeout) a pause just before, at and just after
-its deadline, so a timer-driven race is reached from either side.
+Pauses (between requests, before the client leaves, in the app) are none, short
+or long, or in one draw of four a pause just before, at or just after the deadline
+of a timer the scenario's settings arm (keep-alive, read timeout), so a
+timer-driven race is reached from either side. New axes come with a low prior
+(one connection in four overlaps its requests), so widening the space does not
+thin out the ordinary scenarios the known finds live in.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ PAUSES = [0.0, 0.5, 6.0]  # none, short, longer than uvicorn's default 5 s keep-
 # itself, where the timer and the client's bytes are due in the same instant and the
 # schedule decides which comes first.
 NEAR = 0.01
+PLAIN_PAUSES = st.sampled_from(PAUSES)
 FAMILIES = ("keepalive", "pipelining", "disconnect", "flow", "concurrency")
 # Response chunk sizes in flow (0: a few bytes), large enough to overrun any window here.
 CHUNK_SIZES = [0, 1024, 16 * 1024, 64 * 1024]
@@ -49,18 +52,29 @@ WINDOWS = [NET_DEFAULTS["window"], 64 * 1024, 16 * 1024, 4 * 1024]
 WRITE_HIGHS = [NET_DEFAULTS["write_high"], 16 * 1024, 4 * 1024, 1024]
 
 
-def pauses_around(timeouts: tuple[float, ...]) -> list[float]:
-    """The pauses a scenario may use, the ordinary 0 first: the fixed ones, and each of
-    the scenario's timers with a pause just before, at and just after its deadline."""
-    out = list(PAUSES)
+def deadline_pauses(timeouts: tuple[float, ...]) -> list[float]:
+    """For each of the scenario's timers, a pause just before, at and just after its
+    deadline."""
+    out: list[float] = []
     for t in timeouts:
-        out += [p for p in (round(t - NEAR, 6), t, round(t + NEAR, 6))
-                if p > 0 and p not in out]
+        out += [p for p in (round(t - NEAR, 6), t, round(t + NEAR, 6)) if p > 0 and p not in out]
     return out
 
 
+def pause_strategy(timeouts: tuple[float, ...]) -> st.SearchStrategy[float]:
+    """A pause: none, short or long as ever, or (one draw in four) one placed at a timer's
+    deadline. The deadline points come in one group, so the more timers a scenario
+    sets, the more finely that group is split, not the less often a pause is 0."""
+    near = deadline_pauses(timeouts)
+    if not near:
+        return st.sampled_from(PAUSES)
+    return st.sampled_from([*PAUSES, -1.0]).flatmap(
+        lambda p: st.just(p) if p >= 0 else st.sampled_from(near))
+
+
 @st.composite
-def behaviours(draw: Any, large: bool = False, pauses: list[float] = PAUSES) -> AppBehaviour:
+def behaviours(draw: Any, large: bool = False,
+               pauses: st.SearchStrategy[float] = PLAIN_PAUSES) -> AppBehaviour:
     behaviour = _behaviour(draw, large, pauses)
     if behaviour.chunk_size:  # twice what the default window and high-water mark hold
         most = max(1, MAX_RESPONSE // behaviour.chunk_size)
@@ -68,17 +82,17 @@ def behaviours(draw: Any, large: bool = False, pauses: list[float] = PAUSES) -> 
     return behaviour
 
 
-def _behaviour(draw: Any, large: bool, pauses: list[float]) -> AppBehaviour:
+def _behaviour(draw: Any, large: bool, pauses: st.SearchStrategy[float]) -> AppBehaviour:
     return AppBehaviour(
         yields_before=draw(st.integers(0, 3)),
-        sleep_before=draw(st.sampled_from(pauses)),
+        sleep_before=draw(pauses),
         read=draw(st.sampled_from(READ_MODES)),
         watch_disconnect=draw(st.booleans()),
         raise_at=draw(st.sampled_from(["never", "never", "never", "before-response",
                                        "after-start"])),
         chunks=draw(st.integers(1, 40 if large else 3)),
         yields_between=draw(st.integers(0, 2)),
-        sleep_after=draw(st.sampled_from(pauses)),
+        sleep_after=draw(pauses),
         receive_after=draw(st.booleans()),
         chunk_size=draw(st.sampled_from(CHUNK_SIZES)) if large else 0,
     )
@@ -86,7 +100,8 @@ def _behaviour(draw: Any, large: bool, pauses: list[float]) -> AppBehaviour:
 
 @st.composite
 def requests(draw: Any, large: bool = False, pipelined: bool = False,
-             pauses: list[float] = PAUSES) -> RequestSpec:
+             pauses: st.SearchStrategy[float] = PLAIN_PAUSES, overlap: bool = False
+             ) -> RequestSpec:
     framing = draw(st.sampled_from(["none", "length", "chunked"]))
     sizes = [7, 300, 70_000, 300_000] if large else [7, 0, 300]
     size = draw(st.sampled_from(sizes)) if framing != "none" else 0
@@ -99,18 +114,22 @@ def requests(draw: Any, large: bool = False, pipelined: bool = False,
         expect_continue=framing != "none" and draw(st.booleans()),
         http10=http10,
         close=draw(st.booleans()) and draw(st.booleans()),
-        pause=0.0 if pipelined else draw(st.sampled_from(pauses)),
-        after="response" if pipelined else draw(st.sampled_from(AFTER)),
+        pause=0.0 if pipelined else draw(pauses),
+        after=draw(st.sampled_from(AFTER)) if overlap and not pipelined else "response",
     )
 
 
 @st.composite
 def connections(draw: Any, family: str, cid_count: int = 1,
-                pauses: list[float] = PAUSES) -> ConnSpec:
+                pauses: st.SearchStrategy[float] = PLAIN_PAUSES) -> ConnSpec:
     pipelined = family == "pipelining"
     large = family == "flow"
     n = draw(st.integers(2, 3)) if pipelined else draw(st.integers(1, 3))
-    reqs = tuple(draw(requests(large=large, pipelined=pipelined, pauses=pauses))
+    # One connection in four sends requests before the previous response is complete
+    # (0, the ordinary client, is where shrinking goes).
+    overlap = not pipelined and draw(st.integers(0, 3)) == 3
+    reqs = tuple(draw(requests(large=large, pipelined=pipelined, pauses=pauses,
+                               overlap=overlap))
                  for _ in range(n))
     if pipelined:
         # A client that asks to close (or speaks HTTP/1.0) may not send further requests
@@ -145,7 +164,7 @@ def connections(draw: Any, family: str, cid_count: int = 1,
         end=end,
         end_moment=moment,
         end_request=draw(st.integers(0, n - 1)),
-        end_delay=draw(st.sampled_from(pauses)),
+        end_delay=draw(pauses),
         read=read,
         start=draw(st.sampled_from([0.0, 0.01])) if cid_count > 1 else 0.0,
     )
@@ -157,7 +176,7 @@ def scenarios(draw: Any, target: Target, families: tuple[str, ...] = FAMILIES) -
     # Settings first: the timers they arm decide where pauses go.
     server = {key: draw(st.sampled_from(values))
               for key, values in sorted(target.settings_space().items())}
-    pauses = pauses_around(target.timeouts(server))
+    pauses = pause_strategy(target.timeouts(server))
     count = 2 if family == "concurrency" else 1
     conns = tuple(draw(connections(family, count, pauses)) for _ in range(count))
     large = family == "flow"
