@@ -64,6 +64,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         self._closing = False
         self._paused = False
         self._eof = False
+        self._socket_closed = False
         self._reader = False  # registered for read events (the stock _add_reader)
         self._writer = False  # registered for write events
         self._on_close = on_close
@@ -308,8 +309,24 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
                 self._on_close()
                 self._on_close = None
 
+    def process_gone(self) -> None:
+        """The process exited with this socket open: the kernel closes it (a FIN, or a RST
+        over unread input) and what the transport still buffered is lost. The protocol
+        hears nothing: nothing of the process runs any more."""
+        if self._socket_closed:
+            return
+        if self.closed_by is None:
+            self.closed_by = ("exit", ())
+        self._log("exit-close", f"buffered={len(self._buffer)} lost")
+        self._buffer.clear()
+        self._closing = True
+        self._conn_lost += 1
+        self._protocol_connected = False
+        self._close_socket()
+
     def _close_socket(self) -> None:
         """sock.close(): a FIN after what is in flight; a RST if unread bytes remain (Linux)."""
+        self._socket_closed = True
         now = self._sim_loop.time()
         self._reader = self._writer = False
         if self._incoming.rx:
