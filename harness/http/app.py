@@ -5,7 +5,9 @@ whose steps the search switches on and sizes:
 
     yield n times / sleep; read the body (all, one message, or none);
     start a disconnect watcher (the Starlette pattern: a task that keeps
-    calling receive() until http.disconnect); raise before the response;
+    calling receive() until http.disconnect); or, as a long poll, wait in
+    receive() for http.disconnect and return without responding; raise
+    before the response;
     send the response start; raise after it; send the body in chunks (of a
     few bytes, or up to 64 KiB, enough to fill the window) with yields
     between; sleep; call receive() again after the response.
@@ -53,11 +55,15 @@ class AppBehaviour:
     # Bytes per body chunk; 0: just the chunk's label (a few bytes). Large chunks fill
     # the network window and the transport's write buffer, so back-pressure is reached.
     chunk_size: int = 0
+    # A long poll: after the body, call receive() until http.disconnect, then return
+    # without a response (only the shutdown family draws it: nothing else ends it).
+    wait_disconnect: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        if not self.chunk_size:
-            del data["chunk_size"]  # traces written before the field existed stay identical
+        for name in ("chunk_size", "wait_disconnect"):
+            if not data[name]:
+                del data[name]  # traces written before the field existed stay identical
         return data
 
     def response_body(self, cid: int, index: int) -> list[bytes]:
@@ -220,6 +226,10 @@ class RecordingApp:
         if b.watch_disconnect:
             self._note(rec, "watch", {})
             asyncio.get_running_loop().create_task(self._watch(rec, receive))
+        if b.wait_disconnect:
+            while (await self._receive(rec, receive)).get("type") != "http.disconnect":
+                pass
+            return
         if b.raise_at == "before-response":
             raise AppRaised("raised before the response, on purpose")
         await self._send(rec, send, {"type": "http.response.start", "status": 200,

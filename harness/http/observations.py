@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.http.app import AppRaised, RecordingApp, RequestRecord
+from harness.http.app import AppRaised, AsgiEvent, RecordingApp, RequestRecord
 from harness.http.client import ClientScript
+from harness.http.shutdown import ShutdownFacts
 from harness.net.network import Connection
 from harness.sim.loop import SimLoop
 from harness.sim.quiescence import BlockedTask, Frame, await_stack, blocked_tasks
@@ -59,6 +61,7 @@ class LogRecord:
     message: str
     exc_type: str | None
     deliberate: bool  # the app's own AppRaised, or the watchdog's StuckRun: not the server's
+    time: float | None = None  # virtual time it was logged at, where known
 
 
 @dataclass
@@ -74,6 +77,20 @@ class Observations:
     unknown_paths: list[str] = field(default_factory=list)
     # the stack (outermost first) of each callback the watchdog stopped (sim/watchdog.py)
     stuck: list[list[str]] = field(default_factory=list)
+    shutdown: ShutdownFacts | None = None  # set in a run whose scenario shuts the server down
+
+
+def _before_exit(rec: RequestRecord, shutdown: ShutdownFacts | None) -> list[AsgiEvent]:
+    """The record's events, less the receive() returns the process exit forced: when the
+    process exits, asyncio.run cancels every task, so a receive() still waiting "returns"
+    CancelledError. To the oracles it never returned (harness/http/shutdown.py), unless
+    the scenario's grace period was over by then: cutting it was the server's right."""
+    exiting = shutdown.exiting_tick if shutdown is not None else None
+    if shutdown is None or exiting is None:
+        return list(rec.events)
+    return [e for e in rec.events if not (
+        e.kind == "received" and e.tick >= exiting and not shutdown.grace_over(e.time)
+        and str(e.message.get("type")).startswith("raised"))]
 
 
 class ErrorCollector(logging.Handler):
@@ -82,6 +99,7 @@ class ErrorCollector(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.records: list[LogRecord] = []
+        self.clock: Callable[[], float] | None = None  # the run's virtual clock, once it runs
 
     def emit(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None
@@ -91,12 +109,14 @@ class ErrorCollector(logging.Handler):
                 record.getMessage().splitlines()[0] if record.getMessage() else "",
                 type(exc).__name__ if exc else None,
                 isinstance(exc, (AppRaised, StuckRun)),
+                self.clock() if self.clock is not None else None,
             )
         )
 
 
 def observe(
-    loop: SimLoop, app: RecordingApp, clients: list[ClientScript], collector: ErrorCollector
+    loop: SimLoop, app: RecordingApp, clients: list[ClientScript], collector: ErrorCollector,
+    shutdown: ShutdownFacts | None = None,
 ) -> Observations:
     # Snapshots again: teardown closes transports, which would send FINs into live streams.
     conns = {c.cid: ConnFacts(c.cid, c, c.peer.conn.snapshot()) for c in clients}
@@ -119,7 +139,7 @@ def observe(
         exc = context.get("exception")
         errors.append(
             LogRecord("asyncio", str(context.get("message")), type(exc).__name__ if exc else None,
-                      isinstance(exc, (AppRaised, StuckRun)))
+                      isinstance(exc, (AppRaised, StuckRun)), context.get("harness_time"))
         )
     scheduled: list[Any] = getattr(loop, "_scheduled", [])
     timers = sorted(
@@ -132,10 +152,12 @@ def observe(
         for rec in app.records.values()
         for call, task in rec.waiting.items()
     }
+    if shutdown is not None:
+        stacks.update(shutdown.waiting_at_exit)
     return Observations(
         outcome=loop.outcome or "stopped",
         # Snapshots: teardown cancels the app's tasks, which appends to the live records.
-        requests={k: dataclasses.replace(r, events=list(r.events), waiting={})
+        requests={k: dataclasses.replace(r, events=_before_exit(r, shutdown), waiting={})
                   for k, r in app.records.items()},
         connections=conns,
         blocked=blocked_tasks(loop),
@@ -144,4 +166,5 @@ def observe(
         receive_stacks=stacks,
         unknown_paths=list(app.unknown_paths),
         stuck=[list(stack) for stack in loop.stuck_runs],
+        shutdown=shutdown,
     )

@@ -30,6 +30,8 @@ KINDS: dict[str, str] = {
     "premature-close": "the server closed a connection while a request on it was being served",
     "leak": "tasks or timers still alive after every connection had closed",
     "stuck": "a callback never gave control back to the loop (it spins or blocks)",
+    "shutdown-hang": "a graceful shutdown never completed: the server's shutdown routine, "
+    "or the process exit after it, still waited when nothing else could happen",
 }
 
 # Frames that are never the answer to "where is the server waiting": the app model,
@@ -60,6 +62,10 @@ def check(obs: Observations) -> list[Failure]:
         failures += premature_close_failures(facts, obs)
     failures += server_error_failures(obs)
     failures += stuck_failures(obs)
+    if obs.shutdown is not None:
+        from harness.http.shutdown_oracle import shutdown_failures  # it imports Failure
+
+        failures += shutdown_failures(obs, failures)
     failures += leak_failures(obs, failures)
     # One failure per (kind, signature) is enough to report a run.
     unique: dict[tuple[str, str], Failure] = {}
@@ -104,6 +110,10 @@ def _response_done(rec: RequestRecord) -> AsgiEvent | None:
                 and not e.message.get("more_body", False)):
             return e
     return None
+
+
+def _returned(rec: RequestRecord) -> AsgiEvent | None:
+    return next((e for e in rec.events if e.kind == "returned"), None)
 
 
 def _response_handed_over(rec: RequestRecord) -> AsgiEvent | None:
@@ -289,6 +299,8 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
     if facts.client_end_tick is not None and (closing is None
                                                or facts.client_end_tick < closing):
         return []  # the client left first
+    if obs.shutdown is not None and obs.shutdown.grace_over(closed_at):
+        return []  # a shutdown's grace period was over: cutting in-flight work is its point
     out: list[Failure] = []
     for i in range(len(client.spec.requests)):
         if any(s.wants_close() for s in client.spec.requests[:i]):
@@ -296,7 +308,7 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
         rec = obs.requests.get((facts.cid, i))
         if rec is None:
             continue
-        done = _response_done(rec)
+        done = _response_done(rec) or _returned(rec)  # the app may end without a response
         raised = any(e.kind == "raised" for e in rec.events)
         if raised or (done is not None and closing is not None and done.tick < closing):
             continue
@@ -330,6 +342,8 @@ def close_place(facts: ConnFacts) -> str:
     frames = [f for f in stack[last_app + 1:]
               if not f.file.startswith(NOT_CLOSER) and "/" in f.file]
     how = facts.closed_how or "close"
+    if how == "exit":
+        return "closed at process exit"
     if not frames:
         return f"{how} by the transport itself"
     if how in ("close", "abort", "write_eof"):
@@ -358,8 +372,9 @@ def _frame_words(line: str) -> tuple[str, str]:
 def server_error_failures(obs: Observations) -> list[Failure]:
     out = []
     for record in obs.errors:
-        if record.deliberate:
-            continue
+        if record.deliberate or (obs.shutdown is not None
+                                 and obs.shutdown.grace_over(record.time)):
+            continue  # the app's own raise; or the cut a shutdown's grace period made
         out.append(Failure("server-error", f"{record.logger}: {record.exc_type or record.message}",
                            f"{record.logger} logged: {record.message} ({record.exc_type})"))
     return out
@@ -369,8 +384,12 @@ def leak_failures(obs: Observations, found: list[Failure]) -> list[Failure]:
     conns = obs.connections.values()
     if not conns or any(f.server_closed_at is None for f in conns):
         return []
+    shutdown = obs.shutdown
+    if shutdown is not None and shutdown.signalled_tick is not None \
+            and shutdown.exited_tick is None:
+        return []  # what a shutdown that never ended keeps alive is that failure's
     out = []
-    if obs.outcome == "horizon" and obs.timers:
+    if obs.outcome in ("horizon", "polling") and obs.timers:
         out.append(Failure("leak", f"timers alive: {', '.join(sorted(set(obs.timers)))}",
                            "timers still scheduled after every connection closed"))
     # An app blocked in receive() (reported above as a hang or lost disconnect) keeps
@@ -382,6 +401,8 @@ def leak_failures(obs: Observations, found: list[Failure]) -> list[Failure]:
            for f in found):
         return out
     for task in obs.blocked:
+        if shutdown is not None and task.coroutine == shutdown.coroutine:
+            continue
         frame = server_frame(task.stack)
         out.append(Failure("leak", f"task alive at {frame}",
                            f"task {task.coroutine} still blocked after every connection closed"))

@@ -12,6 +12,11 @@ Families share the request and behaviour vocabularies and differ in shape:
                server transport's write buffer (both sized by the scenario), a client
                that reads slowly (and may go away) or stops reading (and then goes away)
 - concurrency: two connections at once
+- shutdown:    one or two connections, pipelined or one request after another, and the
+               server told to shut down gracefully (SIGTERM) at a moment the scenario
+               names by the app's progress (harness/http/shutdown.py): in the middle of
+               a request, a streaming response, a pending receive(), a sleep, or an idle
+               keep-alive connection; only this family draws a grace period
 
 Outside pipelining, every request after the first goes out after the previous
 response (the ordinary case), after the previous request, or once the previous
@@ -35,6 +40,7 @@ from hypothesis import strategies as st
 from harness.http.app import READ_MODES, AppBehaviour
 from harness.http.client import AFTER, END_ACTIONS, END_MOMENTS, ConnSpec, RequestSpec
 from harness.http.scenario import NET_DEFAULTS, HttpScenario, Target
+from harness.http.shutdown import ShutdownSpec
 
 PAUSES = [0.0, 0.5, 6.0]  # none, short, longer than uvicorn's default 5 s keep-alive
 # How far either side of a timer's deadline a pause lands: well inside one poll of any
@@ -43,7 +49,12 @@ PAUSES = [0.0, 0.5, 6.0]  # none, short, longer than uvicorn's default 5 s keep-
 # schedule decides which comes first.
 NEAR = 0.01
 PLAIN_PAUSES = st.sampled_from(PAUSES)
-FAMILIES = ("keepalive", "pipelining", "disconnect", "flow", "concurrency")
+FAMILIES = ("keepalive", "pipelining", "disconnect", "flow", "concurrency", "shutdown")
+# Settings that act only at shutdown: other families keep them at their default.
+SHUTDOWN_ONLY = ("graceful-timeout",)
+# ASGI calls before the signal: a few requests' worth (a request makes about ten); a
+# number past what the run makes sends the signal when the run goes quiet.
+SHUTDOWN_AFTER = 30
 # Response chunk sizes in flow (0: a few bytes), large enough to overrun any window here.
 CHUNK_SIZES = [0, 1024, 16 * 1024, 64 * 1024]
 MAX_RESPONSE = 640 * 1024  # bounds a run's cost: a slow client reads 512 bytes a poll
@@ -74,8 +85,11 @@ def pause_strategy(timeouts: tuple[float, ...]) -> st.SearchStrategy[float]:
 
 @st.composite
 def behaviours(draw: Any, large: bool = False,
-               pauses: st.SearchStrategy[float] = PLAIN_PAUSES) -> AppBehaviour:
+               pauses: st.SearchStrategy[float] = PLAIN_PAUSES,
+               long_poll: bool = False) -> AppBehaviour:
     behaviour = _behaviour(draw, large, pauses)
+    if long_poll and draw(st.integers(0, 3)) == 3:  # one app in four waits for the end
+        behaviour = dataclasses.replace(behaviour, wait_disconnect=True)
     if behaviour.chunk_size:  # twice what the default window and high-water mark hold
         most = max(1, MAX_RESPONSE // behaviour.chunk_size)
         behaviour = dataclasses.replace(behaviour, chunks=min(behaviour.chunks, most))
@@ -122,7 +136,7 @@ def requests(draw: Any, large: bool = False, pipelined: bool = False,
 @st.composite
 def connections(draw: Any, family: str, cid_count: int = 1,
                 pauses: st.SearchStrategy[float] = PLAIN_PAUSES) -> ConnSpec:
-    pipelined = family == "pipelining"
+    pipelined = family == "pipelining" or (family == "shutdown" and draw(st.booleans()))
     large = family == "flow"
     n = draw(st.integers(2, 3)) if pipelined else draw(st.integers(1, 3))
     # One connection in four sends requests before the previous response is complete
@@ -173,15 +187,20 @@ def connections(draw: Any, family: str, cid_count: int = 1,
 @st.composite
 def scenarios(draw: Any, target: Target, families: tuple[str, ...] = FAMILIES) -> HttpScenario:
     family = draw(st.sampled_from(families))
-    # Settings first: the timers they arm decide where pauses go.
+    # Settings first: the timers they arm decide where pauses go. Those that act only at
+    # shutdown stay at their default elsewhere.
+    meanings: dict[str, str] = getattr(target, "setting_meanings", dict)()
     server = {key: draw(st.sampled_from(values))
+              if family == "shutdown" or meanings.get(key) not in SHUTDOWN_ONLY else values[0]
               for key, values in sorted(target.settings_space().items())}
     pauses = pause_strategy(target.timeouts(server))
     count = 2 if family == "concurrency" else 1
+    if family == "shutdown":
+        count = draw(st.integers(1, 2))
     conns = tuple(draw(connections(family, count, pauses)) for _ in range(count))
     large = family == "flow"
     behaviour_list = tuple(
-        (cid, i, draw(behaviours(large=large, pauses=pauses)))
+        (cid, i, draw(behaviours(large=large, pauses=pauses, long_poll=family == "shutdown")))
         for cid, conn in enumerate(conns, start=1)
         for i in range(len(conn.requests))
     )
@@ -190,4 +209,8 @@ def scenarios(draw: Any, target: Target, families: tuple[str, ...] = FAMILIES) -
         drawn = {"window": draw(st.sampled_from(WINDOWS)),
                  "write_high": draw(st.sampled_from(WRITE_HIGHS))}
         net = {k: v for k, v in drawn.items() if v != NET_DEFAULTS[k]}  # {}: the defaults
-    return HttpScenario(family, conns, behaviour_list, server, net)
+    shutdown = None
+    if family == "shutdown":
+        shutdown = ShutdownSpec(draw(st.integers(0, SHUTDOWN_AFTER)),
+                                draw(pauses))
+    return HttpScenario(family, conns, behaviour_list, server, net, shutdown)

@@ -49,6 +49,9 @@ class ReleaseAdapter:
     def timeouts(self, settings: dict[str, Any]) -> tuple[float, ...]:
         return self.entry.timeouts_for(self.version, settings)
 
+    def setting_meanings(self) -> dict[str, str]:
+        return {s.name: s.means for s in self.entry.settings}
+
     def describe(self) -> dict[str, Any]:
         own = {"source": self.source, "key": self.source_key} if self.source else {}
         return {"server": self.name, "version": self.version, "http": self.http, **own,

@@ -106,6 +106,13 @@ def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
         results = [run(spec, request(0), functools.partial(on_event, 0), progress.line)]
     else:
         results = _parallel(spec, args.jobs, request, on_event, progress)
+    unavailable = results[0].get("unavailable") or {}
+    if len(unavailable) == len(set(request(0)["families"])):
+        family, why = next(iter(unavailable.items()))
+        raise UsageError(f"{spec} cannot run the {family} family: {why}; choose other "
+                         "--family values or another release")
+    for family, why in unavailable.items():
+        progress.line(f"{spec}: the {family} family is left out: {why}")
     for result in results:  # normally all written already, as they were found
         for finding in result["findings"]:
             write({"target": result["target"], **finding})
