@@ -44,20 +44,24 @@ _SERVER = (_PROTOCOL_CLASS + "the app, loop and a 'uvicorn' logger only, as "
            "Server.create_protocol does (modules h11.py and httptools.py)")
 VERSIONS = (
     VersionRange(">=0.12", "modern",
-                 "Config(...).load(), uvicorn.server.ServerState, and loop.create_server with "
-                 "a factory for config.http_protocol_class, as Server.startup does"),
+                 "Config(...).load(), uvicorn.server.Server(config).server_state, and "
+                 "loop.create_server with a factory for config.http_protocol_class, as "
+                 "Server.startup does; shutdown: that Server's shutdown()"),
     VersionRange(">=0.7,<0.12", "modern",
-                 "Config(...).load(), uvicorn.main.ServerState, and loop.create_server with "
-                 "a factory for config.http_protocol_class"),
+                 "Config(...).load(), uvicorn.main.Server(config).server_state, and "
+                 "loop.create_server with a factory for config.http_protocol_class; "
+                 "shutdown: that Server's shutdown()"),
     VersionRange(">=0.4.4,<0.7", "modern",
-                 "Config(...).load(), uvicorn.main.ServerState, and loop.create_server with "
-                 "a factory for config.http_protocol_class; apps are called in the ASGI 2 "
-                 "convention", asgi=2),
+                 "Config(...).load(), uvicorn.main.Server(config).server_state, and "
+                 "loop.create_server with a factory for config.http_protocol_class; apps "
+                 "are called in the ASGI 2 convention; shutdown: that Server's shutdown()",
+                 asgi=2),
     # Until 0.4.3, Config.load() sets up a new event loop unless handed one.
     VersionRange(">=0.3.32,<0.4.4", "modern+loop",
                  "Config(..., loop=loop).load() (handed the running loop, as load() would "
-                 "otherwise make its own), uvicorn.main.ServerState, and loop.create_server "
-                 "with a factory for config.http_protocol_class; ASGI 2 apps", asgi=2),
+                 "otherwise make its own), uvicorn.main.Server(config).server_state, and "
+                 "loop.create_server with a factory for config.http_protocol_class; ASGI 2 "
+                 "apps; shutdown (from 0.4.0): that Server's shutdown()", asgi=2),
     VersionRange(">=0.3.26,<0.3.32", "early",
                  "Config(..., loop=loop) loads itself; protocols take a GlobalState; apps "
                  "are called in the ASGI 2 convention", asgi=2),
@@ -184,6 +188,9 @@ TARGET = TargetEntry(
         # POST head that arrives in pieces is refused (400) mid-connection.
         Setting("h11_max_incomplete_event_size", (16 * 1024, 64), "max-incomplete-size",
                 versions=">=0.18"),
+        # Drawn only in the shutdown family (harness/http/strategies.py): it acts nowhere else.
+        Setting("timeout_graceful_shutdown", (None, 1), "graceful-timeout",
+                versions=">=0.22"),
     ),
     versions=VERSIONS,
     known_bugs=KNOWN_BUGS,
@@ -195,6 +202,40 @@ TARGET = TargetEntry(
 
 class UvicornTarget(ReleaseAdapter):
     entry = TARGET
+    _server: Any = None  # the release's own Server, whose server_state the protocols share
+    _listener: Any = None
+
+    def shutdown_unsupported(self) -> str | None:
+        if not self.range.path.startswith("modern"):
+            return (f"releases before 0.3.32 shut down inside their run loop ({self.version} "
+                    "has no Server.shutdown to call)")
+        if not hasattr(self._server_class(), "shutdown"):
+            return f"uvicorn {self.version}'s Server has no shutdown() (it arrives in 0.4.0)"
+        return None
+
+    async def shutdown(self) -> None:
+        """The release's own Server.shutdown(), on the Server whose server_state every
+        connection shares, with what its run()/serve() sets before calling it: the
+        listening servers, the lifespan (off), and before 0.12 its logger and loop."""
+        server = self._server
+        if server is None:
+            raise TargetFault("uvicorn's shutdown was called before mount")
+        config = server.config
+        server.servers = [self._listener]
+        server.lifespan = config.lifespan_class(config)
+        if hasattr(config, "logger_instance"):  # 0.4 to 0.11: Server.run sets these
+            server.logger = config.logger_instance
+        if hasattr(config, "loop_instance"):
+            server.loop = config.loop_instance
+        await server.shutdown()
+
+    @staticmethod
+    def _server_class() -> Any:
+        try:
+            from uvicorn.server import Server
+        except ImportError:  # before 0.12 it lived in uvicorn.main
+            from uvicorn.main import Server  # type: ignore[attr-defined]
+        return Server
 
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
                     address: tuple[str, int]) -> None:
@@ -221,7 +262,7 @@ class UvicornTarget(ReleaseAdapter):
         def factory() -> Any:
             return protocol_class(**kwargs)
 
-        await loop.create_server(factory, *address)
+        self._listener = await loop.create_server(factory, *address)
 
     def _before_config(self, path: str, app: Any, settings: dict[str, Any],
                        loop: SimLoop) -> Callable[[], Any]:
@@ -251,17 +292,16 @@ class UvicornTarget(ReleaseAdapter):
 
     def _modern(self, config_class: Any, app: Any, settings: dict[str, Any],
                 loop: SimLoop) -> tuple[Any, Any]:
-        try:
-            from uvicorn.server import ServerState
-        except ImportError:  # before 0.12 it lived in uvicorn.main
-            from uvicorn.main import ServerState  # type: ignore[no-redef]
         options = {"app": app, "http": self.http, "ws": "none", "lifespan": "off",
                    "log_config": None, "access_log": False, **settings}
         if self.range.path == "modern+loop":
             options["loop"] = loop
         config = config_class(**accepted(config_class.__init__, options))
         config.load()
-        return config, ServerState()
+        # The release's own Server: its server_state is what the protocols share and what
+        # its shutdown() walks (before 0.4 it has no shutdown, but the same state).
+        self._server = self._server_class()(config)
+        return config, self._server.server_state
 
     def _early(self, config_class: Any, app: Any, settings: dict[str, Any],
                loop: SimLoop) -> tuple[Any, Any]:

@@ -134,7 +134,10 @@ class Connection:
                 # A response cut short must not look complete: a close-delimited body
                 # (HTTP/1.0) ending in FIN would. Reset instead, where the stream can.
                 _set_linger_zero(self.stream)
-            elif self.conn.their_state is h11.SEND_BODY and not self.eof:
+            elif not self.eof and (self.conn.their_state in (h11.SEND_BODY, h11.ERROR)
+                                   or self.conn.trailing_data[0]):
+                # The client may still be sending: a body nobody read, or a request we
+                # will not serve (sent before it read our `Connection: close`).
                 await self._linger()
             await self.stream.aclose()
 

@@ -73,12 +73,15 @@ class Exchange:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._reader)
                 try:
-                    await c.app(cycle.scope, self.receive, self.send)
+                    with c.shutdown.tells(self._shutting_down):
+                        await c.app(cycle.scope, self.receive, self.send)
                     returned = True
                 except Exception:
                     logger.exception("Exception in ASGI application")
                 if not self.head_sent and not cycle.disconnected:
-                    await self._reject(500)  # raised, or returned without a response
+                    # raised, or returned without a response: a long poll the shutdown
+                    # ended gets 503 (try again elsewhere), anything else 500
+                    await self._reject(503 if returned and cycle.shutting_down else 500)
                 tg.cancel_scope.cancel()
         finally:
             # Decided once the reader has stopped, so an EOF it read last counts.
@@ -91,6 +94,10 @@ class Exchange:
                 cycle.client_gone()
             self.waker.wake()
         return keep
+
+    def _shutting_down(self) -> None:
+        self.cycle.shutting_down = True
+        self.waker.wake()
 
     def _declared_length(self) -> int | None:
         for name, value in self.request.headers:
@@ -115,6 +122,11 @@ class Exchange:
             try:
                 event = c.conn.next_event()
             except h11.RemoteProtocolError as exc:
+                if cycle.body_done:
+                    # The request is whole: the error is about bytes after it, a request
+                    # the client sent before it read our `Connection: close` (a shutdown
+                    # began). That one goes unserved; this response goes on.
+                    return
                 if c.eof:
                     cycle.body_lost()  # cut short by end of stream: not an error to answer
                 else:
