@@ -10,6 +10,16 @@ exactly that on the simulated loop: `asyncio.start_server` builds the stock
 own code runs unmodified from there (its HTTP/1.1 protocol on h11, its task
 group, its idle and read timers). Nothing of hypercorn is patched.
 
+Graceful shutdown is not a callable of hypercorn's: it is the `finally` block
+of `worker_serve`, which cannot run here whole (it opens real sockets). The
+adapter keeps what that block uses, as `worker_serve` keeps it (the listening
+server, the `WorkerContext`, the task serving each connection, which its
+callback records), and `shutdown` runs that block's steps in the release's own
+order: mark the context terminated (idle connections close on
+it), close the listener, then wait for the connection tasks up to
+`graceful_timeout` (0.13+; before, sleep that long). The lifespan is not
+mounted, so its shutdown is left out.
+
 Logging: `Config.errorlog` takes a `logging.Logger`; the adapter hands it the
 "hypercorn.error" logger, which propagates to the root logger where the
 oracles collect ERROR records. The access log is off.
@@ -104,6 +114,8 @@ TARGET = TargetEntry(
         Setting("read_timeout", (None, 1), "read-timeout", versions=">=0.12"),
         Setting("h11_max_incomplete_size", (16 * 1024, 512), "max-incomplete-size"),
         Setting("max_app_queue_size", (10, 1), "receive-queue-size"),
+        # Drawn only in the shutdown family (harness/http/strategies.py).
+        Setting("graceful_timeout", (3.0, 1.0), "graceful-timeout"),
     ),
     versions=VERSIONS,
     known_bugs=KNOWN_BUGS,
@@ -152,8 +164,40 @@ class HypercornTarget(ReleaseAdapter):
             offered["context"] = WorkerContext(
                 **accepted(WorkerContext.__init__, {"max_requests": None}))
         kwargs = accepted(TCPServer.__init__, offered)
+        self._settings, self._context = config, offered.get("context")
+        self._tasks: list[asyncio.Task[Any]] = []
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            # worker_serve's callback records its task (no done-callback here: one more
+            # callback would add a loop iteration, and a poll, to every run)
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.append(task)
             await TCPServer(reader=reader, writer=writer, **kwargs)
 
-        await asyncio.start_server(serve, *address)
+        self._server = await asyncio.start_server(serve, *address)
+
+    def shutdown_unsupported(self) -> str | None:
+        return None
+
+    async def shutdown(self) -> None:
+        """worker_serve's `finally` block, step by step as the release has it."""
+        context, config = self._context, self._settings
+        terminated = getattr(context, "terminated", None)
+        if terminated is not None and hasattr(terminated, "set"):  # 0.14+: an event
+            await terminated.set()
+        elif context is not None:  # 0.13: a flag
+            context.terminated = True
+        self._server.close()
+        await self._server.wait_closed()
+        if context is None:  # before 0.13: the grace period is a plain sleep
+            await asyncio.sleep(config.graceful_timeout)
+            return
+        tasks = [t for t in self._tasks if not t.done()]
+        gathered = asyncio.gather(*tasks)
+        try:
+            await asyncio.wait_for(gathered, config.graceful_timeout)
+        except TimeoutError:
+            pass
+        finally:
+            gathered.exception()  # as worker_serve: raises if the gather was cancelled

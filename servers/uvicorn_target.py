@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.errors import TargetFault
 from harness.sim.loop import SimLoop
-from harness.targets.adapter import ReleaseAdapter, accepted
+from harness.targets.adapter import InsertionOrderedSet, ReleaseAdapter, accepted
 from harness.targets.registry import (
     KnownBug,
     Setting,
@@ -42,26 +42,30 @@ _PROTOCOL_CLASS = ("the class main.HTTP_PROTOCOLS names for the protocol, and "
                    "loop.create_server with a factory calling it with ")
 _SERVER = (_PROTOCOL_CLASS + "the app, loop and a 'uvicorn' logger only, as "
            "Server.create_protocol does (modules h11.py and httptools.py)")
+# A set of connections or tasks iterates by memory address, which no replay repeats.
+_ORDERED = ("server_state.connections and .tasks iterate in insertion order, one order "
+            "the real set can take, so a shutdown walking them replays",)
 VERSIONS = (
     VersionRange(">=0.12", "modern",
                  "Config(...).load(), uvicorn.server.Server(config).server_state, and "
                  "loop.create_server with a factory for config.http_protocol_class, as "
-                 "Server.startup does; shutdown: that Server's shutdown()"),
+                 "Server.startup does; shutdown: that Server's shutdown()", shims=_ORDERED),
     VersionRange(">=0.7,<0.12", "modern",
                  "Config(...).load(), uvicorn.main.Server(config).server_state, and "
                  "loop.create_server with a factory for config.http_protocol_class; "
-                 "shutdown: that Server's shutdown()"),
+                 "shutdown: that Server's shutdown()", shims=_ORDERED),
     VersionRange(">=0.4.4,<0.7", "modern",
                  "Config(...).load(), uvicorn.main.Server(config).server_state, and "
                  "loop.create_server with a factory for config.http_protocol_class; apps "
                  "are called in the ASGI 2 convention; shutdown: that Server's shutdown()",
-                 asgi=2),
+                 asgi=2, shims=_ORDERED),
     # Until 0.4.3, Config.load() sets up a new event loop unless handed one.
     VersionRange(">=0.3.32,<0.4.4", "modern+loop",
                  "Config(..., loop=loop).load() (handed the running loop, as load() would "
                  "otherwise make its own), uvicorn.main.Server(config).server_state, and "
                  "loop.create_server with a factory for config.http_protocol_class; ASGI 2 "
-                 "apps; shutdown (from 0.4.0): that Server's shutdown()", asgi=2),
+                 "apps; shutdown (from 0.4.0): that Server's shutdown()", asgi=2,
+                 shims=_ORDERED),
     VersionRange(">=0.3.26,<0.3.32", "early",
                  "Config(..., loop=loop) loads itself; protocols take a GlobalState; apps "
                  "are called in the ASGI 2 convention", asgi=2),
@@ -301,7 +305,9 @@ class UvicornTarget(ReleaseAdapter):
         # The release's own Server: its server_state is what the protocols share and what
         # its shutdown() walks (before 0.4 it has no shutdown, but the same state).
         self._server = self._server_class()(config)
-        return config, self._server.server_state
+        state = self._server.server_state
+        state.connections, state.tasks = InsertionOrderedSet(), InsertionOrderedSet()
+        return config, state
 
     def _early(self, config_class: Any, app: Any, settings: dict[str, Any],
                loop: SimLoop) -> tuple[Any, Any]:

@@ -127,7 +127,8 @@ def observe(
     for tick, entry in enumerate(loop.log.entries):
         name = entry.detail.split(" ", 1)[0]
         for facts in conns.values():
-            if facts.server_close_tick is None and entry.kind in ("close", "abort", "write_eof") \
+            if facts.server_close_tick is None and entry.kind in (
+                    "close", "abort", "write_eof", "exit-close") \
                     and name == f"server[c{facts.cid}]":
                 facts.server_close_tick = tick
             if facts.client_end_tick is None and entry.kind in (

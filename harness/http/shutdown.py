@@ -124,7 +124,9 @@ class ShutdownDriver:
     async def _run(self) -> None:
         try:
             await self.shutdown()
-        except Exception as exc:  # it propagates out of the server's main: the process ends
+        except BaseException as exc:  # out of the server's main: the process ends with it
+            if self.loop.tearing_down:
+                raise
             self.raised = f"{type(exc).__name__}: {exc}".rstrip(": ")
             self._mark("returned", f"the server's shutdown raised {self.raised}")
         else:

@@ -23,7 +23,9 @@ async def exit_process(loop: SimLoop) -> None:
     if _over(loop):  # the run is over: teardown ends what is left, not this
         return
     me = asyncio.current_task()
-    alive = [t for t in asyncio.all_tasks(loop) if t is not me and not t.done()]
+    # asyncio.run cancels them in the order of a set (memory addresses): any order is
+    # one the real runtime can take; creation order is one that replays.
+    alive = [t for t in loop.tasks_in_creation_order() if t is not me]
     loop.record("exit", f"cancelling {len(alive)} task(s), as asyncio.run does")
     for task in alive:
         task.cancel()

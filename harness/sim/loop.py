@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -88,6 +90,25 @@ class SimLoop(asyncio.BaseEventLoop):
         self.tearing_down = False  # the run is over (harness/sim/run.py): off the record
         self._selector = Poller(self, max_latency, step_budget, horizon)
         self.set_exception_handler(_record_exception)
+        # each task's place in creation order (see tasks_in_creation_order)
+        self._created: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = \
+            weakref.WeakKeyDictionary()
+        self._task_count = itertools.count()
+
+    # -- tasks -------------------------------------------------------------------
+    def create_task(self, coro: Any, *, name: str | None = None,
+                    context: Any = None) -> asyncio.Task[Any]:
+        task = super().create_task(coro, name=name, context=context)
+        self._created[task] = next(self._task_count)
+        return task
+
+    def tasks_in_creation_order(self) -> list[asyncio.Task[Any]]:
+        """Every live task, oldest first. `asyncio.all_tasks` is a set ordered by memory
+        addresses, which differ from run to run; this order does not (a task made some
+        other way than create_task comes last, by name)."""
+        alive = [t for t in asyncio.all_tasks(self) if not t.done()]
+        return sorted(alive, key=lambda t: (t not in self._created, self._created.get(t, 0),
+                                            t.get_name()))
 
     # -- the clock -----------------------------------------------------------
     def time(self) -> float:

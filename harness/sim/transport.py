@@ -8,7 +8,8 @@ the buffer to drain; `abort` and fatal errors drop it; `connection_lost` is
 delivered through `call_soon`. A server that works on the stock loop sees the
 same sequence of protocol calls here. `get_extra_info("socket")` is a
 `SimSocket` (harness/sim/sock.py): the questions a stock `TransportSocket`
-answers, about the simulated connection, and no I/O.
+answers, about the simulated connection, and no I/O; SO_LINGER on with a zero
+timeout makes the socket's close a RST, as the kernel's does.
 
 The first time the server ends its side (close, abort, write_eof, or a fatal
 error), the transport keeps the call stack of that moment in `closed_by`: the
@@ -18,6 +19,8 @@ harness's own boundary, where oracles may look to tell one close path from anoth
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import sys
 from asyncio import transports
 from typing import Any
@@ -329,11 +332,19 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         self._socket_closed = True
         now = self._sim_loop.time()
         self._reader = self._writer = False
-        if self._incoming.rx:
+        if self._incoming.rx or self._linger_zero():
             self._outgoing.send_rst(now)
         else:
             self._outgoing.send_fin(now)
         self._sim_loop.network_closed(self._conn, self._side)
+
+    def _linger_zero(self) -> bool:
+        """SO_LINGER on with a zero timeout: close() resets the connection."""
+        value = self.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_LINGER)
+        if isinstance(value, (bytes, bytearray)) and len(value) >= 8:
+            on, seconds = struct.unpack("ii", bytes(value[:8]))
+            return bool(on) and seconds == 0
+        return False
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"

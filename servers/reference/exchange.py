@@ -26,6 +26,7 @@ class Link(Protocol):
     config: Config
     shutdown: Shutdown
     eof: bool
+    close_delimited: bool
 
     async def write(self, *events: Any) -> bool: ...
     async def read(self) -> bool: ...
@@ -38,13 +39,17 @@ logger = logging.getLogger("reference")
 
 @dataclass
 class Waker:
+    """Wakes every task waiting now (an app may have two receive()s pending: its own
+    and a disconnect watcher's); a later wait waits for the next wake. A wake with
+    nobody waiting leaves nothing behind: the waiter re-checks its condition first."""
+
     event: anyio.Event = field(default_factory=anyio.Event)
 
     def wake(self) -> None:
         self.event.set()
+        self.event = anyio.Event()
 
     async def wait(self) -> None:
-        self.event = anyio.Event()  # one event per wait: no wait can eat another's signal
         await self.event.wait()
 
 
@@ -187,6 +192,9 @@ class Exchange:
             if self.c.shutdown.begun:
                 headers.append((b"connection", b"close"))
             events.append(self.c.response(self.start["status"], headers))
+            # h11 frames a body without Content-Length by the close for an HTTP/1.0 peer
+            self.c.close_delimited = self.c.conn.their_http_version == b"1.0" and not any(
+                name.lower() == b"content-length" for name, _ in headers)
             self.start = None
             self.head_sent = True
         body = message.get("body", b"")

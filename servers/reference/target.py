@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -123,11 +124,11 @@ class ProtocolStream(asyncio.Protocol, anyio.abc.ByteStream):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write_eof()
 
-    def abort(self) -> None:
-        """Close at once. The simulated transport has no socket to set SO_LINGER on, so
-        this is asyncio's abort: the write buffer is dropped and a FIN goes out."""
-        if self.transport is not None:
-            self.transport.abort()
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        # The simulated transport's socket answers setsockopt (SO_LINGER) as a real one.
+        return {anyio.abc.SocketAttribute.raw_socket:
+                lambda: self.transport.get_extra_info("socket") if self.transport else None}
 
     async def aclose(self) -> None:
         if self.transport is not None:
