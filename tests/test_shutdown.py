@@ -293,3 +293,27 @@ def test_the_reference_server_passes_the_shutdown_family_at_ten_times_the_ci_bud
                     budget_seconds=0, max_runs=1200, seed=1)
     assert report.runs == 1200
     assert [(f.key, f.scenario.to_json()) for f in report.found] == []
+
+
+# -- what the shutdown family found in the reference server ----------------------------------
+def test_a_long_poll_and_its_own_disconnect_watcher_both_hear_the_shutdown():
+    # Two receive()s of one request wait at once; the reference once kept one event per
+    # wait, so the second waiter's event replaced the first's and one never woke.
+    both = AppBehaviour(read="none", watch_disconnect=True, wait_disconnect=True)
+    request = (RequestSpec(method="POST", framing="length", body_size=7),)
+    for after in range(2, 8):
+        assert keys(ReferenceTarget(), scenario(both, after=after, requests=request)) == []
+
+
+def test_a_request_sent_before_the_shutdowns_connection_close_arrived_does_not_cut_the_response():
+    # The response head carries `Connection: close` (the shutdown began); h11 then calls
+    # the next request the client had already sent a protocol error. The reference once
+    # took that for a malformed body and dropped the rest of its own response.
+    slow = AppBehaviour(sleep_before=6.0, chunks=2, yields_between=2)
+    requests = (RequestSpec(), RequestSpec(method="POST", framing="chunked", body_size=7,
+                                           expect_continue=True, after="sent", pause=6.0))
+    scen = scenario(slow, AppBehaviour(), requests=requests, after=1, delay=0.5)
+    run = run_http(scen, ReferenceTarget(), OrdinarySource())
+    assert run.failures == []
+    [first, *_] = run.observations.connections[1].client.responses
+    assert (first.status, first.complete, first.body) == (200, True, b"c1r0:0;c1r0:1;")
