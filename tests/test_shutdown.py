@@ -223,8 +223,9 @@ def test_uvicorn_holds_its_shutdown_for_a_long_poll_unless_a_grace_period_is_set
     found = keys(UvicornTarget(http), scenario(LONG_POLL, after=3))
     assert [k for k, _ in found] == ["shutdown-hang", "lost-disconnect"]
     assert found[0][1] == ("shutdown waits at uvicorn/server.py:319 in "
-                           "Server._wait_tasks_to_complete (an app waiting in receive())")
-    assert found[1][1].startswith("receive() pending at shutdown: blocked at "
+                           "Server._wait_tasks_to_complete (an app waiting in receive() at "
+                           f"{found[1][1].split(' blocked at ')[1]})")
+    assert found[1][1].startswith("receive() during shutdown: blocked at "
                                   f"uvicorn/protocols/http/{http}_impl.py:")
     # With timeout_graceful_shutdown, uvicorn cuts the long poll when it runs out: allowed.
     assert keys(UvicornTarget(http), scenario(LONG_POLL, after=3,

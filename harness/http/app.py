@@ -26,7 +26,10 @@ import contextlib
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from types import TracebackType
 from typing import Any
+
+from harness.sim.quiescence import Frame, short_path
 
 READ_MODES = ("all", "one", "none")
 RAISE_POINTS = ("never", "before-response", "after-start")
@@ -99,6 +102,9 @@ class RequestRecord:
     # receive() calls still waiting, and the task each waits in: at quiescence the
     # task's await stack is the hang's signature.
     waiting: dict[int, asyncio.Task[Any]] = field(default_factory=dict)
+    # where each receive() that raised was waiting when it raised (its traceback's
+    # frames, outermost first): a receive() a shutdown cancels is signed by that
+    raised_at: dict[int, tuple[Frame, ...]] = field(default_factory=dict)
 
 
 Observer = Callable[[int], int]  # cid -> server reads so far
@@ -184,6 +190,7 @@ class RecordingApp:
             message: dict[str, Any] = await receive()
         except BaseException as exc:  # cancelled, or the server raised: not a hang
             rec.waiting.pop(call, None)
+            rec.raised_at[call] = _frames(exc.__traceback__)
             self._note(rec, "received", {"type": f"raised {type(exc).__name__}"}, call)
             _mark_server_raised(exc)
             raise
@@ -261,6 +268,15 @@ def asgi2(app: Callable[[dict[str, Any], Any, Any], Awaitable[None]]) -> Any:
         return instance
 
     return instantiate
+
+
+def _frames(tb: TracebackType | None) -> tuple[Frame, ...]:
+    out = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        out.append(Frame(short_path(code.co_filename), tb.tb_lineno, code.co_qualname))
+        tb = tb.tb_next
+    return tuple(out)
 
 
 def _mark_server_raised(exc: BaseException) -> None:

@@ -78,19 +78,34 @@ class Observations:
     # the stack (outermost first) of each callback the watchdog stopped (sim/watchdog.py)
     stuck: list[list[str]] = field(default_factory=list)
     shutdown: ShutdownFacts | None = None  # set in a run whose scenario shuts the server down
+    # receive() calls a shutdown cut (observations.shutdown_cuts): "exit" or "grace"
+    cuts: dict[tuple[int, int, int], str] = field(default_factory=dict)
 
 
-def _before_exit(rec: RequestRecord, shutdown: ShutdownFacts | None) -> list[AsgiEvent]:
-    """The record's events, less the receive() returns the process exit forced: when the
-    process exits, asyncio.run cancels every task, so a receive() still waiting "returns"
-    CancelledError. To the oracles it never returned (harness/http/shutdown.py), unless
-    the scenario's grace period was over by then: cutting it was the server's right."""
-    exiting = shutdown.exiting_tick if shutdown is not None else None
-    if shutdown is None or exiting is None:
-        return list(rec.events)
-    return [e for e in rec.events if not (
-        e.kind == "received" and e.tick >= exiting and not shutdown.grace_over(e.time)
-        and str(e.message.get("type")).startswith("raised"))]
+def shutdown_cuts(requests: dict[tuple[int, int], RequestRecord],
+                  shutdown: ShutdownFacts | None) -> dict[tuple[int, int, int], str]:
+    """The receive() calls a shutdown cut short, each "exit" (the process exit's
+    cancellation) or "grace" (a cancellation once the scenario's grace period was over).
+    Either way the call did not return: it was still waiting when the cut came."""
+    if shutdown is None or shutdown.signalled_tick is None:
+        return {}
+    exiting = shutdown.exiting_tick
+    cuts = {}
+    for rec in requests.values():
+        for e in rec.events:
+            if e.kind != "received" or not str(e.message.get("type")).startswith(
+                    "raised CancelledError") or e.tick < shutdown.signalled_tick:
+                continue
+            if shutdown.grace_over(e.time):
+                cuts[(rec.cid, rec.index, e.call)] = "grace"
+            elif exiting is not None and e.tick >= exiting:
+                cuts[(rec.cid, rec.index, e.call)] = "exit"
+    return cuts
+
+
+def _uncut(rec: RequestRecord, cuts: dict[tuple[int, int, int], str]) -> list[AsgiEvent]:
+    return [e for e in rec.events
+            if not (e.kind == "received" and (rec.cid, rec.index, e.call) in cuts)]
 
 
 class ErrorCollector(logging.Handler):
@@ -153,13 +168,15 @@ def observe(
         for rec in app.records.values()
         for call, task in rec.waiting.items()
     }
-    if shutdown is not None:
-        stacks.update(shutdown.waiting_at_exit)
+    cuts = shutdown_cuts(app.records, shutdown)
+    for key in cuts:  # signed where they waited when the shutdown cut them
+        stacks[key] = app.records[key[:2]].raised_at.get(key[2], ())
     return Observations(
         outcome=loop.outcome or "stopped",
         # Snapshots: teardown cancels the app's tasks, which appends to the live records.
-        requests={k: dataclasses.replace(r, events=_before_exit(r, shutdown), waiting={})
+        requests={k: dataclasses.replace(r, events=_uncut(r, cuts), waiting={})
                   for k, r in app.records.items()},
+        cuts=cuts,
         connections=conns,
         blocked=blocked_tasks(loop),
         timers=timers,

@@ -153,6 +153,8 @@ def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) ->
         context = "after the response" if call.message.get("after_response") else (
             "pending at the response's end")
         if ret is None:
+            if due is None and obs.cuts.get((rec.cid, rec.index, call.call)) == "grace":
+                continue  # a shutdown's grace period ran out on it: the cut is allowed
             if due is not None:
                 out.append(Failure("lost-disconnect", f"receive() {context}: blocked at {stack}",
                                    f"{where}: receive() #{call.call} {context} never returned",
@@ -259,6 +261,9 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
             continue
         if raised:
             continue  # raised mid-response: a truncated response is all a server can send
+        if obs.shutdown is not None and resp.status >= 500 and not any(
+                e.kind == "returned" for e in rec.events):
+            continue  # a shutdown cut the app short and the server said so: visible
         done = _response_done(rec)
         closing = facts.server_close_tick
         if closing is not None and (done is None or done.tick > closing):

@@ -203,8 +203,6 @@ def http_program(scenario: HttpScenario, target: Target, state: dict[str, Any]) 
         app = RecordingApp(behaviours, reads_of, loop.time, record,
                            lambda: len(loop.log.entries))
         state["app"] = app
-        if driver is not None:
-            driver.app = app
         served = app if target.asgi == 3 else asgi2(app)
         await target.mount(loop, served, scenario.server, ADDRESS)
         if driver is not None:

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from harness.http.app import RecordingApp
 from harness.sim.exit import exit_process
 from harness.sim.loop import SimLoop
 from harness.sim.quiescence import Frame, await_stack
@@ -65,11 +64,6 @@ class ShutdownFacts:
     coroutine: str  # the harness task that runs it, never a leak of the server's
     raised: str | None = None  # what the shutdown routine raised, if it raised
     exiting_tick: int | None = None  # the process began to exit (after the routine)
-    # Where each app receive() still waiting when the process began to exit waited:
-    # (cid, request index, call) -> await stack. The exit cancels them; to the oracles
-    # they are receive()s that never returned, signed where they waited.
-    waiting_at_exit: dict[tuple[int, int, int], tuple[Frame, ...]] = field(
-        default_factory=dict)
 
     def grace_over(self, time: float | None) -> bool:
         """True if `time` is at or past the end of the grace period the scenario set."""
@@ -91,8 +85,6 @@ class ShutdownDriver:
         self.ticks: dict[str, int] = {}
         self.signalled_at: float | None = None
         self.raised: str | None = None
-        self.app: RecordingApp | None = None  # whose waiting receive()s the exit cancels
-        self.waiting_at_exit: dict[tuple[int, int, int], tuple[Frame, ...]] = {}
 
     def arm(self) -> None:
         if self.spec.after == 0:
@@ -134,10 +126,6 @@ class ShutdownDriver:
         if self.loop.tearing_down:
             return
         self.ticks["exiting"] = len(self.loop.log.entries)
-        if self.app is not None:
-            self.waiting_at_exit = {
-                (rec.cid, rec.index, call): await_stack(task.get_coro())
-                for rec in self.app.records.values() for call, task in rec.waiting.items()}
         await exit_process(self.loop)
         self._mark("exited", "")
 
@@ -152,4 +140,4 @@ class ShutdownDriver:
         return ShutdownFacts(self.ticks.get("signalled"), self.signalled_at,
                              self.ticks.get("returned"), self.ticks.get("exited"), stack,
                              self.grace, self._run.__qualname__, self.raised,
-                             self.ticks.get("exiting"), dict(self.waiting_at_exit))
+                             self.ticks.get("exiting"))

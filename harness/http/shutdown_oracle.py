@@ -41,7 +41,7 @@ from __future__ import annotations
 from harness.http.app import AsgiEvent, RequestRecord
 from harness.http.client import request_path
 from harness.http.observations import ConnFacts, Observations
-from harness.http.oracles import Failure
+from harness.http.oracles import Failure, receive_frame
 from harness.http.shutdown import ShutdownFacts
 from harness.sim.quiescence import Frame
 
@@ -79,9 +79,20 @@ def _hang(obs: Observations, facts: ShutdownFacts) -> Failure:
     else:
         place = f"shutdown waits at {frame}"
     cause = _waiting_for(obs)
+    # and where a server task that keeps it waiting waits, if one is blocked there
+    tasks = sorted(f for t in obs.blocked if t.coroutine != facts.coroutine
+                   if (f := _server_frame(_own(t.stack))) is not None)
+    if tasks and frame is not None and "receive()" not in cause:
+        cause += f"; a server task waits at {tasks[0]}"
     return Failure("shutdown-hang", f"{place} ({cause})",
                    f"the graceful shutdown begun at t={facts.signalled_at:g} never "
                    f"completed: {place}, with {cause}")
+
+
+def _own(stack: tuple[Frame, ...]) -> tuple[Frame, ...]:
+    """The frames below the app model's last one: where the server waits, not the app."""
+    last = max((i for i, f in enumerate(stack) if f.file == "harness/http/app.py"), default=-1)
+    return stack[last + 1:]
 
 
 def _server_frame(stack: tuple[Frame, ...]) -> str | None:
@@ -96,9 +107,15 @@ def _finished(rec: RequestRecord) -> bool:
 def _waiting_for(obs: Observations) -> str:
     """What the wire and the app show the shutdown still has: the first that applies."""
     running = [r for r in obs.requests.values() if not _finished(r)]
-    if any(r.waiting for r in running) or any(
-            (r.cid, r.index) == key[:2] for r in running for key in obs.receive_stacks):
-        return "an app waiting in receive()"
+    receiving = [r for r in running
+                 if any((r.cid, r.index) == key[:2] for key in obs.receive_stacks)]
+    if receiving:
+        closed = all(obs.connections[r.cid].server_closed_at is not None for r in receiving
+                     if r.cid in obs.connections)
+        where = sorted(receive_frame(stack) for key, stack in obs.receive_stacks.items()
+                       for r in receiving if key[:2] == (r.cid, r.index))
+        return (f"an app waiting in receive() at {where[0]}"
+                + (" after its connection closed" if closed else ""))
     if running:
         return "an app still running"
     if any(c.server_closed_at is None for c in obs.connections.values()):
@@ -118,19 +135,23 @@ def _receives(rec: RequestRecord, obs: Observations, facts: ShutdownFacts) -> li
             ret is None or ret.tick > facts.signalled_tick)
         if not pending and call.tick < facts.signalled_tick:
             continue
-        context = "pending at shutdown" if pending else "during shutdown"
+        # One signature for both: whether the receive() was already waiting when the
+        # signal came or was called after, the server owed it the same answer.
+        context = "pending when the shutdown began" if pending else "called during shutdown"
         if ret is None:
+            if obs.cuts.get((rec.cid, rec.index, n)) == "grace":
+                continue  # cut once the grace period was over: what a grace period is for
             stack = obs.receive_stacks.get((rec.cid, rec.index, n), ())
-            out.append(Failure("lost-disconnect",
-                               f"receive() {context}: blocked at {_server_frame(stack) or '?'}",
-                               f"{where}: receive() #{n} {context} never returned", where))
+            out.append(Failure("lost-disconnect", "receive() during shutdown: blocked at "
+                               f"{receive_frame(stack)}",
+                               f"{where}: receive() #{n}, {context}, never returned", where))
             break
         kind = str(ret.message.get("type", ""))
         if kind.startswith("raised") and not facts.grace_over(ret.time):
             # the server's own cancel (the exit's are left out: see observations.py)
-            out.append(Failure("lost-disconnect", f"receive() {context}: {kind} before the "
-                               "grace period", f"{where}: receive() #{n} {context} ended by "
-                               f"{kind.split()[-1]} before any grace period was over, never "
+            out.append(Failure("lost-disconnect", f"receive() during shutdown: {kind} before "
+                               "the grace period", f"{where}: receive() #{n}, {context}, ended "
+                               f"by {kind.split()[-1]} before any grace period was over, never "
                                "by http.disconnect", where))
             break
     return out

@@ -271,9 +271,8 @@ def _receive_clause(kind: str, signature: str, who: str, focus: Focus) -> str:
     if variant == "receive() after the server's response":
         return f"the app's receive() for {who} never returns though the server had " \
                "completed the response on the wire"
-    if variant in ("receive() pending at shutdown", "receive() during shutdown"):
-        which = "pending when the server began to shut down" if "pending" in variant else \
-            "called while the server shut down"
+    if variant == "receive() during shutdown":
+        which = "left waiting while the server shut down"
         if how.startswith("blocked at"):
             return f"the app's receive() for {who}, {which}, never returns: no " \
                    "http.disconnect before the process exits"
