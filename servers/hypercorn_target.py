@@ -93,6 +93,23 @@ KNOWN_BUGS = (
     KnownBug("new: closing with unread request bytes resets the connection, and the RST "
              "discards the end of a finished response (no staged close, RFC 9112 9.6)",
              "", ("h11",), "", "response-integrity", "response lost to the server's reset"),
+    # Graceful shutdown (the shutdown family, worker_serve's finally block):
+    KnownBug("new: ... and past graceful_timeout the connection's task group waits for the "
+             "app parked in that put: the graceful shutdown never completes", "", ("h11",),
+             "", "shutdown-hang", "a server task waits at hypercorn/asyncio/task_group.py"),
+    # worker_serve records a connection's task when its callback starts, so a connection
+    # accepted as the shutdown begins is not waited for: the exit cancels it (the client
+    # gets a FIN for its request), and Python 3.11's asyncio.streams logs the cancelled
+    # callback task as an error ("Exception in callback ... CancelledError").
+    KnownBug("new: a connection accepted as the graceful shutdown begins is not waited for; "
+             "the exit cancels it, and asyncio logs that as an error", "", ("h11",), "",
+             "server-error", "asyncio: CancelledError"),
+    # The idle-connection close on `context.terminated` races a request arriving at that
+    # moment: the connection closes, and the app is still called for the request.
+    KnownBug("new: the shutdown's close of an idle connection races a request arriving "
+             "then: the connection closes and the app still runs for it, its response lost",
+             ">=0.14", ("h11",), "", "premature-close",
+             "close() at hypercorn/asyncio/tcp_server.py"),
     KnownBug("hypercorn#50: an EOF that arrives with the request's data is never passed on, "
              "so receive() waits for a body the client cannot send",
              "<0.14.4", ("h11",), "disconnect", "lost-disconnect", "after client EOF",

@@ -162,6 +162,38 @@ KNOWN_BUGS = (
              "path (httptools keeps only the last on_url piece)", "<0.17.5", ("httptools",),
              "", "response-integrity", "response for a request the app never saw",
              fixed="0.17.5"),
+    # Graceful shutdown (the shutdown family). uvicorn's Server.shutdown() tells each
+    # connection to finish, but a receive() already waiting (or called later) is never
+    # answered: an app that waits on the client before it responds (a long poll, SSE)
+    # keeps the shutdown waiting forever unless timeout_graceful_shutdown (0.22+) cuts it.
+    # uvicorn#251 described it in 2018; 0.43.0 answered http.disconnect at shutdown
+    # (PR #2829) and 0.45.0 reverted that on purpose (PR #2913): harness bisect names
+    # 0.43.0 (fixed) and 0.45.0 (back) on the long-poll trace.
+    KnownBug("uvicorn#251: a receive() waiting when the graceful shutdown begins never gets "
+             "http.disconnect, so a long poll holds the shutdown forever (answered in 0.43.0 "
+             "by PR #2829, reverted by design in 0.45.0 by PR #2913)",
+             ">=0.4,!=0.43.*,!=0.44.*", ("h11", "httptools"), "shutdown", "shutdown-hang",
+             "(an app waiting in receive() at uvicorn/protocols/http/"),
+    KnownBug("uvicorn#251: ... and that receive() is left waiting", ">=0.4,!=0.43.*,!=0.44.*",
+             ("h11", "httptools"), "", "lost-disconnect",
+             "receive() during shutdown: blocked at uvicorn/protocols/http/"),
+    # 0.43.0 and 0.44.x answer the long poll http.disconnect, then log the app's return
+    # without a response as an error and send the client a 500.
+    KnownBug("uvicorn#2829 (0.43.0-0.44.x): an app that returns after the shutdown's "
+             "http.disconnect is logged as an error and answered 500",
+             ">=0.43,<0.45", ("h11", "httptools"), "", "server-error",
+             "ASGI callable returned without starting response", fixed="0.45.0"),
+    # Two behaviours together, each real on its own (0.4.6 to 0.54.0, h11 and httptools,
+    # replayed): a connection accepted as the shutdown begins (its connection_made not
+    # yet run) is not in server_state.connections when shutdown() walks them, so it is
+    # never told to close; and a request body that arrives after its response (the app
+    # did not read it, Expect: 100-continue) cancels the keep-alive timer in
+    # data_received, which nothing re-arms (the class of the unmerged PR #1192). The
+    # shutdown then waits for that idle connection forever.
+    KnownBug("new: a connection accepted as the graceful shutdown begins is never told to "
+             "close, and a body arriving after its response cancels the keep-alive timer "
+             "for good: the shutdown waits for the idle connection forever", ">=0.4",
+             ("h11", "httptools"), "", "shutdown-hang", "(an idle connection left open)"),
     KnownBug("new: httptools connection_lost wakes only the newest pipelined cycle, so an "
              "earlier cycle's pending receive() never gets http.disconnect",
              ">=0.12.3", ("httptools",), "pipelining", "lost-disconnect",
@@ -174,6 +206,8 @@ KNOWN_BUGS = (
              "reads an empty http.request and then waits forever", "<0.12.3",
              ("httptools",), "", "lost-disconnect",
              "receive() after close: blocked at uvicorn/protocols/http/httptools_impl.py"),
+    KnownBug("new: ... and a graceful shutdown then waits forever for that app's task",
+             ">=0.4", ("httptools",), "", "shutdown-hang", "after its connection closed"),
 )
 
 TARGET = TargetEntry(
