@@ -149,6 +149,15 @@ KNOWN_BUGS = (
     KnownBug("uvicorn#1637: ... and the keep-alive handler raises LocalProtocolError",
              "<0.27.1", ("h11",), "pipelining", "server-error", "LocalProtocolError",
              fixed="0.27.1"),
+    # The same failed handler leaves its connection open with h11 in ERROR, and the app's
+    # next receive() raising: a graceful shutdown then waits for that connection forever
+    # (0.4.6 to 0.27.0 fail the shrunk trace, 0.27.1 passes it).
+    KnownBug("uvicorn#1637: ... and a graceful shutdown then waits forever for the "
+             "connection that handler left open", "<0.27.1", ("h11",), "", "shutdown-hang",
+             "(a connection left open with a request unanswered", fixed="0.27.1"),
+    KnownBug("uvicorn#1637: ... where the app's receive() raises LocalProtocolError",
+             "<0.27.1", ("h11",), "", "lost-disconnect",
+             "receive() during shutdown: raised LocalProtocolError", fixed="0.27.1"),
     KnownBug("new: closing with unread request bytes resets the connection, and the RST "
              "discards the end of a finished response (no staged close, RFC 9112 9.6; the "
              "class of gunicorn#1644 and uvicorn#3047)", "", ("h11", "httptools"), "",

@@ -13,8 +13,9 @@ import re
 from harness.decisions import OrdinarySource
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
+from harness.http.failure import Failure, receive_frame
 from harness.http.observations import LogRecord, Observations
-from harness.http.oracles import KINDS, Failure, check, leak_failures, receive_frame
+from harness.http.oracles import KINDS, check, leak_failures
 from harness.http.scenario import HttpScenario, run_http
 from harness.sim.quiescence import BlockedTask, Frame
 from servers.uvicorn_target import UvicornTarget

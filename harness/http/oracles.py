@@ -11,12 +11,13 @@ run-independent description.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from harness.http.app import AsgiEvent, RequestRecord
 from harness.http.client import request_path
+from harness.http.failure import APP_FRAMES, Failure, receive_frame, server_frame
 from harness.http.observations import ConnFacts, Observations
-from harness.sim.quiescence import Frame, short_path
+from harness.http.shutdown_oracle import shutdown_failures
+from harness.sim.quiescence import short_path
 
 KINDS: dict[str, str] = {
     "receive-hang": "an app's receive() never returned, though its request's body had "
@@ -34,22 +35,6 @@ KINDS: dict[str, str] = {
     "or the process exit after it, still waited when nothing else could happen",
 }
 
-# Frames that are never the answer to "where is the server waiting": the app model,
-# and the async libraries the wait bottoms out in.
-APP_FRAMES = ("harness/http/app.py", "asyncio/", "anyio/", "trio/")
-
-
-@dataclass(frozen=True)
-class Failure:
-    kind: str
-    signature: str
-    message: str
-    request: str = ""
-
-    def key(self) -> tuple[str, str]:
-        return (self.kind, self.signature)
-
-
 def check(obs: Observations) -> list[Failure]:
     failures: list[Failure] = []
     for rec in sorted(obs.requests.values(), key=lambda r: (r.cid, r.index)):
@@ -63,8 +48,6 @@ def check(obs: Observations) -> list[Failure]:
     failures += server_error_failures(obs)
     failures += stuck_failures(obs)
     if obs.shutdown is not None:
-        from harness.http.shutdown_oracle import shutdown_failures  # it imports Failure
-
         failures += shutdown_failures(obs, failures)
     failures += leak_failures(obs, failures)
     # One failure per (kind, signature) is enough to report a run.
@@ -75,27 +58,6 @@ def check(obs: Observations) -> list[Failure]:
 
 
 # -- receive(): hangs and lost disconnects -----------------------------------------
-def server_frame(stack: tuple[Frame, ...]) -> str:
-    """The deepest frame outside the app and asyncio: where the server is waiting."""
-    outside = [f for f in stack if not f.file.startswith(APP_FRAMES)]
-    if outside:
-        return str(outside[-1])
-    return str(stack[-1]) if stack else "?"
-
-
-def receive_frame(stack: tuple[Frame, ...]) -> str:
-    """Where a blocked receive() waits: the deepest server frame inside the receive
-    callable (below the app model's last frame), or, when the server's receive is a
-    bare library call (hypercorn's is an asyncio.Queue's get), that call's frame. The
-    frames above the app model (who called the app) are not where it waits, and
-    whether the app awaited receive() in its own task or a helper's must not change
-    the signature."""
-    last_app = max((i for i, f in enumerate(stack) if f.file.startswith(APP_FRAMES[0])),
-                   default=-1)
-    inside = stack[last_app + 1:]
-    return server_frame(inside) if inside else server_frame(stack)
-
-
 def _pairs(rec: RequestRecord) -> list[tuple[AsgiEvent, AsgiEvent | None]]:
     calls = {e.call: e for e in rec.events if e.kind == "receive"}
     returns = {e.call: e for e in rec.events if e.kind == "received"}

@@ -18,8 +18,9 @@ from harness.decisions import DecisionSource
 from harness.errors import HarnessFault, InputError, TargetFault
 from harness.http.app import AppBehaviour, RecordingApp, asgi2
 from harness.http.client import ClientScript, ConnSpec
+from harness.http.failure import Failure
 from harness.http.observations import ErrorCollector, Observations, observe
-from harness.http.oracles import Failure, check
+from harness.http.oracles import check
 from harness.http.shutdown import ShutdownDriver, ShutdownSpec
 from harness.net.network import DEFAULT_WINDOW
 from harness.net.peer import PeerConnection

@@ -40,8 +40,8 @@ from __future__ import annotations
 
 from harness.http.app import AsgiEvent, RequestRecord
 from harness.http.client import request_path
+from harness.http.failure import Failure, receive_frame
 from harness.http.observations import ConnFacts, Observations
-from harness.http.oracles import Failure, receive_frame
 from harness.http.shutdown import ShutdownFacts
 from harness.sim.quiescence import Frame
 
@@ -101,7 +101,12 @@ def _server_frame(stack: tuple[Frame, ...]) -> str | None:
 
 
 def _finished(rec: RequestRecord) -> bool:
-    return any(e.kind in ("returned", "raised") for e in rec.events)
+    """The app returned or raised; or an exception the server raised into its receive()
+    ended it (the app model passes that on: the app is over, not running)."""
+    last = rec.events[-1] if rec.events else None
+    return any(e.kind in ("returned", "raised") for e in rec.events) or (
+        last is not None and last.kind == "received"
+        and str(last.message.get("type", "")).startswith("raised"))
 
 
 def _waiting_for(obs: Observations) -> str:
@@ -118,7 +123,13 @@ def _waiting_for(obs: Observations) -> str:
                 + (" after its connection closed" if closed else ""))
     if running:
         return "an app still running"
-    if any(c.server_closed_at is None for c in obs.connections.values()):
+    open_conns = [c for c in obs.connections.values() if c.server_closed_at is None]
+    unanswered = [c for c in open_conns for r in obs.requests.values() if r.cid == c.cid
+                  and not (r.index < len(c.client.responses)
+                           and c.client.responses[r.index].complete)]
+    if unanswered:
+        return "a connection left open with a request unanswered"
+    if open_conns:
         return "an idle connection left open"
     return "every connection closed"
 

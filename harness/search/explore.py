@@ -23,7 +23,7 @@ from harness.decisions import (
     ReplaySource,
     TraceDivergence,
 )
-from harness.http.oracles import Failure
+from harness.http.failure import Failure
 from harness.http.scenario import (
     HttpRun,
     HttpScenario,
