@@ -203,6 +203,15 @@ KNOWN_BUGS = (
              "close, and a body arriving after its response cancels the keep-alive timer "
              "for good: the shutdown waits for the idle connection forever", ">=0.4",
              ("h11", "httptools"), "", "shutdown-hang", "(an idle connection left open)"),
+    # Found through the shutdown family's long poll (0.22.0, then 0.54.0 h11 and httptools,
+    # with or without a shutdown): the client sends its next request while the long poll
+    # waits, uvicorn pauses reading (the request must wait its turn), and the client's
+    # reset then arrives on a socket nobody reads; connection_lost never comes, so the
+    # long poll never hears http.disconnect (and a graceful shutdown waits for it).
+    KnownBug("new: once uvicorn pauses reading for a request sent while another is served, "
+             "a client reset goes unseen: a receive() waiting for http.disconnect never gets "
+             "it", "", ("h11", "httptools"), "", "lost-disconnect",
+             "receive() after close: blocked at uvicorn/protocols/http/"),
     KnownBug("new: httptools connection_lost wakes only the newest pipelined cycle, so an "
              "earlier cycle's pending receive() never gets http.disconnect",
              ">=0.12.3", ("httptools",), "pipelining", "lost-disconnect",
