@@ -192,10 +192,10 @@ KNOWN_BUGS = (
     KnownBug("new (0.43.0-0.44.x): a connection accepted as the shutdown begins never hears "
              "of it, so PR #2829's http.disconnect misses a long poll on it",
              ">=0.43,<0.45", ("h11", "httptools"), "", "shutdown-hang",
-             "(an app waiting in receive() at uvicorn/protocols/http/", fixed="0.45.0"),
+             "(an app waiting in receive() at uvicorn/protocols/http/"),
     KnownBug("new (0.43.0-0.44.x): ... and that long poll's receive() is left waiting",
              ">=0.43,<0.45", ("h11", "httptools"), "", "lost-disconnect",
-             "receive() during shutdown: blocked at uvicorn/protocols/http/", fixed="0.45.0"),
+             "receive() during shutdown: blocked at uvicorn/protocols/http/"),
     # 0.43.0 and 0.44.x answer the long poll http.disconnect, then log the app's return
     # without a response as an error and send the client a 500.
     KnownBug("uvicorn#2829 (0.43.0-0.44.x): an app that returns after the shutdown's "
