@@ -193,7 +193,10 @@ def scenarios(draw: Any, target: Target, families: tuple[str, ...] = FAMILIES) -
     server = {key: draw(st.sampled_from(values))
               if family == "shutdown" or meanings.get(key) not in SHUTDOWN_ONLY else values[0]
               for key, values in sorted(target.settings_space().items())}
-    pauses = pause_strategy(target.timeouts(server))
+    # A grace period's timer runs only at shutdown: elsewhere it places no pauses.
+    armed = server if family == "shutdown" else {
+        **server, **{k: None for k in server if meanings.get(k) in SHUTDOWN_ONLY}}
+    pauses = pause_strategy(target.timeouts(armed))
     count = 2 if family == "concurrency" else 1
     if family == "shutdown":
         count = draw(st.integers(1, 2))
