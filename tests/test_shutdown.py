@@ -318,3 +318,33 @@ def test_a_request_sent_before_the_shutdowns_connection_close_arrived_does_not_c
     assert run.failures == []
     [first, *_] = run.observations.connections[1].client.responses
     assert (first.status, first.complete, first.body) == (200, True, b"c1r0:0;c1r0:1;")
+
+
+# -- reports ----------------------------------------------------------------------------------
+def test_a_report_tells_when_the_signal_came_and_what_became_of_the_shutdown():
+    from harness.tools.diagnosis import shutdown_account
+
+    scen = scenario(LONG_POLL, after=3, delay=0.5).to_json()
+    run = run_http(scenario(LONG_POLL, after=3, delay=0.5), UvicornTarget("h11"),
+                   OrdinarySource())
+    assert shutdown_account(scen, run.result.log.lines()) == (
+        "SIGTERM after the app's third ASGI call and 0.5 s more (handled at t=0.5); the "
+        "server's shutdown never returned")
+    done = run_http(scenario(LONG_POLL, after=3), ReferenceTarget(), OrdinarySource())
+    assert shutdown_account(scenario(LONG_POLL, after=3).to_json(),
+                            done.result.log.lines()) == (
+        "SIGTERM after the app's third ASGI call (handled at t=0); the server's shutdown "
+        "returned at t=0")
+    assert shutdown_account(scenario(LONG_POLL).to_json() | {"shutdown": None}, []) is None
+
+
+def test_a_timeline_shows_a_polling_server_as_one_note_per_stretch():
+    from harness.tools.report import _mermaid
+
+    log = [f"{t / 10:.6f} timer _set_result_unless_cancelled" for t in range(1, 51)]
+    log[25:25] = ["2.550000 signal SIGTERM"]
+    lines = _mermaid(log)[4:]
+    assert lines == [
+        "    Note over S: timer _set_result_unless_cancelled (t=0.1 to t=2.5, 25 times)",
+        "    Note over S: signal SIGTERM (t=2.55)",
+        "    Note over S: timer _set_result_unless_cancelled (t=2.6 to t=5, 25 times)"]

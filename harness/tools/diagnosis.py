@@ -218,7 +218,7 @@ def shutdown_account(scenario: dict[str, Any], log: list[str]) -> str | None:
     said += f" (handled at t={got:g})"
     if done is None:
         return said + "; the server's shutdown never returned"
-    return said + f"; {done.detail.removeprefix('the ')} at t={done.time:g}"
+    return said + f"; {done.detail} at t={done.time:g}"
 
 
 def app_account(scenario: dict[str, Any]) -> list[str]:
