@@ -100,12 +100,14 @@ KNOWN_BUGS = (
     # worker_serve records a connection's task when its callback starts, so a connection
     # accepted as the shutdown begins is not waited for: the exit cancels it (the client
     # gets a FIN for its request), and Python 3.11's asyncio.streams logs the cancelled
-    # callback task as an error ("Exception in callback ... CancelledError").
+    # callback task as an error ("Exception in callback ... CancelledError"). Replayed:
+    # 0.13.2, 0.17.3 and 0.18.0 fail alike.
     KnownBug("new: a connection accepted as the graceful shutdown begins is not waited for; "
              "the exit cancels it, and asyncio logs that as an error", "", ("h11",), "",
              "server-error", "asyncio: CancelledError"),
     # The idle-connection close on `context.terminated` races a request arriving at that
     # moment: the connection closes, and the app is still called for the request.
+    # harness bisect: introduced in 0.14.0 (where the idle task waits on terminated).
     KnownBug("new: the shutdown's close of an idle connection races a request arriving "
              "then: the connection closes and the app still runs for it, its response lost",
              ">=0.14", ("h11",), "", "premature-close",
