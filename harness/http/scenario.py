@@ -42,8 +42,9 @@ class Target(Protocol):
         """Server settings the search may vary, each with its legal values (first: default)."""
         ...
 
-    def timeouts(self, settings: dict[str, Any]) -> tuple[float, ...]:
-        """The timers (seconds) a server with these settings arms, e.g. its keep-alive."""
+    def setting_meanings(self) -> dict[str, str]:
+        """Each setting's meaning (targets/registry.py MEANINGS), so the harness knows
+        which arm a timer or set a grace period."""
         ...
 
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
@@ -55,9 +56,7 @@ class Target(Protocol):
     #   shutdown_unsupported() -> str | None: None if the target shuts down gracefully
     #     through its own path here, else why not;
     #   async shutdown() -> None: that graceful shutdown, as on SIGTERM, returning when the
-    #     server's own shutdown routine returns;
-    #   setting_meanings() -> {setting: meaning}: so the oracles know a grace period the
-    #     scenario set (meaning "graceful-timeout").
+    #     server's own shutdown routine returns.
 
 
 def shutdown_unsupported(target: Target) -> str | None:
@@ -68,15 +67,30 @@ def shutdown_unsupported(target: Target) -> str | None:
     return why()  # type: ignore[no-any-return]
 
 
+# Setting meanings (targets/registry.py MEANINGS) that arm a timer: the search places
+# pauses on both sides of each.
+TIMER_MEANINGS = ("keep-alive-timeout", "read-timeout", "graceful-timeout")
+
+
+def values_meaning(target: Target, settings: dict[str, Any],
+                   meanings: tuple[str, ...]) -> list[Any]:
+    """The values `settings` give the settings of `target` with one of `meanings`: each
+    one's chosen value, or its default where the scenario leaves it out."""
+    means = target.setting_meanings()
+    return [settings.get(name, values[0])
+            for name, values in target.settings_space().items() if means.get(name) in meanings]
+
+
+def timeouts(target: Target, settings: dict[str, Any]) -> tuple[float, ...]:
+    """The timers (seconds) a run of `target` with these settings arms."""
+    return tuple(sorted({float(v) for v in values_meaning(target, settings, TIMER_MEANINGS)
+                         if v is not None}))
+
+
 def grace_of(target: Target, settings: dict[str, Any]) -> float | None:
     """The grace period at shutdown the scenario's settings give `target` (None: none)."""
-    meanings: dict[str, str] = getattr(target, "setting_meanings", dict)()
-    for name, means in meanings.items():
-        if means == "graceful-timeout":
-            values = target.settings_space().get(name, [None])
-            value = settings.get(name, values[0] if values else None)
-            return None if value is None else float(value)
-    return None
+    found = values_meaning(target, settings, ("graceful-timeout",))
+    return None if not found or found[0] is None else float(found[0])
 
 
 # The network and transport parameters a scenario may set (`HttpScenario.net`), each with

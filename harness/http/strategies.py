@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 
 from harness.http.app import READ_MODES, AppBehaviour
 from harness.http.client import AFTER, END_ACTIONS, END_MOMENTS, ConnSpec, RequestSpec
-from harness.http.scenario import NET_DEFAULTS, HttpScenario, Target
+from harness.http.scenario import NET_DEFAULTS, HttpScenario, Target, timeouts
 from harness.http.shutdown import ShutdownSpec
 
 PAUSES = [0.0, 0.5, 6.0]  # none, short, longer than uvicorn's default 5 s keep-alive
@@ -189,14 +189,14 @@ def scenarios(draw: Any, target: Target, families: tuple[str, ...] = FAMILIES) -
     family = draw(st.sampled_from(families))
     # Settings first: the timers they arm decide where pauses go. Those that act only at
     # shutdown stay at their default elsewhere.
-    meanings: dict[str, str] = getattr(target, "setting_meanings", dict)()
+    meanings = target.setting_meanings()
     server = {key: draw(st.sampled_from(values))
               if family == "shutdown" or meanings.get(key) not in SHUTDOWN_ONLY else values[0]
               for key, values in sorted(target.settings_space().items())}
     # A grace period's timer runs only at shutdown: elsewhere it places no pauses.
     armed = server if family == "shutdown" else {
         **server, **{k: None for k in server if meanings.get(k) in SHUTDOWN_ONLY}}
-    pauses = pause_strategy(target.timeouts(armed))
+    pauses = pause_strategy(timeouts(target, armed))
     count = 2 if family == "concurrency" else 1
     if family == "shutdown":
         count = draw(st.integers(1, 2))

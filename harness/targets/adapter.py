@@ -81,9 +81,6 @@ class ReleaseAdapter:
     def settings_space(self) -> dict[str, list[Any]]:
         return self.entry.settings_for(self.version)
 
-    def timeouts(self, settings: dict[str, Any]) -> tuple[float, ...]:
-        return self.entry.timeouts_for(self.version, settings)
-
     def setting_meanings(self) -> dict[str, str]:
         return {s.name: s.means for s in self.entry.settings}
 

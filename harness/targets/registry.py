@@ -60,8 +60,6 @@ MEANINGS = {
     "graceful-timeout": "seconds in-flight requests get at shutdown",
     "receive-queue-size": "ASGI messages queued for an app before the server stops reading",
 }
-# The meanings that arm a timer: the search places pauses on both sides of each.
-TIMER_MEANINGS = ("keep-alive-timeout", "read-timeout", "graceful-timeout")
 
 
 class TargetError(InputError):
@@ -171,14 +169,6 @@ class TargetEntry:
         v = _version(version)
         return {s.name: list(s.values) for s in self.settings
                 if not s.versions or v in SpecifierSet(s.versions)}
-
-    def timeouts_for(self, version: str, chosen: dict[str, Any]) -> tuple[float, ...]:
-        """The timers a run with these settings arms, in seconds: each timer setting's
-        chosen value, or its default where the scenario leaves it out."""
-        space = self.settings_for(version)
-        values = (chosen.get(s.name, space[s.name][0]) for s in self.settings
-                  if s.name in space and s.means in TIMER_MEANINGS)
-        return tuple(sorted({float(v) for v in values if v is not None}))
 
     def known_for(self, version: str, http: str, family: str | None = None) -> list[KnownBug]:
         """The known bugs of this release and protocol (those listed for `family`)."""

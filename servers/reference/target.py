@@ -148,9 +148,6 @@ class ReferenceTarget:
     def settings_space(self) -> dict[str, list[Any]]:
         return TARGET.settings_for(self.version)
 
-    def timeouts(self, settings: dict[str, Any]) -> tuple[float, ...]:
-        return TARGET.timeouts_for(self.version, settings)
-
     def describe(self) -> dict[str, Any]:
         return {"server": self.name, "version": self.version, "http": self.http,
                 "construction": TARGET.versions[0].construction}
