@@ -211,7 +211,25 @@ def _bisect(history: History, http: str, args: argparse.Namespace,
                 f"a {end} end must {'fail' if want else 'pass'}: nothing to bisect (check "
                 "--good/--bad, or give a longer --budget where the verdict is a search)")
     old_fails = not good_is_old
-    a, b = 0, len(span) - 1  # span[a] behaves like the old end, span[b] like the new one
+    a, b = narrow(span, check, old_fails)
+    change = "fixed" if old_fails else "introduced"
+    unit = history.what[:-1]
+    if b - a > 1:
+        print(f"the behaviour changed between {history.name(span[a])} and "
+              f"{history.name(span[b])}; the {unit}s between could not be tried")
+        return 2
+    print(f"first {unit} where the behaviour changed: {history.name(span[b])} ({change} there; "
+          f"{history.name(span[a])} is the last {unit} before)")
+    return 0
+
+
+def narrow(span: list[str], check: Callable[[str], bool | None],
+           old_fails: bool) -> tuple[int, int]:
+    """Binary search between two checked ends: span[0] behaves like the old end (fails
+    if `old_fails`), span[-1] like the new one. Returns (a, b): span[b] is the first
+    that behaves like the new end when b == a + 1; a wider gap is versions that could
+    not be tried (check gave None)."""
+    a, b = 0, len(span) - 1
     while b - a > 1:
         verdict = None
         for mid in _middle_out(a, b):  # the midpoint, or the nearest that can be tried
@@ -224,15 +242,7 @@ def _bisect(history: History, http: str, args: argparse.Namespace,
             a = mid
         else:
             b = mid
-    change = "fixed" if old_fails else "introduced"
-    unit = history.what[:-1]
-    if b - a > 1:
-        print(f"the behaviour changed between {history.name(span[a])} and "
-              f"{history.name(span[b])}; the {unit}s between could not be tried")
-        return 2
-    print(f"first {unit} where the behaviour changed: {history.name(span[b])} ({change} there; "
-          f"{history.name(span[a])} is the last {unit} before)")
-    return 0
+    return a, b
 
 
 def _middle_out(a: int, b: int) -> list[int]:
