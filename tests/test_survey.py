@@ -57,6 +57,7 @@ class ToyExplorer:
     def __init__(self, stop_at: int | None = None) -> None:
         self.calls: list[tuple[str, str]] = []
         self.stop_at = stop_at  # the call that is interrupted, as by Ctrl-C
+        self.broken: set[str] = set()  # releases that do not install
 
     def __call__(self, argv: list[str]) -> int:
         args = cli.build_parser().parse_args(["explore", *argv])  # explore's own options
@@ -66,6 +67,10 @@ class ToyExplorer:
         if self.stop_at == len(self.calls):
             Path(args.json).write_text(json.dumps({"state": "interrupted", "targets": []}))
             return 130
+        if version in self.broken:
+            Path(args.json).write_text(json.dumps({
+                "state": "error", "error": f"toy {version} does not install", "targets": []}))
+            return 2
         failures = []
         for failure in HISTORY:
             if has(version, failure, args.http) and (version, failure) not in MISSED:
@@ -183,6 +188,20 @@ def test_an_interrupted_survey_keeps_what_was_done_and_a_rerun_skips_it(toy, cap
 
     code, _, _, _ = run_survey(capsys, tmp_path, "--seed", "1")  # other settings: redone
     assert len(toy.calls) == 10
+
+
+def test_a_release_that_cannot_be_explored_is_named_retried_next_time_and_exits_2(
+        toy, capsys, tmp_path):
+    toy.broken = {"1.3.1"}
+    code, data, out, _ = run_survey(capsys, tmp_path, "--http", "httptools")
+    assert code == 2  # no unexplained failure, but the survey is not whole
+    [broken] = [t for t in data["targets"] if t["state"] == "error"]
+    assert (broken["version"], broken["error"]) == ("1.3.1", "toy 1.3.1 does not install")
+    assert "| 1.3.1 | httptools |  | not explored: toy 1.3.1 does not install |" in out
+
+    toy.broken, toy.calls[:] = set(), []
+    code, data, _, _ = run_survey(capsys, tmp_path, "--http", "httptools")
+    assert code == 0 and toy.calls == [("1.3.1", "httptools")]
 
 
 def data_order(data: dict[str, Any]) -> list[tuple[str, str]]:
