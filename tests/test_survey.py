@@ -23,6 +23,8 @@ import harness.tools.survey as survey
 import harness.tools.survey_bisect as survey_bisect
 from harness.targets.registry import KnownBug, TargetEntry, Unrunnable
 from harness.tools.cli import main
+from harness.tools.survey_bisect import Bisector
+from harness.tools.survey_results import Distinct
 from servers.uvicorn_target import TARGET as UVICORN
 
 RELEASES = ["0.9.0", "1.0.0", "1.0.1", "1.0.2", "1.1.0", "1.1.1", "1.1.2", "1.2.0",
@@ -245,3 +247,24 @@ def test_a_survey_of_the_installed_uvicorn_runs_explore_and_judges_its_findings(
         assert all(b["name"] in {k.name for k in UVICORN.known_bugs} for b in f["known_bugs"])
     assert out == (tmp_path / "r" / "survey.md").read_text()
     assert (tmp_path / "r" / "survey-results" / f"uvicorn-{installed}-h11.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_bisect_of_a_real_trace_names_the_release_that_fixed_it(tmp_path):
+    """#748's showcase trace, as if the survey had found it on 0.11.3 alone: the walk
+    forward finds 0.12.3 passing and bisect names it (upstream's fix, PR #848); nothing
+    surveyed before 0.11.3 passes, so it was there from the oldest surveyed."""
+    trace = "reports/uvicorn-0.11.3-h11/receive-hang-e2bf0886/trace.json"
+    failure = Distinct("F1", "h11", "receive-hang", "in RequestResponseCycle.receive", [],
+                       ["0.11.3"], {"0.11.3": str(Path(__file__).parent.parent / trace)})
+    index = ["0.10.9", "0.11.0", "0.11.3", "0.11.7", "0.12.0", "0.12.2", "0.12.3", "0.13.4"]
+    lines: list[str] = []
+    bisector = Bisector("uvicorn", index, survey_bisect.replay_verdict(10), lines.append,
+                        tmp_path, {"settings": 1})
+    answer = bisector(failure, ["0.10.9", "0.11.3", "0.12.3", "0.13.4"])
+    assert (answer["introduced"], answer["fixed"]) == (None, "0.12.3")
+    assert answer["fixed_text"] == "in 0.12.3 (0.12.2 fails)"
+    assert answer["introduced_text"].startswith("at or before 0.10.9")
+    assert [t["release"] for t in answer["tried"]].count("0.11.3") == 1
+    assert bisector(failure, ["0.10.9", "0.11.3", "0.12.3", "0.13.4"]) == answer  # cached
+    assert "bisected earlier" in lines[-1]

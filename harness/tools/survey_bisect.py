@@ -72,11 +72,12 @@ class Bisector:
         except (OSError, ValueError, KeyError):
             pass
         tried: list[dict[str, Any]] = []
+        seen: dict[tuple[str, str], bool | None] = {}  # (trace, release) -> verdict
         before = [v for v in surveyed if Version(v) < Version(oldest)][::-1]
-        introduced, intro_text = self._edge(failure, old_trace, oldest, before, tried,
+        introduced, intro_text = self._edge(failure, old_trace, oldest, before, tried, seen,
                                             old_fails=False)
         after = [v for v in surveyed if Version(v) > Version(newest)]
-        fixed, fixed_text = self._edge(failure, new_trace, newest, after, tried,
+        fixed, fixed_text = self._edge(failure, new_trace, newest, after, tried, seen,
                                        old_fails=True)
         answer = self._answer(introduced, intro_text, fixed, fixed_text, tried)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,19 +85,19 @@ class Bisector:
         return answer
 
     def _edge(self, failure: Distinct, trace: str, failing: str, outward: list[str],
-              tried: list[dict[str, Any]], old_fails: bool) -> tuple[str | None, str]:
+              tried: list[dict[str, Any]], seen: dict[tuple[str, str], bool | None],
+              old_fails: bool) -> tuple[str | None, str]:
         """Walk `outward` (surveyed releases, nearest first) to the first that passes the
         trace, then bisect between it and `failing`. (release, how it was found)."""
-        seen: dict[str, bool | None] = {}
 
         def check(version: str) -> bool | None:
-            if version not in seen:
+            if (trace, version) not in seen:
                 fails, why = self.verdict(self.server, version, failure.http, trace)
-                seen[version] = fails
+                seen[(trace, version)] = fails
                 word = "cannot be tried" if fails is None else "fails" if fails else "passes"
                 tried.append({"release": version, "verdict": word, "why": why})
                 self.log(f"  {failure.id} on {self.server} {version}: {word} ({why})")
-            return seen[version]
+            return seen[(trace, version)]
 
         if check(failing) is not True:
             return None, f"unknown: the trace does not fail on {failing}, where it was found"
