@@ -220,6 +220,7 @@ def data_order(data: dict[str, Any]) -> list[tuple[str, str]]:
     (["--server", "uvicorn", "--budget", "0"], "--budget must be a positive, finite number"),
     (["--server", "uvicorn", "--family", "chaos"], "unknown scenario family 'chaos'"),
     (["--server", "uvicorn", "--reports", "README.md"], "--reports README.md is a file"),
+    (["--server", "uvicorn", "--profile", "weekly"], "--profile 'weekly' is not a search"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args: list[str], message: str):
     code = main(["survey", *args])

@@ -32,6 +32,7 @@ from packaging.version import InvalidVersion, Version
 from harness.errors import InputError
 from harness.http.strategies import FAMILIES
 from harness.search.engine import STRATEGIES
+from harness.search.profiles import profile
 from harness.targets.registry import TargetEntry, entry
 from harness.tools import bisect
 from harness.tools.survey_bisect import Bisector, Verdict
@@ -137,6 +138,7 @@ def check(args: Any) -> TargetEntry:
         if family not in FAMILIES:
             raise SurveyError(f"unknown scenario family {family!r}; known: "
                               f"{', '.join(FAMILIES)}")
+    args.profile = profile(args.profile).name  # --profile, else HARNESS_PROFILE, checked
     if Path(args.reports).exists() and not Path(args.reports).is_dir():
         raise SurveyError(f"--reports {args.reports} is a file; name a folder")
     for option, value in (("--json", args.json), ("--markdown", args.markdown)):
@@ -224,7 +226,7 @@ class Survey:
                 "--strategy", args.strategy, "--reports", args.reports, "--no-examples",
                 "--json", str(summary)]
         argv += ["--max-runs", str(args.max_runs)] if args.max_runs is not None else []
-        argv += ["--profile", args.profile] if args.profile else []
+        argv += ["--profile", args.profile]
         for family in args.family or []:
             argv += ["--family", family]
         code = self.explorer(argv)
