@@ -10,8 +10,11 @@ the real explore."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,6 +24,7 @@ import harness.targets.registry as registry
 import harness.tools.cli as cli
 import harness.tools.survey as survey
 import harness.tools.survey_bisect as survey_bisect
+import harness.tools.survey_results as survey_results
 from harness.targets.registry import KnownBug, TargetEntry, Unrunnable
 from harness.tools.cli import main
 from harness.tools.survey_bisect import Bisector
@@ -143,7 +147,8 @@ def test_a_survey_judges_each_failure_and_bisects_the_unexplained_one(toy, capsy
     by_kind = {(f["kind"], f["http"]): f for f in data["failures"]}
     hang = by_kind[("receive-hang", "h11")]
     assert hang["verdict"] == "known" and hang["found_on"] == ["1.0.1", "1.1.2"]
-    assert hang["known_bugs"] == [{"name": "toy#1: cycles share one event", "fixed": "1.2.0"}]
+    assert hang["known_bugs"] == [{"name": "toy#1: cycles share one event", "fixed": "1.2.0",
+                                   "versions": "<1.2"}]
     assert hang["bisect"] is None  # only unexplained failures are bisected
     lost = by_kind[("lost-disconnect", "h11")]
     assert lost["verdict"] == "unexplained" and lost["found_on"] == ["1.1.2"]
@@ -269,3 +274,20 @@ def test_the_bisect_of_a_real_trace_names_the_release_that_fixed_it(tmp_path):
     assert [t["release"] for t in answer["tried"]].count("0.11.3") == 1
     assert bisector(failure, ["0.10.9", "0.11.3", "0.12.3", "0.13.4"]) == answer  # cached
     assert "bisected earlier" in lines[-1]
+
+
+def test_kept_results_follow_the_search_code_and_not_the_tools(tmp_path, monkeypatch):
+    real = Path(survey_results.harness.__file__).parent
+    tree = tmp_path / "harness"
+    shutil.copytree(real, tree, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(survey_results, "harness",
+                        SimpleNamespace(__file__=str(tree / "__init__.py")))
+    before = survey_results.code_digest(TOY)
+    with (tree / "tools" / "survey_results.py").open("a") as f:
+        f.write("# a change to how the table is shown\n")
+    assert survey_results.code_digest(TOY) == before
+    with (tree / "http" / "app.py").open("a") as f:
+        f.write("# a change to the scenario space\n")
+    assert survey_results.code_digest(TOY) != before
+    assert survey_results.code_digest(dataclasses.replace(TOY, known_bugs=())) \
+        == survey_results.code_digest(TOY)  # a known bug only labels what was found

@@ -5,7 +5,7 @@ those.
 Records are the survey's memory: each is written (atomically) the moment its
 explore ends, under `<reports>/survey-results/`, with the settings it was made
 with. A re-run reuses a record only when those settings, including a digest of
-the harness's code and the server's adapter, are the same; anything else is
+the harness's search code and the server's adapter, are the same; anything else is
 explored again. Judging is not stored: it is redone from the registry's known
 bugs each time the table is written, so a bug added to the registry re-labels
 a finished survey without a new search.
@@ -42,11 +42,15 @@ RECORD = "asgi-race-harness/survey-record"
 
 
 def code_digest(entry: TargetEntry) -> str:
-    """What a search's result depends on besides its settings: the harness's code, the
-    entry (its known bugs aside: they only label findings) and the adapter class."""
+    """What a search's result depends on besides its settings: the harness's code up to
+    the targets stage (tools/, which only run, word and show searches, is left out, so a
+    change to a report or this table keeps a survey), the entry (its known bugs aside:
+    they only label findings) and the adapter class."""
     h = hashlib.sha256()
     root = Path(harness.__file__).parent
     for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] in ("tools", "api.py"):
+            continue
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     h.update(repr(dataclasses.replace(entry, known_bugs=())).encode())
     module, _, name = entry.adapter.partition(":")
@@ -115,8 +119,9 @@ def known_bugs(entry: TargetEntry, version: str, http: str,
                finding: dict[str, Any]) -> list[dict[str, Any]]:
     """The known bugs of `entry` that explain one finding on a release from the index."""
     names = judge([finding], entry, version, http, "", source=False).explained_by
-    fixed = {b.name: b.fixed for b in entry.known_bugs}
-    return [{"name": n, "fixed": fixed.get(n)} for n in names]
+    bugs = {b.name: b for b in entry.known_bugs}
+    return [{"name": n, "fixed": bugs[n].fixed, "versions": bugs[n].versions or "all"}
+            for n in names]
 
 
 def distinct_failures(entry: TargetEntry, records: list[dict[str, Any]]) -> list[Distinct]:
@@ -151,11 +156,15 @@ def short_name(name: str) -> str:
     return "new: " + " ".join(words[:8]) + (" ..." if len(words) > 8 else "")
 
 
+def _known_fix(k: dict[str, Any]) -> str:
+    if k["fixed"]:
+        return f"fixed in {k['fixed']}"
+    return f"no fix listed (the registry lists it for {k['versions']})"
+
+
 def _fixed_text(d: Distinct) -> str:
     if d.known:
-        return "; ".join(f"known: {short_name(k['name'])}"
-                         + (f", fixed in {k['fixed']}" if k["fixed"] else ", not fixed")
-                         for k in d.known)
+        return "; ".join(f"known: {short_name(k['name'])}, {_known_fix(k)}" for k in d.known)
     b = d.bisect
     if b is None:
         return "unexplained"
@@ -194,7 +203,7 @@ def markdown(title: str, records: list[dict[str, Any]], failures: list[Distinct]
             if d.known:
                 judged = "; ".join(k["name"] for k in d.known)
                 introduced = "(known bug)"
-                fixed = ", ".join(k["fixed"] or "not fixed" for k in d.known)
+                fixed = ", ".join(_known_fix(k) for k in d.known)
             else:
                 judged = "unexplained"
                 b = d.bisect
