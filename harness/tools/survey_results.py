@@ -120,7 +120,7 @@ def known_bugs(entry: TargetEntry, version: str, http: str,
     """The known bugs of `entry` that explain one finding on a release from the index."""
     names = judge([finding], entry, version, http, "", source=False).explained_by
     bugs = {b.name: b for b in entry.known_bugs}
-    return [{"name": n, "fixed": bugs[n].fixed, "versions": bugs[n].versions or "all"}
+    return [{"name": n, "fixed": bugs[n].fixed, "versions": bugs[n].versions or "every release"}
             for n in names]
 
 
