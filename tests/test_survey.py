@@ -167,6 +167,16 @@ def test_a_survey_judges_each_failure_and_bisects_the_unexplained_one(toy, capsy
     assert "Not explored (the registry lists them as unrunnable): 1.0.2" in table
 
 
+def test_bisect_known_bisects_the_failures_known_bugs_explain_too(toy, capsys, tmp_path):
+    code, data, out, _ = run_survey(capsys, tmp_path, "--bisect-known", "--http", "httptools")
+    assert code == 0  # known failures only: bisecting them changes no verdict
+    [hang] = data["failures"]
+    assert hang["verdict"] == "known" and hang["found_on"] == ["1.0.1", "1.1.2"]
+    assert hang["bisect"]["introduced"] is None and hang["bisect"]["fixed"] == "1.2.0"
+    assert "| bisect: at or before 1.0.1 (the oldest surveyed; it fails there) | fixed in " \
+           "1.2.0; bisect: in 1.2.0 (1.1.2 fails) |" in out
+
+
 def test_without_unexplained_failures_a_survey_exits_0(toy, capsys, tmp_path):
     code, data, _, err = run_survey(capsys, tmp_path, "--http", "httptools")
     assert code == 0, err

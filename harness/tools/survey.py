@@ -9,7 +9,9 @@ each protocol with `harness explore` itself: a cold search (no examples store)
 of `--budget` seconds, its reports under `--reports`. Each finding is judged
 against the registry's known bugs (judgement.judge); with `--bisect`, each
 distinct failure no known bug explains is bisected over releases
-(survey_bisect.py) for the release that introduced it and the one that fixed it.
+(survey_bisect.py) for the release that introduced it and the one that fixed it;
+`--bisect-known` bisects the known ones too (the registry names a fix, not where
+a bug began, and some "new" bugs have no fix listed at all).
 
 Long runs lose nothing: each release's result is kept the moment its explore
 ends, and the table and JSON are rewritten then; a re-run with the same settings
@@ -167,7 +169,8 @@ class Survey:
                         "http": args.http, "budget": args.budget, "max_runs": args.max_runs,
                         "seed": args.seed, "strategy": args.strategy,
                         "profile": args.profile, "families": self.settings["families"],
-                        "bisect": args.bisect, "reports": str(reports.resolve())}
+                        "bisect": args.bisect, "bisect_known": args.bisect_known,
+                        "reports": str(reports.resolve())}
         self.store = RecordStore(reports / "survey-results", self.settings)
         self.records: list[dict[str, Any]] = []
         self.failures: list[Distinct] = []
@@ -204,7 +207,7 @@ class Survey:
             self.records.append(record)
             self.write("running", None)
             self.log(f"{where}: {self._told(record)}")
-        if args.bisect:
+        if args.bisect or args.bisect_known:
             self._bisect_all(every)
         code = self.exit_code()
         self.write("completed", code)
@@ -268,10 +271,11 @@ class Survey:
 
     def _bisect_all(self, every: list[str]) -> None:
         self.failures = distinct_failures(self.target, self.records)
-        odd = [d for d in self.failures if d.unexplained]
+        odd = [d for d in self.failures if d.unexplained or self.args.bisect_known]
         if not odd:
             return
-        self.log(f"bisecting {len(odd)} unexplained failure(s)")
+        which = "" if self.args.bisect_known else " unexplained"
+        self.log(f"bisecting {len(odd)}{which} failure(s)")
         bisector = Bisector(self.args.server, runnable_releases(every, self.target),
                             self.verdict, self.log, self.store.folder, self.settings)
         for d in odd:
@@ -331,6 +335,8 @@ def add_parser(sub: Any, func: Callable[[Any], int]) -> None:
     sv.add_argument("--bisect", action="store_true",
                     help="bisect each unexplained failure for the releases that introduced "
                          "and fixed it")
+    sv.add_argument("--bisect-known", action="store_true",
+                    help="bisect the failures known bugs explain too")
     sv.add_argument("--reports", default="reports/survey",
                     help="where reports and the survey's per-release results go")
     sv.add_argument("--json", default=None, metavar="PATH",

@@ -202,8 +202,10 @@ def markdown(title: str, records: list[dict[str, Any]], failures: list[Distinct]
         for d in failures:
             if d.known:
                 judged = "; ".join(k["name"] for k in d.known)
-                introduced = "(known bug)"
-                fixed = ", ".join(_known_fix(k) for k in d.known)
+                b = d.bisect
+                introduced = f"bisect: {b['introduced_text']}" if b else "(known bug)"
+                fixed = ", ".join(_known_fix(k) for k in d.known) + (
+                    f"; bisect: {b['fixed_text']}" if b else "")
             else:
                 judged = "unexplained"
                 b = d.bisect
