@@ -161,7 +161,7 @@ def test_a_survey_judges_each_failure_and_bisects_the_unexplained_one(toy, capsy
     table = (tmp_path / "s.md").read_text()
     assert out == table
     assert "| 1.1.2 | h11 | 40 (3 s) | F1 receive-hang (known: toy#1, fixed in 1.2.0)<br>" \
-           "F3 lost-disconnect (unexplained; introduced in 1.1.1 (1.1.0 passes); fixed in " \
+           "F3 lost-disconnect (unexplained; introduced: in 1.1.1 (1.1.0 passes); fixed: in " \
            "1.3.1 (1.3.0 fails)) |" in table
     assert "| 1.4.0 | httptools | 40 (3 s) | none |" in table
     assert "Not explored (the registry lists them as unrunnable): 1.0.2" in table

@@ -286,7 +286,7 @@ class Survey:
             self.bisected[d.id] = bisector(d, surveyed)
             self.write("running", None)
             answer = self.bisected[d.id]
-            self.log(f"{d.id}: introduced {answer['introduced_text']}; fixed "
+            self.log(f"{d.id}: introduced: {answer['introduced_text']}; fixed: "
                      f"{answer['fixed_text']}")
 
     # -- results --------------------------------------------------------------------------

@@ -66,8 +66,8 @@ class Bisector:
         path = self.cache / f"bisect-{failure.http}-{key}.json"
         try:
             cached: dict[str, Any] = json.loads(path.read_text())
-            self.log(f"  {failure.id}: bisected earlier (introduced {cached['introduced_text']}"
-                     f"; fixed {cached['fixed_text']})")
+            self.log(f"  {failure.id}: bisected earlier (introduced: {cached['introduced_text']}"
+                     f"; fixed: {cached['fixed_text']})")
             return cached
         except (OSError, ValueError, KeyError):
             pass

@@ -168,7 +168,7 @@ def _fixed_text(d: Distinct) -> str:
     b = d.bisect
     if b is None:
         return "unexplained"
-    return f"unexplained; introduced {b['introduced_text']}; fixed {b['fixed_text']}"
+    return f"unexplained; introduced: {b['introduced_text']}; fixed: {b['fixed_text']}"
 
 
 def _cell(text: str) -> str:
