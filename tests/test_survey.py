@@ -158,6 +158,10 @@ def test_a_survey_judges_each_failure_and_bisects_the_unexplained_one(toy, capsy
     tried = {t["release"]: t["verdict"] for t in lost["bisect"]["tried"]}
     assert tried["1.2.0"] == "fails" and tried["1.0.1"] == "passes"
     assert "1.0.2" not in tried  # unrunnable releases are never tried
+    # Each release tried once: the failing end, the walk back, the bisect; the walk
+    # forward, then the bisect between the last failing and the first passing release.
+    assert [t["release"] for t in lost["bisect"]["tried"]] == [
+        "1.1.2", "1.0.1", "1.1.0", "1.1.1", "1.2.0", "1.3.1", "1.3.0"]
     table = (tmp_path / "s.md").read_text()
     assert out == table
     assert "| 1.1.2 | h11 | 40 (3 s) | F1 receive-hang (known: toy#1, fixed in 1.2.0)<br>" \

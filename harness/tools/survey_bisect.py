@@ -101,7 +101,14 @@ class Bisector:
 
         if check(failing) is not True:
             return None, f"unknown: the trace does not fail on {failing}, where it was found"
-        passing = next((v for v in outward if check(v) is False), None)
+        passing = None
+        for v in outward:  # the nearest that passes; the bracket's failing end moves along
+            verdict = check(v)
+            if verdict is False:
+                passing = v
+                break
+            if verdict is True:
+                failing = v
         if passing is None:
             edge = outward[-1] if outward else failing
             if old_fails:
