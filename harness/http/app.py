@@ -12,6 +12,16 @@ whose steps the search switches on and sizes:
     few bytes, or up to 64 KiB, enough to fill the window) with yields
     between; sleep; call receive() again after the response.
 
+The model's own loops over receive() (the body, the watcher, the long poll) never spin: a
+server whose receive() answers at once with nothing new (an http.request after the
+body's end, or an empty one that does not end it) would keep such a loop from ever
+giving control back to the loop. Nothing can change while the loop does not run, so
+after `SPIN_ANSWERS` such answers in a row with no loop iteration between call and
+answer the model stops that loop and records a "spin" event, which the oracles report
+as the stuck run a real app (Starlette's disconnect listener) would be. Without it the
+wall-clock watchdog would stop the spin at whatever point the alarm found it, and the
+run would depend on the machine's speed (DESIGN.md, Rule 2).
+
 `RecordingApp` runs the behaviour for each request (chosen by its path,
 /c<conn>/r<index>) and records every ASGI call with the virtual time and
 the number of server reads of that connection so far: the oracles see only
@@ -33,6 +43,10 @@ from harness.sim.quiescence import Frame, short_path
 
 READ_MODES = ("all", "one", "none")
 RAISE_POINTS = ("never", "before-response", "after-start")
+
+# Answers in a row that bring nothing new and come back without a loop iteration: a
+# loop over receive() that got this many is spinning (one could be a stale message).
+SPIN_ANSWERS = 3
 
 
 # Marks an exception the server's receive() or send() raised into the app model, which
@@ -82,7 +96,7 @@ class AsgiEvent:
 
     time: float
     reads: int  # server reads (recv calls) on this connection before this event
-    kind: str  # call | receive | received | send | sent | raised | returned | watch
+    kind: str  # call | receive | received | send | sent | raised | returned | watch | spin
     message: dict[str, Any] = field(default_factory=dict)
     call: int = 0  # which receive() call of this request, to pair receive/received
     seq: int = 0  # position among this request's events
@@ -99,6 +113,8 @@ class RequestRecord:
     body_complete: bool = False
     response_sent: bool = False  # the final body message was sent (send returned)
     receive_calls: int = 0
+    idle_answers: int = 0  # answers in a row with nothing new and no loop iteration
+    spun: bool = False  # the model stopped its receive() loop: it would have spun
     # receive() calls still waiting, and the task each waits in: at quiescence the
     # task's await stack is the hang's signature.
     waiting: dict[int, asyncio.Task[Any]] = field(default_factory=dict)
@@ -108,6 +124,17 @@ class RequestRecord:
 
 
 Observer = Callable[[int], int]  # cid -> server reads so far
+
+
+def callable_place(fn: Any) -> str:
+    """Where a callable's code is ("uvicorn/protocols/http/h11.py in Cycle.receive"),
+    through bound methods and partials; its type's name when it has no code."""
+    while hasattr(fn, "func") and not hasattr(fn, "__code__"):
+        fn = fn.func  # functools.partial
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code is None:
+        return type(fn).__qualname__
+    return f"{short_path(code.co_filename)} in {code.co_qualname}"
 
 
 def request_label(cid: int, index: int) -> str:
@@ -122,8 +149,10 @@ class RecordingApp:
         clock: Callable[[], float],
         record: Callable[[str, str], None] = lambda kind, detail: None,
         tick: Callable[[], int] = lambda: 0,
+        iterations: Callable[[], int] = lambda: 0,
     ) -> None:
         self.tick = tick
+        self.iterations = iterations  # the loop's iterations so far: did a call suspend?
         self.behaviours = behaviours
         self.reads_of = reads_of
         self.clock = clock
@@ -186,6 +215,7 @@ class RecordingApp:
         task = asyncio.current_task()
         if task is not None:
             rec.waiting[call] = task
+        ended, iteration = rec.body_complete, self.iterations()
         try:
             message: dict[str, Any] = await receive()
         except BaseException as exc:  # cancelled, or the server raised: not a hang
@@ -196,10 +226,19 @@ class RecordingApp:
             raise
         rec.waiting.pop(call, None)
         self._note(rec, "received", message, call)
-        if message.get("type") == "http.request":
+        kind = message.get("type")
+        news = kind == "http.disconnect" or (kind == "http.request" and not ended and (
+            bool(message.get("body")) or not message.get("more_body", False)))
+        if kind == "http.request":
             rec.body += message.get("body", b"")
             if not message.get("more_body", False):
                 rec.body_complete = True
+        at_once = self.iterations() == iteration
+        rec.idle_answers = rec.idle_answers + 1 if at_once and not news else 0
+        if rec.idle_answers >= SPIN_ANSWERS and not rec.spun:
+            rec.spun = True
+            self._note(rec, "spin", {"receive": callable_place(receive),
+                                     "answer": str(kind), "after_body": ended}, call)
         return message
 
     async def _send(self, rec: RequestRecord, send: Any, message: dict[str, Any]) -> None:
@@ -212,10 +251,19 @@ class RecordingApp:
         self._note(rec, "sent", message)
 
     async def _watch(self, rec: RequestRecord, receive: Any) -> None:
-        while True:
-            message = await self._receive(rec, receive)
-            if message.get("type") == "http.disconnect":
-                return
+        try:
+            while not rec.spun:
+                message = await self._receive(rec, receive)
+                if message.get("type") == "http.disconnect":
+                    return
+        except Exception as exc:
+            # No task awaits the watcher, so it keeps no exception: one left on the task
+            # would be reported when the garbage collector frees it, at a moment the
+            # process's allocations decide. The server's raise is already recorded
+            # ("received raised ...") for the oracles; the model's own is its fault.
+            if not getattr(exc, SERVER_RAISED, False):
+                self.faults.append(f"{request_label(rec.cid, rec.index)} (watcher): "
+                                   + "".join(traceback.format_exception(exc)).strip())
 
     async def _run(self, rec: RequestRecord, receive: Any, send: Any) -> None:
         b = rec.behaviour
@@ -226,7 +274,7 @@ class RecordingApp:
         if b.read == "one":
             await self._receive(rec, receive)
         elif b.read == "all":
-            while not rec.body_complete:
+            while not rec.body_complete and not rec.spun:
                 message = await self._receive(rec, receive)
                 if message.get("type") != "http.request":
                     break
@@ -234,7 +282,8 @@ class RecordingApp:
             self._note(rec, "watch", {})
             asyncio.get_running_loop().create_task(self._watch(rec, receive))
         if b.wait_disconnect:
-            while (await self._receive(rec, receive)).get("type") != "http.disconnect":
+            while not rec.spun and (
+                    await self._receive(rec, receive)).get("type") != "http.disconnect":
                 pass
             return
         if b.raise_at == "before-response":

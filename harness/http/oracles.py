@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from harness.http.app import AsgiEvent, RequestRecord
+from harness.http.app import SPIN_ANSWERS, AsgiEvent, RequestRecord
 from harness.http.client import request_path
 from harness.http.failure import APP_FRAMES, Failure, receive_frame, server_frame
 from harness.http.observations import ConnFacts, Observations
@@ -49,6 +49,7 @@ def check(obs: Observations) -> list[Failure]:
     failures += stuck_failures(obs)
     if obs.shutdown is not None:
         failures += shutdown_failures(obs, failures)
+    failures += spin_failures(obs)
     failures += leak_failures(obs, failures)
     # One failure per (kind, signature) is enough to report a run.
     unique: dict[tuple[str, str], Failure] = {}
@@ -327,6 +328,27 @@ def stuck_failures(obs: Observations) -> list[Failure]:
         out.append(Failure("stuck", f"stuck in {path} in {where}",
                            "a callback never returned to the loop; stopped by the watchdog "
                            "at:\n" + "\n".join(stack[-8:])))
+    return out
+
+
+def spin_failures(obs: Observations) -> list[Failure]:
+    """The app model stopped a loop over receive() that would have spun forever
+    (harness/http/app.py): signed by the server's receive callable that kept answering."""
+    out = []
+    for rec in sorted(obs.requests.values(), key=lambda r: (r.cid, r.index)):
+        for e in rec.events:
+            if e.kind != "spin":
+                continue
+            where = request_path(rec.cid, rec.index)
+            after = "after the body's end" if e.message.get("after_body") else "mid-body"
+            answer = e.message.get("answer", "?")
+            out.append(Failure(
+                "stuck", f"receive() answers at once with nothing new, {after}: "
+                f"{e.message.get('receive', '?')}",
+                f"{where}: receive() returned {answer} at once, with nothing new, "
+                f"{SPIN_ANSWERS} times in a row up to #{e.call} ({after}): an app looping "
+                "over receive() until http.disconnect (a disconnect watcher) never gives "
+                "control back to the loop", where))
     return out
 
 

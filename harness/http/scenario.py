@@ -216,7 +216,7 @@ def http_program(scenario: HttpScenario, target: Target, state: dict[str, Any]) 
                 driver.on_asgi()
 
         app = RecordingApp(behaviours, reads_of, loop.time, record,
-                           lambda: len(loop.log.entries))
+                           lambda: len(loop.log.entries), loop.iterations)
         state["app"] = app
         served = app if target.asgi == 3 else asgi2(app)
         await target.mount(loop, served, scenario.server, ADDRESS)

@@ -119,6 +119,10 @@ class SimLoop(asyncio.BaseEventLoop):
             raise AssertionError(f"virtual time must not go back: {self._clock} -> {when}")
         self._clock = when
 
+    def iterations(self) -> int:
+        """Loop iterations (polls) so far: a task that suspended and resumed saw it move."""
+        return int(self._selector.polls)
+
     def next_timer_when(self) -> float | None:
         scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
         live = [h.when() for h in scheduled if not h.cancelled()]
