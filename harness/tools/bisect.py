@@ -9,10 +9,12 @@ Releases come from the package index in version order; commits from git,
 along the ancestry path between the two ends, oldest first. Each one tried
 gets a verdict: "fails" if replaying the trace (leniently: code paths differ
 between versions) shows a failure of the trace's kind whose signature has the
-same shape (line numbers aside); where the trace no longer applies (a setting
-the code does not have), its scenario family is searched again within
---budget instead. With --scenario, that search is the test. A commit that
-does not build or install is skipped, as `git bisect skip` would.
+same shape (the same functions, wherever their files and lines are: uvicorn
+0.2.17 renamed h11.py to h11_impl.py, which fixed nothing); where the trace
+no longer applies (a setting the code does not have), its scenario family is
+searched again within --budget instead. With --scenario, that search is the
+test. A commit that does not build or install is skipped, as `git bisect skip`
+would.
 
 Both ends are checked first: the good end must pass and the bad end must fail,
 or there is nothing to bisect (exit 2, saying which end is wrong). Binary
@@ -71,8 +73,14 @@ def releases(server: str) -> list[str]:
     return sorted(out, key=Version)
 
 
+# A source file in a signature, with its line if it has one ("uvicorn/x/h11.py:203").
+_PLACE = re.compile(r"[\w.\-/]*[\w\-]\.py(?::\d+)?")
+
+
 def shape(signature: str) -> str:
-    return re.sub(r":\d+", ":N", signature)
+    """The signature with each file:line made anonymous: code that moved (another line,
+    a renamed module) is the same code; the function names say where it is."""
+    return _PLACE.sub("FILE", signature)
 
 
 def verdict_of(server_spec: str, http: str, args: argparse.Namespace,
