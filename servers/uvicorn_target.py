@@ -60,7 +60,7 @@ VERSIONS = (
                  "are called in the ASGI 2 convention; shutdown: that Server's shutdown()",
                  asgi=2, shims=_ORDERED),
     # Until 0.4.3, Config.load() sets up a new event loop unless handed one.
-    VersionRange(">=0.3.32,<0.4.4", "modern+loop",
+    VersionRange(">=0.3.32,<0.4.4,!=0.4.0", "modern+loop",
                  "Config(..., loop=loop).load() (handed the running loop, as load() would "
                  "otherwise make its own), uvicorn.main.Server(config).server_state, and "
                  "loop.create_server with a factory for config.http_protocol_class; ASGI 2 "
@@ -102,6 +102,15 @@ UNRUNNABLE = (
                "interface no harness app speaks (ASGI arrives in 0.1.0)"),
     Unrunnable(">=0.2.0,<0.2.2", "its sdist (the only file on PyPI) does not build: "
                "setup.py reads README.md, which the sdist lacks (FileNotFoundError)"),
+    # Read from the tags: #144 gave HttpToolsProtocol.__init__ proxy_headers and root_path
+    # but not its __slots__; #148 (0.2.21) dropped the slots.
+    Unrunnable("==0.2.20", "its HttpToolsProtocol sets attributes its __slots__ lack "
+               "(proxy_headers), so every connection fails with AttributeError before it is "
+               "served", http=("httptools",)),
+    # uvicorn/lifespan/ has no __init__.py in 0.4.0, so setup.py's package search leaves
+    # it out (0.4.1 adds the file).
+    Unrunnable("==0.4.0", "the published release lacks the uvicorn.lifespan package that "
+               "uvicorn.config imports (ModuleNotFoundError)"),
 )
 
 KNOWN_BUGS = (

@@ -1,9 +1,14 @@
 """What bisect counts as "the same failure" on another release: the same functions,
-wherever the code moved (another line, a renamed module), never another function."""
+wherever the code moved (another line, a renamed module), never another function; and
+a release that cannot run is skipped, not the end of the bisect."""
 
 from __future__ import annotations
 
-from harness.tools.bisect import shape
+import argparse
+
+import pytest
+
+from harness.tools.bisect import shape, verdict_of
 
 
 def test_a_renamed_module_is_the_same_failure():
@@ -28,3 +33,15 @@ def test_a_signature_without_code_places_is_kept_whole():
     for signature in ("uvicorn: Exception in ASGI application", "asyncio: LocalProtocolError",
                       "response for a request the app never saw"):
         assert shape(signature) == signature
+
+
+@pytest.mark.parametrize(("release", "http", "why"), [
+    ("uvicorn==0.4.0", "h11", "lacks the uvicorn.lifespan package"),
+    ("uvicorn==0.2.20", "httptools", "__slots__"),
+])
+def test_a_release_the_registry_refuses_is_skipped_not_the_end_of_the_bisect(
+        release: str, http: str, why: str):
+    args = argparse.Namespace(budget=1.0, scenario=None, kind=None)
+    fails, said = verdict_of(release, http, args, trace=None)
+    assert fails is None
+    assert said.startswith("skipped: ") and why in said

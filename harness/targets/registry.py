@@ -108,6 +108,8 @@ class Unrunnable:
 
     versions: str  # a PEP 440 specifier
     reason: str  # the concrete failure: the build error, the import error
+    # the protocol implementations it concerns; () for the whole release
+    http: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,9 +163,11 @@ class TargetEntry:
             return dict(found.protocol_modules)
         return dict(self.protocol_modules)
 
-    def unrunnable_reason(self, version: str) -> str | None:
+    def unrunnable_reason(self, version: str, http: str | None = None) -> str | None:
+        """Why the release (with `http`: that protocol of it) cannot run, if it cannot."""
         v = _version(version)
-        return next((u.reason for u in self.unrunnable if v in SpecifierSet(u.versions)), None)
+        return next((u.reason for u in self.unrunnable if v in SpecifierSet(u.versions)
+                     and (not u.http or (http is not None and http in u.http))), None)
 
     def settings_for(self, version: str) -> dict[str, list[Any]]:
         v = _version(version)
@@ -375,6 +379,15 @@ def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
                           f"for example --server {name}=={found.example or 'X.Y.Z'}")
     # A release's own protocols, where its range names them (uvicorn 0.1 has httptools only).
     impls = tuple(found.modules_for(version)) if version is not None else found.protocols
+    if version is not None:  # a protocol this release has but the harness cannot run
+        blocked = {h: r for h in impls if (r := found.unrunnable_reason(version, h))}
+        left = tuple(h for h in impls if h not in blocked)
+        if http in blocked or (http in ("all", "default") and not left):
+            h = http if http in blocked else impls[0]
+            raise TargetError(f"{name} {version} cannot run {h} here: {blocked[h]}; pick "
+                              "another release or protocol (README, Supported releases)")
+        if http in ("all", "default"):
+            impls = left
     chosen: Iterable[str]
     if http == "all":
         chosen = impls

@@ -13,8 +13,8 @@ same shape (the same functions, wherever their files and lines are: uvicorn
 0.2.17 renamed h11.py to h11_impl.py, which fixed nothing); where the trace
 no longer applies (a setting the code does not have), its scenario family is
 searched again within --budget instead. With --scenario, that search is the
-test. A commit that does not build or install is skipped, as `git bisect skip`
-would.
+test. A release or commit that does not build, install or mount, or that the
+registry lists as unrunnable, is skipped, as `git bisect skip` would.
 
 Both ends are checked first: the good end must pass and the bad end must fail,
 or there is nothing to bisect (exit 2, saying which end is wrong). Binary
@@ -33,7 +33,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from harness.errors import EnvironmentFault
+from harness.errors import EnvironmentFault, TargetFault
 from harness.search.trace import Trace, TraceError
 from harness.targets.registry import TargetError, entries, entry, parse_server, target_specs
 from harness.targets.runner import run
@@ -86,8 +86,8 @@ def shape(signature: str) -> str:
 def verdict_of(server_spec: str, http: str, args: argparse.Namespace,
                trace: Trace | None) -> tuple[bool | None, str]:
     """(fails?, why) on one version; None when it cannot be tried (it does not install)."""
-    spec = target_specs(server_spec, http)[0]
     try:
+        spec = target_specs(server_spec, http)[0]
         if trace is not None:
             try:
                 return _replayed(spec, trace)
@@ -98,7 +98,9 @@ def verdict_of(server_spec: str, http: str, args: argparse.Namespace,
                 return found, f"{why}; the trace does not apply ({str(exc)[:80]}), so " \
                               f"{family} was searched for {args.budget:g}s"
         return _searched(spec, args.scenario, args.kind, args)
-    except EnvironmentFault as exc:
+    except (EnvironmentFault, TargetError, TargetFault) as exc:
+        # It does not install, the registry says it cannot run (uvicorn 0.4.0), or it
+        # does not mount: it says nothing about the behaviour, as `git bisect skip`.
         first = str(exc).strip().splitlines()[0]
         return None, f"skipped: {first}"
 
