@@ -118,15 +118,33 @@ class ErrorCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None
-        self.records.append(
-            LogRecord(
-                record.name,
-                record.getMessage().splitlines()[0] if record.getMessage() else "",
-                type(exc).__name__ if exc else None,
-                isinstance(exc, (AppRaised, StuckRun)),
-                self.clock() if self.clock is not None else None,
-            )
-        )
+        message = record.getMessage()
+        exc_type: str | None
+        if exc is not None:
+            exc_type, deliberate = type(exc).__name__, isinstance(exc, (AppRaised, StuckRun))
+        else:  # uvicorn before 0.3 formats the traceback into the message itself
+            exc_type, deliberate = _traceback_in(message)
+        self.records.append(LogRecord(record.name, message.splitlines()[0] if message else "",
+                                      exc_type, deliberate,
+                                      self.clock() if self.clock is not None else None))
+
+
+# The exceptions the harness raises on purpose, as a formatted traceback names them.
+DELIBERATE = {f"{c.__module__}.{c.__qualname__}" for c in (AppRaised, StuckRun)}
+
+
+def _traceback_in(message: str) -> tuple[str | None, bool]:
+    """(exception type, raised by the harness on purpose?) of the last traceback a log
+    message carries as text; (None, False) when it carries none."""
+    _, found, tail = message.rpartition("Traceback (most recent call last):")
+    if not found:
+        return None, False
+    # The exception line is the last one not indented (frames and source are).
+    lines = [line for line in tail.splitlines() if line.strip() and not line[0].isspace()]
+    if not lines:
+        return None, False
+    name = lines[-1].split(":", 1)[0].strip()
+    return name.rsplit(".", 1)[-1], name in DELIBERATE
 
 
 def observe(
