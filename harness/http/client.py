@@ -117,6 +117,7 @@ class Response:
     body: bytes = b""
     complete: bool = False
     informational: list[int] = field(default_factory=list)
+    closing: bool = False  # complete, and it ended the connection (Connection: close)
 
 
 class ClientScript:
@@ -321,6 +322,7 @@ class ClientScript:
                 if self._parser.our_state is h11.DONE and self._parser.their_state is h11.DONE:
                     self._parser.start_next_cycle()
                 else:
+                    self.responses[-1].closing = True
                     return  # the server closes after this response
                 if self._parsing >= len(self.spec.requests):
                     if self.spec.end_moment == "after-responses":

@@ -33,10 +33,14 @@ class ConnFacts:
     # the server starting to close (close/abort/write_eof) and the client leaving.
     server_close_tick: int | None = None
     client_end_tick: int | None = None
+    # Bytes the server read before it began to close: what it read while closing (a
+    # lingering close drains and discards) was never taken as a request.
+    read_before_close: int = 0
     # How the server first ended its side, and the call stack that did it (outermost
     # first), as the harness's transport saw the call (sim/transport.py, closed_by).
     closed_how: str = ""
     closed_stack: tuple[Frame, ...] = ()
+    closed_on_read: bool = False  # that call came while the server handled bytes it read
 
     @property
     def server_closed_at(self) -> float | None:
@@ -154,12 +158,17 @@ def observe(
     # Snapshots again: teardown closes transports, which would send FINs into live streams.
     conns = {c.cid: ConnFacts(c.cid, c, c.peer.conn.snapshot()) for c in clients}
     for c in clients:
-        closed_by = getattr(c.peer.conn.server_end, "closed_by", None)
+        end = c.peer.conn.server_end
+        closed_by = getattr(end, "closed_by", None)
         if closed_by is not None:
             conns[c.cid].closed_how, conns[c.cid].closed_stack = closed_by
+            conns[c.cid].closed_on_read = bool(getattr(end, "closed_on_read", False))
     for tick, entry in enumerate(loop.log.entries):
         name = entry.detail.split(" ", 1)[0]
         for facts in conns.values():
+            if facts.server_close_tick is None and entry.kind == "recv" \
+                    and name == f"server[c{facts.cid}]" and entry.detail.endswith("B"):
+                facts.read_before_close += int(entry.detail.rsplit(" ", 1)[1][:-1])
             if facts.server_close_tick is None and entry.kind in (
                     "close", "abort", "write_eof", "exit-close") \
                     and name == f"server[c{facts.cid}]":

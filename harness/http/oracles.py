@@ -275,6 +275,14 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
             break  # requests after a "close" request are the client's own risk
         rec = obs.requests.get((facts.cid, i))
         if rec is None:
+            if _read_but_dropped(facts, obs, i):
+                where = request_path(facts.cid, i)
+                out.append(Failure("premature-close",
+                                   f"closed during a live request: {close_place(facts)}",
+                                   f"{where}: the server read the whole request, never called "
+                                   f"the app for it and closed the connection at "
+                                   f"t={closed_at:g} without answering it", where))
+                break
             continue
         done = _response_done(rec) or _returned(rec)  # the app may end without a response
         raised = any(e.kind == "raised" for e in rec.events)
@@ -290,6 +298,31 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
                            f"{where}: the server closed the connection at t={closed_at:g} "
                            f"{when}", where))
     return out
+
+
+def _read_but_dropped(facts: ConnFacts, obs: Observations, i: int) -> bool:
+    """Request i was read whole by the server before it began to close, the server
+    closed in reaction to input it read (inside data_received) without answering the
+    request or calling the app, and nothing before it ended the connection: every
+    earlier response is complete, none said Connection: close, and no earlier app
+    raised or left its body unread (a server may close rather than drain it). A close
+    from a timer or a task, with the request read into a buffer meanwhile, is the
+    race every client must retry (the server had decided to close); a close while
+    handling the request's own bytes is a request the server had and threw away."""
+    client = facts.client
+    if not facts.closed_on_read:
+        return False
+    if i < len(client.responses) or i >= len(client.request_offsets):
+        return False
+    if facts.read_before_close < client.request_offsets[i][1]:
+        return False
+    earlier = client.responses[:i]
+    if len(earlier) < i or any(not r.complete or r.closing for r in earlier):
+        return False
+    before = [obs.requests.get((facts.cid, j)) for j in range(i)]
+    return all(rec is None or (rec.body_complete and not any(e.kind == "raised"
+                                                             for e in rec.events))
+               for rec in before)
 
 
 # Frames that never say which path of the server closed: the harness (its loop,

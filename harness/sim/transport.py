@@ -73,6 +73,10 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         self._on_close = on_close
         # (how, call stack) of the first close/abort/write_eof or fatal error
         self.closed_by: tuple[str, tuple[Frame, ...]] | None = None
+        # ... and whether that happened while the transport handed over bytes it read
+        # (inside data_received, or its fatal error): a close in reaction to input.
+        self.closed_on_read = False
+        self._delivering = False
         self.name = f"{side}[c{conn.cid}]"
         if side == "server":
             conn.server_end = self
@@ -103,6 +107,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         to the caller of close(), abort(), ... (two frames up from here)."""
         if self.closed_by is None:
             self.closed_by = (how, callback_stack(sys._getframe(2)))
+            self.closed_on_read = self._delivering
 
     # -- BaseTransport -------------------------------------------------------
     def is_closing(self) -> bool:
@@ -236,12 +241,15 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
             self._on_eof()
             return
         self._log("recv", f"{len(data)}B")
+        self._delivering = True
         try:
             self._protocol.data_received(data)  # type: ignore[attr-defined]
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:  # As the stock transport: CancelledError too.
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        finally:
+            self._delivering = False
 
     def _on_eof(self) -> None:
         try:
