@@ -115,6 +115,25 @@ def test_a_receive_that_never_returned_with_its_body_arrived_is_a_receive_hang()
                                 "RequestResponseCycle.receive"
 
 
+def test_a_receive_whose_body_had_arrived_is_a_hang_whatever_the_client_did_after():
+    # The client half-closed after its request had all arrived: the body is owed, so a
+    # receive() that never returns is a hang, not a wait for a body it cannot send.
+    obs = clean_run(end="none")
+    rec = obs.requests[(1, 1)]
+    events = [e for e in rec.events if e.kind not in ("received", "send", "sent", "returned")]
+    obs.requests[(1, 1)] = dataclasses.replace(rec, events=events, body_complete=False)
+    obs.connections[1].conn.down.fin_sent_at = None
+    obs.connections[1].conn.down.rst_sent_at = None
+    obs.connections[1].client.responses.pop()
+    up = obs.connections[1].conn.up
+    up.fin_arrived, up.rx = True, bytearray()
+    assert obs.connections[1].server_saw_end() == "fin"
+    assert [f.kind for f in check(obs)] == ["receive-hang"]
+    # Had the body not all arrived, the receive() waits for what the client cannot send.
+    up.bytes_read = obs.connections[1].client.request_offsets[1][1] - 1
+    assert [f.signature.split(":")[0] for f in check(obs)] == ["receive() after client EOF"]
+
+
 def test_a_receive_blocked_after_an_earlier_http_disconnect_is_a_lost_disconnect():
     obs = clean_run(end="none")
     rec = obs.requests[(1, 1)]
