@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.errors import TargetFault
 from harness.sim.loop import SimLoop
-from harness.targets.adapter import ReleaseAdapter, accepted
+from harness.targets.adapter import InsertionOrderedSet, ReleaseAdapter, accepted
 from harness.targets.registry import (
     KnownBug,
     Setting,
@@ -42,22 +42,30 @@ _PROTOCOL_CLASS = ("the class main.HTTP_PROTOCOLS names for the protocol, and "
                    "loop.create_server with a factory calling it with ")
 _SERVER = (_PROTOCOL_CLASS + "the app, loop and a 'uvicorn' logger only, as "
            "Server.create_protocol does (modules h11.py and httptools.py)")
+# A set of connections or tasks iterates by memory address, which no replay repeats.
+_ORDERED = ("server_state.connections and .tasks iterate in insertion order, one order "
+            "the real set can take, so a shutdown walking them replays",)
 VERSIONS = (
     VersionRange(">=0.12", "modern",
-                 "Config(...).load(), uvicorn.server.ServerState, and loop.create_server with "
-                 "a factory for config.http_protocol_class, as Server.startup does"),
+                 "Config(...).load(), uvicorn.server.Server(config).server_state, and "
+                 "loop.create_server with a factory for config.http_protocol_class, as "
+                 "Server.startup does; shutdown: that Server's shutdown()", shims=_ORDERED),
     VersionRange(">=0.7,<0.12", "modern",
-                 "Config(...).load(), uvicorn.main.ServerState, and loop.create_server with "
-                 "a factory for config.http_protocol_class"),
+                 "Config(...).load(), uvicorn.main.Server(config).server_state, and "
+                 "loop.create_server with a factory for config.http_protocol_class; "
+                 "shutdown: that Server's shutdown()", shims=_ORDERED),
     VersionRange(">=0.4.4,<0.7", "modern",
-                 "Config(...).load(), uvicorn.main.ServerState, and loop.create_server with "
-                 "a factory for config.http_protocol_class; apps are called in the ASGI 2 "
-                 "convention", asgi=2),
+                 "Config(...).load(), uvicorn.main.Server(config).server_state, and "
+                 "loop.create_server with a factory for config.http_protocol_class; apps "
+                 "are called in the ASGI 2 convention; shutdown: that Server's shutdown()",
+                 asgi=2, shims=_ORDERED),
     # Until 0.4.3, Config.load() sets up a new event loop unless handed one.
-    VersionRange(">=0.3.32,<0.4.4", "modern+loop",
+    VersionRange(">=0.3.32,<0.4.4,!=0.4.0", "modern+loop",
                  "Config(..., loop=loop).load() (handed the running loop, as load() would "
-                 "otherwise make its own), uvicorn.main.ServerState, and loop.create_server "
-                 "with a factory for config.http_protocol_class; ASGI 2 apps", asgi=2),
+                 "otherwise make its own), uvicorn.main.Server(config).server_state, and "
+                 "loop.create_server with a factory for config.http_protocol_class; ASGI 2 "
+                 "apps; shutdown (from 0.4.0): that Server's shutdown()", asgi=2,
+                 shims=_ORDERED),
     VersionRange(">=0.3.26,<0.3.32", "early",
                  "Config(..., loop=loop) loads itself; protocols take a GlobalState; apps "
                  "are called in the ASGI 2 convention", asgi=2),
@@ -94,18 +102,118 @@ UNRUNNABLE = (
                "interface no harness app speaks (ASGI arrives in 0.1.0)"),
     Unrunnable(">=0.2.0,<0.2.2", "its sdist (the only file on PyPI) does not build: "
                "setup.py reads README.md, which the sdist lacks (FileNotFoundError)"),
+    # Read from the tags: #144 gave HttpToolsProtocol.__init__ proxy_headers and root_path
+    # but not its __slots__; #148 (0.2.21) dropped the slots.
+    Unrunnable("==0.2.20", "its HttpToolsProtocol sets attributes its __slots__ lack "
+               "(proxy_headers), so every connection fails with AttributeError before it is "
+               "served", http=("httptools",)),
+    # uvicorn/lifespan/ has no __init__.py in 0.4.0, so setup.py's package search leaves
+    # it out (0.4.1 adds the file).
+    Unrunnable("==0.4.0", "the published release lacks the uvicorn.lifespan package that "
+               "uvicorn.config imports (ModuleNotFoundError)"),
 )
 
 KNOWN_BUGS = (
+    # 0.1.x never sends http.disconnect: its receive() reads a queue that only the body
+    # fills, and connection_lost only drops the transport. Found by the search on 0.1.1
+    # (pending at the response's end, after the response, after a close; and, as a hang,
+    # a receive() after the response whose body the client sends on seeing it, which
+    # the closed cycle drops). The 0.2 rewrite (#84) brought the message; bisect over
+    # releases says "between 0.1.1 and 0.2.2" (0.2.0 and 0.2.1 do not build).
+    KnownBug("uvicorn 0.1.x: no http.disconnect at all (it came with the 0.2 rewrite, #84)",
+             "<0.2", ("httptools",), "", "lost-disconnect", "in RequestResponseCycle.receive",
+             fixed="0.2.0"),
+    KnownBug("uvicorn 0.1.x: ... so a receive() whose body arrives after the response waits "
+             "forever", "<0.2", ("httptools",), "", "receive-hang",
+             "in RequestResponseCycle.receive", fixed="0.2.0"),
+    # Found on 0.1.1: a response that ends the connection (HTTP/1.0, Connection: close)
+    # completes after the client reset it, and on_response_complete calls close() on the
+    # transport connection_lost set to None. Gone with the 0.2 rewrite (bisect: between
+    # 0.1.1 and 0.2.2); no upstream issue names it.
+    KnownBug("new: uvicorn 0.1.x closes the transport connection_lost already dropped "
+             "(AttributeError on None)", "<0.2", ("httptools",), "", "server-error",
+             "AttributeError", fixed="0.2.0"),
+    # Upstream PR #126 (Quart's reading of ASGI) asked for both of the next two; #147
+    # and #151 did them, in 0.2.21, which bisect names for each on h11 (on httptools it
+    # says "between 0.2.19 and 0.2.21": 0.2.20's httptools protocol cannot run). The
+    # search finds them on 0.2.2, 0.2.10, 0.2.15 and 0.2.20 within a few runs.
+    KnownBug("uvicorn#126: receive() after the response raises RuntimeError instead of "
+             "returning http.disconnect (fixed by #147)", ">=0.2,<0.2.21",
+             ("h11", "httptools"), "", "lost-disconnect", "returned raised RuntimeError",
+             fixed="0.2.21"),
+    KnownBug("uvicorn#126: ... and the app passing that RuntimeError on is logged as an "
+             "exception in the application", ">=0.2,<0.2.21", ("h11", "httptools"), "",
+             "server-error", ": RuntimeError", fixed="0.2.21"),
+    KnownBug("uvicorn#126: ... and closes the connection under the next keep-alive or "
+             "pipelined request", ">=0.2,<0.2.21", ("h11", "httptools"), "",
+             "premature-close", "in RequestResponseCycle.run_asgi", fixed="0.2.21"),
+    KnownBug("uvicorn#126: after the body's end receive() answers at once with another "
+             "empty http.request, so a disconnect watcher spins (fixed by #151)",
+             ">=0.2,<0.2.21", ("h11", "httptools"), "", "stuck",
+             "receive() answers at once with nothing new, after the body's end",
+             fixed="0.2.21"),
+    # A send() waiting for the transport to drain (the client stopped reading) is never
+    # woken when the connection is lost: found by the search on 0.2.10 and 0.3.25, h11
+    # and httptools. Bisect names 0.7.0 on both protocols (from 0.3.25), the release of
+    # PR #340 for issue #336. From 0.2.21 to 0.3.2 the response timeout (#156, dropped
+    # by #189 in 0.3.3) cancels the stuck task after 60 s and logs it instead (the 0.2.10
+    # trace does so on 0.2.21, 0.2.22, 0.3.1 and 0.3.2, and leaks again on 0.3.3).
+    KnownBug("uvicorn#336: a send() waiting for the transport to drain is never woken "
+             "when the connection is lost", ">=0.2,<0.2.21", ("h11", "httptools"), "",
+             "leak", "in RequestResponseCycle.send", fixed="0.7.0"),
+    KnownBug("uvicorn#336: ... (there in FlowControl.drain)", ">=0.2.21,<0.7.0",
+             ("h11", "httptools"), "", "leak", "in FlowControl.drain", fixed="0.7.0"),
+    KnownBug("uvicorn#336: ... until the response timeout cancels it, logging the timeout",
+             ">=0.2.21,<0.3.3", ("h11", "httptools"), "", "server-error",
+             "Task exceeded response timeout", fixed="0.7.0"),
+    KnownBug("uvicorn#336: ... and the CancelledError", ">=0.2.21,<0.3.3",
+             ("h11", "httptools"), "", "server-error", ": CancelledError", fixed="0.7.0"),
+    # The same fix, found by `pytest scenarios/` (flow) on 0.2.10 h11: the client closes
+    # while send() waits for the drain; the close flushes the buffer, which wakes the
+    # send, and it writes to the h11 connection connection_lost had closed. The trace
+    # fails from 0.2.2 to 0.6.1 on h11 (httptools passes); bisect names 0.7.0.
+    KnownBug("uvicorn#336: ... and on h11 a send() the close's last flush wakes writes to "
+             "the closed connection (LocalProtocolError)", ">=0.2,<0.7.0", ("h11",), "",
+             "server-error", "LocalProtocolError", fixed="0.7.0"),
+    # "ASGI callable returned without starting/completing response." logged when the
+    # client left and send() had quietly dropped the response. Found on 0.2.10 (h11 and
+    # httptools); bisect names 0.2.12 (PR #124), then 0.2.21 as bringing it back (#149
+    # logs before checking `disconnected`) and 0.3.7 as fixing it again (PR #208).
+    KnownBug("uvicorn#124: an error is logged when the client disconnected before the "
+             "response", ">=0.2,<0.2.12", ("h11", "httptools"), "", "server-error",
+             "ASGI callable returned without", fixed="0.2.12"),
+    KnownBug("uvicorn#124: ... again from 0.2.21 (#149) until PR #208",
+             ">=0.2.21,<0.3.7", ("h11", "httptools"), "", "server-error",
+             "ASGI callable returned without", fixed="0.3.7"),
+    # Lower bounds of the bugs below, read from the tags: the keep-alive timer of #1637
+    # arrives with #152, and receive() waiting on the event after the response (#241,
+    # and #748's way into the hang on h11) with #147/#151, all in 0.2.21; before it
+    # 0.2.x raises there (#126 above), and 0.1.x reads a queue per request (above).
+    # Searched as pipelining and keepalive require, 0.1.1 and 0.2.10 find none of them.
     KnownBug("uvicorn#241: receive() after the response blocks until more input",
-             "<0.3.27", ("h11", "httptools"), "keepalive", "lost-disconnect",
+             ">=0.2.21,<0.3.27", ("h11", "httptools"), "keepalive", "lost-disconnect",
              "receive() after the response", bench=("0.3.26", "h11"), fixed="0.3.27"),
     # The same fix (0.3.27, bisected) also answers a receive() after an http.disconnect.
     KnownBug("uvicorn#241: ... and a receive() after an earlier http.disconnect blocks",
-             "<0.3.27", ("h11", "httptools"), "", "lost-disconnect",
+             ">=0.2.21,<0.3.27", ("h11", "httptools"), "", "lost-disconnect",
              "receive() after http.disconnect", fixed="0.3.27"),
+    # The same fix again, found on 0.3.25 (h11 and httptools): the client half-closed,
+    # one receive() got http.disconnect and the next, after the server's close, waits
+    # on the event forever; bisect names 0.3.27.
+    KnownBug("uvicorn#241: ... and a receive() after the server closed blocks",
+             ">=0.2.21,<0.3.27", ("h11", "httptools"), "", "lost-disconnect",
+             "receive() after close", fixed="0.3.27"),
+    # Found by the search on 0.3.25 httptools (keepalive, a POST with Expect:
+    # 100-continue): "100 Continue" goes out without the blank line that ends it, so the
+    # client reads the final status line as a header. In every httptools release from
+    # 0.2.22 (#166, which added 100-continue) to 0.3.25; bisect names 0.3.26, the release
+    # of PR #279 "Fix 100 continue responses" (issue #250). keepalive finds it within 36
+    # runs on 0.2.22 and 0.3.25 (5 seeds each), not in 500 on 0.3.26 (3 seeds).
+    KnownBug("uvicorn#250: httptools sends '100 Continue' without its blank line",
+             ">=0.2.22,<0.3.26", ("httptools",), "keepalive", "response-integrity",
+             "malformed response", fixed="0.3.26"),
     KnownBug("uvicorn#748: request cycles share one wake-up event; receive() hangs",
-             "<0.12.3", ("h11",), "pipelining", "receive-hang",
+             ">=0.2.21,<0.12.3", ("h11",), "pipelining", "receive-hang",
              "in RequestResponseCycle.receive", bench=("0.11.3", "h11", "httptools"),
              fixed="0.12.3"),
     # On httptools the keep-alive timer (#1637 below) closes the connection under the
@@ -113,14 +221,23 @@ KNOWN_BUGS = (
     # the hang (0 of 2 searches of 20 s on 0.11.3); flow and disconnect find the hang,
     # but near the end of a 5 s search (4 of 6), too rarely to require it.
     KnownBug("uvicorn#748: ... on httptools, where pipelining shows it as #1637's close",
-             "<0.12.3", ("httptools",), "", "receive-hang",
+             ">=0.2,<0.12.3", ("httptools",), "", "receive-hang",
              "in RequestResponseCycle.receive", fixed="0.12.3"),
+    # The same fix again, found on 0.2.10 (h11 and httptools): a disconnect watcher's
+    # receive() waits when the response completes, and the body the client sends on
+    # seeing the response (Expect: 100-continue, never answered) is dropped as late, so
+    # nothing wakes it. The traces fail on every release up to 0.12.2 and pass on 0.12.3
+    # (bisected on both protocols), which sets the cycle's event as the response ends.
+    # The entries above cover httptools and, from 0.2.21, h11; this one h11 before that.
+    KnownBug("uvicorn#748: ... and a receive() waiting as the response completes, whose body "
+             "then arrives and is dropped, is never woken", ">=0.2,<0.2.21", ("h11",), "",
+             "receive-hang", "in RequestResponseCycle.receive", fixed="0.12.3"),
     # The same fix (0.12.3, bisected): a receive() pending when the response ends is
     # woken only when a timer or new input comes, or never if none does (0.12.3 sets the
     # cycle's event as the response completes; a trace where it never returns fails on
     # 0.12.2, in h11 and httptools, and passes on 0.12.3).
     KnownBug("uvicorn#748: ... and a receive() pending when the response ends gets "
-             "http.disconnect only after time passes, or never", "<0.12.3",
+             "http.disconnect only after time passes, or never", ">=0.2,<0.12.3",
              ("h11", "httptools"), "", "lost-disconnect",
              "receive() pending at the response's end", fixed="0.12.3"),
     # uvicorn#1637 (fixed by PR #2243 in 0.27.1, which harness bisect names): the
@@ -133,14 +250,23 @@ KNOWN_BUGS = (
     # h11 the handler's ConnectionClosed breaks h11's state, the app's next send() raises
     # inside the server, and run_asgi closes (with the LocalProtocolError below).
     KnownBug("uvicorn#1637: keep-alive timeout fires under a pipelined request",
-             "<0.27.1", ("httptools",), "pipelining", "premature-close",
+             ">=0.2.21,<0.27.1", ("httptools",), "pipelining", "premature-close",
              "in HttpToolsProtocol.timeout_keep_alive_handler", fixed="0.27.1"),
     KnownBug("uvicorn#1637: ... on h11, where the send() it breaks makes run_asgi close",
-             "<0.27.1", ("h11",), "pipelining", "premature-close",
+             ">=0.2.21,<0.27.1", ("h11",), "pipelining", "premature-close",
              "in RequestResponseCycle.run_asgi", fixed="0.27.1"),
     KnownBug("uvicorn#1637: ... and the keep-alive handler raises LocalProtocolError",
-             "<0.27.1", ("h11",), "pipelining", "server-error", "LocalProtocolError",
+             ">=0.2.21,<0.27.1", ("h11",), "pipelining", "server-error", "LocalProtocolError",
              fixed="0.27.1"),
+    # The same failed handler leaves its connection open with h11 in ERROR, and the app's
+    # next receive() raising: a graceful shutdown then waits for that connection forever
+    # (0.4.6 to 0.27.0 fail the shrunk trace, 0.27.1 passes it).
+    KnownBug("uvicorn#1637: ... and a graceful shutdown then waits forever for the "
+             "connection that handler left open", "<0.27.1", ("h11",), "", "shutdown-hang",
+             "(a connection left open with a request unanswered", fixed="0.27.1"),
+    KnownBug("uvicorn#1637: ... where the app's receive() raises LocalProtocolError",
+             "<0.27.1", ("h11",), "", "lost-disconnect",
+             "receive() during shutdown: raised LocalProtocolError", fixed="0.27.1"),
     KnownBug("new: closing with unread request bytes resets the connection, and the RST "
              "discards the end of a finished response (no staged close, RFC 9112 9.6; the "
              "class of gunicorn#1644 and uvicorn#3047)", "", ("h11", "httptools"), "",
@@ -154,6 +280,68 @@ KNOWN_BUGS = (
              "path (httptools keeps only the last on_url piece)", "<0.17.5", ("httptools",),
              "", "response-integrity", "response for a request the app never saw",
              fixed="0.17.5"),
+    # The same split, where the later piece is no URL on its own ("c1/r0"): on_url's
+    # parse_url raises, and the request is dropped: 0.1.x logs the parser's error from
+    # data_received (found on 0.1.1), later releases log "Invalid HTTP request received"
+    # and close under the request (a trace of 0.1.1 does so on 0.2.10, 0.3.25, 0.11.3
+    # and 0.17.4, and passes on 0.17.5).
+    KnownBug("uvicorn#1262: ... or, when the later piece is no URL alone, drops the request",
+             "<0.17.5", ("httptools",), "", "premature-close", "data_received",
+             fixed="0.17.5"),
+    KnownBug("uvicorn#1262: ... which 0.1.x logs as the parser's error",
+             "<0.2", ("httptools",), "", "server-error", "HttpParserCallbackError",
+             fixed="0.2.0"),
+    # Graceful shutdown (the shutdown family). uvicorn's Server.shutdown() tells each
+    # connection to finish, but a receive() already waiting (or called later) is never
+    # answered: an app that waits on the client before it responds (a long poll, SSE)
+    # keeps the shutdown waiting forever unless timeout_graceful_shutdown (0.22+) cuts it.
+    # uvicorn#251 described it in 2018; 0.43.0 answered http.disconnect at shutdown
+    # (PR #2829) and 0.45.0 reverted that on purpose (PR #2913): harness bisect names
+    # 0.43.0 (fixed) and 0.45.0 (back) on the long-poll trace.
+    KnownBug("uvicorn#251: a receive() waiting when the graceful shutdown begins never gets "
+             "http.disconnect, so a long poll holds the shutdown forever (answered in 0.43.0 "
+             "by PR #2829, reverted by design in 0.45.0 by PR #2913)",
+             ">=0.4,!=0.43.*,!=0.44.*", ("h11", "httptools"), "shutdown", "shutdown-hang",
+             "(an app waiting in receive() at uvicorn/protocols/http/"),
+    KnownBug("uvicorn#251: ... and that receive() is left waiting", ">=0.4,!=0.43.*,!=0.44.*",
+             ("h11", "httptools"), "", "lost-disconnect",
+             "receive() during shutdown: blocked at uvicorn/protocols/http/"),
+    # In 0.43.0 and 0.44.x the shutdown's http.disconnect reaches only the connections
+    # shutdown() walks: one accepted as the shutdown begins (the accept race below) is
+    # never told, serves on, and a long poll on it holds the shutdown as before.
+    KnownBug("new (0.43.0-0.44.x): a connection accepted as the shutdown begins never hears "
+             "of it, so PR #2829's http.disconnect misses a long poll on it",
+             ">=0.43,<0.45", ("h11", "httptools"), "", "shutdown-hang",
+             "(an app waiting in receive() at uvicorn/protocols/http/"),
+    KnownBug("new (0.43.0-0.44.x): ... and that long poll's receive() is left waiting",
+             ">=0.43,<0.45", ("h11", "httptools"), "", "lost-disconnect",
+             "receive() during shutdown: blocked at uvicorn/protocols/http/"),
+    # 0.43.0 and 0.44.x answer the long poll http.disconnect, then log the app's return
+    # without a response as an error and send the client a 500.
+    KnownBug("uvicorn#2829 (0.43.0-0.44.x): an app that returns after the shutdown's "
+             "http.disconnect is logged as an error and answered 500",
+             ">=0.43,<0.45", ("h11", "httptools"), "", "server-error",
+             "ASGI callable returned without starting response", fixed="0.45.0"),
+    # Two behaviours together, each real on its own (0.4.6 to 0.54.0, h11 and httptools,
+    # replayed): a connection accepted as the shutdown begins (its connection_made not
+    # yet run) is not in server_state.connections when shutdown() walks them, so it is
+    # never told to close; and a request body that arrives after its response (the app
+    # did not read it, Expect: 100-continue) cancels the keep-alive timer in
+    # data_received, which nothing re-arms (the class of the unmerged PR #1192). The
+    # shutdown then waits for that idle connection forever.
+    KnownBug("new: a connection accepted as the graceful shutdown begins is never told to "
+             "close, and a body arriving after its response cancels the keep-alive timer "
+             "for good: the shutdown waits for the idle connection forever", ">=0.4",
+             ("h11", "httptools"), "", "shutdown-hang", "(an idle connection left open)"),
+    # Found through the shutdown family's long poll (0.22.0, then 0.54.0 h11 and httptools,
+    # with or without a shutdown): the client sends its next request while the long poll
+    # waits, uvicorn pauses reading (the request must wait its turn), and the client's
+    # reset then arrives on a socket nobody reads; connection_lost never comes, so the
+    # long poll never hears http.disconnect (and a graceful shutdown waits for it).
+    KnownBug("new: once uvicorn pauses reading for a request sent while another is served, "
+             "a client reset goes unseen: a receive() waiting for http.disconnect never gets "
+             "it", "", ("h11", "httptools"), "", "lost-disconnect",
+             "receive() after close: blocked at uvicorn/protocols/http/"),
     # Found by the rule-breaking clients of keepalive and pipelining (harness/http/client.py,
     # RUDE), not written for: a request after one that asked to close. h11 raises "Got data
     # when expecting EOF" on its bytes and uvicorn answers with a 400 in the place of the
@@ -207,9 +395,11 @@ KNOWN_BUGS = (
     # again. One trace (the first response fails mid-way under a pipelined request) fails
     # so on 0.3.26, 0.8.4, 0.11.3 and 0.12.2, and as above on 0.12.3 and 0.54.0.
     KnownBug("new: ... and before 0.12.3 that cycle is woken but not marked disconnected, "
-             "reads an empty http.request and then waits forever", "<0.12.3",
+             "reads an empty http.request and then waits forever", ">=0.2,<0.12.3",
              ("httptools",), "", "lost-disconnect",
              "receive() after close: blocked at uvicorn/protocols/http/httptools_impl.py"),
+    KnownBug("new: ... and a graceful shutdown then waits forever for that app's task",
+             ">=0.4", ("httptools",), "", "shutdown-hang", "after its connection closed"),
 )
 
 TARGET = TargetEntry(
@@ -228,6 +418,9 @@ TARGET = TargetEntry(
         # POST head that arrives in pieces is refused (400) mid-connection.
         Setting("h11_max_incomplete_event_size", (16 * 1024, 64), "max-incomplete-size",
                 versions=">=0.18"),
+        # Drawn only in the shutdown family (harness/http/strategies.py): it acts nowhere else.
+        Setting("timeout_graceful_shutdown", (None, 1), "graceful-timeout",
+                versions=">=0.22"),
     ),
     versions=VERSIONS,
     known_bugs=KNOWN_BUGS,
@@ -239,6 +432,40 @@ TARGET = TargetEntry(
 
 class UvicornTarget(ReleaseAdapter):
     entry = TARGET
+    _server: Any = None  # the release's own Server, whose server_state the protocols share
+    _listener: Any = None
+
+    def shutdown_unsupported(self) -> str | None:
+        if not self.range.path.startswith("modern"):
+            return (f"releases before 0.3.32 shut down inside their run loop ({self.version} "
+                    "has no Server.shutdown to call)")
+        if not hasattr(self._server_class(), "shutdown"):
+            return f"uvicorn {self.version}'s Server has no shutdown() (it arrives in 0.4.0)"
+        return None
+
+    async def shutdown(self) -> None:
+        """The release's own Server.shutdown(), on the Server whose server_state every
+        connection shares, with what its run()/serve() sets before calling it: the
+        listening servers, the lifespan (off), and before 0.12 its logger and loop."""
+        server = self._server
+        if server is None:
+            raise TargetFault("uvicorn's shutdown was called before mount")
+        config = server.config
+        server.servers = [self._listener]
+        server.lifespan = config.lifespan_class(config)
+        if hasattr(config, "logger_instance"):  # 0.4 to 0.11: Server.run sets these
+            server.logger = config.logger_instance
+        if hasattr(config, "loop_instance"):
+            server.loop = config.loop_instance
+        await server.shutdown()
+
+    @staticmethod
+    def _server_class() -> Any:
+        try:
+            from uvicorn.server import Server
+        except ImportError:  # before 0.12 it lived in uvicorn.main
+            from uvicorn.main import Server  # type: ignore[attr-defined]
+        return Server
 
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
                     address: tuple[str, int]) -> None:
@@ -265,7 +492,7 @@ class UvicornTarget(ReleaseAdapter):
         def factory() -> Any:
             return protocol_class(**kwargs)
 
-        await loop.create_server(factory, *address)
+        self._listener = await loop.create_server(factory, *address)
 
     def _before_config(self, path: str, app: Any, settings: dict[str, Any],
                        loop: SimLoop) -> Callable[[], Any]:
@@ -295,17 +522,18 @@ class UvicornTarget(ReleaseAdapter):
 
     def _modern(self, config_class: Any, app: Any, settings: dict[str, Any],
                 loop: SimLoop) -> tuple[Any, Any]:
-        try:
-            from uvicorn.server import ServerState
-        except ImportError:  # before 0.12 it lived in uvicorn.main
-            from uvicorn.main import ServerState  # type: ignore[no-redef]
         options = {"app": app, "http": self.http, "ws": "none", "lifespan": "off",
                    "log_config": None, "access_log": False, **settings}
         if self.range.path == "modern+loop":
             options["loop"] = loop
         config = config_class(**accepted(config_class.__init__, options))
         config.load()
-        return config, ServerState()
+        # The release's own Server: its server_state is what the protocols share and what
+        # its shutdown() walks (before 0.4 it has no shutdown, but the same state).
+        self._server = self._server_class()(config)
+        state = self._server.server_state
+        state.connections, state.tasks = InsertionOrderedSet(), InsertionOrderedSet()
+        return config, state
 
     def _early(self, config_class: Any, app: Any, settings: dict[str, Any],
                loop: SimLoop) -> tuple[Any, Any]:

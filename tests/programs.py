@@ -80,8 +80,8 @@ class FakeTarget:
     def settings_space(self) -> dict[str, list[Any]]:
         return {}
 
-    def timeouts(self, settings: dict[str, Any]) -> tuple[float, ...]:
-        return ()
+    def setting_meanings(self) -> dict[str, str]:
+        return {}
 
     def describe(self) -> dict[str, Any]:
         return {"server": self.name, "version": self.version, "http": self.http}

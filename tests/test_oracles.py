@@ -13,8 +13,9 @@ import re
 from harness.decisions import OrdinarySource
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
+from harness.http.failure import Failure, receive_frame
 from harness.http.observations import LogRecord, Observations
-from harness.http.oracles import KINDS, Failure, check, leak_failures, receive_frame
+from harness.http.oracles import KINDS, check, leak_failures
 from harness.http.scenario import HttpScenario, run_http
 from harness.sim.quiescence import BlockedTask, Frame
 from servers.uvicorn_target import UvicornTarget
@@ -37,7 +38,8 @@ def kinds(obs: Observations) -> set[str]:
 
 def test_every_failure_kind_has_a_description():
     assert set(KINDS) == {"receive-hang", "lost-disconnect", "response-integrity",
-                          "body-integrity", "server-error", "premature-close", "leak", "stuck"}
+                          "body-integrity", "server-error", "premature-close", "leak", "stuck",
+                          "shutdown-hang"}
 
 
 def test_an_app_that_got_another_requests_body_is_a_body_integrity_failure():
@@ -111,6 +113,25 @@ def test_a_receive_that_never_returned_with_its_body_arrived_is_a_receive_hang()
     assert failure.kind == "receive-hang"
     assert failure.signature == "blocked at uvicorn/protocols/http/h11_impl.py:500 in " \
                                 "RequestResponseCycle.receive"
+
+
+def test_a_receive_whose_body_had_arrived_is_a_hang_whatever_the_client_did_after():
+    # The client half-closed after its request had all arrived: the body is owed, so a
+    # receive() that never returns is a hang, not a wait for a body it cannot send.
+    obs = clean_run(end="none")
+    rec = obs.requests[(1, 1)]
+    events = [e for e in rec.events if e.kind not in ("received", "send", "sent", "returned")]
+    obs.requests[(1, 1)] = dataclasses.replace(rec, events=events, body_complete=False)
+    obs.connections[1].conn.down.fin_sent_at = None
+    obs.connections[1].conn.down.rst_sent_at = None
+    obs.connections[1].client.responses.pop()
+    up = obs.connections[1].conn.up
+    up.fin_arrived, up.rx = True, bytearray()
+    assert obs.connections[1].server_saw_end() == "fin"
+    assert [f.kind for f in check(obs)] == ["receive-hang"]
+    # Had the body not all arrived, the receive() waits for what the client cannot send.
+    up.bytes_read = obs.connections[1].client.request_offsets[1][1] - 1
+    assert [f.signature.split(":")[0] for f in check(obs)] == ["receive() after client EOF"]
 
 
 def test_a_receive_blocked_after_an_earlier_http_disconnect_is_a_lost_disconnect():

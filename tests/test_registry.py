@@ -112,6 +112,8 @@ def test_a_worker_that_would_import_the_release_from_elsewhere_refuses_to_run(
 def test_no_release_is_both_mounted_by_a_range_and_listed_as_unrunnable():
     for entry in registry.entries().values():
         for unrunnable in entry.unrunnable:
+            if unrunnable.http:  # one protocol of a release its range mounts
+                continue
             # every boundary either names: a release in both would be refused though a
             # range says how to mount it
             specs = [SpecifierSet(r.versions) for r in entry.versions]
@@ -129,6 +131,25 @@ def test_a_release_gets_the_protocols_its_range_names():
     assert [s.http for s in registry.target_specs("uvicorn==0.1.1")] == ["httptools"]
     assert uvicorn.modules_for("0.2.10")["h11"] == "uvicorn.protocols.http.h11"
     assert uvicorn.modules_for("0.3.0")["h11"] == "uvicorn.protocols.http.h11_impl"
+
+
+def test_a_protocol_that_cannot_run_is_refused_by_name_and_left_out_of_all():
+    # uvicorn 0.2.20's httptools protocol fails in its constructor; its h11 one runs.
+    assert [s.http for s in registry.target_specs("uvicorn==0.2.20", "all")] == ["h11"]
+    assert [s.http for s in registry.target_specs("uvicorn==0.2.21", "all")] == [
+        "h11", "httptools"]
+    with pytest.raises(registry.TargetError, match=r"0.2.20 cannot run httptools here: "
+                                                   r".*__slots__"):
+        registry.target_specs("uvicorn==0.2.20", "httptools")
+    with pytest.raises(registry.TargetError, match=r"0.4.0 cannot run here: .*lifespan"):
+        registry.target_specs("uvicorn==0.4.0", "all")
+
+
+def test_a_protocol_unrunnable_on_one_release_names_a_protocol_its_range_has():
+    for entry in registry.entries().values():
+        for unrunnable in entry.unrunnable:
+            for probe in [s.version for s in SpecifierSet(unrunnable.versions)]:
+                assert set(unrunnable.http) <= set(entry.modules_for(probe)), unrunnable
 
 
 def test_every_unrunnable_release_range_is_in_the_readme():

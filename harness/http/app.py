@@ -5,10 +5,22 @@ whose steps the search switches on and sizes:
 
     yield n times / sleep; read the body (all, one message, or none);
     start a disconnect watcher (the Starlette pattern: a task that keeps
-    calling receive() until http.disconnect); raise before the response;
+    calling receive() until http.disconnect); or, as a long poll, wait in
+    receive() for http.disconnect and return without responding; raise
+    before the response;
     send the response start; raise after it; send the body in chunks (of a
     few bytes, or up to 64 KiB, enough to fill the window) with yields
     between; sleep; call receive() again after the response.
+
+The model's own loops over receive() (the body, the watcher, the long poll) never spin: a
+server whose receive() answers at once with nothing new (an http.request after the
+body's end, or an empty one that does not end it) would keep such a loop from ever
+giving control back to the loop. Nothing can change while the loop does not run, so
+after `SPIN_ANSWERS` such answers in a row with no loop iteration between call and
+answer the model stops that loop and records a "spin" event, which the oracles report
+as the stuck run a real app (Starlette's disconnect listener) would be. Without it the
+wall-clock watchdog would stop the spin at whatever point the alarm found it, and the
+run would depend on the machine's speed (DESIGN.md, Rule 2).
 
 `RecordingApp` runs the behaviour for each request (chosen by its path,
 /c<conn>/r<index>) and records every ASGI call with the virtual time and
@@ -24,10 +36,17 @@ import contextlib
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from types import TracebackType
 from typing import Any
+
+from harness.sim.quiescence import Frame, short_path
 
 READ_MODES = ("all", "one", "none")
 RAISE_POINTS = ("never", "before-response", "after-start")
+
+# Answers in a row that bring nothing new and come back without a loop iteration: a
+# loop over receive() that got this many is spinning (one could be a stale message).
+SPIN_ANSWERS = 3
 
 
 # Marks an exception the server's receive() or send() raised into the app model, which
@@ -53,11 +72,15 @@ class AppBehaviour:
     # Bytes per body chunk; 0: just the chunk's label (a few bytes). Large chunks fill
     # the network window and the transport's write buffer, so back-pressure is reached.
     chunk_size: int = 0
+    # A long poll: after the body, call receive() until http.disconnect, then return
+    # without a response (only the shutdown family draws it: nothing else ends it).
+    wait_disconnect: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        if not self.chunk_size:
-            del data["chunk_size"]  # traces written before the field existed stay identical
+        for name in ("chunk_size", "wait_disconnect"):
+            if not data[name]:
+                del data[name]  # traces written before the field existed stay identical
         return data
 
     def response_body(self, cid: int, index: int) -> list[bytes]:
@@ -73,7 +96,7 @@ class AsgiEvent:
 
     time: float
     reads: int  # server reads (recv calls) on this connection before this event
-    kind: str  # call | receive | received | send | sent | raised | returned | watch
+    kind: str  # call | receive | received | send | sent | raised | returned | watch | spin
     message: dict[str, Any] = field(default_factory=dict)
     call: int = 0  # which receive() call of this request, to pair receive/received
     seq: int = 0  # position among this request's events
@@ -90,12 +113,28 @@ class RequestRecord:
     body_complete: bool = False
     response_sent: bool = False  # the final body message was sent (send returned)
     receive_calls: int = 0
+    idle_answers: int = 0  # answers in a row with nothing new and no loop iteration
+    spun: bool = False  # the model stopped its receive() loop: it would have spun
     # receive() calls still waiting, and the task each waits in: at quiescence the
     # task's await stack is the hang's signature.
     waiting: dict[int, asyncio.Task[Any]] = field(default_factory=dict)
+    # where each receive() that raised was waiting when it raised (its traceback's
+    # frames, outermost first): a receive() a shutdown cancels is signed by that
+    raised_at: dict[int, tuple[Frame, ...]] = field(default_factory=dict)
 
 
 Observer = Callable[[int], int]  # cid -> server reads so far
+
+
+def callable_place(fn: Any) -> str:
+    """Where a callable's code is ("uvicorn/protocols/http/h11.py in Cycle.receive"),
+    through bound methods and partials; its type's name when it has no code."""
+    while hasattr(fn, "func") and not hasattr(fn, "__code__"):
+        fn = fn.func  # functools.partial
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code is None:
+        return type(fn).__qualname__
+    return f"{short_path(code.co_filename)} in {code.co_qualname}"
 
 
 def request_label(cid: int, index: int) -> str:
@@ -110,8 +149,10 @@ class RecordingApp:
         clock: Callable[[], float],
         record: Callable[[str, str], None] = lambda kind, detail: None,
         tick: Callable[[], int] = lambda: 0,
+        iterations: Callable[[], int] = lambda: 0,
     ) -> None:
         self.tick = tick
+        self.iterations = iterations  # the loop's iterations so far: did a call suspend?
         self.behaviours = behaviours
         self.reads_of = reads_of
         self.clock = clock
@@ -174,19 +215,30 @@ class RecordingApp:
         task = asyncio.current_task()
         if task is not None:
             rec.waiting[call] = task
+        ended, iteration = rec.body_complete, self.iterations()
         try:
             message: dict[str, Any] = await receive()
         except BaseException as exc:  # cancelled, or the server raised: not a hang
             rec.waiting.pop(call, None)
+            rec.raised_at[call] = _frames(exc.__traceback__)
             self._note(rec, "received", {"type": f"raised {type(exc).__name__}"}, call)
             _mark_server_raised(exc)
             raise
         rec.waiting.pop(call, None)
         self._note(rec, "received", message, call)
-        if message.get("type") == "http.request":
+        kind = message.get("type")
+        news = kind == "http.disconnect" or (kind == "http.request" and not ended and (
+            bool(message.get("body")) or not message.get("more_body", False)))
+        if kind == "http.request":
             rec.body += message.get("body", b"")
             if not message.get("more_body", False):
                 rec.body_complete = True
+        at_once = self.iterations() == iteration
+        rec.idle_answers = rec.idle_answers + 1 if at_once and not news else 0
+        if rec.idle_answers >= SPIN_ANSWERS and not rec.spun:
+            rec.spun = True
+            self._note(rec, "spin", {"receive": callable_place(receive),
+                                     "answer": str(kind), "after_body": ended}, call)
         return message
 
     async def _send(self, rec: RequestRecord, send: Any, message: dict[str, Any]) -> None:
@@ -199,10 +251,19 @@ class RecordingApp:
         self._note(rec, "sent", message)
 
     async def _watch(self, rec: RequestRecord, receive: Any) -> None:
-        while True:
-            message = await self._receive(rec, receive)
-            if message.get("type") == "http.disconnect":
-                return
+        try:
+            while not rec.spun:
+                message = await self._receive(rec, receive)
+                if message.get("type") == "http.disconnect":
+                    return
+        except Exception as exc:
+            # No task awaits the watcher, so it keeps no exception: one left on the task
+            # would be reported when the garbage collector frees it, at a moment the
+            # process's allocations decide. The server's raise is already recorded
+            # ("received raised ...") for the oracles; the model's own is its fault.
+            if not getattr(exc, SERVER_RAISED, False):
+                self.faults.append(f"{request_label(rec.cid, rec.index)} (watcher): "
+                                   + "".join(traceback.format_exception(exc)).strip())
 
     async def _run(self, rec: RequestRecord, receive: Any, send: Any) -> None:
         b = rec.behaviour
@@ -213,13 +274,18 @@ class RecordingApp:
         if b.read == "one":
             await self._receive(rec, receive)
         elif b.read == "all":
-            while not rec.body_complete:
+            while not rec.body_complete and not rec.spun:
                 message = await self._receive(rec, receive)
                 if message.get("type") != "http.request":
                     break
         if b.watch_disconnect:
             self._note(rec, "watch", {})
             asyncio.get_running_loop().create_task(self._watch(rec, receive))
+        if b.wait_disconnect:
+            while not rec.spun and (
+                    await self._receive(rec, receive)).get("type") != "http.disconnect":
+                pass
+            return
         if b.raise_at == "before-response":
             raise AppRaised("raised before the response, on purpose")
         await self._send(rec, send, {"type": "http.response.start", "status": 200,
@@ -251,6 +317,15 @@ def asgi2(app: Callable[[dict[str, Any], Any, Any], Awaitable[None]]) -> Any:
         return instance
 
     return instantiate
+
+
+def _frames(tb: TracebackType | None) -> tuple[Frame, ...]:
+    out = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        out.append(Frame(short_path(code.co_filename), tb.tb_lineno, code.co_qualname))
+        tb = tb.tb_next
+    return tuple(out)
 
 
 def _mark_server_raised(exc: BaseException) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.http.app import AppRaised, RecordingApp, RequestRecord
+from harness.http.app import AppRaised, AsgiEvent, RecordingApp, RequestRecord
 from harness.http.client import ClientScript
+from harness.http.shutdown import ShutdownFacts
 from harness.net.network import Connection
 from harness.sim.loop import SimLoop
 from harness.sim.quiescence import BlockedTask, Frame, await_stack, blocked_tasks
@@ -31,10 +33,14 @@ class ConnFacts:
     # the server starting to close (close/abort/write_eof) and the client leaving.
     server_close_tick: int | None = None
     client_end_tick: int | None = None
+    # Bytes the server read before it began to close: what it read while closing (a
+    # lingering close drains and discards) was never taken as a request.
+    read_before_close: int = 0
     # How the server first ended its side, and the call stack that did it (outermost
     # first), as the harness's transport saw the call (sim/transport.py, closed_by).
     closed_how: str = ""
     closed_stack: tuple[Frame, ...] = ()
+    closed_on_read: bool = False  # that call came while the server handled bytes it read
 
     @property
     def server_closed_at(self) -> float | None:
@@ -59,6 +65,7 @@ class LogRecord:
     message: str
     exc_type: str | None
     deliberate: bool  # the app's own AppRaised, or the watchdog's StuckRun: not the server's
+    time: float | None = None  # virtual time it was logged at, where known
 
 
 @dataclass
@@ -74,6 +81,35 @@ class Observations:
     unknown_paths: list[str] = field(default_factory=list)
     # the stack (outermost first) of each callback the watchdog stopped (sim/watchdog.py)
     stuck: list[list[str]] = field(default_factory=list)
+    shutdown: ShutdownFacts | None = None  # set in a run whose scenario shuts the server down
+    # receive() calls a shutdown cut (observations.shutdown_cuts): "exit" or "grace"
+    cuts: dict[tuple[int, int, int], str] = field(default_factory=dict)
+
+
+def shutdown_cuts(requests: dict[tuple[int, int], RequestRecord],
+                  shutdown: ShutdownFacts | None) -> dict[tuple[int, int, int], str]:
+    """The receive() calls a shutdown cut short, each "exit" (the process exit's
+    cancellation) or "grace" (a cancellation once the scenario's grace period was over).
+    Either way the call did not return: it was still waiting when the cut came."""
+    if shutdown is None or shutdown.signalled_tick is None:
+        return {}
+    exiting = shutdown.exiting_tick
+    cuts = {}
+    for rec in requests.values():
+        for e in rec.events:
+            if e.kind != "received" or not str(e.message.get("type")).startswith(
+                    "raised CancelledError") or e.tick < shutdown.signalled_tick:
+                continue
+            if shutdown.grace_over(e.time):
+                cuts[(rec.cid, rec.index, e.call)] = "grace"
+            elif exiting is not None and e.tick >= exiting:
+                cuts[(rec.cid, rec.index, e.call)] = "exit"
+    return cuts
+
+
+def _uncut(rec: RequestRecord, cuts: dict[tuple[int, int, int], str]) -> list[AsgiEvent]:
+    return [e for e in rec.events
+            if not (e.kind == "received" and (rec.cid, rec.index, e.call) in cuts)]
 
 
 class ErrorCollector(logging.Handler):
@@ -82,32 +118,59 @@ class ErrorCollector(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.records: list[LogRecord] = []
+        self.clock: Callable[[], float] | None = None  # the run's virtual clock, once it runs
 
     def emit(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None
-        self.records.append(
-            LogRecord(
-                record.name,
-                record.getMessage().splitlines()[0] if record.getMessage() else "",
-                type(exc).__name__ if exc else None,
-                isinstance(exc, (AppRaised, StuckRun)),
-            )
-        )
+        message = record.getMessage()
+        exc_type: str | None
+        if exc is not None:
+            exc_type, deliberate = type(exc).__name__, isinstance(exc, (AppRaised, StuckRun))
+        else:  # uvicorn before 0.3 formats the traceback into the message itself
+            exc_type, deliberate = _traceback_in(message)
+        self.records.append(LogRecord(record.name, message.splitlines()[0] if message else "",
+                                      exc_type, deliberate,
+                                      self.clock() if self.clock is not None else None))
+
+
+# The exceptions the harness raises on purpose, as a formatted traceback names them.
+DELIBERATE = {f"{c.__module__}.{c.__qualname__}" for c in (AppRaised, StuckRun)}
+
+
+def _traceback_in(message: str) -> tuple[str | None, bool]:
+    """(exception type, raised by the harness on purpose?) of the last traceback a log
+    message carries as text; (None, False) when it carries none."""
+    _, found, tail = message.rpartition("Traceback (most recent call last):")
+    if not found:
+        return None, False
+    # The exception line is the last one not indented (frames and source are).
+    lines = [line for line in tail.splitlines() if line.strip() and not line[0].isspace()]
+    if not lines:
+        return None, False
+    name = lines[-1].split(":", 1)[0].strip()
+    return name.rsplit(".", 1)[-1], name in DELIBERATE
 
 
 def observe(
-    loop: SimLoop, app: RecordingApp, clients: list[ClientScript], collector: ErrorCollector
+    loop: SimLoop, app: RecordingApp, clients: list[ClientScript], collector: ErrorCollector,
+    shutdown: ShutdownFacts | None = None,
 ) -> Observations:
     # Snapshots again: teardown closes transports, which would send FINs into live streams.
     conns = {c.cid: ConnFacts(c.cid, c, c.peer.conn.snapshot()) for c in clients}
     for c in clients:
-        closed_by = getattr(c.peer.conn.server_end, "closed_by", None)
+        end = c.peer.conn.server_end
+        closed_by = getattr(end, "closed_by", None)
         if closed_by is not None:
             conns[c.cid].closed_how, conns[c.cid].closed_stack = closed_by
+            conns[c.cid].closed_on_read = bool(getattr(end, "closed_on_read", False))
     for tick, entry in enumerate(loop.log.entries):
         name = entry.detail.split(" ", 1)[0]
         for facts in conns.values():
-            if facts.server_close_tick is None and entry.kind in ("close", "abort", "write_eof") \
+            if facts.server_close_tick is None and entry.kind == "recv" \
+                    and name == f"server[c{facts.cid}]" and entry.detail.endswith("B"):
+                facts.read_before_close += int(entry.detail.rsplit(" ", 1)[1][:-1])
+            if facts.server_close_tick is None and entry.kind in (
+                    "close", "abort", "write_eof", "exit-close") \
                     and name == f"server[c{facts.cid}]":
                 facts.server_close_tick = tick
             if facts.client_end_tick is None and entry.kind in (
@@ -119,7 +182,7 @@ def observe(
         exc = context.get("exception")
         errors.append(
             LogRecord("asyncio", str(context.get("message")), type(exc).__name__ if exc else None,
-                      isinstance(exc, (AppRaised, StuckRun)))
+                      isinstance(exc, (AppRaised, StuckRun)), context.get("harness_time"))
         )
     scheduled: list[Any] = getattr(loop, "_scheduled", [])
     timers = sorted(
@@ -132,11 +195,15 @@ def observe(
         for rec in app.records.values()
         for call, task in rec.waiting.items()
     }
+    cuts = shutdown_cuts(app.records, shutdown)
+    for key in cuts:  # signed where they waited when the shutdown cut them
+        stacks[key] = app.records[key[:2]].raised_at.get(key[2], ())
     return Observations(
         outcome=loop.outcome or "stopped",
         # Snapshots: teardown cancels the app's tasks, which appends to the live records.
-        requests={k: dataclasses.replace(r, events=list(r.events), waiting={})
+        requests={k: dataclasses.replace(r, events=_uncut(r, cuts), waiting={})
                   for k, r in app.records.items()},
+        cuts=cuts,
         connections=conns,
         blocked=blocked_tasks(loop),
         timers=timers,
@@ -144,4 +211,5 @@ def observe(
         receive_stacks=stacks,
         unknown_paths=list(app.unknown_paths),
         stuck=[list(stack) for stack in loop.stuck_runs],
+        shutdown=shutdown,
     )

@@ -18,12 +18,13 @@ and a plain ERROR line about the client's bytes is no server error.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
-from harness.http.app import AsgiEvent, RequestRecord
+from harness.http.app import SPIN_ANSWERS, AsgiEvent, RequestRecord
 from harness.http.client import request_path
+from harness.http.failure import APP_FRAMES, Failure, receive_frame, server_frame
 from harness.http.observations import ConnFacts, Observations
-from harness.sim.quiescence import Frame, short_path
+from harness.http.shutdown_oracle import shutdown_failures
+from harness.sim.quiescence import short_path
 
 KINDS: dict[str, str] = {
     "receive-hang": "an app's receive() never returned, though its request's body had "
@@ -38,23 +39,9 @@ KINDS: dict[str, str] = {
     "leak": "tasks or timers still alive after every connection had closed, or a connection "
     "the server had to close left open",
     "stuck": "a callback never gave control back to the loop (it spins or blocks)",
+    "shutdown-hang": "a graceful shutdown never completed: the server's shutdown routine, "
+    "or the process exit after it, still waited when nothing else could happen",
 }
-
-# Frames that are never the answer to "where is the server waiting": the app model,
-# and the async libraries the wait bottoms out in.
-APP_FRAMES = ("harness/http/app.py", "asyncio/", "anyio/", "trio/")
-
-
-@dataclass(frozen=True)
-class Failure:
-    kind: str
-    signature: str
-    message: str
-    request: str = ""
-
-    def key(self) -> tuple[str, str]:
-        return (self.kind, self.signature)
-
 
 def check(obs: Observations) -> list[Failure]:
     failures: list[Failure] = []
@@ -70,6 +57,9 @@ def check(obs: Observations) -> list[Failure]:
         failures += left_open_failures(facts)
     failures += server_error_failures(obs)
     failures += stuck_failures(obs)
+    if obs.shutdown is not None:
+        failures += shutdown_failures(obs, failures)
+    failures += spin_failures(obs)
     failures += leak_failures(obs, failures)
     # One failure per (kind, signature) is enough to report a run.
     unique: dict[tuple[str, str], Failure] = {}
@@ -79,27 +69,6 @@ def check(obs: Observations) -> list[Failure]:
 
 
 # -- receive(): hangs and lost disconnects -----------------------------------------
-def server_frame(stack: tuple[Frame, ...]) -> str:
-    """The deepest frame outside the app and asyncio: where the server is waiting."""
-    outside = [f for f in stack if not f.file.startswith(APP_FRAMES)]
-    if outside:
-        return str(outside[-1])
-    return str(stack[-1]) if stack else "?"
-
-
-def receive_frame(stack: tuple[Frame, ...]) -> str:
-    """Where a blocked receive() waits: the deepest server frame inside the receive
-    callable (below the app model's last frame), or, when the server's receive is a
-    bare library call (hypercorn's is an asyncio.Queue's get), that call's frame. The
-    frames above the app model (who called the app) are not where it waits, and
-    whether the app awaited receive() in its own task or a helper's must not change
-    the signature."""
-    last_app = max((i for i, f in enumerate(stack) if f.file.startswith(APP_FRAMES[0])),
-                   default=-1)
-    inside = stack[last_app + 1:]
-    return server_frame(inside) if inside else server_frame(stack)
-
-
 def _pairs(rec: RequestRecord) -> list[tuple[AsgiEvent, AsgiEvent | None]]:
     calls = {e.call: e for e in rec.events if e.kind == "receive"}
     returns = {e.call: e for e in rec.events if e.kind == "received"}
@@ -114,6 +83,10 @@ def _response_done(rec: RequestRecord) -> AsgiEvent | None:
                 and not e.message.get("more_body", False)):
             return e
     return None
+
+
+def _returned(rec: RequestRecord) -> AsgiEvent | None:
+    return next((e for e in rec.events if e.kind == "returned"), None)
 
 
 def _response_handed_over(rec: RequestRecord) -> AsgiEvent | None:
@@ -153,6 +126,8 @@ def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) ->
         context = "after the response" if call.message.get("after_response") else (
             "pending at the response's end")
         if ret is None:
+            if due is None and obs.cuts.get((rec.cid, rec.index, call.call)) == "grace":
+                continue  # a shutdown's grace period ran out on it: the cut is allowed
             if due is not None:
                 out.append(Failure("lost-disconnect", f"receive() {context}: blocked at {stack}",
                                    f"{where}: receive() #{call.call} {context} never returned",
@@ -161,7 +136,8 @@ def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) ->
                 out.append(Failure("lost-disconnect", f"receive() after close: blocked at {stack}",
                                    f"{where}: receive() #{call.call} never returned though the "
                                    "connection was closed", where))
-            elif end_seen == "fin" and not rec.body_complete:
+            elif end_seen == "fin" and not rec.body_complete and not _body_arrived(rec, facts):
+                # (A body that had all arrived is owed whatever the client did next.)
                 out.append(Failure("lost-disconnect",
                                    f"receive() after client EOF: blocked at {stack}",
                                    f"{where}: receive() #{call.call} waits for a body the client "
@@ -262,6 +238,9 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
             continue
         if raised:
             continue  # raised mid-response: a truncated response is all a server can send
+        if obs.shutdown is not None and resp.status >= 500 and not any(
+                e.kind == "returned" for e in rec.events):
+            continue  # a shutdown cut the app short and the server said so: visible
         done = _response_done(rec)
         closing = facts.server_close_tick
         if closing is not None and (done is None or done.tick > closing):
@@ -303,12 +282,22 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
     if facts.client_end_tick is not None and (closing is None
                                                or facts.client_end_tick < closing):
         return []  # the client left first
+    if obs.shutdown is not None and obs.shutdown.grace_over(closed_at):
+        return []  # a shutdown's grace period was over: cutting in-flight work is its point
     out: list[Failure] = []
     for i in range(min(at_risk_from(facts), len(client.spec.requests))):
         rec = obs.requests.get((facts.cid, i))
         if rec is None:
+            if _read_but_dropped(facts, obs, i):
+                where = request_path(facts.cid, i)
+                out.append(Failure("premature-close",
+                                   f"closed during a live request: {close_place(facts)}",
+                                   f"{where}: the server read the whole request, never called "
+                                   f"the app for it and closed the connection at "
+                                   f"t={closed_at:g} without answering it", where))
+                break
             continue
-        done = _response_done(rec)
+        done = _response_done(rec) or _returned(rec)  # the app may end without a response
         raised = any(e.kind == "raised" for e in rec.events)
         if raised or (done is not None and closing is not None and done.tick < closing):
             continue
@@ -406,6 +395,31 @@ def left_open_failures(facts: ConnFacts) -> list[Failure]:
                     f"{why} (RFC 9112, 9.6)")]
 
 
+def _read_but_dropped(facts: ConnFacts, obs: Observations, i: int) -> bool:
+    """Request i was read whole by the server before it began to close, the server
+    closed in reaction to input it read (inside data_received) without answering the
+    request or calling the app, and nothing before it ended the connection: every
+    earlier response is complete, none said Connection: close, and no earlier app
+    raised or left its body unread (a server may close rather than drain it). A close
+    from a timer or a task, with the request read into a buffer meanwhile, is the
+    race every client must retry (the server had decided to close); a close while
+    handling the request's own bytes is a request the server had and threw away."""
+    client = facts.client
+    if not facts.closed_on_read:
+        return False
+    if i < len(client.responses) or i >= len(client.request_offsets):
+        return False
+    if facts.read_before_close < client.request_offsets[i][1]:
+        return False
+    earlier = client.responses[:i]
+    if len(earlier) < i or any(not r.complete or r.closes for r in earlier):
+        return False
+    before = [obs.requests.get((facts.cid, j)) for j in range(i)]
+    return all(rec is None or (rec.body_complete and not any(e.kind == "raised"
+                                                             for e in rec.events))
+               for rec in before)
+
+
 # Frames that never say which path of the server closed: the harness (its loop,
 # transport, app model) and the async libraries the close passed through.
 NOT_CLOSER = ("harness/", "asyncio/", "anyio/", "trio/")
@@ -424,6 +438,8 @@ def close_place(facts: ConnFacts) -> str:
     frames = [f for f in stack[last_app + 1:]
               if not f.file.startswith(NOT_CLOSER) and "/" in f.file]
     how = facts.closed_how or "close"
+    if how == "exit":
+        return "closed at process exit"
     if not frames:
         return f"{how} by the transport itself"
     if how in ("close", "abort", "write_eof"):
@@ -443,6 +459,27 @@ def stuck_failures(obs: Observations) -> list[Failure]:
     return out
 
 
+def spin_failures(obs: Observations) -> list[Failure]:
+    """The app model stopped a loop over receive() that would have spun forever
+    (harness/http/app.py): signed by the server's receive callable that kept answering."""
+    out = []
+    for rec in sorted(obs.requests.values(), key=lambda r: (r.cid, r.index)):
+        for e in rec.events:
+            if e.kind != "spin":
+                continue
+            where = request_path(rec.cid, rec.index)
+            after = "after the body's end" if e.message.get("after_body") else "mid-body"
+            answer = e.message.get("answer", "?")
+            out.append(Failure(
+                "stuck", f"receive() answers at once with nothing new, {after}: "
+                f"{e.message.get('receive', '?')}",
+                f"{where}: receive() returned {answer} at once, with nothing new, "
+                f"{SPIN_ANSWERS} times in a row up to #{e.call} ({after}): an app looping "
+                "over receive() until http.disconnect (a disconnect watcher) never gives "
+                "control back to the loop", where))
+    return out
+
+
 def _frame_words(line: str) -> tuple[str, str]:
     """("file", "function") of a "file:line in function" stack line, the file made short."""
     place, _, function = line.rpartition(" in ")
@@ -458,6 +495,8 @@ def server_error_failures(obs: Observations) -> list[Failure]:
         if record.deliberate or (rude and record.exc_type is None
                                  and record.logger != "asyncio"):
             continue
+        if obs.shutdown is not None and obs.shutdown.grace_over(record.time):
+            continue  # the cut a shutdown's grace period made
         out.append(Failure("server-error", f"{record.logger}: {record.exc_type or record.message}",
                            f"{record.logger} logged: {record.message} ({record.exc_type})"))
     return out
@@ -467,8 +506,12 @@ def leak_failures(obs: Observations, found: list[Failure]) -> list[Failure]:
     conns = obs.connections.values()
     if not conns or any(f.server_closed_at is None for f in conns):
         return []
+    shutdown = obs.shutdown
+    if shutdown is not None and shutdown.signalled_tick is not None \
+            and shutdown.exited_tick is None:
+        return []  # what a shutdown that never ended keeps alive is that failure's
     out = []
-    if obs.outcome == "horizon" and obs.timers:
+    if obs.outcome in ("horizon", "polling") and obs.timers:
         out.append(Failure("leak", f"timers alive: {', '.join(sorted(set(obs.timers)))}",
                            "timers still scheduled after every connection closed"))
     # An app blocked in receive() (reported above as a hang or lost disconnect) keeps
@@ -480,6 +523,8 @@ def leak_failures(obs: Observations, found: list[Failure]) -> list[Failure]:
            for f in found):
         return out
     for task in obs.blocked:
+        if shutdown is not None and task.coroutine == shutdown.coroutine:
+            continue
         frame = server_frame(task.stack)
         out.append(Failure("leak", f"task alive at {frame}",
                            f"task {task.coroutine} still blocked after every connection closed"))

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.decisions import DecisionSource
-from harness.errors import HarnessFault, TargetFault
+from harness.errors import HarnessFault, InputError, TargetFault
 from harness.http.app import AppBehaviour, RecordingApp, asgi2
 from harness.http.client import ClientScript, ConnSpec
+from harness.http.failure import Failure
 from harness.http.observations import ErrorCollector, Observations, observe
-from harness.http.oracles import Failure, check
+from harness.http.oracles import check
+from harness.http.shutdown import ShutdownDriver, ShutdownSpec
 from harness.net.network import DEFAULT_WINDOW
 from harness.net.peer import PeerConnection
 from harness.sim.loop import SimLoop
@@ -40,14 +42,55 @@ class Target(Protocol):
         """Server settings the search may vary, each with its legal values (first: default)."""
         ...
 
-    def timeouts(self, settings: dict[str, Any]) -> tuple[float, ...]:
-        """The timers (seconds) a server with these settings arms, e.g. its keep-alive."""
+    def setting_meanings(self) -> dict[str, str]:
+        """Each setting's meaning (targets/registry.py MEANINGS), so the harness knows
+        which arm a timer or set a grace period."""
         ...
 
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
                     address: tuple[str, int]) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+    # Optional, for the shutdown family (harness/http/shutdown.py):
+    #   shutdown_unsupported() -> str | None: None if the target shuts down gracefully
+    #     through its own path here, else why not;
+    #   async shutdown() -> None: that graceful shutdown, as on SIGTERM, returning when the
+    #     server's own shutdown routine returns.
+
+
+def shutdown_unsupported(target: Target) -> str | None:
+    """None if `target` can run shutdown scenarios, else why not."""
+    why = getattr(target, "shutdown_unsupported", None)
+    if why is None or not hasattr(target, "shutdown"):
+        return f"the {target.name} adapter has no graceful shutdown"
+    return why()  # type: ignore[no-any-return]
+
+
+# Setting meanings (targets/registry.py MEANINGS) that arm a timer: the search places
+# pauses on both sides of each.
+TIMER_MEANINGS = ("keep-alive-timeout", "read-timeout", "graceful-timeout")
+
+
+def values_meaning(target: Target, settings: dict[str, Any],
+                   meanings: tuple[str, ...]) -> list[Any]:
+    """The values `settings` give the settings of `target` with one of `meanings`: each
+    one's chosen value, or its default where the scenario leaves it out."""
+    means = target.setting_meanings()
+    return [settings.get(name, values[0])
+            for name, values in target.settings_space().items() if means.get(name) in meanings]
+
+
+def timeouts(target: Target, settings: dict[str, Any]) -> tuple[float, ...]:
+    """The timers (seconds) a run of `target` with these settings arms."""
+    return tuple(sorted({float(v) for v in values_meaning(target, settings, TIMER_MEANINGS)
+                         if v is not None}))
+
+
+def grace_of(target: Target, settings: dict[str, Any]) -> float | None:
+    """The grace period at shutdown the scenario's settings give `target` (None: none)."""
+    found = values_meaning(target, settings, ("graceful-timeout",))
+    return None if not found or found[0] is None else float(found[0])
 
 
 # The network and transport parameters a scenario may set (`HttpScenario.net`), each with
@@ -82,6 +125,7 @@ class HttpScenario:
     server: dict[str, Any] = field(default_factory=dict)
     # Network window and the server transport's write-buffer limits; {}: the defaults.
     net: dict[str, int] = field(default_factory=dict)
+    shutdown: ShutdownSpec | None = None  # when the server is told to shut down gracefully
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -93,6 +137,8 @@ class HttpScenario:
         }
         if self.net:  # left out when default, so older traces round-trip unchanged
             data["net"] = dict(self.net)
+        if self.shutdown is not None:
+            data["shutdown"] = self.shutdown.to_json()
         return data
 
     @classmethod
@@ -105,9 +151,15 @@ class HttpScenario:
                                  for c, i, b in data["behaviours"]),
                 server=dict(data.get("server") or {}),
                 net=net_validated(data.get("net") or {}),
+                shutdown=(None if data.get("shutdown") is None
+                          else ShutdownSpec.from_json(data["shutdown"])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed http scenario: {exc!r}") from None
+
+
+class ShutdownUnsupported(InputError):
+    """A shutdown scenario for a target that has no graceful shutdown in the harness."""
 
 
 @dataclass
@@ -139,6 +191,8 @@ def http_program(scenario: HttpScenario, target: Target, state: dict[str, Any]) 
 
     async def program(loop: SimLoop) -> None:
         network = loop.network
+        if "errors" in state:  # when each ERROR record was logged, in virtual time
+            state["errors"].clock = loop.time
         if scenario.net:  # connections made from here on have this window
             network.window = net["window"]
             # asyncio's own rule for a high-water mark alone: low = high // 4
@@ -150,11 +204,24 @@ def http_program(scenario: HttpScenario, target: Target, state: dict[str, Any]) 
             return network.connections[cid - 1].up.reads if ok else 0
 
         behaviours = {(c, i): b for c, i, b in scenario.behaviours}
-        app = RecordingApp(behaviours, reads_of, loop.time, loop.record,
-                           lambda: len(loop.log.entries))
+        driver = None
+        if scenario.shutdown is not None:
+            driver = ShutdownDriver(loop, scenario.shutdown, target.shutdown,  # type: ignore[attr-defined]
+                                    grace_of(target, scenario.server))
+            state["shutdown"] = driver
+
+        def record(kind: str, detail: str) -> None:
+            loop.record(kind, detail)
+            if driver is not None and kind == "asgi":
+                driver.on_asgi()
+
+        app = RecordingApp(behaviours, reads_of, loop.time, record,
+                           lambda: len(loop.log.entries), loop.iterations)
         state["app"] = app
         served = app if target.asgi == 3 else asgi2(app)
         await target.mount(loop, served, scenario.server, ADDRESS)
+        if driver is not None:
+            driver.arm()
         state["clients"] = [
             ClientScript(PeerConnection(loop, ADDRESS), spec) for spec in scenario.connections
         ]
@@ -166,11 +233,19 @@ def run_http(
     scenario: HttpScenario, target: Target, source: DecisionSource,
     settings: Settings | None = None,
 ) -> HttpRun:
+    if scenario.shutdown is not None and (why := shutdown_unsupported(target)) is not None:
+        raise ShutdownUnsupported(f"{target.name} {target.version} ({target.http}) cannot run "
+                                  f"a shutdown scenario: {why}; use a target that can "
+                                  "(harness explore --family shutdown names them)")
     state: dict[str, Any] = {}
     with collect_errors() as collector:
+        state["errors"] = collector
+
         def inspect(loop: SimLoop) -> dict[str, Any]:
+            driver = state.get("shutdown")
             return {"observations": observe(loop, state["app"], state.get("clients", []),
-                                            collector)}
+                                            collector,
+                                            driver.facts() if driver is not None else None)}
 
         result = simulate(http_program(scenario, target, state), source, settings, inspect)
     if result.program_error is not None:

@@ -12,15 +12,22 @@ Families share the request and behaviour vocabularies and differ in shape:
                server transport's write buffer (both sized by the scenario), a client
                that reads slowly (and may go away) or stops reading (and then goes away)
 - concurrency: two connections at once
+- shutdown:    one or two connections, pipelined or one request after another, and the
+               server told to shut down gracefully (SIGTERM) at a moment the scenario
+               names by the app's progress (harness/http/shutdown.py): in the middle of
+               a request, a streaming response, a pending receive(), a sleep, or an idle
+               keep-alive connection; only this family draws a grace period
 
 Outside pipelining, every request after the first goes out after the previous
 response (the ordinary case), after the previous request, or once the previous
 response's head arrived, then waits: requests overlap responses still streaming.
 
-Pauses (between requests, before the client leaves, in the app) come from one
-vocabulary per scenario: none, short, long, and for each timer the scenario's
-settings arm (keep-alive, read timeout) a pause just before, at and just after
-its deadline, so a timer-driven race is reached from either side.
+Pauses (between requests, before the client leaves, in the app) are none, short
+or long, or in one draw of four a pause just before, at or just after the deadline
+of a timer the scenario's settings arm (keep-alive, read timeout), so a
+timer-driven race is reached from either side. New axes come with a low prior
+(one connection in four overlaps its requests), so widening the space does not
+thin out the ordinary scenarios the known finds live in.
 
 In keepalive and pipelining a connection may break RFC 9112's rules as real
 clients do (`ConnSpec.rude`, harness/http/client.py), drawn seldom and polite
@@ -36,7 +43,8 @@ from hypothesis import strategies as st
 
 from harness.http.app import READ_MODES, AppBehaviour
 from harness.http.client import AFTER, END_ACTIONS, END_MOMENTS, RUDE, ConnSpec, RequestSpec
-from harness.http.scenario import NET_DEFAULTS, HttpScenario, Target
+from harness.http.scenario import NET_DEFAULTS, HttpScenario, Target, timeouts
+from harness.http.shutdown import ShutdownSpec
 
 PAUSES = [0.0, 0.5, 6.0]  # none, short, longer than uvicorn's default 5 s keep-alive
 # How far either side of a timer's deadline a pause lands: well inside one poll of any
@@ -44,7 +52,13 @@ PAUSES = [0.0, 0.5, 6.0]  # none, short, longer than uvicorn's default 5 s keep-
 # itself, where the timer and the client's bytes are due in the same instant and the
 # schedule decides which comes first.
 NEAR = 0.01
-FAMILIES = ("keepalive", "pipelining", "disconnect", "flow", "concurrency")
+PLAIN_PAUSES = st.sampled_from(PAUSES)
+FAMILIES = ("keepalive", "pipelining", "disconnect", "flow", "concurrency", "shutdown")
+# Settings that act only at shutdown: other families keep them at their default.
+SHUTDOWN_ONLY = ("graceful-timeout",)
+# ASGI calls before the signal: a few requests' worth (a request makes about ten); a
+# number past what the run makes sends the signal when the run goes quiet.
+SHUTDOWN_AFTER = 30
 # Response chunk sizes in flow (0: a few bytes), large enough to overrun any window here.
 CHUNK_SIZES = [0, 1024, 16 * 1024, 64 * 1024]
 MAX_RESPONSE = 640 * 1024  # bounds a run's cost: a slow client reads 512 bytes a poll
@@ -57,36 +71,50 @@ RUDE_FAMILIES = ("keepalive", "pipelining")
 POLITE_WEIGHT = 6
 
 
-def pauses_around(timeouts: tuple[float, ...]) -> list[float]:
-    """The pauses a scenario may use, the ordinary 0 first: the fixed ones, and each of
-    the scenario's timers with a pause just before, at and just after its deadline."""
-    out = list(PAUSES)
+def deadline_pauses(timeouts: tuple[float, ...]) -> list[float]:
+    """For each of the scenario's timers, a pause just before, at and just after its
+    deadline."""
+    out: list[float] = []
     for t in timeouts:
-        out += [p for p in (round(t - NEAR, 6), t, round(t + NEAR, 6))
-                if p > 0 and p not in out]
+        out += [p for p in (round(t - NEAR, 6), t, round(t + NEAR, 6)) if p > 0 and p not in out]
     return out
 
 
+def pause_strategy(timeouts: tuple[float, ...]) -> st.SearchStrategy[float]:
+    """A pause: none, short or long as ever, or (one draw in four) one placed at a timer's
+    deadline. The deadline points come in one group, so the more timers a scenario
+    sets, the more finely that group is split, not the less often a pause is 0."""
+    near = deadline_pauses(timeouts)
+    if not near:
+        return st.sampled_from(PAUSES)
+    return st.sampled_from([*PAUSES, -1.0]).flatmap(
+        lambda p: st.just(p) if p >= 0 else st.sampled_from(near))
+
+
 @st.composite
-def behaviours(draw: Any, large: bool = False, pauses: list[float] = PAUSES) -> AppBehaviour:
+def behaviours(draw: Any, large: bool = False,
+               pauses: st.SearchStrategy[float] = PLAIN_PAUSES,
+               long_poll: bool = False) -> AppBehaviour:
     behaviour = _behaviour(draw, large, pauses)
+    if long_poll and draw(st.integers(0, 3)) == 3:  # one app in four waits for the end
+        behaviour = dataclasses.replace(behaviour, wait_disconnect=True)
     if behaviour.chunk_size:  # twice what the default window and high-water mark hold
         most = max(1, MAX_RESPONSE // behaviour.chunk_size)
         behaviour = dataclasses.replace(behaviour, chunks=min(behaviour.chunks, most))
     return behaviour
 
 
-def _behaviour(draw: Any, large: bool, pauses: list[float]) -> AppBehaviour:
+def _behaviour(draw: Any, large: bool, pauses: st.SearchStrategy[float]) -> AppBehaviour:
     return AppBehaviour(
         yields_before=draw(st.integers(0, 3)),
-        sleep_before=draw(st.sampled_from(pauses)),
+        sleep_before=draw(pauses),
         read=draw(st.sampled_from(READ_MODES)),
         watch_disconnect=draw(st.booleans()),
         raise_at=draw(st.sampled_from(["never", "never", "never", "before-response",
                                        "after-start"])),
         chunks=draw(st.integers(1, 40 if large else 3)),
         yields_between=draw(st.integers(0, 2)),
-        sleep_after=draw(st.sampled_from(pauses)),
+        sleep_after=draw(pauses),
         receive_after=draw(st.booleans()),
         chunk_size=draw(st.sampled_from(CHUNK_SIZES)) if large else 0,
     )
@@ -94,7 +122,8 @@ def _behaviour(draw: Any, large: bool, pauses: list[float]) -> AppBehaviour:
 
 @st.composite
 def requests(draw: Any, large: bool = False, pipelined: bool = False,
-             pauses: list[float] = PAUSES) -> RequestSpec:
+             pauses: st.SearchStrategy[float] = PLAIN_PAUSES, overlap: bool = False
+             ) -> RequestSpec:
     framing = draw(st.sampled_from(["none", "length", "chunked"]))
     sizes = [7, 300, 70_000, 300_000] if large else [7, 0, 300]
     size = draw(st.sampled_from(sizes)) if framing != "none" else 0
@@ -107,22 +136,26 @@ def requests(draw: Any, large: bool = False, pipelined: bool = False,
         expect_continue=framing != "none" and draw(st.booleans()),
         http10=http10,
         close=draw(st.booleans()) and draw(st.booleans()),
-        pause=0.0 if pipelined else draw(st.sampled_from(pauses)),
-        after="response" if pipelined else draw(st.sampled_from(AFTER)),
+        pause=0.0 if pipelined else draw(pauses),
+        after=draw(st.sampled_from(AFTER)) if overlap and not pipelined else "response",
     )
 
 
 @st.composite
 def connections(draw: Any, family: str, cid_count: int = 1,
-                pauses: list[float] = PAUSES) -> ConnSpec:
-    pipelined = family == "pipelining"
+                pauses: st.SearchStrategy[float] = PLAIN_PAUSES) -> ConnSpec:
+    pipelined = family == "pipelining" or (family == "shutdown" and draw(st.booleans()))
     large = family == "flow"
     rude = "none"
     if family in RUDE_FAMILIES:
         rude = draw(st.sampled_from(("none",) * POLITE_WEIGHT + RUDE[1:]))
     several = pipelined or rude == "after-close"  # something to send after the close
     n = draw(st.integers(2, 3)) if several else draw(st.integers(1, 3))
-    reqs = tuple(draw(requests(large=large, pipelined=pipelined, pauses=pauses))
+    # One connection in four sends requests before the previous response is complete
+    # (0, the ordinary client, is where shrinking goes).
+    overlap = not pipelined and draw(st.integers(0, 3)) == 3
+    reqs = tuple(draw(requests(large=large, pipelined=pipelined, pauses=pauses,
+                               overlap=overlap))
                  for _ in range(n))
     if rude == "after-close":
         # A request before the last asks to close (unless one drawn already does): the
@@ -165,7 +198,7 @@ def connections(draw: Any, family: str, cid_count: int = 1,
         end=end,
         end_moment=moment,
         end_request=draw(st.integers(0, n - 1)),
-        end_delay=draw(st.sampled_from(pauses)),
+        end_delay=draw(pauses),
         read=read,
         start=draw(st.sampled_from([0.0, 0.01])) if cid_count > 1 else 0.0,
         rude=rude,
@@ -175,15 +208,23 @@ def connections(draw: Any, family: str, cid_count: int = 1,
 @st.composite
 def scenarios(draw: Any, target: Target, families: tuple[str, ...] = FAMILIES) -> HttpScenario:
     family = draw(st.sampled_from(families))
-    # Settings first: the timers they arm decide where pauses go.
+    # Settings first: the timers they arm decide where pauses go. Those that act only at
+    # shutdown stay at their default elsewhere.
+    meanings = target.setting_meanings()
     server = {key: draw(st.sampled_from(values))
+              if family == "shutdown" or meanings.get(key) not in SHUTDOWN_ONLY else values[0]
               for key, values in sorted(target.settings_space().items())}
-    pauses = pauses_around(target.timeouts(server))
+    # A grace period's timer runs only at shutdown: elsewhere it places no pauses.
+    armed = server if family == "shutdown" else {
+        **server, **{k: None for k in server if meanings.get(k) in SHUTDOWN_ONLY}}
+    pauses = pause_strategy(timeouts(target, armed))
     count = 2 if family == "concurrency" else 1
+    if family == "shutdown":
+        count = draw(st.integers(1, 2))
     conns = tuple(draw(connections(family, count, pauses)) for _ in range(count))
     large = family == "flow"
     behaviour_list = tuple(
-        (cid, i, draw(behaviours(large=large, pauses=pauses)))
+        (cid, i, draw(behaviours(large=large, pauses=pauses, long_poll=family == "shutdown")))
         for cid, conn in enumerate(conns, start=1)
         for i in range(len(conn.requests))
     )
@@ -192,4 +233,8 @@ def scenarios(draw: Any, target: Target, families: tuple[str, ...] = FAMILIES) -
         drawn = {"window": draw(st.sampled_from(WINDOWS)),
                  "write_high": draw(st.sampled_from(WRITE_HIGHS))}
         net = {k: v for k, v in drawn.items() if v != NET_DEFAULTS[k]}  # {}: the defaults
-    return HttpScenario(family, conns, behaviour_list, server, net)
+    shutdown = None
+    if family == "shutdown":
+        shutdown = ShutdownSpec(draw(st.integers(0, SHUTDOWN_AFTER)),
+                                draw(pauses))
+    return HttpScenario(family, conns, behaviour_list, server, net, shutdown)

@@ -23,8 +23,15 @@ from harness.decisions import (
     ReplaySource,
     TraceDivergence,
 )
-from harness.http.oracles import Failure
-from harness.http.scenario import HttpRun, HttpScenario, Target, run_http
+from harness.http.failure import Failure
+from harness.http.scenario import (
+    HttpRun,
+    HttpScenario,
+    ShutdownUnsupported,
+    Target,
+    run_http,
+    shutdown_unsupported,
+)
 from harness.http.strategies import FAMILIES, scenarios
 from harness.search.engine import Found, Outcome, Progress, SearchReport, Stored, search
 from harness.search.examples import ExampleStore
@@ -42,6 +49,12 @@ def execute_on(target: Target, settings: Settings = SETTINGS) -> Any:
         return Outcome(run.failures, list(recorder.decisions))
 
     return execute
+
+
+def unavailable_families(target: Target, families: tuple[str, ...]) -> dict[str, str]:
+    """The families among `families` that `target` cannot run, each with the reason."""
+    why = shutdown_unsupported(target) if "shutdown" in families else None
+    return {} if why is None else {"shutdown": why}
 
 
 def explore(
@@ -64,6 +77,9 @@ def explore(
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown scenario family {unknown[0]!r}; known: {', '.join(FAMILIES)}")
+    for family, why in unavailable_families(target, tuple(families)).items():
+        raise ShutdownUnsupported(f"{target.name} {target.version} ({target.http}) cannot run "
+                                  f"the {family} family: {why}")
     strategy_for = scenarios(target, tuple(families))
     store = None if examples is None else ExampleStore.for_target(
         examples, target.describe(), target.settings_space(), tuple(families))

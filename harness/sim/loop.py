@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -80,8 +82,33 @@ class SimLoop(asyncio.BaseEventLoop):
         self.signal_handlers: dict[int, asyncio.Handle] = {}
         # (high, low) write-buffer limits for server transports; None: asyncio's defaults.
         self.write_buffer_limits: tuple[int, int] | None = None
+        # Signals sent to the process, each delivered at a poll as the I/O event asyncio's
+        # self-pipe makes of it; and what runs when the run would otherwise be quiescent.
+        self.pending_signals: list[tuple[str, Callable[[], None]]] = []
+        self.at_quiescence: list[Callable[[], None]] = []
+        self.exited = False  # the process exited (harness/sim/exit.py): nothing of it runs
+        self.tearing_down = False  # the run is over (harness/sim/run.py): off the record
         self._selector = Poller(self, max_latency, step_budget, horizon)
         self.set_exception_handler(_record_exception)
+        # each task's place in creation order (see tasks_in_creation_order)
+        self._created: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = \
+            weakref.WeakKeyDictionary()
+        self._task_count = itertools.count()
+
+    # -- tasks -------------------------------------------------------------------
+    def create_task(self, coro: Any, *, name: str | None = None,
+                    context: Any = None) -> asyncio.Task[Any]:
+        task = super().create_task(coro, name=name, context=context)
+        self._created[task] = next(self._task_count)
+        return task
+
+    def tasks_in_creation_order(self) -> list[asyncio.Task[Any]]:
+        """Every live task, oldest first. `asyncio.all_tasks` is a set ordered by memory
+        addresses, which differ from run to run; this order does not (a task made some
+        other way than create_task comes last, by name)."""
+        alive = [t for t in asyncio.all_tasks(self) if not t.done()]
+        return sorted(alive, key=lambda t: (t not in self._created, self._created.get(t, 0),
+                                            t.get_name()))
 
     # -- the clock -----------------------------------------------------------
     def time(self) -> float:
@@ -91,6 +118,10 @@ class SimLoop(asyncio.BaseEventLoop):
         if when < self._clock:
             raise AssertionError(f"virtual time must not go back: {self._clock} -> {when}")
         self._clock = when
+
+    def iterations(self) -> int:
+        """Loop iterations (polls) so far: a task that suspended and resumed saw it move."""
+        return int(self._selector.polls)
 
     def next_timer_when(self) -> float | None:
         scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
@@ -289,7 +320,15 @@ class SimLoop(asyncio.BaseEventLoop):
     async def subprocess_shell(self, *args: Any, **kw: Any) -> Any:
         self._escape("subprocess_shell()", "a real process would run")
 
-    # -- signals: a stand-in that never fires ----------------------------------------
+    # -- signals ------------------------------------------------------------------------
+    def send_signal(self, name: str, handler: Callable[[], None]) -> None:
+        """A signal reaches the process (another process sent it): `handler` runs at the next
+        poll, ordered among that poll's I/O events (the poller's "io order" choice), as the
+        stock loop runs a signal's handler after its self-pipe polls readable."""
+        self.pending_signals.append((name, handler))
+
+    # A server's own signal handlers get a stand-in that never fires: the harness sends
+    # its signals through `send_signal`, to the handler the scenario's target names.
     def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
         self.signal_handlers[sig] = asyncio.Handle(callback, args, self, None)
 
@@ -309,5 +348,5 @@ def _server_hosts(host: str | Sequence[str] | None) -> list[str | None]:
 def _record_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     assert isinstance(loop, SimLoop)
     exc = context.get("exception")
-    loop.errors.append(context)
+    loop.errors.append({**context, "harness_time": loop.time()})
     loop.record("loop-error", f"{context.get('message')}: {type(exc).__name__ if exc else ''}")

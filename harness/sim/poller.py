@@ -14,16 +14,25 @@ every choice happens here, in this order:
    A stream held past `max_latency` must arrive;
 3. peers read what arrived; bytes arriving at a closed socket answer with RST;
 4. the I/O events this poll reports (a transport's read-ready and write-ready,
-   a listener's accept), in canonical order or a chosen permutation;
+   a listener's accept, a signal's handler), in canonical order or a chosen
+   permutation;
 5. if nothing is ready and nothing arrived, virtual time jumps to the next
    thing that can happen: the earliest loop timer, peer action, or latency
    deadline. If there is none, the run is quiescent (Rule 3): the poller
-   records that and stops the loop.
+   runs what waits for quiescence (`at_quiescence`, a signal sent when all is
+   quiet), or records that and stops the loop.
+
+A loop that only polls is quiescent too: a server that waits by sleeping
+0.1 s in a loop (uvicorn's shutdown) always has a timer, so time never stops.
+When for `POLL_WINDOW` virtual seconds nothing but timers has happened, every
+live timer is due within `POLL_PERIOD` and nothing is in flight or scheduled,
+the timers are only polling and the run ends with outcome "polling".
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from harness.net.network import Stream
 from harness.sim.runtime import Runtime, as_asyncio
@@ -32,6 +41,15 @@ from harness.sim.runtime import Runtime, as_asyncio
 def _set_connected(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _deliver_signal(loop: Runtime, name: str, handler: Callable[[], None]) -> None:
+    loop.record("signal", name)
+    handler()
+
+
+POLL_PERIOD = 1.0  # a timer due within this is a poll, not a wait for something
+POLL_WINDOW = 60.0  # virtual seconds of nothing but polling before the run is quiescent
 
 
 class Poller:
@@ -46,6 +64,8 @@ class Poller:
         self.step_budget = step_budget
         self.horizon = horizon
         self.polls = 0
+        self._steady_since: float | None = None  # when only polling began (see above)
+        self._seen = 0  # event log entries already looked at by the polling check
 
     # The selector interface `_run_once` uses.
     def select(self, timeout: float | None) -> list[asyncio.Handle]:
@@ -114,6 +134,35 @@ class Poller:
                     stream.rx.clear()
                     back.send_rst(now)
 
+    def _run_at_quiescence(self) -> bool:
+        """Run what waits for quiescence; False if nothing did (the run is over)."""
+        waiting, self.loop.at_quiescence = self.loop.at_quiescence, []
+        for action in waiting:
+            action()
+        self._steady_since = None
+        return bool(waiting)
+
+    def _only_polling(self, now: float) -> bool:
+        loop = self.loop
+        entries = loop.log.entries
+        fresh, self._seen = entries[self._seen:], len(entries)
+        net = loop.network
+        when = loop.next_timer_when()
+        scheduled: list[asyncio.TimerHandle] = getattr(loop, "_scheduled", [])
+        steady = (
+            all(e.kind == "timer" for e in fresh)
+            and net.next_action_time() is None
+            and not any(s.has_pending_arrival() for c in net.connections for s in c.streams())
+            and when is not None
+            and all(h.when() <= now + POLL_PERIOD for h in scheduled if not h.cancelled())
+        )
+        if not steady:
+            self._steady_since = None
+            return False
+        if self._steady_since is None:
+            self._steady_since = now
+        return now - self._steady_since >= POLL_WINDOW
+
     def _io_events(self) -> list[asyncio.Handle]:
         loop, aloop = self.loop, as_asyncio(self.loop)
         groups: list[list[asyncio.Handle]] = []
@@ -123,6 +172,9 @@ class Poller:
         for connected in loop.pending_connects:
             groups.append([asyncio.Handle(_set_connected, (connected,), aloop, None)])
         loop.pending_connects = []
+        for name, handler in loop.pending_signals:
+            groups.append([asyncio.Handle(_deliver_signal, (loop, name, handler), aloop, None)])
+        loop.pending_signals = []
         for conn in loop.network.connections:
             for end in (conn.server_end, conn.client_end):
                 group = []
@@ -153,7 +205,13 @@ class Poller:
                 if s.oldest_sent_at is not None:
                     candidates.append(s.oldest_sent_at + self.max_latency)
         if not candidates:
-            loop.finish("quiescent", "nothing ready, nothing in flight, no timers")
+            if not self._run_at_quiescence():
+                loop.finish("quiescent", "nothing ready, nothing in flight, no timers")
+            return
+        if self._only_polling(now):
+            if not self._run_at_quiescence():
+                loop.finish("polling", f"for {POLL_WINDOW:g}s only timers due within "
+                            f"{POLL_PERIOD:g}s fired: the loop only polls")
             return
         target = max(now, min(candidates))
         if target > self.horizon:

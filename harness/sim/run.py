@@ -167,6 +167,7 @@ def _teardown(loop: SimLoop) -> None:
     """Cancel what is left, off the record, so no task outlives its loop."""
     if loop.is_closed():
         return
+    loop.tearing_down = True
     loop.decisions = Recorder(OrdinarySource())
     loop.log = EventLog()  # The result keeps the run's log; teardown is not part of it.
     # Cut the world off first: no more arrivals, accepts or peer actions, so

@@ -15,6 +15,7 @@ from typing import Any, NoReturn, Protocol
 
 from harness.decisions import Recorder
 from harness.net.peer import Host
+from harness.sim.eventlog import EventLog
 
 
 class Runtime(Host, Protocol):
@@ -22,6 +23,9 @@ class Runtime(Host, Protocol):
     servers: list[Any]
     pending_connects: list[asyncio.Future[None]]
     write_buffer_limits: tuple[int, int] | None  # for server transports; None: asyncio's
+    log: EventLog
+    pending_signals: list[tuple[str, Callable[[], None]]]  # delivered as I/O events
+    at_quiescence: list[Callable[[], None]]  # run (once) instead of ending the run
 
     # -- the simulation's own controls (called by the poller and transports)
     def advance_clock(self, when: float) -> None: ...

@@ -7,7 +7,9 @@ runs a few iterations after the accept, as it does on a real loop.
 
 Closing follows the stock `asyncio.Server` of the running Python: `_waiters`
 becomes None once the server is closed and its last connection has ended,
-and `wait_closed` differs between 3.11 and 3.12+ (see there).
+and `wait_closed` differs between 3.11 and 3.12+ (see there). Closing the
+listening socket resets the connections still in its backlog (not yet
+accepted), as Linux does.
 """
 
 from __future__ import annotations
@@ -71,6 +73,17 @@ class SimServer(asyncio.AbstractServer):
             transport.close()
             raise
 
+    def _reset_backlog(self) -> None:
+        """The listening socket closes: Linux resets each connection still in its accept
+        queue (the handshake completed, the server never accepted it)."""
+        now = self._loop.time()
+        while self._listener.backlog:
+            conn = self._listener.backlog.pop(0)
+            self._loop.record("refuse", f"c{conn.cid} reset: its listener closed before "
+                              "accepting it")
+            conn.down.send_rst(now)
+            self._loop.network_closed(conn, "server")
+
     def _detach(self) -> None:
         self._active -= 1
         if self._active == 0 and self._closed:
@@ -89,6 +102,7 @@ class SimServer(asyncio.AbstractServer):
         self._closed = True
         self._serving = False
         self._listener.closed = True
+        self._reset_backlog()
         if self._serving_forever_fut is not None and not self._serving_forever_fut.done():
             self._serving_forever_fut.cancel()
             self._serving_forever_fut = None

@@ -36,8 +36,9 @@ class SimSocket:
         return 0.0  # non-blocking, as every socket under an asyncio transport
 
     def setsockopt(self, level: int, option: int, value: Any, *rest: Any) -> None:
-        # Options tune the kernel's behaviour; the simulated network has none to tune,
-        # so they are remembered (getsockopt answers them) and change nothing.
+        # Options tune the kernel's behaviour; they are remembered (getsockopt answers
+        # them) and change nothing, except SO_LINGER (on, 0 s): the transport's close is
+        # then a RST (harness/sim/transport.py).
         self._options[(level, option)] = value
 
     def getsockopt(self, level: int, option: int, *rest: Any) -> Any:

@@ -8,7 +8,8 @@ the buffer to drain; `abort` and fatal errors drop it; `connection_lost` is
 delivered through `call_soon`. A server that works on the stock loop sees the
 same sequence of protocol calls here. `get_extra_info("socket")` is a
 `SimSocket` (harness/sim/sock.py): the questions a stock `TransportSocket`
-answers, about the simulated connection, and no I/O.
+answers, about the simulated connection, and no I/O; SO_LINGER on with a zero
+timeout makes the socket's close a RST, as the kernel's does.
 
 The first time the server ends its side (close, abort, write_eof, or a fatal
 error), the transport keeps the call stack of that moment in `closed_by`: the
@@ -18,6 +19,8 @@ harness's own boundary, where oracles may look to tell one close path from anoth
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import sys
 from asyncio import transports
 from typing import Any
@@ -64,11 +67,16 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         self._closing = False
         self._paused = False
         self._eof = False
+        self._socket_closed = False
         self._reader = False  # registered for read events (the stock _add_reader)
         self._writer = False  # registered for write events
         self._on_close = on_close
         # (how, call stack) of the first close/abort/write_eof or fatal error
         self.closed_by: tuple[str, tuple[Frame, ...]] | None = None
+        # ... and whether that happened while the transport handed over bytes it read
+        # (inside data_received, or its fatal error): a close in reaction to input.
+        self.closed_on_read = False
+        self._delivering = False
         self.name = f"{side}[c{conn.cid}]"
         if side == "server":
             conn.server_end = self
@@ -99,6 +107,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         to the caller of close(), abort(), ... (two frames up from here)."""
         if self.closed_by is None:
             self.closed_by = (how, callback_stack(sys._getframe(2)))
+            self.closed_on_read = self._delivering
 
     # -- BaseTransport -------------------------------------------------------
     def is_closing(self) -> bool:
@@ -232,12 +241,15 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
             self._on_eof()
             return
         self._log("recv", f"{len(data)}B")
+        self._delivering = True
         try:
             self._protocol.data_received(data)  # type: ignore[attr-defined]
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:  # As the stock transport: CancelledError too.
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        finally:
+            self._delivering = False
 
     def _on_eof(self) -> None:
         try:
@@ -308,15 +320,39 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
                 self._on_close()
                 self._on_close = None
 
+    def process_gone(self) -> None:
+        """The process exited with this socket open: the kernel closes it (a FIN, or a RST
+        over unread input) and what the transport still buffered is lost. The protocol
+        hears nothing: nothing of the process runs any more."""
+        if self._socket_closed:
+            return
+        if self.closed_by is None:
+            self.closed_by = ("exit", ())
+        self._log("exit-close", f"buffered={len(self._buffer)} lost")
+        self._buffer.clear()
+        self._closing = True
+        self._conn_lost += 1
+        self._protocol_connected = False
+        self._close_socket()
+
     def _close_socket(self) -> None:
         """sock.close(): a FIN after what is in flight; a RST if unread bytes remain (Linux)."""
+        self._socket_closed = True
         now = self._sim_loop.time()
         self._reader = self._writer = False
-        if self._incoming.rx:
+        if self._incoming.rx or self._linger_zero():
             self._outgoing.send_rst(now)
         else:
             self._outgoing.send_fin(now)
         self._sim_loop.network_closed(self._conn, self._side)
+
+    def _linger_zero(self) -> bool:
+        """SO_LINGER on with a zero timeout: close() resets the connection."""
+        value = self.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_LINGER)
+        if isinstance(value, (bytes, bytearray)) and len(value) >= 8:
+            on, seconds = struct.unpack("ii", bytes(value[:8]))
+            return bool(on) and seconds == 0
+        return False
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"

@@ -16,6 +16,41 @@ from typing import Any, ClassVar
 from harness.targets.registry import TargetEntry, VersionRange
 
 
+class InsertionOrderedSet(set[Any]):
+    """A set that iterates in insertion order. A server's set of connections or tasks
+    iterates in the order of their memory addresses, which differ from run to run; a
+    shutdown that walks it would then not replay. Insertion order is one of the orders
+    the real set can take, and the same in every run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._order: dict[Any, None] = {}
+
+    def add(self, item: Any) -> None:
+        super().add(item)
+        self._order[item] = None
+
+    def discard(self, item: Any) -> None:
+        super().discard(item)
+        self._order.pop(item, None)
+
+    def remove(self, item: Any) -> None:
+        super().remove(item)
+        del self._order[item]
+
+    def pop(self) -> Any:
+        item = next(iter(self._order))
+        self.remove(item)
+        return item
+
+    def clear(self) -> None:
+        super().clear()
+        self._order.clear()
+
+    def __iter__(self) -> Any:
+        return iter(list(self._order))
+
+
 def accepted(func: Any, offered: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of `offered` that `func` takes: releases differ in which."""
     params = inspect.signature(func).parameters
@@ -46,8 +81,8 @@ class ReleaseAdapter:
     def settings_space(self) -> dict[str, list[Any]]:
         return self.entry.settings_for(self.version)
 
-    def timeouts(self, settings: dict[str, Any]) -> tuple[float, ...]:
-        return self.entry.timeouts_for(self.version, settings)
+    def setting_meanings(self) -> dict[str, str]:
+        return {s.name: s.means for s in self.entry.settings}
 
     def describe(self) -> dict[str, Any]:
         own = {"source": self.source, "key": self.source_key} if self.source else {}

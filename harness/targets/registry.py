@@ -60,8 +60,6 @@ MEANINGS = {
     "graceful-timeout": "seconds in-flight requests get at shutdown",
     "receive-queue-size": "ASGI messages queued for an app before the server stops reading",
 }
-# The meanings that arm a timer: the search places pauses on both sides of each.
-TIMER_MEANINGS = ("keep-alive-timeout", "read-timeout", "graceful-timeout")
 
 
 class TargetError(InputError):
@@ -110,6 +108,8 @@ class Unrunnable:
 
     versions: str  # a PEP 440 specifier
     reason: str  # the concrete failure: the build error, the import error
+    # the protocol implementations it concerns; () for the whole release
+    http: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,22 +163,16 @@ class TargetEntry:
             return dict(found.protocol_modules)
         return dict(self.protocol_modules)
 
-    def unrunnable_reason(self, version: str) -> str | None:
+    def unrunnable_reason(self, version: str, http: str | None = None) -> str | None:
+        """Why the release (with `http`: that protocol of it) cannot run, if it cannot."""
         v = _version(version)
-        return next((u.reason for u in self.unrunnable if v in SpecifierSet(u.versions)), None)
+        return next((u.reason for u in self.unrunnable if v in SpecifierSet(u.versions)
+                     and (not u.http or (http is not None and http in u.http))), None)
 
     def settings_for(self, version: str) -> dict[str, list[Any]]:
         v = _version(version)
         return {s.name: list(s.values) for s in self.settings
                 if not s.versions or v in SpecifierSet(s.versions)}
-
-    def timeouts_for(self, version: str, chosen: dict[str, Any]) -> tuple[float, ...]:
-        """The timers a run with these settings arms, in seconds: each timer setting's
-        chosen value, or its default where the scenario leaves it out."""
-        space = self.settings_for(version)
-        values = (chosen.get(s.name, space[s.name][0]) for s in self.settings
-                  if s.name in space and s.means in TIMER_MEANINGS)
-        return tuple(sorted({float(v) for v in values if v is not None}))
 
     def known_for(self, version: str, http: str, family: str | None = None) -> list[KnownBug]:
         """The known bugs of this release and protocol (those listed for `family`)."""
@@ -385,6 +379,15 @@ def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
                           f"for example --server {name}=={found.example or 'X.Y.Z'}")
     # A release's own protocols, where its range names them (uvicorn 0.1 has httptools only).
     impls = tuple(found.modules_for(version)) if version is not None else found.protocols
+    if version is not None:  # a protocol this release has but the harness cannot run
+        blocked = {h: r for h in impls if (r := found.unrunnable_reason(version, h))}
+        left = tuple(h for h in impls if h not in blocked)
+        if http in blocked or (http in ("all", "default") and not left):
+            h = http if http in blocked else impls[0]
+            raise TargetError(f"{name} {version} cannot run {h} here: {blocked[h]}; pick "
+                              "another release or protocol (README, Supported releases)")
+        if http in ("all", "default"):
+            impls = left
     chosen: Iterable[str]
     if http == "all":
         chosen = impls

@@ -86,12 +86,19 @@ def examples_root(request: dict[str, Any]) -> Path | None:
 
 
 def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    from harness.search.explore import explore
+    from harness.search.explore import explore, unavailable_families
 
     target = make_target(spec, request.get("key"))
+    # A family this target cannot run (the shutdown family, where the adapter has no
+    # shutdown path for the release) is left out and named; the caller says so.
+    unavailable = unavailable_families(target, tuple(request["families"]))
+    families = tuple(f for f in request["families"] if f not in unavailable)
+    if not families:
+        return {"target": target.describe(), "runs": 0, "seconds": 0.0,
+                "shrink_seconds": 0.0, "findings": [], "unavailable": unavailable}
     report = explore(
         target,
-        tuple(request["families"]),
+        families,
         budget_seconds=float(request["budget"]),
         max_runs=request.get("max_runs"),
         seed=int(request.get("seed", 0)),
@@ -108,7 +115,8 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
     )
     return {"target": target.describe(), "runs": report.runs, "seconds": report.seconds,
             "shrink_seconds": report.shrink_seconds,
-            "findings": [_finding(found, target) for found in report.found]}
+            "findings": [_finding(found, target) for found in report.found],
+            "unavailable": unavailable}
 
 
 def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:

@@ -9,10 +9,12 @@ Releases come from the package index in version order; commits from git,
 along the ancestry path between the two ends, oldest first. Each one tried
 gets a verdict: "fails" if replaying the trace (leniently: code paths differ
 between versions) shows a failure of the trace's kind whose signature has the
-same shape (line numbers aside); where the trace no longer applies (a setting
-the code does not have), its scenario family is searched again within
---budget instead. With --scenario, that search is the test. A commit that
-does not build or install is skipped, as `git bisect skip` would.
+same shape (the same functions, wherever their files and lines are: uvicorn
+0.2.17 renamed h11.py to h11_impl.py, which fixed nothing); where the trace
+no longer applies (a setting the code does not have), its scenario family is
+searched again within --budget instead. With --scenario, that search is the
+test. A release or commit that does not build, install or mount, or that the
+registry lists as unrunnable, is skipped, as `git bisect skip` would.
 
 Both ends are checked first: the good end must pass and the bad end must fail,
 or there is nothing to bisect (exit 2, saying which end is wrong). Binary
@@ -31,7 +33,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from harness.errors import EnvironmentFault
+from harness.errors import EnvironmentFault, TargetFault
 from harness.search.trace import Trace, TraceError
 from harness.targets.registry import TargetError, entries, entry, parse_server, target_specs
 from harness.targets.runner import run
@@ -71,15 +73,21 @@ def releases(server: str) -> list[str]:
     return sorted(out, key=Version)
 
 
+# A source file in a signature, with its line if it has one ("uvicorn/x/h11.py:203").
+_PLACE = re.compile(r"[\w.\-/]*[\w\-]\.py(?::\d+)?")
+
+
 def shape(signature: str) -> str:
-    return re.sub(r":\d+", ":N", signature)
+    """The signature with each file:line made anonymous: code that moved (another line,
+    a renamed module) is the same code; the function names say where it is."""
+    return _PLACE.sub("FILE", signature)
 
 
 def verdict_of(server_spec: str, http: str, args: argparse.Namespace,
                trace: Trace | None) -> tuple[bool | None, str]:
     """(fails?, why) on one version; None when it cannot be tried (it does not install)."""
-    spec = target_specs(server_spec, http)[0]
     try:
+        spec = target_specs(server_spec, http)[0]
         if trace is not None:
             try:
                 return _replayed(spec, trace)
@@ -90,7 +98,9 @@ def verdict_of(server_spec: str, http: str, args: argparse.Namespace,
                 return found, f"{why}; the trace does not apply ({str(exc)[:80]}), so " \
                               f"{family} was searched for {args.budget:g}s"
         return _searched(spec, args.scenario, args.kind, args)
-    except EnvironmentFault as exc:
+    except (EnvironmentFault, TargetError, TargetFault) as exc:
+        # It does not install, the registry says it cannot run (uvicorn 0.4.0), or it
+        # does not mount: it says nothing about the behaviour, as `git bisect skip`.
         first = str(exc).strip().splitlines()[0]
         return None, f"skipped: {first}"
 
@@ -211,7 +221,25 @@ def _bisect(history: History, http: str, args: argparse.Namespace,
                 f"a {end} end must {'fail' if want else 'pass'}: nothing to bisect (check "
                 "--good/--bad, or give a longer --budget where the verdict is a search)")
     old_fails = not good_is_old
-    a, b = 0, len(span) - 1  # span[a] behaves like the old end, span[b] like the new one
+    a, b = narrow(span, check, old_fails)
+    change = "fixed" if old_fails else "introduced"
+    unit = history.what[:-1]
+    if b - a > 1:
+        print(f"the behaviour changed between {history.name(span[a])} and "
+              f"{history.name(span[b])}; the {unit}s between could not be tried")
+        return 2
+    print(f"first {unit} where the behaviour changed: {history.name(span[b])} ({change} there; "
+          f"{history.name(span[a])} is the last {unit} before)")
+    return 0
+
+
+def narrow(span: list[str], check: Callable[[str], bool | None],
+           old_fails: bool) -> tuple[int, int]:
+    """Binary search between two checked ends: span[0] behaves like the old end (fails
+    if `old_fails`), span[-1] like the new one. Returns (a, b): span[b] is the first
+    that behaves like the new end when b == a + 1; a wider gap is versions that could
+    not be tried (check gave None)."""
+    a, b = 0, len(span) - 1
     while b - a > 1:
         verdict = None
         for mid in _middle_out(a, b):  # the midpoint, or the nearest that can be tried
@@ -224,15 +252,7 @@ def _bisect(history: History, http: str, args: argparse.Namespace,
             a = mid
         else:
             b = mid
-    change = "fixed" if old_fails else "introduced"
-    unit = history.what[:-1]
-    if b - a > 1:
-        print(f"the behaviour changed between {history.name(span[a])} and "
-              f"{history.name(span[b])}; the {unit}s between could not be tried")
-        return 2
-    print(f"first {unit} where the behaviour changed: {history.name(span[b])} ({change} there; "
-          f"{history.name(span[a])} is the last {unit} before)")
-    return 0
+    return a, b
 
 
 def _middle_out(a: int, b: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""The `harness` command: explore, replay, report, bisect, serve.
+"""The `harness` command: explore, replay, report, bisect, survey, serve.
 
 Exit codes: 0 nothing found (replay: the trace passes), 1 a failure was found
 (replay: the trace fails), 2 a usage or environment error, always one line
@@ -8,6 +8,7 @@ naming the bad value and the fix.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import math
 import os
@@ -106,6 +107,13 @@ def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
         results = [run(spec, request(0), functools.partial(on_event, 0), progress.line)]
     else:
         results = _parallel(spec, args.jobs, request, on_event, progress)
+    unavailable = results[0].get("unavailable") or {}
+    if len(unavailable) == len(set(request(0)["families"])):
+        family, why = next(iter(unavailable.items()))
+        raise UsageError(f"{spec} cannot run the {family} family: {why}; choose other "
+                         "--family values or another release")
+    for family, why in unavailable.items():
+        progress.line(f"{spec}: the {family} family is left out: {why}")
     for result in results:  # normally all written already, as they were found
         for finding in result["findings"]:
             write({"target": result["target"], **finding})
@@ -335,7 +343,46 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def cmd_survey(args: argparse.Namespace) -> int:
+    """harness/tools/survey.py, with `explore` itself as the explorer of each release."""
+    from harness.tools.survey import Stopped, Survey
+    from harness.tools.survey_bisect import replay_verdict
+
+    survey = Survey(args, explore_command, replay_verdict)
+    try:
+        code = survey.run()
+    except (KeyboardInterrupt, Terminated, Stopped) as stop:
+        terminate_workers()
+        code = stop.code if isinstance(stop, Stopped) else \
+            143 if isinstance(stop, Terminated) else 130
+        what = "terminated" if code == 143 else "interrupted"
+        survey.write(what, code)
+        print(f"harness: {what}: {len(survey.records)} release(s) done are kept in "
+              f"{survey.store.folder}/ and in {survey.markdown_path}; the same command goes "
+              "on from there", file=sys.stderr)
+        return code
+    sys.stdout.write(survey.markdown_path.read_text())
+    return code
+
+
+def explore_command(argv: list[str]) -> int:
+    """`harness explore ARGV` within this process (the survey's explorer): its usage and
+    environment errors are its exit code and summary, as on the command line; its table
+    goes to stderr, beside its progress."""
+    args = build_parser().parse_args(["explore", *argv])
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            return cmd_explore(args)
+        except HarnessError as exc:
+            print(f"harness: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except Exception as exc:  # a harness bug on one release: said, and the survey goes on
+            print(f"harness: error: {type(exc).__name__}: {exc} (a bug in the harness "
+                  f"itself: please report it)\n{traceback.format_exc()}", file=sys.stderr)
+            return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -380,12 +427,17 @@ def main(argv: list[str] | None = None) -> int:
     rr.set_defaults(func=cmd_report)
 
     from harness.tools.bisect import add_parser as add_bisect
+    from harness.tools.survey import add_parser as add_survey
     from servers.reference.main import add_parser as add_serve
 
     add_bisect(sub)
     add_serve(sub)
+    add_survey(sub, cmd_survey)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:

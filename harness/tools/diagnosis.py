@@ -186,6 +186,9 @@ def behaviour_words(b: dict[str, Any]) -> str:
     if b.get("watch_disconnect"):
         steps.append("started a disconnect watcher (a task calling receive() until "
                      "http.disconnect)")
+    if b.get("wait_disconnect"):
+        return ", ".join([*steps, "then, as a long poll, waited in receive() for "
+                          "http.disconnect and returned without responding"])
     raise_at = b.get("raise_at", "never")
     if raise_at == "before-response":
         return ", ".join([*steps, "raised before responding"])
@@ -204,6 +207,27 @@ def behaviour_words(b: dict[str, Any]) -> str:
     return ", ".join(steps)
 
 
+def shutdown_account(scenario: dict[str, Any], log: list[str]) -> str | None:
+    """When the server was told to shut down, and what became of it (None: it never was)."""
+    spec = scenario.get("shutdown")
+    if not isinstance(spec, dict):
+        return None
+    after, delay = int(spec.get("after", 0)), float(spec.get("delay", 0) or 0)
+    when = "at the start" if not after else f"after the app's {ordinal(after - 1)} ASGI call"
+    if delay:
+        when += f" and {delay:g} s more"
+    events = parse_log(log)
+    got = next((e.time for e in events if e.kind == "signal"), None)
+    done = next((e for e in events if e.kind == "shutdown"), None)
+    said = f"SIGTERM {when}"
+    if got is None:
+        return said + "; it never reached the server"
+    said += f" (handled at t={got:g})"
+    if done is None:
+        return said + "; the server's shutdown never returned"
+    return said + f"; {done.detail} at t={done.time:g}"
+
+
 def app_account(scenario: dict[str, Any]) -> list[str]:
     return [f"/c{cid}/r{index}: {behaviour_words(b)}"
             for cid, index, b in scenario.get("behaviours", [])]
@@ -218,6 +242,8 @@ def diagnosis(target: dict[str, Any], finding: dict[str, Any], scenario: dict[st
     kind, signature = finding["kind"], finding["signature"]
     who = f"{target_name(target)}, {kind}"
     focus = focus_of(finding, log)
+    if kind == "shutdown-hang":  # its message is the sentence
+        return f"{who}: {finding.get('message', '').strip().rstrip('.')}."
     if focus is None or kind not in ("receive-hang", "lost-disconnect"):
         message = finding.get("message", "").strip()
         # A message of several lines (a stuck run's stack) is not a sentence: its
@@ -252,6 +278,13 @@ def _receive_clause(kind: str, signature: str, who: str, focus: Focus) -> str:
     if variant == "receive() after the server's response":
         return f"the app's receive() for {who} never returns though the server had " \
                "completed the response on the wire"
+    if variant == "receive() during shutdown":
+        which = "left waiting while the server shut down"
+        if how.startswith("blocked at"):
+            return f"the app's receive() for {who}, {which}, never returns: no " \
+                   "http.disconnect before the process exits"
+        return f"the app's receive() for {who}, {which}, ends by {how}, never by " \
+               "http.disconnect"
     if variant == "receive() after http.disconnect":
         return f"the app's receive() for {who} never returns after an earlier one had " \
                "returned http.disconnect"

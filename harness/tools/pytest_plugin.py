@@ -170,6 +170,8 @@ class RaceFamily(pytest.Item):
 
 
 def conclude(outcome: Outcome) -> None:
+    if outcome.unavailable is not None:  # nothing of the family applies to this release
+        pytest.skip(outcome.unavailable)
     if outcome.failure is not None:
         pytest.fail(outcome.failure, pytrace=False)
     if outcome.explained_by:

@@ -42,6 +42,7 @@ class RaceTarget:
 class Outcome:
     failure: str | None = None  # why the test fails
     explained_by: tuple[str, ...] = ()  # else: the known bugs it found (an expected failure)
+    unavailable: str | None = None  # the target cannot run the family at all: why
 
 
 def resolve_targets(servers: Sequence[str], http: str) -> list[RaceTarget]:
@@ -87,6 +88,9 @@ def explore_family(target: RaceTarget, family: str, budget: float, seed: int,
                  lambda event, info: None)
     found, version = result["findings"], str(result["target"]["version"])
     spec = target.spec
+    if family in (result.get("unavailable") or {}):
+        return Outcome(unavailable=f"{spec} cannot run the {family} family: "
+                       f"{result['unavailable'][family]}")
     verdict = judge(found, spec.entry, version, spec.http, family, spec.source is not None)
     problems = []
     if verdict.unexplained:

@@ -40,6 +40,7 @@ from harness.tools.diagnosis import (
     diagnosis,
     focus_of,
     plural,
+    shutdown_account,
     target_name,
 )
 from harness.tools.environment import harness_line, target_lines
@@ -93,6 +94,7 @@ def mermaid_text(text: str) -> str:
 def _mermaid(log: list[str]) -> list[str]:
     lines = ["sequenceDiagram", "    participant C as Client", "    participant S as Server",
              "    participant A as App"]
+    polls: list[Any] = []  # [first time, count] of the timer firings the last line shows
     for entry in log:
         parts = entry.split(" ", 2)
         if len(parts) < 3:
@@ -116,7 +118,18 @@ def _mermaid(log: list[str]) -> list[str]:
         elif kind in ("client-overlap", "client-rude"):
             lines.append(f"    Note over C: {mermaid_text(detail.split(' ', 1)[1])}")
         elif kind == "timer":
-            lines.append(f"    Note over S: timer {mermaid_text(detail)} ({at})")
+            note = f"    Note over S: timer {mermaid_text(detail)}"
+            if polls and lines[-1].startswith(note + " ("):  # a server polling: one note
+                polls[1] += 1
+                lines[-1] = f"{note} ({polls[0]} to {at}, {polls[1]} times)"
+            else:
+                polls[:] = [at, 1]
+                lines.append(f"{note} ({at})")
+        elif kind in ("signal", "shutdown", "exit"):
+            lines.append(f"    Note over S: {kind} {mermaid_text(detail)} ({at})")
+        elif kind in ("exit-close", "refuse"):
+            lines.append(f"    S->>C: {'closed at exit' if kind == 'exit-close' else 'RST'} "
+                         f"({at})")
         elif kind == "asgi":
             req, rest = detail.split(" ", 1)
             word = rest.split(" ", 1)[0]
@@ -209,6 +222,8 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
         f"- **The client** sent {client_account(scenario)}.",
         "- **The app**, per request:",
         *(f"  - {line}" for line in app_account(scenario)),
+        *([f"- **The shutdown:** {said}."] if (said := shutdown_account(scenario, replay_log))
+          else []),
         f"- **What went wrong:** {_what_went_wrong(finding['message'])}"
         + (f"; it waits at `{_blocked_at(finding['signature'])}`"
            if "blocked at " in finding["signature"] else "") + ".",

@@ -21,21 +21,38 @@ class Config:
     max_body_bytes: int = 1024 * 1024  # a longer request body is answered 413
     read_size: int = 64 * 1024
     buffer_limit: int = 64 * 1024  # unconsumed request bytes before reading pauses
-    shutdown_grace: float = 30.0  # seconds in-flight requests get once shutdown begins
+    # seconds in-flight requests get once shutdown begins; None: as long as they take
+    shutdown_grace: float | None = 30.0
 
 
 class Shutdown:
     """Shared by one server's connections. Once begun, idle connections close at once
-    and busy ones answer `Connection: close` and close after their response."""
+    and busy ones answer `Connection: close` and close after their response; an app
+    waiting for the client before it responds (a long poll) hears http.disconnect."""
 
     def __init__(self) -> None:
         self.begun = False
         self._idle: set[anyio.CancelScope] = set()
+        self._busy: set[Callable[[], None]] = set()
 
     def begin(self) -> None:
         self.begun = True
         for scope in list(self._idle):
             scope.cancel()
+        for tell in list(self._busy):
+            tell()
+
+    @contextmanager
+    def tells(self, callback: Callable[[], None]) -> Iterator[None]:
+        """While inside, beginning the shutdown calls `callback` (an exchange in progress);
+        if it has begun already, it is called at once."""
+        if self.begun:
+            callback()
+        self._busy.add(callback)
+        try:
+            yield
+        finally:
+            self._busy.discard(callback)
 
     @contextmanager
     def cancels(self, scope: anyio.CancelScope) -> Iterator[None]:

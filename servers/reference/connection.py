@@ -35,10 +35,6 @@ def _status_line(status: int) -> bytes:
 
 def _set_linger_zero(stream: anyio.abc.ByteStream) -> None:
     """Make the coming close a reset (RST) rather than an orderly FIN."""
-    abort = getattr(stream, "abort", None)  # the simulated stream (target.py): no socket
-    if abort is not None:
-        abort()
-        return
     raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
     if raw is not None:
         with contextlib.suppress(OSError):
@@ -59,6 +55,7 @@ class Connection:
         self.shutdown = shutdown
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_bytes)
         self.eof = False
+        self.close_delimited = False  # the response being sent ends only at the close
 
     async def write(self, *events: Any) -> bool:
         """Send h11 events as one write; False if the client is gone.
@@ -164,9 +161,14 @@ class Connection:
         finally:
             if self.conn.our_state is h11.SEND_BODY:
                 # A response cut short must not look complete: a close-delimited body
-                # (HTTP/1.0) ending in FIN would. Reset instead, where the stream can.
-                _set_linger_zero(self.stream)
+                # (HTTP/1.0) ending in FIN would, so reset instead. A chunked or sized
+                # body is visibly short at a FIN, and a reset would also throw away what
+                # the client has not read yet of the responses before it.
+                if self.close_delimited:
+                    _set_linger_zero(self.stream)
             elif not self.eof:
+                # The client may still be sending (a body nobody read, a request we will
+                # not serve, the next keep-alive request): every such close is staged.
                 await self._linger()
             await self.stream.aclose()
 

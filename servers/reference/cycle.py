@@ -11,7 +11,10 @@ broke:
   complete or the client is gone, and a pending `receive()` is woken then; also
   once the body is cut short by end of stream (after what did arrive);
 - the body is handed over in order, then exactly one final message with
-  `more_body=False` (an empty body is still one `http.request`).
+  `more_body=False` (an empty body is still one `http.request`);
+- once the server is shutting down, an app that has its whole body and has not
+  started its response (a long poll) gets `http.disconnect`: only the end of
+  the connection could still come. An app already responding is left to finish.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Cycle:
         self.response_complete = False
         self.disconnected = False
         self.body_cut = False
+        self.shutting_down = False  # the server is shutting down (graceful shutdown)
 
     # -- facts from the I/O layer ---------------------------------------------------
     def add_body(self, data: bytes) -> None:
@@ -67,5 +71,9 @@ class Cycle:
             self.body_delivered = True
             return {"type": "http.request", "body": b"", "more_body": False}
         if self.body_cut and not self.body_done:
+            return DISCONNECT
+        if self.shutting_down and self.body_delivered and not self.response_started:
+            # A long poll: nothing but the end of the connection can come now, and the
+            # shutdown will end it; waiting would hold the shutdown hostage.
             return DISCONNECT
         return None

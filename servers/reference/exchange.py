@@ -26,6 +26,7 @@ class Link(Protocol):
     config: Config
     shutdown: Shutdown
     eof: bool
+    close_delimited: bool
 
     async def write(self, *events: Any) -> bool: ...
     async def read(self) -> bool: ...
@@ -39,13 +40,17 @@ logger = logging.getLogger("reference")
 
 @dataclass
 class Waker:
+    """Wakes every task waiting now (an app may have two receive()s pending: its own
+    and a disconnect watcher's); a later wait waits for the next wake. A wake with
+    nobody waiting leaves nothing behind: the waiter re-checks its condition first."""
+
     event: anyio.Event = field(default_factory=anyio.Event)
 
     def wake(self) -> None:
         self.event.set()
+        self.event = anyio.Event()
 
     async def wait(self) -> None:
-        self.event = anyio.Event()  # one event per wait: no wait can eat another's signal
         await self.event.wait()
 
 
@@ -74,12 +79,15 @@ class Exchange:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._reader)
                 try:
-                    await c.app(cycle.scope, self.receive, self.send)
+                    with c.shutdown.tells(self._shutting_down):
+                        await c.app(cycle.scope, self.receive, self.send)
                     returned = True
                 except Exception:
                     logger.exception("Exception in ASGI application")
                 if not self.head_sent and not cycle.disconnected:
-                    await self._reject(500)  # raised, or returned without a response
+                    # raised, or returned without a response: a long poll the shutdown
+                    # ended gets 503 (try again elsewhere), anything else 500
+                    await self._reject(503 if returned and cycle.shutting_down else 500)
                 tg.cancel_scope.cancel()
         finally:
             # Decided once the reader has stopped, so an EOF it read last counts.
@@ -92,6 +100,10 @@ class Exchange:
                 cycle.client_gone()
             self.waker.wake()
         return keep
+
+    def _shutting_down(self) -> None:
+        self.cycle.shutting_down = True
+        self.waker.wake()
 
     def _declared_length(self) -> int | None:
         for name, value in self.request.headers:
@@ -121,6 +133,11 @@ class Exchange:
                     # Bytes after a request that asked to close (or an HTTP/1.0 one): never
                     # a request to serve (RFC 9112, 9.6), nor a fault of this request's.
                     await c.discard()
+                elif cycle.body_done:
+                    # The request is whole: the error is about bytes after it, a request
+                    # the client sent before it read our `Connection: close` (a shutdown
+                    # began). That one goes unserved; this response goes on.
+                    return
                 elif c.eof:
                     cycle.body_lost()  # cut short by end of stream: not an error to answer
                 else:
@@ -181,6 +198,9 @@ class Exchange:
             if self.c.shutdown.begun:
                 headers.append((b"connection", b"close"))
             events.append(self.c.response(self.start["status"], headers))
+            # h11 frames a body without Content-Length by the close for an HTTP/1.0 peer
+            self.c.close_delimited = self.c.conn.their_http_version == b"1.0" and not any(
+                name.lower() == b"content-length" for name, _ in headers)
             self.start = None
             self.head_sent = True
         body = message.get("body", b"")

@@ -40,4 +40,5 @@ async def serve(app: App, host: str = "127.0.0.1", port: int = 8000,
             await (stop.wait() if stop is not None else anyio.sleep_forever())
             accepting.cancel_scope.cancel()
         shutdown.begin()
-        connections.cancel_scope.deadline = anyio.current_time() + config.shutdown_grace
+        if config.shutdown_grace is not None:
+            connections.cancel_scope.deadline = anyio.current_time() + config.shutdown_grace

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -19,7 +21,7 @@ import anyio.abc
 from harness import __version__
 from harness.sim.loop import SimLoop
 from harness.targets.registry import Setting, TargetEntry, VersionRange
-from servers.reference.config import App, Config
+from servers.reference.config import App, Config, Shutdown
 from servers.reference.connection import serve_connection
 
 HIGH_WATER = 64 * 1024
@@ -29,17 +31,22 @@ TARGET = TargetEntry(
     adapter="servers.reference.target:ReferenceTarget",
     protocols=("h11",),
     protocol_modules={"h11": "servers.reference.connection"},
-    settings=(Setting("keep_alive", (5.0, 1.0), "keep-alive-timeout"),),
+    settings=(Setting("keep_alive", (5.0, 1.0), "keep-alive-timeout"),
+              # Drawn only in the shutdown family (harness/http/strategies.py).
+              Setting("shutdown_grace", (30.0, 1.0), "graceful-timeout")),
     versions=(VersionRange("", "stream", "serve_connection over a ProtocolStream, an asyncio "
-                           "protocol that is also an anyio byte stream"),),
+                           "protocol that is also an anyio byte stream; shutdown: "
+                           "ReferenceTarget.shutdown, as server.py's serve does it"),),
     description="the harness's own reference server (servers/reference/), ground truth",
 )
 
 
 class ProtocolStream(asyncio.Protocol, anyio.abc.ByteStream):
-    def __init__(self, app: App, config: Config) -> None:
+    def __init__(self, app: App, config: Config, shutdown: Shutdown | None = None) -> None:
         self.app = app
         self.config = config
+        self.shutdown = shutdown or Shutdown()
+        self.task: asyncio.Task[None] | None = None  # serving this connection
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.eof = False
@@ -53,7 +60,8 @@ class ProtocolStream(asyncio.Protocol, anyio.abc.ByteStream):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        asyncio.get_running_loop().create_task(serve_connection(self, self.app, self.config))
+        self.task = asyncio.get_running_loop().create_task(
+            serve_connection(self, self.app, self.config, self.shutdown))
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -116,11 +124,11 @@ class ProtocolStream(asyncio.Protocol, anyio.abc.ByteStream):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write_eof()
 
-    def abort(self) -> None:
-        """Close at once. The simulated transport has no socket to set SO_LINGER on, so
-        this is asyncio's abort: the write buffer is dropped and a FIN goes out."""
-        if self.transport is not None:
-            self.transport.abort()
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        # The simulated transport's socket answers setsockopt (SO_LINGER) as a real one.
+        return {anyio.abc.SocketAttribute.raw_socket:
+                lambda: self.transport.get_extra_info("socket") if self.transport else None}
 
     async def aclose(self) -> None:
         if self.transport is not None:
@@ -140,15 +148,51 @@ class ReferenceTarget:
     def settings_space(self) -> dict[str, list[Any]]:
         return TARGET.settings_for(self.version)
 
-    def timeouts(self, settings: dict[str, Any]) -> tuple[float, ...]:
-        return TARGET.timeouts_for(self.version, settings)
-
     def describe(self) -> dict[str, Any]:
         return {"server": self.name, "version": self.version, "http": self.http,
                 "construction": TARGET.versions[0].construction}
 
+    def setting_meanings(self) -> dict[str, str]:
+        return {s.name: s.means for s in TARGET.settings}
+
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
                     address: tuple[str, int]) -> None:
         known = {f.name for f in dataclasses.fields(Config)}
-        config = Config(**{k: v for k, v in settings.items() if k in known})
-        await loop.create_server(lambda: ProtocolStream(app, config), *address)
+        self._config = config = Config(**{k: v for k, v in settings.items() if k in known})
+        self._shutdown = Shutdown()
+        self._streams: list[ProtocolStream] = []
+
+        def factory() -> ProtocolStream:
+            stream = ProtocolStream(app, config, self._shutdown)
+            self._streams.append(stream)
+            return stream
+
+        self._listener = await loop.create_server(factory, *address)
+
+    def shutdown_unsupported(self) -> str | None:
+        return None
+
+    async def shutdown(self) -> None:
+        """Graceful shutdown, as `serve` (server.py) does it on a real socket: the listener
+        closes, idle connections close at once, busy ones finish their response (with
+        `Connection: close`) within `shutdown_grace`, then whatever is left is cancelled,
+        which answers a pending receive() with http.disconnect and cuts a response visibly."""
+        loop = asyncio.get_running_loop()
+        self._listener.close()
+        self._shutdown.begin()
+        grace = self._config.shutdown_grace
+        deadline = math.inf if grace is None else loop.time() + grace
+        while loop.time() < deadline:
+            pending = [s for s in self._streams if s.task is None or not s.task.done()]
+            if not pending:
+                return
+            tasks = [s.task for s in pending if s.task is not None]
+            if len(tasks) < len(pending):  # accepted, connection_made still to run
+                await asyncio.sleep(0)
+                continue
+            await asyncio.wait(tasks, timeout=deadline - loop.time(),
+                               return_when=asyncio.FIRST_COMPLETED)
+        left = [s.task for s in self._streams if s.task is not None and not s.task.done()]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
