@@ -386,6 +386,16 @@ KNOWN_BUGS = (
     KnownBug("uvicorn#2238 (httptools): ... or the 400 lands inside that request's response",
              "<0.32.1", ("httptools",), "", "response-integrity", "malformed response",
              fixed="0.32.1"),
+    # Found by the after-close client on 0.11.3: httptools releases before 0.13.4 judge
+    # keep-alive by the HTTP version and the response's own headers only, so a request's
+    # `Connection: close` is ignored and the connection stays open until the keep-alive
+    # timer; any byte the client writes next cancels that timer in data_received, and
+    # the connection is never closed. Bisected to 0.13.4, the release of PR #721, which
+    # copies the request's `Connection: close` into the response (issue #720).
+    KnownBug("uvicorn#720: httptools ignores a request's Connection: close; only the keep-"
+             "alive timer closes, and a byte written after the close request cancels it, so "
+             "the connection is never closed", "<0.13.4", ("httptools",), "", "leak",
+             "connection left open after a close was due", fixed="0.13.4"),
     KnownBug("new: httptools connection_lost wakes only the newest pipelined cycle, so an "
              "earlier cycle's pending receive() never gets http.disconnect",
              ">=0.12.3", ("httptools",), "pipelining", "lost-disconnect",
