@@ -278,3 +278,18 @@ def test_an_install_that_fails_shows_the_installers_last_lines_and_leaves_nothin
     assert "Building wheel for uvloop" in err
     assert any("uv" in c[0] for c in calls) and any("pip" in c for c in calls)  # uv, then pip
     assert not list((tmp_path / "envs").iterdir())
+
+
+def test_explore_says_which_protocol_it_skipped_and_why(capsys, tmp_path: Path):
+    # uvicorn 0.2.20's httptools protocol fails in its constructor: --http all runs h11
+    # alone, and says so rather than leave the reader wondering where httptools went.
+    summary = tmp_path / "summary.json"
+    code, out, err = run_cli(capsys, "explore", "--server", "uvicorn==0.2.20", "--http", "all",
+                             "--family", "keepalive", "--budget", "0", "--max-runs", "1",
+                             "--no-examples", "--reports", str(tmp_path / "r"),
+                             "--json", str(summary))
+    assert code in (0, 1), err
+    assert re.search(r"skipping uvicorn==0\.2\.20 \(httptools\): .*__slots__", err), err
+    assert "uvicorn-0.2.20-h11" in out and "httptools" not in out, out
+    skipped = json.loads(summary.read_text())["command"]["skipped"]
+    assert list(skipped) == ["httptools"] and "__slots__" in skipped["httptools"]

@@ -367,6 +367,13 @@ def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
     """All targets a --server/--http pair names (--http all: every implementation;
     default: the server's first). `spec` is NAME, NAME==VERSION, a working copy's path
     or git+REPO@REV (targets/source.py)."""
+    return chosen_targets(spec, http)[0]
+
+
+def chosen_targets(spec: str, http: str) -> tuple[list[TargetSpec], dict[str, str]]:
+    """target_specs, and the protocols `--http all` (or default) left out of a release
+    because the harness cannot run them there, each with the reason: what a command
+    says it skipped."""
     source = None
     if is_source(spec):
         parsed = parse_source(spec)
@@ -379,6 +386,7 @@ def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
                           f"for example --server {name}=={found.example or 'X.Y.Z'}")
     # A release's own protocols, where its range names them (uvicorn 0.1 has httptools only).
     impls = tuple(found.modules_for(version)) if version is not None else found.protocols
+    blocked: dict[str, str] = {}
     if version is not None:  # a protocol this release has but the harness cannot run
         blocked = {h: r for h in impls if (r := found.unrunnable_reason(version, h))}
         left = tuple(h for h in impls if h not in blocked)
@@ -387,7 +395,10 @@ def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
             raise TargetError(f"{name} {version} cannot run {h} here: {blocked[h]}; pick "
                               "another release or protocol (README, Supported releases)")
         if http in ("all", "default"):
+            blocked = {h: r for h, r in blocked.items() if http == "all" or h == impls[0]}
             impls = left
+        else:
+            blocked = {}
     chosen: Iterable[str]
     if http == "all":
         chosen = impls
@@ -399,7 +410,7 @@ def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
         release = f" {version}" if version is not None and impls != found.protocols else ""
         raise TargetError(f"{name}{release} has no HTTP implementation {http!r}; use one of "
                           f"{', '.join(impls)} or all")
-    return [TargetSpec(name, version, h, source) for h in chosen]
+    return [TargetSpec(name, version, h, source) for h in chosen], blocked
 
 
 def server_of(source: Source) -> str:

@@ -33,6 +33,7 @@ from harness.targets.envs import ensure_target_env
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER
 from harness.targets.registry import (
     TargetSpec,
+    chosen_targets,
     examples,
     label_of,
     protocols,
@@ -199,7 +200,7 @@ def _make_folder(folder: Path, option: str) -> None:
 
 def cmd_explore(args: argparse.Namespace) -> int:
     _check_explore(args)
-    specs = target_specs(args.server, args.http)
+    specs, skipped = chosen_targets(args.server, args.http)
     # Only once every value is known good: a refused command creates nothing.
     _make_folder(Path(args.reports), f"--reports {args.reports}")
     json_path = None if args.json is None else Path(args.json)
@@ -211,8 +212,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
                        "families": args.family or list(FAMILIES), "budget": args.budget,
                        "max_runs": args.max_runs, "seed": args.seed,
                        "strategy": args.strategy, "jobs": args.jobs,
-                       "profile": args.profile, "examples": examples and str(examples)})
+                       "profile": args.profile, "examples": examples and str(examples),
+                       "skipped": skipped})
     progress.listeners.append(summary.event)
+    for http, reason in skipped.items():  # --http all took the protocols this release runs
+        progress.line(f"skipping {args.server} ({http}): {reason}")
     results = []
     writers: list[Writer] = []
 
