@@ -95,3 +95,31 @@ class FakeTarget:
             return server
 
         await loop.create_server(protocol, *address)
+
+
+class OneAppCall(asyncio.Protocol):
+    """A server that calls the app once per connection, for the path of the first
+    request line it reads; subclasses say how it talks to the app (run_app)."""
+
+    transport: asyncio.Transport
+    app: Any = None  # set by FakeTarget
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport, self.called = transport, False
+
+    def data_received(self, data: bytes) -> None:
+        if not self.called:
+            self.called = True
+            path = data.split(b" ", 2)[1].decode()
+            asyncio.get_running_loop().create_task(self.run_app(path))
+
+    async def run_app(self, path: str) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def scope(path: str) -> dict[str, Any]:
+        return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+                "query_string": b"", "root_path": "", "headers": [],
+                "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}

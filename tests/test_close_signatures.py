@@ -10,32 +10,15 @@ from harness.decisions import OrdinarySource
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.scenario import HttpScenario, run_http
-from tests.programs import FakeTarget
+from tests.programs import FakeTarget, OneAppCall
 
 
-class TinyServer(asyncio.Protocol):
+class TinyServer(OneAppCall):
     """Calls the app once per connection, for the first request's path; never answers
     on its own. Subclasses close the connection under the app, each its own way."""
 
-    transport: asyncio.Transport
-    app: Any = None  # set by the target's protocol factory
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.called = False
-
-    def data_received(self, data: bytes) -> None:
-        if not self.called:
-            self.called = True
-            path = data.split(b" ", 2)[1].decode()
-            asyncio.get_running_loop().create_task(self.run_app(path))
-
     async def run_app(self, path: str) -> None:
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-                 "query_string": b"", "root_path": "", "headers": [],
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
+        scope = self.scope(path)
         sent = False
 
         async def receive() -> dict[str, Any]:

@@ -4,7 +4,6 @@ app's deliberate raise is no server error, anything else is, named by its type."
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import traceback
 from typing import Any
@@ -14,33 +13,18 @@ from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.observations import ErrorCollector
 from harness.http.scenario import HttpScenario, run_http
-from tests.programs import FakeTarget
+from tests.programs import FakeTarget, OneAppCall
 
 LOGGER = logging.getLogger("textlogging")
 
 
-class LogsTracebacksAsText(asyncio.Protocol):
+class LogsTracebacksAsText(OneAppCall):
     """Calls the app once, answers 200, and logs an exception the app raised the way
     uvicorn 0.2 does: logger.error(msg, traceback_text), no exc_info. Its receive()
     raises once the body was read, as 0.2's does after the response."""
 
-    app: Any = None  # set by the target's protocol factory
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport, self.called = transport, False
-
-    def data_received(self, data: bytes) -> None:
-        if not self.called:
-            self.called = True
-            path = data.split(b" ", 2)[1].decode()
-            asyncio.get_running_loop().create_task(self.run_app(path))
-
     async def run_app(self, path: str) -> None:
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-                 "query_string": b"", "root_path": "", "headers": [],
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
+        scope = self.scope(path)
         read = False
 
         async def receive() -> dict[str, Any]:
