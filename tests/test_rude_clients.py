@@ -52,12 +52,12 @@ def empty_line(log: EventLog) -> bool:
 
 
 @pytest.mark.parametrize(("family", "probe", "runs"), [
-    ("pipelining", pipelined_after_close, 300),
-    ("keepalive", later_after_close, 300),
+    ("pipelining", pipelined_after_close, 600),
+    ("keepalive", later_after_close, 600),
     # needs a response that closes on its own (the app raised, say) before the close request
-    ("keepalive", after_server_close, 1500),
-    ("pipelining", empty_line, 300),
-    ("keepalive", empty_line, 300),
+    ("keepalive", after_server_close, 3000),
+    ("pipelining", empty_line, 600),
+    ("keepalive", empty_line, 600),
 ])
 def test_the_search_reaches_each_rude_client_behaviour(family, probe, runs):
     scenario = reach((family,), probe, probe.__name__, runs)
