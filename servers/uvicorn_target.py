@@ -288,9 +288,19 @@ KNOWN_BUGS = (
     KnownBug("uvicorn#1262: ... or, when the later piece is no URL alone, drops the request",
              "<0.17.5", ("httptools",), "", "premature-close", "data_received",
              fixed="0.17.5"),
-    KnownBug("uvicorn#1262: ... which 0.1.x logs as the parser's error",
-             "<0.2", ("httptools",), "", "server-error", "HttpParserCallbackError",
-             fixed="0.2.0"),
+    # Releases before 0.2.5 do not catch the parser's error at all (a 0.2.2 trace
+    # bisects to 0.2.5, "Catch invalid http requests", PR #110), so asyncio logs it.
+    KnownBug("uvicorn#1262: ... which releases before 0.2.5 log as the parser's error",
+             "<0.2.5", ("httptools",), "", "server-error", "HttpParserCallbackError",
+             fixed="0.2.5"),
+    # Found by the pipelining family on 0.2.2: before 0.2.7 ("Support HTTP pipelining",
+    # commit f257ea34) the httptools protocol starts an app for every request it parses,
+    # so pipelined requests run at once and their responses go out in the order the apps
+    # answer, interleaved or out of order. Three 0.2.2 traces (an earlier app that
+    # raised, a wrong status, a response never whole) bisect to 0.2.7; h11 passes them.
+    KnownBug("uvicorn before 0.2.7 (httptools): no pipelining: pipelined requests run at "
+             "once and their responses go out in the order the apps answer", "<0.2.7",
+             ("httptools",), "pipelining", "response-integrity", "", fixed="0.2.7"),
     # Graceful shutdown (the shutdown family). uvicorn's Server.shutdown() tells each
     # connection to finish, but a receive() already waiting (or called later) is never
     # answered: an app that waits on the client before it responds (a long poll, SSE)
