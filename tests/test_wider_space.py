@@ -79,9 +79,10 @@ def test_flow_reaches_a_paused_server_transport_and_a_client_that_then_goes_away
     assert any(b.chunk_size > 0 for _, _, b in scenario.behaviours)
 
 
-@pytest.mark.slow  # one connection in four overlaps: about 5,700 runs with seed 0
+# One connection in four overlaps: 104 runs with seed 0 (about 5,700 before each round
+# of a search had its own seed and rude clients became rarer).
 def test_keepalive_reaches_a_request_written_while_the_previous_response_streams():
-    scenario = reach(("keepalive",), request_during_response, "overlap", 8000)
+    scenario = reach(("keepalive",), request_during_response, "overlap", 2000)
     [conn] = scenario.connections
     assert not conn.pipelined
     assert conn.requests[1].after in ("sent", "head")
