@@ -38,6 +38,7 @@ first, so a shrunk failure keeps a rude client only when the rudeness matters.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from hypothesis import strategies as st
@@ -71,6 +72,40 @@ WRITE_HIGHS = [NET_DEFAULTS["write_high"], 16 * 1024, 4 * 1024, 1024]
 RUDE_FAMILIES = ("keepalive", "pipelining")
 POLITE_WEIGHT = 14
 
+# Every strategy is built once, here or by a cached factory below: Hypothesis validates a
+# strategy object the first time it draws from it, and composites whose bodies built
+# their strategies anew paid that on every draw of every scenario.
+_INT = {bounds: st.integers(*bounds) for bounds in
+        ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (1, 4), (2, 3), (1, 40), (0, SHUTDOWN_AFTER))}
+_BOOL = st.booleans()
+_READ_MODES = st.sampled_from(READ_MODES)
+_RAISE_AT = st.sampled_from(["never", "never", "never", "before-response", "after-start"])
+_CHUNK_SIZES = st.sampled_from(CHUNK_SIZES)
+_FRAMING = st.sampled_from(["none", "length", "chunked"])
+_SIZES = {True: st.sampled_from([7, 300, 70_000, 300_000]), False: st.sampled_from([7, 0, 300])}
+_AFTER = st.sampled_from(AFTER)
+_RUDE = st.sampled_from(("none",) * POLITE_WEIGHT + RUDE[1:])
+_CLIENT_READ = st.sampled_from(["normal", "slow", "stop"])
+_DISCONNECT_END = st.sampled_from(END_ACTIONS[1:])
+_END_MOMENTS = st.sampled_from(END_MOMENTS)
+_STOP_END = st.sampled_from(("close", "reset"))
+_LARGE_END_MOMENTS = st.sampled_from((*END_MOMENTS[:2], "mid-response"))
+_END = st.sampled_from(END_ACTIONS)
+_SMALL_END_MOMENTS = st.sampled_from(END_MOMENTS[:2])
+_START = st.sampled_from([0.0, 0.01])
+_WINDOWS = st.sampled_from(WINDOWS)
+_WRITE_HIGHS = st.sampled_from(WRITE_HIGHS)
+
+
+@functools.cache
+def _integers(low: int, high: int) -> st.SearchStrategy[int]:
+    return _INT[low, high] if (low, high) in _INT else st.integers(low, high)
+
+
+@functools.cache
+def _sampled(values: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    return st.sampled_from(values)
+
 
 def deadline_pauses(timeouts: tuple[float, ...]) -> list[float]:
     """For each of the scenario's timers, a pause just before, at and just after its
@@ -81,6 +116,7 @@ def deadline_pauses(timeouts: tuple[float, ...]) -> list[float]:
     return out
 
 
+@functools.cache
 def pause_strategy(timeouts: tuple[float, ...]) -> st.SearchStrategy[float]:
     """A pause: none, short or long as ever, or (one draw in four) one placed at a timer's
     deadline. The deadline points come in one group, so the more timers a scenario
@@ -88,8 +124,10 @@ def pause_strategy(timeouts: tuple[float, ...]) -> st.SearchStrategy[float]:
     near = deadline_pauses(timeouts)
     if not near:
         return st.sampled_from(PAUSES)
+    exact = {p: st.just(p) for p in PAUSES}
+    nearby = st.sampled_from(near)
     return st.sampled_from([*PAUSES, -1.0]).flatmap(
-        lambda p: st.just(p) if p >= 0 else st.sampled_from(near))
+        lambda p: exact[p] if p >= 0 else nearby)
 
 
 @st.composite
@@ -97,7 +135,7 @@ def behaviours(draw: Any, large: bool = False,
                pauses: st.SearchStrategy[float] = PLAIN_PAUSES,
                long_poll: bool = False) -> AppBehaviour:
     behaviour = _behaviour(draw, large, pauses)
-    if long_poll and draw(st.integers(0, 3)) == 3:  # one app in four waits for the end
+    if long_poll and draw(_INT[0, 3]) == 3:  # one app in four waits for the end
         behaviour = dataclasses.replace(behaviour, wait_disconnect=True)
     if behaviour.chunk_size:  # twice what the default window and high-water mark hold
         most = max(1, MAX_RESPONSE // behaviour.chunk_size)
@@ -107,17 +145,16 @@ def behaviours(draw: Any, large: bool = False,
 
 def _behaviour(draw: Any, large: bool, pauses: st.SearchStrategy[float]) -> AppBehaviour:
     return AppBehaviour(
-        yields_before=draw(st.integers(0, 3)),
+        yields_before=draw(_INT[0, 3]),
         sleep_before=draw(pauses),
-        read=draw(st.sampled_from(READ_MODES)),
-        watch_disconnect=draw(st.booleans()),
-        raise_at=draw(st.sampled_from(["never", "never", "never", "before-response",
-                                       "after-start"])),
-        chunks=draw(st.integers(1, 40 if large else 3)),
-        yields_between=draw(st.integers(0, 2)),
+        read=draw(_READ_MODES),
+        watch_disconnect=draw(_BOOL),
+        raise_at=draw(_RAISE_AT),
+        chunks=draw(_INT[1, 40] if large else _INT[1, 3]),
+        yields_between=draw(_INT[0, 2]),
         sleep_after=draw(pauses),
-        receive_after=draw(st.booleans()),
-        chunk_size=draw(st.sampled_from(CHUNK_SIZES)) if large else 0,
+        receive_after=draw(_BOOL),
+        chunk_size=draw(_CHUNK_SIZES) if large else 0,
     )
 
 
@@ -125,43 +162,41 @@ def _behaviour(draw: Any, large: bool, pauses: st.SearchStrategy[float]) -> AppB
 def requests(draw: Any, large: bool = False, pipelined: bool = False,
              pauses: st.SearchStrategy[float] = PLAIN_PAUSES, overlap: bool = False
              ) -> RequestSpec:
-    framing = draw(st.sampled_from(["none", "length", "chunked"]))
-    sizes = [7, 300, 70_000, 300_000] if large else [7, 0, 300]
-    size = draw(st.sampled_from(sizes)) if framing != "none" else 0
-    http10 = framing != "chunked" and draw(st.booleans()) and draw(st.booleans())
+    framing = draw(_FRAMING)
+    size = draw(_SIZES[large]) if framing != "none" else 0
+    http10 = framing != "chunked" and draw(_BOOL) and draw(_BOOL)
     return RequestSpec(
         method="GET" if framing == "none" else "POST",
         framing=framing,
         body_size=size,
-        body_chunks=draw(st.integers(1, 4)),
-        expect_continue=framing != "none" and draw(st.booleans()),
+        body_chunks=draw(_INT[1, 4]),
+        expect_continue=framing != "none" and draw(_BOOL),
         http10=http10,
-        close=draw(st.booleans()) and draw(st.booleans()),
+        close=draw(_BOOL) and draw(_BOOL),
         pause=0.0 if pipelined else draw(pauses),
-        after=draw(st.sampled_from(AFTER)) if overlap and not pipelined else "response",
+        after=draw(_AFTER) if overlap and not pipelined else "response",
     )
 
 
 @st.composite
 def connections(draw: Any, family: str, cid_count: int = 1,
                 pauses: st.SearchStrategy[float] = PLAIN_PAUSES) -> ConnSpec:
-    pipelined = family == "pipelining" or (family == "shutdown" and draw(st.booleans()))
+    pipelined = family == "pipelining" or (family == "shutdown" and draw(_BOOL))
     large = family == "flow"
     rude = "none"
     if family in RUDE_FAMILIES:
-        rude = draw(st.sampled_from(("none",) * POLITE_WEIGHT + RUDE[1:]))
+        rude = draw(_RUDE)
     several = pipelined or rude == "after-close"  # something to send after the close
-    n = draw(st.integers(2, 3)) if several else draw(st.integers(1, 3))
+    n = draw(_INT[2, 3]) if several else draw(_INT[1, 3])
     # One connection in four sends requests before the previous response is complete
     # (0, the ordinary client, is where shrinking goes).
-    overlap = not pipelined and draw(st.integers(0, 3)) == 3
-    reqs = tuple(draw(requests(large=large, pipelined=pipelined, pauses=pauses,
-                               overlap=overlap))
+    overlap = not pipelined and draw(_INT[0, 3]) == 3
+    reqs = tuple(draw(_requests(large, pipelined, pauses, overlap))
                  for _ in range(n))
     if rude == "after-close":
         # A request before the last asks to close (unless one drawn already does): the
         # client writes the ones after it all the same.
-        k = draw(st.integers(0, n - 2))
+        k = draw(_integers(0, n - 2))
         if not any(r.wants_close() for r in reqs[:-1]):
             reqs = tuple(dataclasses.replace(r, close=True) if i == k else r
                          for i, r in enumerate(reqs))
@@ -175,35 +210,41 @@ def connections(draw: Any, family: str, cid_count: int = 1,
     reqs = tuple(dataclasses.replace(r, after="response")
                  if i == 0 or (reqs[i - 1].wants_close() and rude != "after-close") else r
                  for i, r in enumerate(reqs))
-    read = draw(st.sampled_from(["normal", "slow", "stop"])) if large else "normal"
+    read = draw(_CLIENT_READ) if large else "normal"
     if family == "disconnect":
-        end = draw(st.sampled_from(END_ACTIONS[1:]))
-        moment = draw(st.sampled_from(END_MOMENTS))
+        end = draw(_DISCONNECT_END)
+        moment = draw(_END_MOMENTS)
     elif large and read == "stop":
         # A client that never reads again must go away at some point: one that stays
         # makes every server without a write timeout wait on it forever once a response
         # fills the window, which no oracle can tell from a bug. It leaves after sending
         # (the other moments wait for response bytes it will not read), by closing or
         # resetting: a half-close keeps the connection it does not read from.
-        end = draw(st.sampled_from(("close", "reset")))
+        end = draw(_STOP_END)
         moment = "after-send"
     elif large:  # a slow reader may also go away while the response still streams
-        end = draw(st.sampled_from(END_ACTIONS))
-        moment = draw(st.sampled_from((*END_MOMENTS[:2], "mid-response")))
+        end = draw(_END)
+        moment = draw(_LARGE_END_MOMENTS)
     else:
-        end = draw(st.sampled_from(END_ACTIONS))
-        moment = draw(st.sampled_from(END_MOMENTS[:2]))
+        end = draw(_END)
+        moment = draw(_SMALL_END_MOMENTS)
     return ConnSpec(
         requests=reqs,
         pipelined=pipelined,
         end=end,
         end_moment=moment,
-        end_request=draw(st.integers(0, n - 1)),
+        end_request=draw(_integers(0, n - 1)),
         end_delay=draw(pauses),
         read=read,
-        start=draw(st.sampled_from([0.0, 0.01])) if cid_count > 1 else 0.0,
+        start=draw(_START) if cid_count > 1 else 0.0,
         rude=rude,
     )
+
+
+# The composites above, one strategy object per distinct argument list (see _INT).
+_behaviours = functools.cache(behaviours)
+_requests = functools.cache(requests)
+_connections = functools.cache(connections)
 
 
 def weighted_families(families: tuple[str, ...]) -> tuple[str, ...]:
@@ -215,11 +256,11 @@ def weighted_families(families: tuple[str, ...]) -> tuple[str, ...]:
 
 @st.composite
 def scenarios(draw: Any, target: Target, families: tuple[str, ...] = FAMILIES) -> HttpScenario:
-    family = draw(st.sampled_from(weighted_families(families)))
+    family = draw(_sampled(weighted_families(families)))
     # Settings first: the timers they arm decide where pauses go. Those that act only at
     # shutdown stay at their default elsewhere.
     meanings = target.setting_meanings()
-    server = {key: draw(st.sampled_from(values))
+    server = {key: draw(_sampled(tuple(values)))
               if family == "shutdown" or meanings.get(key) not in SHUTDOWN_ONLY else values[0]
               for key, values in sorted(target.settings_space().items())}
     # A grace period's timer runs only at shutdown: elsewhere it places no pauses.
@@ -228,21 +269,21 @@ def scenarios(draw: Any, target: Target, families: tuple[str, ...] = FAMILIES) -
     pauses = pause_strategy(timeouts(target, armed))
     count = 2 if family == "concurrency" else 1
     if family == "shutdown":
-        count = draw(st.integers(1, 2))
-    conns = tuple(draw(connections(family, count, pauses)) for _ in range(count))
+        count = draw(_INT[1, 2])
+    conns = tuple(draw(_connections(family, count, pauses)) for _ in range(count))
     large = family == "flow"
     behaviour_list = tuple(
-        (cid, i, draw(behaviours(large=large, pauses=pauses, long_poll=family == "shutdown")))
+        (cid, i, draw(_behaviours(large, pauses, family == "shutdown")))
         for cid, conn in enumerate(conns, start=1)
         for i in range(len(conn.requests))
     )
     net: dict[str, int] = {}
     if large:
-        drawn = {"window": draw(st.sampled_from(WINDOWS)),
-                 "write_high": draw(st.sampled_from(WRITE_HIGHS))}
+        drawn = {"window": draw(_WINDOWS),
+                 "write_high": draw(_WRITE_HIGHS)}
         net = {k: v for k, v in drawn.items() if v != NET_DEFAULTS[k]}  # {}: the defaults
     shutdown = None
     if family == "shutdown":
-        shutdown = ShutdownSpec(draw(st.integers(0, SHUTDOWN_AFTER)),
+        shutdown = ShutdownSpec(draw(_INT[0, SHUTDOWN_AFTER]),
                                 draw(pauses))
     return HttpScenario(family, conns, behaviour_list, server, net, shutdown)
