@@ -74,3 +74,18 @@ def test_every_event_also_reaches_the_listeners():
     progress.event(1, "runs", {"runs": 1, "searched": 0.1})
     progress.event(0, "finding", {})
     assert seen == [(1, "runs"), (0, "finding")]
+
+
+def test_failures_shrinking_side_by_side_show_as_one_with_a_count():
+    # A search hands each failure to a child and goes on, so two may be shrinking.
+    progress = Progress(io.StringIO(), tty=False, clock=FakeClock())
+    progress.target("t", None, 500)
+    other = {**HANG, "kind": "premature-close", "signature": "close() at impl.py:40"}
+    progress.event(0, "shrinking", HANG)
+    progress.event(0, "shrinking", other)
+    assert progress.status().endswith("shrinking (+1) receive-hang receive() blocked at "
+                                      "impl.py:12...")
+    progress.event(0, "shrunk", {**HANG, "seconds": 1.0})
+    assert progress.status().endswith("shrinking premature-close close() at impl.py:40...")
+    progress.event(0, "shrunk", {**other, "seconds": 1.0})
+    assert "shrinking" not in progress.status()

@@ -29,10 +29,13 @@ After any strategy a greedy pass resets each remaining deviation to 0 where the
 failure survives, and the result is replayed strictly before it is reported
 (DESIGN.md, Rule 2): a replay that does not fail again is a harness bug and raises.
 
-Time: the budget counts searching only. Its clock pauses while a failure is
-shrunk, and shrinking has its own limit per failure (the profile's shrink_seconds);
-the report gives both times. The budget and the run limit are checked before every
-run, inside a round: a round past either stops at once.
+Time: the budget counts searching only, and shrinking has its own limit per failure
+(the profile's shrink_seconds); the report gives both times. With `shrink="fork"`
+(harness/search/forks.py) a failure the rounds detect is shrunk by a forked child
+while the search goes on, and the search waits for its children only at the end;
+inline, the search's clock pauses while a failure is shrunk. Either way the runs
+are the same: a round ends at its first new failure. The budget and the run limit
+are checked before every run, inside a round: a round past either stops at once.
 """
 
 from __future__ import annotations
@@ -58,9 +61,11 @@ from harness.decisions import (
     ReplaySource,
     TraceDivergence,
 )
+from harness.search import forks
 from harness.search.profiles import PROFILES, Profile
 
 STRATEGIES = ("hypothesis", "random", "pct")
+SHRINK_MODES = ("inline", "fork")
 SOURCES = ("search", "trace", "examples")  # where a finding came from
 X = TypeVar("X")
 RUNS_EVERY = 10  # a "runs" progress event every this many runs...
@@ -112,6 +117,13 @@ class SearchReport(Generic[X]):
         return self.runs / self.seconds if self.seconds else 0.0
 
 
+@dataclass
+class _Detected:
+    """A round's new failure, handed to a forked child to shrink."""
+
+    key: tuple[str, str]
+
+
 class ReplayMismatch(AssertionError):
     """A shrunk failure did not fail again on strict replay: a harness bug."""
 
@@ -144,11 +156,12 @@ class _Clock:
         self.progress, self.now = progress, now
         self.start = now()
         self.shrink_began: float | None = None
+        self.paused = 0.0  # shrinking done inline, while the search waited
         self.last_tick = (0, self.start)
 
     def searched(self) -> float:
         paused = self.now() - self.shrink_began if self.shrink_began is not None else 0.0
-        return self.now() - self.start - self.report.shrink_seconds - paused
+        return self.now() - self.start - self.paused - paused
 
     def spent(self) -> bool:
         over_time = self.budget > 0 and self.searched() >= self.budget
@@ -164,9 +177,14 @@ class _Clock:
         assert self.shrink_began is not None
         seconds = self.now() - self.shrink_began
         self.report.shrink_seconds += seconds
+        self.paused += seconds
         self.shrink_began = None
         self.progress("shrunk", {"kind": key[0], "signature": key[1], "seconds": seconds})
         return seconds
+
+    def handed_over(self) -> None:
+        """The failure went to a child to shrink: this search's clock runs on."""
+        self.shrink_began = None
 
     def shrink_deadline(self, limit: float) -> float:
         assert self.shrink_began is not None
@@ -193,6 +211,9 @@ class _Search(Generic[X]):
     clock: _Clock
     seen: set[tuple[str, str]]
     accept: Callable[[Any], bool] | None
+    forks: forks.Forks | None = None  # shrink="fork": children shrink what rounds detect
+    collect: Callable[[bool], None] | None = None  # keeps what children have shrunk
+    child_error: BaseException | None = None
 
     def new(self, failures: list[Any]) -> list[Any]:
         return [f for f in failures
@@ -234,6 +255,7 @@ def search(
     database: ExampleDatabase | None = None,
     database_key: bytes = b"",
     now: Callable[[], float] = time.monotonic,
+    shrink: str = "inline",
 ) -> SearchReport[X]:
     """Search until the budget is spent (or `max_found` distinct failures).
 
@@ -242,17 +264,22 @@ def search(
     called with each distinct failure the moment it is shrunk and confirmed, so a
     caller can keep it whatever happens to the rest of the search. `stored` and
     `database` (under `database_key`) are the examples store's two layers; `now`
-    is the clock budgets are measured by (a test's fake clock)."""
+    is the clock budgets are measured by (a test's fake clock). `shrink` is "inline" or
+    "fork" (where the platform forks; else inline)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
+    if shrink not in SHRINK_MODES:
+        raise ValueError(f"unknown shrink mode {shrink!r}; use one of {SHRINK_MODES}")
     if budget_seconds <= 0 and max_runs is None:
         raise ValueError("the search needs a budget: budget_seconds > 0 or max_runs")
     report: SearchReport[X] = SearchReport()
     clock = _Clock(report, budget_seconds, max_runs, progress, now)
-    state = _Search(generate, execute, strategy, profile, clock, set(known), accept)
+    children = forks.Forks() if shrink == "fork" and forks.available() else None
+    state = _Search(generate, execute, strategy, profile, clock, set(known), accept, children)
 
     def enough() -> bool:
-        return clock.spent() or (max_found is not None and len(report.found) >= max_found)
+        detected = len(report.found) + (len(children.shrinking) if children else 0)
+        return clock.spent() or (max_found is not None and detected >= max_found)
 
     def keep(found: Found[X]) -> None:
         state.seen.add(found.key)
@@ -262,6 +289,33 @@ def search(
                            "runs": report.runs, "distinct": len(report.found),
                            "source": found.source})
 
+    def collect(block: bool) -> None:
+        assert children is not None
+        for child, found in children.done(block):
+            report.shrink_seconds += found.seconds_to_shrink
+            progress("shrunk", {"kind": child.key[0], "signature": child.key[1],
+                                "seconds": found.seconds_to_shrink})
+            keep(found)
+
+    try:
+        _searching(state, stored, database, database_key, seed, enough, keep,
+                   collect if children else None)
+        report.seconds = clock.searched()
+        while children is not None and children.shrinking:
+            collect(block=True)
+    finally:
+        if children is not None:
+            children.close()
+    report.found.sort(key=lambda f: f.runs_to_find)
+    return report
+
+
+def _searching(state: _Search[X], stored: Sequence[Stored[X]],
+               database: ExampleDatabase | None, database_key: bytes, seed: int,
+               enough: Callable[[], bool], keep: Callable[[Found[X]], None],
+               collect: Callable[[bool], None] | None) -> None:
+    """The three steps; children still shrinking are waited for by the caller."""
+    state.collect = collect
     for example in stored:
         if enough():
             break
@@ -275,12 +329,14 @@ def search(
                 break
     rounds = 0
     while not enough():
-        found = _round(state, round_seed(seed, rounds), database, database_key)
+        result = _round(state, round_seed(seed, rounds), database, database_key)
         rounds += 1
-        if found is not None:
-            keep(found)
-    report.seconds = clock.searched()
-    return report
+        if state.child_error is not None:
+            raise state.child_error
+        if isinstance(result, Found):
+            keep(result)
+        elif isinstance(result, _Detected):
+            state.seen.add(result.key)  # a child shrinks it; this search looks for others
 
 
 def round_seed(seed: int, round_index: int) -> int:
@@ -378,21 +434,49 @@ def _reuse(state: _Search[X], database: ExampleDatabase, database_key: bytes,
 
 
 def _round(state: _Search[X], round_seed: int, database: ExampleDatabase | None,
-           database_key: bytes) -> Found[X] | None:
-    """One Hypothesis run: generate until a new failure, then shrink it."""
+           database_key: bytes) -> Found[X] | _Detected | None:
+    """One Hypothesis run: generate until a new failure, then shrink it, here or in a
+    forked child (then the round ends at once: `_Detected`)."""
+    children = state.forks
+    try:
+        found = _round_here(state, round_seed, database, database_key)
+    except BaseException as exc:
+        if children is not None and children.in_child:
+            children.fail(exc)
+        raise
+    if children is not None and children.in_child:
+        children.deliver(found)
+    return found
+
+
+def _round_here(state: _Search[X], round_seed: int, database: ExampleDatabase | None,
+                database_key: bytes) -> Found[X] | _Detected | None:
     clock = state.clock
+    children = state.forks
     target: tuple[str, str] | None = None
     last: tuple[X, list[Decision]] | None = None
     found_at = (0, 0.0)
     shrink_deadline = 0.0
+    handed_over = False
     examples = state.profile.round_examples
     if clock.max_runs is not None:
         examples = max(1, min(examples, clock.max_runs - clock.report.runs))
 
+    def collect(block: bool) -> None:
+        if state.collect is None:
+            return
+        try:
+            state.collect(block)
+        except BaseException as exc:  # a child's error: raised after the round, not
+            state.child_error = exc   # inside Hypothesis's test, which would shrink it
+            raise _Stop from None
+
     @_settings(examples, database, [Phase.generate, Phase.shrink])
     @given(st.data())
     def run_one(data: Any) -> None:
-        nonlocal target, last, found_at, shrink_deadline
+        nonlocal target, last, found_at, shrink_deadline, handed_over
+        if target is None:
+            collect(block=False)
         if target is None and clock.spent():
             raise _Stop
         if target is not None and clock.now() >= shrink_deadline:
@@ -407,12 +491,24 @@ def _round(state: _Search[X], round_seed: int, database: ExampleDatabase | None,
             target = new[0].key()
             found_at = (clock.report.runs, clock.searched())
             clock.shrinking(target)
+            if children is not None:
+                if children.full():
+                    collect(block=True)  # wait for the oldest: a crowd would starve the search
+                if not children.fork(target, found_at):
+                    clock.handed_over()
+                    handed_over = True
+                    raise _Stop  # the child shrinks this one; the round ends as inline
+                clock.progress = _no_progress  # the child: its parent reports for it
+                clock.shrink_began = clock.now()  # its turn came: shrinking starts now
             shrink_deadline = clock.shrink_deadline(state.profile.shrink_seconds)
         if any(f.key() == target for f in outcome.failures):
             last = (scenario, outcome.decisions)
             raise _Interesting()
 
     _run_hypothesis(run_one, round_seed, database_key)
+    if handed_over:
+        assert target is not None
+        return _Detected(target)
     if target is None or last is None:
         return None
     return state.finish(target, last[0], last[1], found_at, "search")

@@ -72,8 +72,10 @@ def explore(
     on_found: Callable[[Found[HttpScenario]], None] = lambda found: None,
     profile: Profile = PROFILES["default"],
     examples: Path | None = None,
+    shrink: str = "inline",
 ) -> SearchReport[HttpScenario]:
-    """Search `target` for failures; `examples`, if given, is the examples store's root."""
+    """Search `target` for failures; `examples`, if given, is the examples store's root;
+    `shrink="fork"` shrinks each failure in a forked child while the search goes on."""
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown scenario family {unknown[0]!r}; known: {', '.join(FAMILIES)}")
@@ -105,6 +107,7 @@ def explore(
         database=None if store is None else store.database(),
         database_key=ExampleStore.database_key(strategy),
         progress=progress or (lambda event, info: None),
+        shrink=shrink,
     )
 
 

@@ -11,8 +11,9 @@ A profile is chosen by `harness explore --profile NAME` or `HARNESS_PROFILE=NAME
                    is reported as far as it shrank (still confirmed by strict replay);
 - zero_attempts:   the most replays the greedy pass may spend resetting deviations.
 
-The search budget never includes shrinking: the clock that stops the search pauses
-while a failure is shrunk, and the summary reports the two times apart.
+The search budget never includes shrinking: a failure is shrunk by a forked child while
+the search goes on (or, inline, the search's clock pauses meanwhile), and the summary
+reports the two times apart.
 """
 
 from __future__ import annotations

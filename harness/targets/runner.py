@@ -112,6 +112,8 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
                                                     **_finding(found, target)}),
         profile=profile(request.get("profile")),
         examples=examples_root(request),
+        # Detection never waits for shrinking: a child shrinks each failure (forks.py).
+        shrink=str(request.get("shrink", "fork")),
     )
     return {"target": target.describe(), "runs": report.runs, "seconds": report.seconds,
             "shrink_seconds": report.shrink_seconds,

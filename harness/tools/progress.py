@@ -47,7 +47,9 @@ class Progress:
             self.label, self.budget, self.max_runs = label, budget, max_runs
             self.runs: dict[int, int] = {}
             self.searched: dict[int, float] = {}
-            self.shrinking: dict[int, tuple[str, str]] = {}
+            # Failures being shrunk, oldest first: a search hands each to a child and goes
+            # on, so several may be shrinking at once (harness/search/forks.py).
+            self.shrinking: dict[tuple[int, str, str], None] = {}
             self.found: set[tuple[str, str]] = set()  # parallel jobs may find the same one
             self.start = self.clock()
             self.last_plain = self.start
@@ -89,11 +91,11 @@ class Progress:
                 self.last_plain = self.clock()
                 self.line(self.status())
         elif event == "shrinking":
-            self.shrinking[job] = (str(info["kind"]), str(info["signature"]))
+            self.shrinking[job, str(info["kind"]), str(info["signature"])] = None
             self.line(f"found {info['kind']} at run {info.get('runs', '?')}: "
                       f"{info['signature']} (shrinking...)")
         elif event == "shrunk":
-            self.shrinking.pop(job, None)
+            self.shrinking.pop((job, str(info["kind"]), str(info["signature"])), None)
             self.line(f"shrunk {info['kind']} in {float(info.get('seconds', 0)):.1f}s")
         elif event == "found":
             self.found.add((str(info["kind"]), str(info["signature"])))
@@ -112,8 +114,9 @@ class Progress:
         elif self.max_runs is not None:
             parts.append(f"{max(0, self.max_runs - total)} runs left")
         if self.shrinking:  # last: the longest part, the one a narrow terminal cuts
-            kind, signature = next(iter(self.shrinking.values()))
-            parts.append(f"shrinking {kind} {signature[:40]}...")
+            _, kind, signature = next(iter(self.shrinking))
+            more = f" (+{len(self.shrinking) - 1})" if len(self.shrinking) > 1 else ""
+            parts.append(f"shrinking{more} {kind} {signature[:40]}...")
         return "  ".join(p for p in parts if p)
 
     def _live(self) -> Live:

@@ -1,0 +1,161 @@
+"""Shrinking in a forked child, so that detection never waits for it.
+
+At the run where a search first meets a new failure, the process forks. The child
+holds the search's exact state at that moment (Hypothesis's engine in the middle of the
+failing example, the scenario, the decisions), so it carries on as an inline search
+would: it shrinks, confirms by strict replay, sends the result up a pipe and exits. The
+parent ends its round there, as an inline search ends the round after shrinking, so it
+makes the very runs an inline search makes; it only does not wait. Nothing is copied or
+rebuilt, which is why this is exact: the child's shrinking is the inline shrinking.
+
+The child never writes to the parent's streams (a worker's stdout carries its JSON
+protocol) and leaves with `os._exit`, so no buffer the fork copied is flushed twice.
+A child that dies without an answer is a harness fault, named with its exit status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import select
+import signal
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from harness.errors import HarnessFault
+
+# Children alive at once; past this many the search waits for the oldest, so a burst of
+# new failures cannot fork a crowd (each holds a copy-on-write image of the search).
+LIMIT = 16
+
+
+def cores_to_shrink() -> int:
+    """Children that shrink at once: one core is the search's, the others shrink. The rest
+    wait for a turn (a token, as make's jobserver hands them out), holding no CPU, so the
+    search keeps its core however many failures it meets."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def available() -> bool:
+    return hasattr(os, "fork")
+
+
+@dataclass
+class Shrinking:
+    """One failure being shrunk by a child: what the parent knows of it meanwhile."""
+
+    key: tuple[str, str]
+    found_at: tuple[int, float]
+    pid: int
+    fd: int
+    received: bytearray = field(default_factory=bytearray)
+
+
+class Forks:
+    def __init__(self, limit: int = LIMIT, at_once: int | None = None) -> None:
+        self.limit = limit
+        self.shrinking: dict[int, Shrinking] = {}  # by pipe fd
+        self.in_child = False
+        self._out = -1
+        self._tokens = os.pipe()  # one byte per child allowed to shrink now
+        os.write(self._tokens[1], b"t" * (at_once or cores_to_shrink()))
+
+    def full(self) -> bool:
+        return len(self.shrinking) >= self.limit
+
+    def fork(self, key: tuple[str, str], found_at: tuple[int, float]) -> bool:
+        """Fork; True in the child (which must end with `deliver` or `fail`)."""
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            self.in_child, self._out = True, write
+            self.shrinking.clear()  # the parent's other children are not this one's
+            os.read(self._tokens[0], 1)  # wait for a turn
+            return True
+        os.close(write)
+        os.set_blocking(read, False)
+        self.shrinking[read] = Shrinking(key, found_at, pid, read)
+        return False
+
+    # -- the child ---------------------------------------------------------------
+    def deliver(self, found: Any) -> NoReturn:
+        self._send(("found", found))
+
+    def fail(self, exc: BaseException) -> NoReturn:
+        try:
+            payload = pickle.dumps(("error", exc))
+        except Exception:  # an exception that does not pickle goes as its text
+            text = "".join(traceback.format_exception(exc))
+            payload = pickle.dumps(("error", HarnessFault(text)))
+        self._send_bytes(payload)
+
+    def _send(self, message: tuple[str, Any]) -> NoReturn:
+        try:
+            payload = pickle.dumps(message)
+        except Exception as exc:
+            self.fail(exc)
+        self._send_bytes(payload)
+
+    def _send_bytes(self, payload: bytes) -> NoReturn:
+        with contextlib.suppress(OSError):
+            os.write(self._tokens[1], b"t")  # the next child's turn
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(self._out, view):]
+        os._exit(0)
+
+    # -- the parent --------------------------------------------------------------
+    def done(self, block: bool = False) -> list[tuple[Shrinking, Any]]:
+        """Children that have answered: (what was shrinking, its Found). `block` waits
+        until at least one answers (when any is running). A child's error is raised."""
+        out: list[tuple[Shrinking, Any]] = []
+        while self.shrinking and not out:
+            ready, _, _ = select.select(list(self.shrinking), [], [], None if block else 0)
+            for fd in ready:
+                answer = self._read(self.shrinking[fd])
+                if answer is not None:
+                    out.append(answer)
+            if not block:
+                break
+        return out
+
+    def _read(self, child: Shrinking) -> tuple[Shrinking, Any] | None:
+        while True:
+            try:
+                chunk = os.read(child.fd, 1 << 16)
+            except BlockingIOError:
+                return None
+            if not chunk:
+                break
+            child.received += chunk
+        os.close(child.fd)
+        del self.shrinking[child.fd]
+        _, status = os.waitpid(child.pid, 0)
+        if not child.received:
+            raise HarnessFault(f"the process shrinking {child.key[0]} {child.key[1]!r} ended "
+                               f"without an answer (wait status {status})")
+        what, payload = pickle.loads(bytes(child.received))
+        if what == "error":
+            self.stop()
+            raise payload
+        return child, payload
+
+    def stop(self) -> None:
+        """End every child still shrinking (an interrupt, or an error elsewhere)."""
+        for child in list(self.shrinking.values()):
+            with contextlib.suppress(OSError):
+                os.kill(child.pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.close(child.fd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child.pid, 0)
+        self.shrinking.clear()
+
+    def close(self) -> None:
+        self.stop()
+        for fd in self._tokens:
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -1,0 +1,94 @@
+"""Shrinking in forked children: the search goes on at once, and finds what it found inline."""
+
+from __future__ import annotations
+
+import os
+import select
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import strategies as st
+
+from harness.decisions import DecisionSource, Recorder
+from harness.errors import HarnessFault
+from harness.search.engine import Outcome, search
+
+PARENT = os.getpid()
+
+
+@dataclass(frozen=True)
+class Kind:
+    n: int
+
+    def key(self) -> tuple[str, str]:
+        return ("toy", f"kind {self.n}")
+
+
+def generate(draw: Any) -> int:
+    return int(draw(st.integers(0, 100)))
+
+
+def three_kinds(scenario: int, source: DecisionSource) -> Outcome:
+    """Three distinct failures: a deviation in a large scenario, by the scenario mod 3."""
+    recorder = Recorder(source)
+    picks = [recorder.choose(4, f"step {i}") for i in range(3)]
+    failed = scenario >= 50 and any(picks)
+    return Outcome([Kind(scenario % 3)] if failed else [], list(recorder.decisions))
+
+
+def summary(report: Any) -> list[tuple[Any, ...]]:
+    return [(f.key, f.scenario, f.decisions, f.runs_to_find) for f in report.found]
+
+
+def test_a_forked_search_finds_and_shrinks_exactly_what_an_inline_one_does():
+    runs = {mode: search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0,
+                         shrink=mode) for mode in ("inline", "fork")}
+    assert len(runs["inline"].found) == 3
+    assert summary(runs["fork"]) == summary(runs["inline"])
+    assert runs["fork"].runs == runs["inline"].runs
+
+
+def test_the_search_detects_the_next_failure_while_the_first_is_still_shrinking():
+    # The first failure's shrinking (in a child) cannot finish until the parent has
+    # detected the second: a search that waited for shrinking would never get there.
+    gate_read, gate_write = os.pipe()
+    events: list[tuple[str, Any]] = []
+
+    def execute(scenario: int, source: DecisionSource) -> Outcome:
+        if os.getpid() != PARENT and scenario % 3 == 0:  # the kind found first, seed 0
+            ready, _, _ = select.select([gate_read], [], [], 120)
+            assert ready, "the parent never detected a second failure"
+        return three_kinds(scenario, source)
+
+    def progress(event: str, info: dict[str, Any]) -> None:
+        events.append((event, info.get("signature")))
+        if event == "shrinking" and sum(e == "shrinking" for e, _ in events) == 2:
+            os.write(gate_write, b"go")
+
+    report = search(generate, execute, budget_seconds=0, max_runs=600, seed=0,
+                    shrink="fork", progress=progress)
+    os.close(gate_read)
+    os.close(gate_write)
+    first = report.found[0].key[1]
+    assert first == "kind 0"
+    shrinking = [sig for e, sig in events if e == "shrinking"]
+    shrunk = [sig for e, sig in events if e == "shrunk"]
+    assert shrinking[0] == first and len(shrinking) == 3 and sorted(shrunk) == sorted(shrinking)
+    # the second detection came before the first failure was shrunk
+    assert events.index(("shrinking", shrinking[1])) < events.index(("shrunk", first))
+
+
+def test_a_harness_fault_while_a_child_shrinks_is_raised_by_the_search():
+    def execute(scenario: int, source: DecisionSource) -> Outcome:
+        if os.getpid() != PARENT and getattr(source, "strict", False):  # confirming
+            raise HarnessFault("the simulated loop broke while shrinking")
+        return three_kinds(scenario, source)
+
+    with pytest.raises(HarnessFault, match="broke while shrinking"):
+        search(generate, execute, budget_seconds=0, max_runs=600, seed=0, shrink="fork")
+
+
+def test_an_unknown_shrink_mode_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown shrink mode 'thread'.*inline"):
+        search(generate, three_kinds, max_runs=1, shrink="thread")
