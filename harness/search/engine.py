@@ -213,6 +213,7 @@ class _Search(Generic[X]):
     accept: Callable[[Any], bool] | None
     forks: forks.Forks | None = None  # shrink="fork": children shrink what rounds detect
     collect: Callable[[bool], None] | None = None  # keeps what children have shrunk
+    lists: int = 1  # decision lists run under each drawn scenario
     child_error: BaseException | None = None
 
     def new(self, failures: list[Any]) -> list[Any]:
@@ -256,6 +257,7 @@ def search(
     database_key: bytes = b"",
     now: Callable[[], float] = time.monotonic,
     shrink: str = "inline",
+    lists: int = 1,
 ) -> SearchReport[X]:
     """Search until the budget is spent (or `max_found` distinct failures).
 
@@ -265,7 +267,14 @@ def search(
     caller can keep it whatever happens to the rest of the search. `stored` and
     `database` (under `database_key`) are the examples store's two layers; `now`
     is the clock budgets are measured by (a test's fake clock). `shrink` is "inline" or
-    "fork" (where the platform forks; else inline)."""
+    "fork" (where the platform forks; else inline). `lists` is how many decision lists
+    each drawn scenario is run under (random seeds, PCT seeds or, under the hypothesis
+    strategy, further decisions drawn from the same example, which Hypothesis shrinks
+    with the rest): drawing a scenario costs about as much as running it, so several
+    runs per scenario buy more runs a second; an example stops at its first failing
+    run, so shrinking it can also drop the passing runs before it."""
+    if lists < 1:
+        raise ValueError(f"lists must be at least 1, got {lists!r}")
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
     if shrink not in SHRINK_MODES:
@@ -275,7 +284,8 @@ def search(
     report: SearchReport[X] = SearchReport()
     clock = _Clock(report, budget_seconds, max_runs, progress, now)
     children = forks.Forks() if shrink == "fork" and forks.available() else None
-    state = _Search(generate, execute, strategy, profile, clock, set(known), accept, children)
+    state = _Search(generate, execute, strategy, profile, clock, set(known), accept, children,
+                    lists=lists)
 
     def enough() -> bool:
         detected = len(report.found) + (len(children.shrinking) if children else 0)
@@ -458,9 +468,10 @@ def _round_here(state: _Search[X], round_seed: int, database: ExampleDatabase | 
     found_at = (0, 0.0)
     shrink_deadline = 0.0
     handed_over = False
+    lists = state.lists
     examples = state.profile.round_examples
     if clock.max_runs is not None:
-        examples = max(1, min(examples, clock.max_runs - clock.report.runs))
+        examples = max(1, min(examples, -(-(clock.max_runs - clock.report.runs) // lists)))
 
     def collect(block: bool) -> None:
         if state.collect is None:
@@ -481,13 +492,22 @@ def _round_here(state: _Search[X], round_seed: int, database: ExampleDatabase | 
             raise _Stop
         if target is not None and clock.now() >= shrink_deadline:
             raise _Stop  # shrunk as far as the limit allows: report the smallest so far
-        scenario = state.generate(data.draw)
+        scenario = state.generate(_draw_of(data))
+        for k in range(lists):  # one scenario, several decision lists (see `search`)
+            if k and target is None and clock.spent():
+                raise _Stop
+            if try_decisions(scenario, data):
+                raise _Interesting()
+
+    def try_decisions(scenario: X, data: Any) -> bool:
+        """One run; True when it fails with the target (found now, or being shrunk)."""
+        nonlocal target, last, found_at, shrink_deadline, handed_over
         outcome = state.execute(scenario, state.source(data))
         if target is None:
             clock.ran()
             new = state.new(outcome.failures)
             if not new:
-                return
+                return False
             target = new[0].key()
             found_at = (clock.report.runs, clock.searched())
             clock.shrinking(target)
@@ -503,7 +523,8 @@ def _round_here(state: _Search[X], round_seed: int, database: ExampleDatabase | 
             shrink_deadline = clock.shrink_deadline(state.profile.shrink_seconds)
         if any(f.key() == target for f in outcome.failures):
             last = (scenario, outcome.decisions)
-            raise _Interesting()
+            return True
+        return False
 
     _run_hypothesis(run_one, round_seed, database_key)
     if handed_over:
@@ -512,6 +533,11 @@ def _round_here(state: _Search[X], round_seed: int, database: ExampleDatabase | 
     if target is None or last is None:
         return None
     return state.finish(target, last[0], last[1], found_at, "search")
+
+
+def _draw_of(data: Any) -> Callable[[Any], Any]:
+    """The test case's own draw, past `st.data()`'s wrapper (see HypothesisSource)."""
+    return getattr(getattr(data, "conjecture_data", data), "draw", data.draw)
 
 
 def _zero_deviations(

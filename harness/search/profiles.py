@@ -33,6 +33,7 @@ class Profile:
     shrink_seconds: float
     zero_attempts: int
     about: str
+    decision_lists: int = 1
 
 
 PROFILES = {

@@ -114,6 +114,7 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
         examples=examples_root(request),
         # Detection never waits for shrinking: a child shrinks each failure (forks.py).
         shrink=str(request.get("shrink", "fork")),
+        lists=request.get("lists"),
     )
     return {"target": target.describe(), "runs": report.runs, "seconds": report.seconds,
             "shrink_seconds": report.shrink_seconds,
