@@ -537,7 +537,8 @@ def _round_here(state: _Search[X], round_seed: int, database: ExampleDatabase | 
 
 def _draw_of(data: Any) -> Callable[[Any], Any]:
     """The test case's own draw, past `st.data()`'s wrapper (see HypothesisSource)."""
-    return getattr(getattr(data, "conjecture_data", data), "draw", data.draw)
+    draw: Callable[[Any], Any] = getattr(data, "conjecture_data", data).draw
+    return draw
 
 
 def _zero_deviations(
