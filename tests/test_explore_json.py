@@ -54,6 +54,7 @@ def test_the_summary_lists_each_failure_and_a_second_explore_retries_it_first(
     for f in failures:
         assert Path(f["report"], "trace.json").is_file()
         assert f["runs_to_find"] >= 1 and f["seconds_to_shrink"] > 0
+        assert f["seconds_to_report"] >= f["seconds_to_find"]
 
     code, err = explore(capsys, *args, "--json", str(tmp_path / "warm.json"))
     assert code == 1, err

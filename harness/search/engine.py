@@ -93,6 +93,9 @@ class Found(Generic[X]):
     seconds_to_find: float
     seconds_to_shrink: float
     source: str = "search"  # one of SOURCES
+    # From the search's start until this failure was kept (shrunk, confirmed, handed to
+    # on_found): what a user waits for its report, whatever else the search met first.
+    seconds_to_report: float = 0.0
 
 
 @dataclass
@@ -111,6 +114,7 @@ class SearchReport(Generic[X]):
     seconds: float = 0.0  # searching, shrinking excluded
     shrink_seconds: float = 0.0
     found: list[Found[X]] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # this process's CPU time while searching (not its children's)
 
     @property
     def runs_per_second(self) -> float:
@@ -292,6 +296,7 @@ def search(
         return clock.spent() or (max_found is not None and detected >= max_found)
 
     def keep(found: Found[X]) -> None:
+        found.seconds_to_report = now() - clock.start
         state.seen.add(found.key)
         report.found.append(found)
         on_found(found)
@@ -307,10 +312,12 @@ def search(
                                 "seconds": found.seconds_to_shrink})
             keep(found)
 
+    cpu_start = time.process_time()
     try:
         _searching(state, stored, database, database_key, seed, enough, keep,
                    collect if children else None)
         report.seconds = clock.searched()
+        report.cpu_seconds = time.process_time() - cpu_start
         while children is not None and children.shrinking:
             collect(block=True)
     finally:

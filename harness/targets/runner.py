@@ -71,6 +71,7 @@ def _finding(found: Any, target: Target) -> dict[str, Any]:
         "runs_to_find": found.runs_to_find,
         "seconds_to_find": found.seconds_to_find,
         "seconds_to_shrink": found.seconds_to_shrink,
+        "seconds_to_report": found.seconds_to_report,
         "source": found.source,
         "decisions": len(found.decisions),
         "deviations": sum(1 for d in found.decisions if d.choice),
@@ -117,7 +118,7 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
         lists=request.get("lists"),
     )
     return {"target": target.describe(), "runs": report.runs, "seconds": report.seconds,
-            "shrink_seconds": report.shrink_seconds,
+            "shrink_seconds": report.shrink_seconds, "cpu_seconds": report.cpu_seconds,
             "findings": [_finding(found, target) for found in report.found],
             "unavailable": unavailable}
 

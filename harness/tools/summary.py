@@ -15,6 +15,7 @@ stopped on an error. Its shape:
                   "runs", "seconds_searching", "seconds_shrinking", "runs_per_second",
                   "failures": [{"kind", "signature", "message", "report",
                                 "runs_to_find", "seconds_to_find", "seconds_to_shrink",
+                                "seconds_to_report",
                                 "source": "search" | "trace" | "examples",
                                 "from_store": true | false}]}]}
 
@@ -105,4 +106,5 @@ class Summary:
             "runs_to_find": finding.get("runs_to_find"),
             "seconds_to_find": round(float(finding.get("seconds_to_find", 0.0)), 3),
             "seconds_to_shrink": round(float(finding.get("seconds_to_shrink", 0.0)), 3),
+            "seconds_to_report": round(float(finding.get("seconds_to_report", 0.0)), 3),
             "source": source, "from_store": source != "search"})
