@@ -1,19 +1,31 @@
-"""`make bench`: how fast the harness finds each known bug, and how fast it runs.
+"""`make bench`: how fast the harness searches, and how fast it finds each known bug.
 
-For each find, over 10 seeds: the median runs and seconds to the first
-failure, seconds to shrink, and decisions in the shrunk trace. Then simulated
-runs per second on each target (a search that counts no failure, so nothing
-is shrunk). Every search is cold (the examples store is off, so a failure an
-earlier search stored is not retried first) and uses the default profile, whatever
-HARNESS_PROFILE says. Timing lives here, never in tests.
+One run prints, side by side:
+
+1. throughput: explore runs per second per core (runs over the search's own CPU
+   seconds) on the whole scenario space, for each target the registry installs and
+   each release a benchmarked bug lives in; a search that counts no failure, so
+   nothing is shrunk;
+2. each known find, over SEEDS seeds: median runs and seconds to its detection, and
+   seconds until its report (shrunk and confirmed, found while the search went on),
+   shrinking seconds and the shrunk trace's decisions;
+3. the fixed releases, searched with the same budget: they must find nothing.
+
+Every search is cold (the examples store is off, so a failure an earlier search
+stored is not retried first) and uses the default profile, whatever HARNESS_PROFILE
+says. Runs are comparable across machine loads, seconds are not: the first line names
+the machine and its load. Timing lives here, never in tests.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from packaging.version import Version
 
@@ -24,6 +36,7 @@ from harness.targets.runner import run
 SEEDS = 10
 FIXED_SEEDS = 3
 BUDGET = 90.0
+THROUGHPUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -75,44 +88,67 @@ def measure(find: Find, seed: int, server: str | None = None) -> dict[str, float
         return None
     f = result["findings"][0]
     return {"runs": f["runs_to_find"], "seconds": f["seconds_to_find"],
-            "shrink": f["seconds_to_shrink"], "decisions": f["decisions"],
-            "deviations": f["deviations"]}
+            "report": f["seconds_to_report"], "shrink": f["seconds_to_shrink"],
+            "decisions": f["decisions"], "deviations": f["deviations"]}
+
+
+def throughput(server: str, http: str) -> dict[str, Any]:
+    """Runs per CPU second of one search that counts no failure (nothing is shrunk)."""
+    spec = target_specs(server, http)[0]
+    result = run(spec, {"op": "explore", "families": list(FAMILIES),
+                        "budget": THROUGHPUT_SECONDS, "seed": 0, "accept": {"kind": "none"},
+                        "examples": None, "profile": "default"}, lambda e, i: None)
+    cpu = float(result.get("cpu_seconds") or result["seconds"])
+    return {"runs": result["runs"], "per_core": result["runs"] / cpu if cpu else 0.0,
+            "per_second": result["runs"] / result["seconds"] if result["seconds"] else 0.0}
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def median(rows: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in rows) if rows else float("nan")
 
 
 def main() -> int:
-    print(f"finds: median over {SEEDS} seeds (budget {BUDGET:g}s per seed)")
-    print(f"{'find':38} {'target':24} {'found':>5} {'runs':>7} {'s to find':>9} "
-          f"{'s shrink':>8} {'decisions':>9} {'deviations':>10}")
+    print(f"machine: {machine()}; at the start: {load()}", flush=True)
+    print(f"\n1. throughput: explore runs per second per core, whole scenario space "
+          f"({THROUGHPUT_SECONDS:g} s of search, nothing shrunk)")
+    for server, http in throughput_targets():
+        t = throughput(server, http)
+        print(f"  {server:20} {http:10} {t['per_core']:7.0f} runs/s per core "
+              f"({t['runs']} runs, {t['per_second']:.0f} runs/s of wall time)", flush=True)
+    print(f"\n2. finds: median over {SEEDS} seeds (budget {BUDGET:g} s per seed); a report "
+          "is shrunk while the search goes on")
+    print(f"  {'find':36} {'target':24} {'found':>5} {'runs':>6} {'s to find':>9} "
+          f"{'s to report':>11} {'s shrink':>8} {'decisions':>9} {'deviations':>10}")
     for find in finds():
-        results = [measure(find, seed) for seed in range(SEEDS)]
-        ok = [r for r in results if r is not None]
-
-        def med(key: str, ok: list[dict[str, float]] = ok) -> float:
-            return statistics.median(r[key] for r in ok) if ok else float("nan")
-
+        ok = [r for r in (measure(find, seed) for seed in range(SEEDS)) if r is not None]
         target = f"{find.server} {find.http}"
-        print(f"{find.name:38} {target:24} {len(ok):>2}/{SEEDS} {med('runs'):>7.0f} "
-              f"{med('seconds'):>9.2f} {med('shrink'):>8.2f} {med('decisions'):>9.0f} "
-              f"{med('deviations'):>10.0f}", flush=True)
-    print(f"\nthe fixed releases, same budget ({BUDGET:g}s), {FIXED_SEEDS} seeds: "
+        print(f"  {find.name:36} {target:24} {len(ok):>2}/{SEEDS} {median(ok, 'runs'):>6.0f} "
+              f"{median(ok, 'seconds'):>9.2f} {median(ok, 'report'):>11.2f} "
+              f"{median(ok, 'shrink'):>8.2f} {median(ok, 'decisions'):>9.0f} "
+              f"{median(ok, 'deviations'):>10.0f}", flush=True)
+    print(f"\n3. the fixed releases, same budget ({BUDGET:g} s), {FIXED_SEEDS} seeds: "
           "searches that found the same failure")
     for find in finds():
         if find.fixed:
             hits = sum(measure(find, seed, find.fixed) is not None for seed in range(FIXED_SEEDS))
             print(f"  {find.name:36} {find.fixed} {find.http:10} {hits}/{FIXED_SEEDS}",
                   flush=True)
-    print("\nthroughput: simulated runs per second (10 s of search, nothing shrunk)")
-    for server, http in throughput_targets():
-        spec = target_specs(server, http)[0]
-        start = time.monotonic()
-        result = run(spec, {"op": "explore", "families": list(FAMILIES), "budget": 10.0,
-                            "seed": 0, "accept": {"kind": "none"}, "examples": None,
-                            "profile": "default"},
-                     lambda e, i: None)
-        rate = result["runs"] / result["seconds"]
-        print(f"  {server:20} {http:10} {rate:7.0f} runs/s "
-              f"({result['runs']} runs; {time.monotonic() - start:.1f}s with start-up)",
-              flush=True)
+    print(f"\nat the end: {load()}; {time.strftime('%Y-%m-%d %H:%M')}")
     return 0
 
 
