@@ -1,0 +1,309 @@
+"""The seed's method, for `make bench` to compare with: a load test handed the trigger.
+
+For a known find (LOADS), start its real release as a real server process on
+127.0.0.1 (an ephemeral port; the release's cached environment, as a worker
+gets it), serving an app written to trigger that bug (loadtest_server.py), and
+load it with wrk (Debian's, installed by `make`) over keep-alive connections,
+in windows of WINDOW seconds until the load test sees a hang or the bound runs
+out. The hang is seen as a load-testing user sees it, from the client side
+only: a request still unanswered TIMEOUT seconds after it was sent (wrk 4.1
+counts in its own `timeout` figure only responses that come late, never one
+that does not come, so a small Lua script keeps the time each connection's
+request went out; one connection per wrk thread), or a response that came
+later than that.
+
+The figure: seconds from the start of the load to the end of the first window
+that reports it (the moment wrk prints it), and the moment the first request
+became overdue. `python -m harness.tools.loadtest` prints both for each find,
+and the same with the app changed by one await, which hangs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import EnvironmentFault, HarnessFault, InputError
+from harness.targets.envs import ensure_target_env
+from harness.targets.registry import target_specs
+
+WRK = "wrk"
+SERVER_SCRIPT = Path(__file__).with_name("loadtest_server.py")
+CONNECTIONS = 4  # one per wrk thread, so the script can pair each request with its response
+WINDOW = 2  # seconds per wrk run (whole seconds: wrk's -d)
+TIMEOUT = 1  # seconds a request may go unanswered (wrk's --timeout; whole seconds)
+BOUND = 30.0  # seconds of load per try
+READY_WITHIN = 60.0  # seconds for the server to answer its first request
+
+
+@dataclass(frozen=True)
+class Load:
+    """A known find and the release, protocol and app that trigger it."""
+    server: str
+    http: str
+    app: str
+
+
+LOADS = {
+    "uvicorn#748": Load("uvicorn==0.11.3", "h11", "uvicorn#748"),
+    "uvicorn#241": Load("uvicorn==0.3.26", "h11", "uvicorn#241"),
+}
+
+# The Lua script: per connection (thread), when its request went out and what came back.
+# CLOCK_MONOTONIC (1) is Python's time.monotonic, so the parent can place the moments.
+LUA = """\
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } loadtest_timespec;
+int clock_gettime(int clock, loadtest_timespec *ts);
+]]
+local ts = ffi.new("loadtest_timespec")
+local function now()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+local threads = {}
+timeout, answered, late, first_late, sent_at = 1, 0, 0, 0, 0
+
+function setup(thread) table.insert(threads, thread) end
+function init(args) timeout = tonumber(args[1]) end
+
+function request()
+  sent_at = now()
+  return wrk.format()
+end
+
+function response(status, headers, body)
+  local waited = now() - sent_at
+  if waited > timeout then
+    if late == 0 then first_late = sent_at + timeout end
+    late = late + 1
+  end
+  answered, sent_at = answered + 1, 0
+end
+
+function done(summary, latency, requests)
+  local t = now()
+  for i, thread in ipairs(threads) do
+    local sent = thread:get("sent_at")
+    local pending = sent > 0 and t - sent or 0
+    io.write(string.format(
+      "loadtest: connection %d answered %d late %d first_late %.6f pending %.6f since %.6f\\n",
+      i, thread:get("answered"), thread:get("late"), thread:get("first_late"), pending, sent))
+  end
+end
+"""
+
+_CONNECTION = re.compile(
+    r"^loadtest: connection (\d+) answered (\d+) late (\d+) first_late ([\d.]+) "
+    r"pending ([\d.]+) since ([\d.]+)$", re.M)
+_REQUESTS = re.compile(r"^\s*(\d+) requests in ", re.M)
+_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_STATUS = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+
+@dataclass(frozen=True)
+class Connection:
+    answered: int
+    late: int  # responses that came more than the timeout after their request
+    first_late: float  # monotonic moment the first of them became overdue; 0 if none
+    pending: float  # seconds its last request had waited when wrk stopped; 0 if answered
+    since: float  # monotonic moment that request went out; 0 if answered
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """What one wrk run printed."""
+    requests: int
+    errors: dict[str, int] = field(default_factory=dict)  # connect, read, write, timeout
+    non_2xx: int = 0
+    connections: tuple[Connection, ...] = ()
+
+    def overdue(self, timeout: float) -> list[float]:
+        """The moments requests were seen unanswered `timeout` seconds after they went out:
+        late responses, and requests still waiting at the end."""
+        out = [c.first_late for c in self.connections if c.late]
+        out += [c.since + timeout for c in self.connections if c.pending > timeout]
+        return sorted(out)
+
+    def hung(self, timeout: float) -> bool:
+        return bool(self.errors.get("timeout") or self.overdue(timeout))
+
+
+def parse_wrk(text: str) -> WrkResult:
+    """wrk's report and the script's per-connection lines; a report without its request
+    count is not wrk's (HarnessFault, with the text)."""
+    found = _REQUESTS.search(text)
+    if found is None:
+        raise HarnessFault(f"wrk printed no request count; its output was: {text.strip()!r}")
+    errors = dict.fromkeys(("connect", "read", "write", "timeout"), 0)
+    if (socket_errors := _SOCKET.search(text)) is not None:
+        errors = dict(zip(errors, map(int, socket_errors.groups()), strict=True))
+    status = _STATUS.search(text)
+    connections = tuple(
+        Connection(int(m[2]), int(m[3]), float(m[4]), float(m[5]), float(m[6]))
+        for m in _CONNECTION.finditer(text))
+    return WrkResult(int(found[1]), errors, int(status[1]) if status else 0, connections)
+
+
+def wrk_path() -> str:
+    found = shutil.which(WRK)
+    if found is None:
+        raise EnvironmentFault("wrk is not installed; run `make wrk` (it installs Debian's "
+                               "wrk package with apt-get)")
+    return found
+
+
+@contextlib.contextmanager
+def serving(server: str, http: str, app: str) -> Iterator[int]:
+    """A real server process for `server` (a --server spec) serving `app` on 127.0.0.1,
+    ready for load; yields its port. The process is killed however the block ends."""
+    spec = target_specs(server, http)[0]
+    env = ensure_target_env(spec)
+    child_env = dict(os.environ, PYTHONNOUSERSITE="1")
+    child_env.pop("PYTHONPATH", None)
+    if env is not None:  # the release's own folder first, as a worker has it
+        child_env["PYTHONPATH"] = str(env.site)
+    version = env.info.version if env is not None else ""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-P", str(SERVER_SCRIPT), str(listener.fileno()), spec.http, app,
+             version], pass_fds=[listener.fileno()], env=child_env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    finally:
+        listener.close()  # the server holds it now: if it dies, connections are refused
+    try:
+        _wait_ready(proc, port)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def _wait_ready(proc: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + READY_WITHIN
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            assert proc.stderr is not None
+            tail = proc.stderr.read().strip().splitlines()[-5:]
+            raise EnvironmentFault(f"the load test's server exited ({proc.returncode}) "
+                                   "before serving: " + " | ".join(tail))
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port),
+                                                                    timeout=5) as probe:
+            probe.sendall(b"GET /ready HTTP/1.1\r\nhost: loadtest\r\nconnection: close\r\n\r\n")
+            if probe.recv(64).startswith(b"HTTP/1.1 200"):
+                return
+        time.sleep(0.1)
+    raise EnvironmentFault(f"the load test's server did not answer on port {port} within "
+                           f"{READY_WITHIN:g}s")
+
+
+def run_wrk(port: int, seconds: int, timeout: int = TIMEOUT,
+            connections: int = CONNECTIONS) -> WrkResult:
+    """One wrk run of `seconds` against 127.0.0.1:`port`, one connection per thread."""
+    with tempfile.TemporaryDirectory(prefix="harness-loadtest-") as tmp:
+        script = Path(tmp) / "loadtest.lua"
+        script.write_text(LUA)
+        proc = subprocess.run(
+            [wrk_path(), "-t", str(connections), "-c", str(connections), "-d", f"{seconds}s",
+             "--timeout", f"{timeout}s", "-s", str(script), f"http://127.0.0.1:{port}/",
+             "--", str(timeout)], capture_output=True, text=True, timeout=seconds + 30)
+    if proc.returncode != 0:
+        raise EnvironmentFault(f"wrk failed (exit {proc.returncode}): "
+                               f"{(proc.stderr or proc.stdout).strip()}")
+    return parse_wrk(proc.stdout)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One bounded try: when the load test first reported a hang, if it did."""
+    seconds: float | None  # start of load to the end of the window that reported it
+    overdue: float | None  # start of load to the moment the first request became overdue
+    requests: int  # answered over the whole try
+    windows: int
+
+
+def detect(port: int, bound: float = BOUND, window: int = WINDOW,
+           timeout: int = TIMEOUT) -> Detection:
+    """Load the server in windows until one reports a hang or `bound` seconds have passed."""
+    start = time.monotonic()
+    requests = windows = 0
+    while time.monotonic() - start < bound:
+        result = run_wrk(port, window, timeout)
+        requests, windows = requests + result.requests, windows + 1
+        if result.hung(timeout):
+            overdue = result.overdue(timeout)
+            return Detection(time.monotonic() - start,
+                             overdue[0] - start if overdue else None, requests, windows)
+    return Detection(None, None, requests, windows)
+
+
+def median(values: list[float | None]) -> float | None:
+    """The median, a try that detected nothing counting as later than any that did;
+    None when that median is such a try."""
+    value = statistics.median(math.inf if v is None else v for v in values)
+    return None if math.isinf(value) else value
+
+
+def compare(find_name: str, repeats: int = 10, bound: float = BOUND,
+            app: str | None = None) -> dict[str, object]:
+    """`repeats` bounded tries of the load test on `find_name` (a key of LOADS), each on a
+    fresh server process; `app` changes the app (a name in loadtest_server.APPS)."""
+    if find_name not in LOADS:
+        raise InputError(f"no load test for {find_name!r}; known: {', '.join(LOADS)}")
+    load = LOADS[find_name]
+    wrk_path()
+    tries = []
+    for _ in range(repeats):
+        with serving(load.server, load.http, app or load.app) as port:
+            tries.append(detect(port, bound))
+    return {"find": find_name, "target": f"{load.server} {load.http}", "app": app or load.app,
+            "bound": bound, "window": WINDOW, "timeout": TIMEOUT, "connections": CONNECTIONS,
+            "seconds": [t.seconds for t in tries], "overdue": [t.overdue for t in tries],
+            "requests": [t.requests for t in tries],
+            "detected": sum(t.seconds is not None for t in tries),
+            "median": median([t.seconds for t in tries]),
+            "median_overdue": median([t.overdue for t in tries])}
+
+
+def _seconds(value: object) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    repeats = int(args[0]) if args else 10
+    bound = float(args[1]) if len(args) > 1 else BOUND
+    print(f"load test (wrk, {CONNECTIONS} keep-alive connections, windows of {WINDOW}s, "
+          f"timeout {TIMEOUT}s): median over {repeats} tries of at most {bound:g}s")
+    print(f"{'find':14} {'target':22} {'app':30} {'found':>6} {'s to report':>11} "
+          f"{'s to overdue':>12}")
+    for name, load in LOADS.items():
+        for app in (load.app, f"{load.app} one await fewer"):
+            result = compare(name, repeats if app == load.app else 1, bound, app)
+            print(f"{name:14} {result['target']!s:22} {app:30} "
+                  f"{result['detected']!s:>3}/{len(result['seconds'])!s:2} "  # type: ignore[arg-type]
+                  f"{_seconds(result['median']):>11} {_seconds(result['median_overdue']):>12}",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
