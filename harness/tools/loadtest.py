@@ -1,26 +1,30 @@
 """The seed's method, for `make bench` to compare with: a load test handed the trigger.
 
-For a known find (LOADS), start its real release as a real server process on
-127.0.0.1 (an ephemeral port; the release's cached environment, as a worker
-gets it), serving an app written to trigger that bug (loadtest_server.py), and
-load it with wrk (Debian's, installed by `make`) over keep-alive connections,
-in windows of WINDOW seconds until the load test sees a hang or the bound runs
-out. The hang is seen as a load-testing user sees it, from the client side
-only: a request still unanswered TIMEOUT seconds after it was sent (wrk 4.1
-counts in its own `timeout` figure only responses that come late, never one
-that does not come, so a small Lua script keeps the time each connection's
-request went out; one connection per wrk thread), or a response that came
-later than that.
+For a known find (`loads()`: each benchmarked bug of the registry whose server
+names a load-test script, with an app for it), start its real release as a real
+server process on 127.0.0.1 (an ephemeral port; the release's cached
+environment, as a worker gets it) serving the app written to trigger that bug,
+and load it with wrk (Debian's, installed by `make`) over keep-alive
+connections, in windows of WINDOW seconds until the load test sees a hang or
+the bound runs out. The hang is seen as a load-testing user sees it, from the
+client side only: a request still unanswered TIMEOUT seconds after it was sent
+(wrk 4.1 counts in its own `timeout` figure only responses that come late,
+never one that does not come, so a small Lua script keeps the time each
+connection's request went out; one connection per wrk thread), or a response
+that came later than that.
 
-The figure: seconds from the start of the load to the end of the first window
-that reports it (the moment wrk prints it), and the moment the first request
-became overdue. `python -m harness.tools.loadtest` prints both for each find,
-and the same with the app changed by one await, which hangs nothing.
+The figures: seconds from the start of the load to the end of the first
+window that reports a hang (the moment wrk prints it), and to the moment the
+first request became overdue. `python -m harness.tools.loadtest [REPEATS
+[BOUND]]` prints both for each find, and the same with the app changed by one
+await (`<label> one await fewer`), which hangs nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import importlib
 import math
 import os
 import re
@@ -34,13 +38,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from harness.errors import EnvironmentFault, HarnessFault, InputError
+from harness.errors import EnvironmentFault, HarnessError, HarnessFault, InputError
 from harness.targets.envs import ensure_target_env
-from harness.targets.registry import target_specs
+from harness.targets.registry import entries, target_specs
 
 WRK = "wrk"
-SERVER_SCRIPT = Path(__file__).with_name("loadtest_server.py")
 CONNECTIONS = 4  # one per wrk thread, so the script can pair each request with its response
 WINDOW = 2  # seconds per wrk run (whole seconds: wrk's -d)
 TIMEOUT = 1  # seconds a request may go unanswered (wrk's --timeout; whole seconds)
@@ -50,16 +54,30 @@ READY_WITHIN = 60.0  # seconds for the server to answer its first request
 
 @dataclass(frozen=True)
 class Load:
-    """A known find and the release, protocol and app that trigger it."""
+    """A release (a --server spec) and protocol to serve, the script that serves it, and
+    the script's app that triggers the find."""
     server: str
     http: str
+    script: str  # a module run as a script in the release's environment
     app: str
 
 
-LOADS = {
-    "uvicorn#748": Load("uvicorn==0.11.3", "h11", "uvicorn#748"),
-    "uvicorn#241": Load("uvicorn==0.3.26", "h11", "uvicorn#241"),
-}
+def loads() -> dict[str, Load]:
+    """For each benchmarked known bug (labelled as make bench labels it) whose server's
+    registry entry names a load-test script (extra["loadtest"]) holding an app of that
+    label: its bench release, on the first protocol bench names."""
+    out: dict[str, Load] = {}
+    for name, entry in entries().items():
+        script = entry.extra.get("loadtest")
+        if script is None:
+            continue
+        apps = importlib.import_module(script).APPS
+        for bug in entry.known_bugs:
+            label = bug.name.split(":")[0]
+            if len(bug.bench) > 1 and label in apps and label not in out:
+                server = f"{name}=={bug.bench[0]}" if bug.bench[0] else name
+                out[label] = Load(server, bug.bench[1], script, label)
+    return out
 
 # The Lua script: per connection (thread), when its request went out and what came back.
 # CLOCK_MONOTONIC (1) is Python's time.monotonic, so the parent can place the moments.
@@ -168,10 +186,12 @@ def wrk_path() -> str:
 
 
 @contextlib.contextmanager
-def serving(server: str, http: str, app: str) -> Iterator[int]:
-    """A real server process for `server` (a --server spec) serving `app` on 127.0.0.1,
-    ready for load; yields its port. The process is killed however the block ends."""
-    spec = target_specs(server, http)[0]
+def serving(load: Load, app: str | None = None) -> Iterator[int]:
+    """A real server process for `load` serving its app (or `app`) on 127.0.0.1, ready for
+    load; yields its port. The process is killed however the block ends."""
+    spec = target_specs(load.server, load.http)[0]
+    module = importlib.import_module(load.script)
+    assert module.__file__ is not None
     env = ensure_target_env(spec)
     child_env = dict(os.environ, PYTHONNOUSERSITE="1")
     child_env.pop("PYTHONPATH", None)
@@ -182,8 +202,8 @@ def serving(server: str, http: str, app: str) -> Iterator[int]:
     port = listener.getsockname()[1]
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-P", str(SERVER_SCRIPT), str(listener.fileno()), spec.http, app,
-             version], pass_fds=[listener.fileno()], env=child_env,
+            [sys.executable, "-P", module.__file__, str(listener.fileno()), spec.http,
+             app or load.app, version], pass_fds=[listener.fileno()], env=child_env,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     finally:
         listener.close()  # the server holds it now: if it dies, connections are refused
@@ -263,16 +283,23 @@ def median(values: list[float | None]) -> float | None:
 
 
 def compare(find_name: str, repeats: int = 10, bound: float = BOUND,
-            app: str | None = None) -> dict[str, object]:
-    """`repeats` bounded tries of the load test on `find_name` (a key of LOADS), each on a
-    fresh server process; `app` changes the app (a name in loadtest_server.APPS)."""
-    if find_name not in LOADS:
-        raise InputError(f"no load test for {find_name!r}; known: {', '.join(LOADS)}")
-    load = LOADS[find_name]
+            app: str | None = None) -> dict[str, Any]:
+    """`repeats` bounded tries of the load test on `find_name` (a key of loads(), as make
+    bench labels finds), each on a fresh server process; `app` serves another app of the
+    script (f"{find_name} one await fewer", say). Per try, "seconds" and "overdue" are
+    None when it saw no hang within `bound`; each median counts such a try as later than
+    any other, and is None when more than half saw nothing."""
+    known = loads()
+    if find_name not in known:
+        raise InputError(f"no load test for {find_name!r}; known: {', '.join(known)}")
+    load = known[find_name]
+    apps = importlib.import_module(load.script).APPS
+    if app is not None and app not in apps:
+        raise InputError(f"{load.script} has no app {app!r}; its apps: {', '.join(apps)}")
     wrk_path()
     tries = []
     for _ in range(repeats):
-        with serving(load.server, load.http, app or load.app) as port:
+        with serving(load, app) as port:
             tries.append(detect(port, bound))
     return {"find": find_name, "target": f"{load.server} {load.http}", "app": app or load.app,
             "bound": bound, "window": WINDOW, "timeout": TIMEOUT, "connections": CONNECTIONS,
@@ -283,26 +310,46 @@ def compare(find_name: str, repeats: int = 10, bound: float = BOUND,
             "median_overdue": median([t.overdue for t in tries])}
 
 
-def _seconds(value: object) -> str:
+def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    repeats = int(args[0]) if args else 10
-    bound = float(args[1]) if len(args) > 1 else BOUND
+    parser = argparse.ArgumentParser(prog="python -m harness.tools.loadtest",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=10, help="tries per find (10)")
+    parser.add_argument("--bound", type=float, default=BOUND,
+                        help=f"seconds of load per try ({BOUND:g})")
+    parser.add_argument("--changed-repeats", type=int, default=1,
+                        help="tries with the app changed by one await (1; 0: none)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.bound <= 0:
+        parser.error(f"--repeats {args.repeats} --bound {args.bound:g}: give at least one try "
+                     "and a bound above 0 seconds")
+    try:
+        _table(args.repeats, args.bound, args.changed_repeats)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def _table(repeats: int, bound: float, changed_repeats: int) -> None:
     print(f"load test (wrk, {CONNECTIONS} keep-alive connections, windows of {WINDOW}s, "
-          f"timeout {TIMEOUT}s): median over {repeats} tries of at most {bound:g}s")
+          f"timeout {TIMEOUT}s), tries of at most {bound:g}s; medians")
     print(f"{'find':14} {'target':22} {'app':30} {'found':>6} {'s to report':>11} "
           f"{'s to overdue':>12}")
-    for name, load in LOADS.items():
-        for app in (load.app, f"{load.app} one await fewer"):
-            result = compare(name, repeats if app == load.app else 1, bound, app)
-            print(f"{name:14} {result['target']!s:22} {app:30} "
-                  f"{result['detected']!s:>3}/{len(result['seconds'])!s:2} "  # type: ignore[arg-type]
+    for name, load in loads().items():
+        apps = importlib.import_module(load.script).APPS
+        changed = f"{load.app} one await fewer"
+        runs = [(load.app, repeats)] + ([(changed, changed_repeats)]
+                                         if changed in apps and changed_repeats > 0 else [])
+        for app, tries in runs:
+            result = compare(name, tries, bound, app)
+            found = f"{result['detected']}/{tries}"
+            print(f"{name:14} {result['target']:22} {app:30} {found:>6} "
                   f"{_seconds(result['median']):>11} {_seconds(result['median_overdue']):>12}",
                   flush=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""A real uvicorn serving one of a few ASGI apps on an inherited socket (loadtest.py).
+"""A real uvicorn serving one of a few ASGI apps on an inherited socket, for make
+bench's load test (harness/tools/loadtest.py; the registry entry names this module).
 
-Run as a script by harness/tools/loadtest.py with the release's environment
-first on PYTHONPATH, so it imports only the standard library and that uvicorn:
+Run as a script by loadtest.py with the release's environment first on
+PYTHONPATH, so it imports only the standard library and that uvicorn:
 
-    python -P loadtest_server.py FD HTTP APP VERSION
+    python -P servers/uvicorn_loadtest.py FD HTTP APP VERSION
 
 FD is a listening TCP socket the parent bound on 127.0.0.1 (port 0); HTTP is
 uvicorn's --http; APP names an entry of APPS; VERSION is the uvicorn release
