@@ -156,6 +156,16 @@ def test_an_unknown_find_or_app_is_the_users_error():
         compare("uvicorn#748", repeats=1, app="nothing")
 
 
+def test_bad_options_and_a_missing_wrk_exit_2_with_the_fix(monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exited:
+        loadtest.main(["--repeats", "0"])
+    assert exited.value.code == 2
+    assert "--repeats 0 --bound 30: give at least one try" in capsys.readouterr().err
+    monkeypatch.setattr(loadtest.shutil, "which", lambda name: None)
+    assert loadtest.main(["--repeats", "1"]) == 2
+    assert "error: wrk is not installed; run `make wrk`" in capsys.readouterr().err
+
+
 # -- the real wrk against a real server (uvicorn installed beside the harness) -----------
 
 def installed(app: str) -> Load:

@@ -193,6 +193,9 @@ def serving(load: Load, app: str | None = None) -> Iterator[int]:
     module = importlib.import_module(load.script)
     assert module.__file__ is not None
     env = ensure_target_env(spec)
+    if env is not None and spec.http not in env.info.protocols:
+        raise EnvironmentFault(f"{spec} has no importable {spec.http} protocol on this Python "
+                               f"(importable: {', '.join(env.info.protocols) or 'none'})")
     child_env = dict(os.environ, PYTHONNOUSERSITE="1")
     child_env.pop("PYTHONPATH", None)
     if env is not None:  # the release's own folder first, as a worker has it
