@@ -91,6 +91,7 @@ def test_the_median_counts_a_try_that_saw_nothing_as_the_latest():
     assert median([2.0, None, 1.0]) == 2.0
     assert median([2.0, 1.0]) == 1.5
     assert median([None, None, 1.0]) is None
+    assert median([1.0, None]) is None  # half saw nothing
 
 
 class FakeClock:

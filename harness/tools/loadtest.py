@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from harness.errors import EnvironmentFault, HarnessError, HarnessFault, InputError
 from harness.targets.envs import ensure_target_env
@@ -201,31 +201,33 @@ def serving(load: Load, app: str | None = None) -> Iterator[int]:
     if env is not None:  # the release's own folder first, as a worker has it
         child_env["PYTHONPATH"] = str(env.site)
     version = env.info.version if env is not None else ""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-P", module.__file__, str(listener.fileno()), spec.http,
-             app or load.app, version], pass_fds=[listener.fileno()], env=child_env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    finally:
-        listener.close()  # the server holds it now: if it dies, connections are refused
-    try:
-        _wait_ready(proc, port)
-        yield port
-    finally:
-        proc.kill()
-        proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()
+    # The server's stderr goes to a file, not a pipe: a pipe nobody reads fills up under
+    # load and stops the server, which would look like the hang.
+    with tempfile.TemporaryDirectory(prefix="harness-loadtest-") as tmp, \
+            open(Path(tmp) / "stderr", "w+") as stderr:
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-P", module.__file__, str(listener.fileno()), spec.http,
+                 app or load.app, version], pass_fds=[listener.fileno()], env=child_env,
+                stdout=subprocess.DEVNULL, stderr=stderr)
+        finally:
+            listener.close()  # the server holds it now: if it dies, connections are refused
+        try:
+            _wait_ready(proc, port, stderr)
+            yield port
+        finally:
+            proc.kill()
+            proc.wait()
 
 
-def _wait_ready(proc: subprocess.Popen[str], port: int) -> None:
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, stderr: IO[str]) -> None:
     deadline = time.monotonic() + READY_WITHIN
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            assert proc.stderr is not None
-            tail = proc.stderr.read().strip().splitlines()[-5:]
+            stderr.seek(0)
+            tail = stderr.read().strip().splitlines()[-5:]
             raise EnvironmentFault(f"the load test's server exited ({proc.returncode}) "
                                    "before serving: " + " | ".join(tail))
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port),
@@ -280,7 +282,7 @@ def detect(port: int, bound: float = BOUND, window: int = WINDOW,
 
 def median(values: list[float | None]) -> float | None:
     """The median, a try that detected nothing counting as later than any that did;
-    None when that median is such a try."""
+    None when the median is such a try (or between one and a try that detected)."""
     value = statistics.median(math.inf if v is None else v for v in values)
     return None if math.isinf(value) else value
 
@@ -291,7 +293,7 @@ def compare(find_name: str, repeats: int = 10, bound: float = BOUND,
     bench labels finds), each on a fresh server process; `app` serves another app of the
     script (f"{find_name} one await fewer", say). Per try, "seconds" and "overdue" are
     None when it saw no hang within `bound`; each median counts such a try as later than
-    any other, and is None when more than half saw nothing."""
+    any other, and is None when half or more saw nothing."""
     known = loads()
     if find_name not in known:
         raise InputError(f"no load test for {find_name!r}; known: {', '.join(known)}")
