@@ -7,8 +7,11 @@ STAMP  := $(VENV)/.installed
 # package-lock.json (npm ci). Both are installed on first use, like the venv.
 CHROMIUM := /usr/bin/chromium
 MERMAID  := node_modules/.installed
+# make bench's load-test comparison (harness/tools/loadtest.py) drives a real server with
+# Debian's wrk, installed on first use like chromium.
+WRK      := /usr/bin/wrk
 
-.PHONY: test lint unit scenarios demo bench clean fixtures venv render-deps
+.PHONY: test lint unit scenarios demo bench clean fixtures venv render-deps wrk
 SDISTS := .harness-cache/sdists/.fetched
 
 $(STAMP): pyproject.toml
@@ -46,11 +49,24 @@ $(MERMAID): package.json package-lock.json
 
 render-deps: $(CHROMIUM) $(MERMAID)
 
+$(WRK):
+	@echo "installing Debian's wrk (the load generator of make bench's load test)..."
+	@log=$$(mktemp); sudo=$$([ "$$(id -u)" -eq 0 ] || echo "sudo -n"); \
+	if ! { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	       $$sudo apt-get install -y -qq --no-install-recommends wrk; } >$$log 2>&1; then \
+	    tail -n 20 $$log; rm -f $$log; \
+	    echo "error: could not install wrk with apt-get (see above); install Debian's wrk package by hand (apt-get install wrk) and run make again" >&2; \
+	    exit 1; \
+	fi; rm -f $$log
+	@[ -x $@ ] || { echo "error: apt-get installed wrk but there is no $@" >&2; exit 1; }
+
+wrk: $(WRK)
+
 lint: $(STAMP)
 	$(BIN)/ruff check harness servers scenarios tests
 	$(BIN)/mypy
 
-unit: $(STAMP) $(SDISTS) render-deps
+unit: $(STAMP) $(SDISTS) render-deps $(WRK)
 	$(BIN)/pytest -q tests
 
 scenarios: $(STAMP)
@@ -67,7 +83,7 @@ demo: $(STAMP)
 	$(BIN)/harness explore --server uvicorn==0.11.3 --http h11 --budget $(DEMO_BUDGET) --seed 0 || [ $$? -eq 1 ]
 	$(BIN)/harness explore --server uvicorn==0.3.26 --http h11 --budget $$(( $(DEMO_BUDGET) / 3 + 1 )) --seed 0 || [ $$? -eq 1 ]
 
-bench: $(STAMP)
+bench: $(STAMP) $(WRK)
 	$(BIN)/python -m harness.tools.bench
 
 clean:

@@ -447,6 +447,9 @@ TARGET = TargetEntry(
     unrunnable=UNRUNNABLE,
     example="0.11.3",
     description="uvicorn, on asyncio, with its h11 and httptools protocols",
+    # make bench's load test (harness/tools/loadtest.py) serves a release with the apps of
+    # this script, each bug's trigger named by the bug's label
+    extra={"loadtest": "servers.uvicorn_loadtest"},
 )
 
 
