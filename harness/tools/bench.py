@@ -9,7 +9,12 @@ One run prints, side by side:
 2. each known find, over SEEDS seeds: median runs and seconds to its detection, and
    seconds until its report (shrunk and confirmed, found while the search went on),
    shrinking seconds and the shrunk trace's decisions;
-3. the fixed releases, searched with the same budget: they must find nothing.
+3. the fixed releases, searched with the same budget: they must find nothing;
+4. the seed's method beside it: a real server on loopback under wrk, handed the app
+   that triggers the find (harness/tools/loadtest.py), SEEDS bounded tries: seconds
+   to the load test's report, against the harness's seconds to detection and to
+   report on the same release (which is not handed the trigger); then one try with
+   the app changed by one await.
 
 Every search is cold (the examples store is off, so a failure an earlier search
 stored is not retried first) and uses the default profile, whatever HARNESS_PROFILE
@@ -32,6 +37,7 @@ from packaging.version import Version
 from harness.http.strategies import FAMILIES
 from harness.targets.registry import entries, target_specs
 from harness.targets.runner import run
+from harness.tools import loadtest
 
 SEEDS = 10
 FIXED_SEEDS = 3
@@ -122,6 +128,10 @@ def median(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in rows) if rows else float("nan")
 
 
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def main() -> int:
     print(f"machine: {machine()}; at the start: {load()}", flush=True)
     print(f"\n1. throughput: explore runs per second per core, whole scenario space "
@@ -134,8 +144,10 @@ def main() -> int:
           "is shrunk while the search goes on")
     print(f"  {'find':36} {'target':24} {'found':>5} {'runs':>6} {'s to find':>9} "
           f"{'s to report':>11} {'s shrink':>8} {'decisions':>9} {'deviations':>10}")
+    found: dict[tuple[str, str], list[dict[str, float]]] = {}
     for find in finds():
         ok = [r for r in (measure(find, seed) for seed in range(SEEDS)) if r is not None]
+        found[find.name, find.http] = ok
         target = f"{find.server} {find.http}"
         print(f"  {find.name:36} {target:24} {len(ok):>2}/{SEEDS} {median(ok, 'runs'):>6.0f} "
               f"{median(ok, 'seconds'):>9.2f} {median(ok, 'report'):>11.2f} "
@@ -148,6 +160,21 @@ def main() -> int:
             hits = sum(measure(find, seed, find.fixed) is not None for seed in range(FIXED_SEEDS))
             print(f"  {find.name:36} {find.fixed} {find.http:10} {hits}/{FIXED_SEEDS}",
                   flush=True)
+    print(f"\n4. the load test (wrk, {loadtest.CONNECTIONS} keep-alive connections, "
+          f"{loadtest.WINDOW} s windows, {loadtest.TIMEOUT} s timeout) handed the trigger, "
+          f"{SEEDS} tries of at most {loadtest.BOUND:g} s, against the harness (section 2)")
+    print(f"  {'find':14} {'target':22} {'load test: hangs':>16} {'s to report':>11} "
+          f"{'harness: s to find':>18} {'s to report':>11} {'one await fewer':>16}")
+    for name, load_spec in loadtest.loads().items():
+        tried = loadtest.compare(name, repeats=SEEDS)
+        changed = loadtest.compare(name, repeats=1, app=f"{name} one await fewer")
+        ours = found.get((name, load_spec.http), [])
+        variant = "hang" if changed["detected"] else f"none in {changed['bound']:g}s"
+        print(f"  {name:14} {tried['target']:22} {tried['detected']:>13}/{SEEDS} "
+              f"{_or_dash(tried['median']):>11} {median(ours, 'seconds'):>18.2f} "
+              f"{median(ours, 'report'):>11.2f} "
+              f"{variant:>16}",
+              flush=True)
     print(f"\nat the end: {load()}; {time.strftime('%Y-%m-%d %H:%M')}")
     return 0
 
