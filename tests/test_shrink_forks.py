@@ -92,3 +92,53 @@ def test_a_harness_fault_while_a_child_shrinks_is_raised_by_the_search():
 def test_an_unknown_shrink_mode_names_the_known_ones():
     with pytest.raises(ValueError, match="unknown shrink mode 'thread'.*inline"):
         search(generate, three_kinds, max_runs=1, shrink="thread")
+
+
+SEARCH_THAT_SHRINKS_FOREVER = """
+import os, signal, sys
+from hypothesis import strategies as st
+from harness.decisions import Recorder
+from harness.search.engine import Outcome, search
+
+PARENT = os.getpid()
+
+class Found:
+    def key(self):
+        return ("toy", "always")
+
+def execute(scenario, source):
+    recorder = Recorder(source)
+    picks = [recorder.choose(4, "step") for _ in range(3)]
+    if os.getpid() != PARENT:  # the shrinking child: say so, then never finish
+        print(os.getpid(), flush=True)
+        signal.pause()
+    return Outcome([Found()] if any(picks) else [], list(recorder.decisions))
+
+search(lambda draw: draw(st.integers(0, 9)), execute, budget_seconds=0, max_runs=100,
+       shrink="fork")
+"""
+
+
+def test_a_child_shrinking_dies_with_its_search():
+    # An interrupted explore stops its worker with SIGTERM, which runs no cleanup: the
+    # child must not go on shrinking for nobody. It holds the write end of `alive`, so
+    # reading `alive` to its end waits exactly until the child is gone.
+    import signal
+    import subprocess
+    import sys
+
+    alive_read, alive_write = os.pipe()
+    with subprocess.Popen([sys.executable, "-c", SEARCH_THAT_SHRINKS_FOREVER],
+                          stdout=subprocess.PIPE, text=True, pass_fds=(alive_write,)) as proc:
+        os.close(alive_write)
+        try:
+            assert proc.stdout is not None
+            child = int(proc.stdout.readline())
+            assert child != proc.pid
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+            ready, _, _ = select.select([alive_read], [], [], 120)
+            assert ready and os.read(alive_read, 1) == b"", "the child outlived its search"
+        finally:
+            proc.kill()
+            os.close(alive_read)

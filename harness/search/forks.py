@@ -16,6 +16,7 @@ A child that dies without an answer is a harness fault, named with its exit stat
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pickle
 import select
@@ -40,6 +41,21 @@ def cores_to_shrink() -> int:
 
 def available() -> bool:
     return hasattr(os, "fork")
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _die_with(parent: int) -> None:
+    """A child must not outlive its search: a worker stopped by SIGTERM (an interrupted
+    explore) ends without running any cleanup, so on Linux the kernel kills the child
+    when its parent goes; elsewhere it finishes its bounded shrinking first."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent went before the request took effect
+        os._exit(0)
 
 
 @dataclass
@@ -68,8 +84,10 @@ class Forks:
     def fork(self, key: tuple[str, str], found_at: tuple[int, float]) -> bool:
         """Fork; True in the child (which must end with `deliver` or `fail`)."""
         read, write = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
+            _die_with(parent)
             os.close(read)
             self.in_child, self._out = True, write
             self.shrinking.clear()  # the parent's other children are not this one's
