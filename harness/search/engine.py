@@ -56,7 +56,6 @@ from harness.decisions import (
     Decision,
     DecisionSource,
     HypothesisSource,
-    OrdinarySource,
     PCTSource,
     RandomSource,
     ReplaySource,
@@ -219,7 +218,6 @@ class _Search(Generic[X]):
     forks: forks.Forks | None = None  # shrink="fork": children shrink what rounds detect
     collect: Callable[[bool], None] | None = None  # keeps what children have shrunk
     lists: int = 1  # decision lists run under each drawn scenario
-    ordinary_first: bool = False  # the first of them the ordinary one (choice 0 throughout)
     child_error: BaseException | None = None
 
     def new(self, failures: list[Any]) -> list[Any]:
@@ -264,7 +262,6 @@ def search(
     now: Callable[[], float] = time.monotonic,
     shrink: str = "inline",
     lists: int = 1,
-    ordinary_first: bool = False,
 ) -> SearchReport[X]:
     """Search until the budget is spent (or `max_found` distinct failures).
 
@@ -292,7 +289,7 @@ def search(
     clock = _Clock(report, budget_seconds, max_runs, progress, now)
     children = forks.Forks() if shrink == "fork" and forks.available() else None
     state = _Search(generate, execute, strategy, profile, clock, set(known), accept, children,
-                    lists=lists, ordinary_first=ordinary_first)
+                    lists=lists)
 
     def enough() -> bool:
         detected = len(report.found) + (len(children.shrinking) if children else 0)
@@ -506,14 +503,13 @@ def _round_here(state: _Search[X], round_seed: int, database: ExampleDatabase | 
         for k in range(lists):  # one scenario, several decision lists (see `search`)
             if k and target is None and clock.spent():
                 raise _Stop
-            ordinary = k == 0 and state.ordinary_first and lists > 1
-            if try_decisions(scenario, OrdinarySource() if ordinary else state.source(data)):
+            if try_decisions(scenario, data):
                 raise _Interesting()
 
-    def try_decisions(scenario: X, source: DecisionSource) -> bool:
+    def try_decisions(scenario: X, data: Any) -> bool:
         """One run; True when it fails with the target (found now, or being shrunk)."""
         nonlocal target, last, found_at, shrink_deadline, handed_over
-        outcome = state.execute(scenario, source)
+        outcome = state.execute(scenario, state.source(data))
         if target is None:
             clock.ran()
             new = state.new(outcome.failures)

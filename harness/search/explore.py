@@ -74,7 +74,6 @@ def explore(
     examples: Path | None = None,
     shrink: str = "inline",
     lists: int | None = None,
-    ordinary_first: bool = False,
 ) -> SearchReport[HttpScenario]:
     """Search `target` for failures; `examples`, if given, is the examples store's root;
     `shrink="fork"` shrinks each failure in a forked child while the search goes on."""
@@ -111,7 +110,6 @@ def explore(
         progress=progress or (lambda event, info: None),
         shrink=shrink,
         lists=profile.decision_lists if lists is None else lists,
-        ordinary_first=ordinary_first,
     )
 
 

@@ -116,7 +116,6 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
         # Detection never waits for shrinking: a child shrinks each failure (forks.py).
         shrink=str(request.get("shrink", "fork")),
         lists=request.get("lists"),
-        ordinary_first=bool(request.get("ordinary_first", False)),
     )
     return {"target": target.describe(), "runs": report.runs, "seconds": report.seconds,
             "shrink_seconds": report.shrink_seconds, "cpu_seconds": report.cpu_seconds,
