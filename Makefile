@@ -29,17 +29,22 @@ $(SDISTS): tests/sdists.py | $(STAMP)
 
 fixtures: $(SDISTS)
 
-# apt-get only when the browser is missing; its output goes to a log shown only on failure.
-$(CHROMIUM):
-	@echo "installing Debian's chromium (for the Mermaid render test)..."
+# Debian's package $(1) for $(2), installed only when its binary ($@) is missing: apt-get's
+# output goes to a log shown only on failure, and the error names the fix.
+define apt_install
+	@echo "installing Debian's $(1) ($(2))..."
 	@log=$$(mktemp); sudo=$$([ "$$(id -u)" -eq 0 ] || echo "sudo -n"); \
 	if ! { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	       $$sudo apt-get install -y -qq --no-install-recommends chromium; } >$$log 2>&1; then \
+	       $$sudo apt-get install -y -qq --no-install-recommends $(1); } >$$log 2>&1; then \
 	    tail -n 20 $$log; rm -f $$log; \
-	    echo "error: could not install chromium with apt-get (see above); install Debian's chromium package by hand (apt-get install chromium) and run make again" >&2; \
+	    echo "error: could not install $(1) with apt-get (see above); install Debian's $(1) package by hand (apt-get install $(1)) and run make again" >&2; \
 	    exit 1; \
 	fi; rm -f $$log
-	@[ -x $@ ] || { echo "error: apt-get installed chromium but there is no $@" >&2; exit 1; }
+	@[ -x $@ ] || { echo "error: apt-get installed $(1) but there is no $@" >&2; exit 1; }
+endef
+
+$(CHROMIUM):
+	$(call apt_install,chromium,for the Mermaid render test)
 
 $(MERMAID): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js and npm (Debian: apt-get install npm) and run make again" >&2; exit 1; }
@@ -50,15 +55,7 @@ $(MERMAID): package.json package-lock.json
 render-deps: $(CHROMIUM) $(MERMAID)
 
 $(WRK):
-	@echo "installing Debian's wrk (the load generator of make bench's load test)..."
-	@log=$$(mktemp); sudo=$$([ "$$(id -u)" -eq 0 ] || echo "sudo -n"); \
-	if ! { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	       $$sudo apt-get install -y -qq --no-install-recommends wrk; } >$$log 2>&1; then \
-	    tail -n 20 $$log; rm -f $$log; \
-	    echo "error: could not install wrk with apt-get (see above); install Debian's wrk package by hand (apt-get install wrk) and run make again" >&2; \
-	    exit 1; \
-	fi; rm -f $$log
-	@[ -x $@ ] || { echo "error: apt-get installed wrk but there is no $@" >&2; exit 1; }
+	$(call apt_install,wrk,the load generator of make bench's load test)
 
 wrk: $(WRK)
 
