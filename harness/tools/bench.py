@@ -14,7 +14,13 @@ One run prints, side by side:
    that triggers the find (harness/tools/loadtest.py), SEEDS bounded tries: seconds
    to the load test's report, against the harness's seconds to detection and to
    report on the same release (which is not handed the trigger); then one try with
-   the app changed by one await.
+   the app changed by one await;
+5. what sharing a run's prefix by forking could buy: the CPU a fork costs (parent and
+   child, the child exiting at once) in a process that has searched, against the CPU
+   of one run's simulation in that process. Each continuation from a shared state
+   needs a fork of its own (a run consumes its process's state), so forking pays only
+   where a fork costs less than the shared part of a run, which is less than the
+   whole run.
 
 Every search is cold (the examples store is off, so a failure an earlier search
 stored is not retried first) and uses the default profile, whatever HARNESS_PROFILE
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -109,6 +116,47 @@ def throughput(server: str, http: str) -> dict[str, Any]:
             "per_second": result["runs"] / result["seconds"] if result["seconds"] else 0.0}
 
 
+def fork_cost(runs: int = 300, forks: int = 50) -> dict[str, float]:
+    """CPU seconds of one fork (parent and child) and of one run's simulation (its
+    scenario drawn beforehand), on the reference server, in this process after a search
+    of `runs` runs (whose scenarios it then runs again, timed)."""
+    from harness.decisions import RandomSource
+    from harness.http.strategies import scenarios as space
+    from harness.search.engine import search
+    from harness.search.explore import execute_on
+    from harness.targets.runner import make_target
+
+    target = make_target(target_specs("reference", "default")[0])
+    execute = execute_on(target)
+    drawn: list[Any] = []
+
+    def keep(scenario: Any, source: Any) -> Any:
+        drawn.append(scenario)
+        return execute(scenario, source)
+
+    strategy = space(target, FAMILIES)
+    search(lambda draw: draw(strategy), keep, budget_seconds=0, max_runs=runs,
+           accept=lambda f: False)
+    start = time.process_time()
+    for i, scenario in enumerate(drawn):
+        execute(scenario, RandomSource(i))
+    per_run = (time.process_time() - start) / len(drawn)
+
+    def cpu() -> float:
+        own, children = (resource.getrusage(who) for who in
+                         (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    before = cpu()
+    for _ in range(forks):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"fork": (cpu() - before) / forks, "run": per_run, "rss_mb": rss}
+
+
 def machine() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -175,6 +223,14 @@ def main() -> int:
               f"{median(ours, 'report'):>11.2f} "
               f"{variant:>16}",
               flush=True)
+    cost = fork_cost()
+    print(f"\n5. sharing a prefix by fork: a fork costs {cost['fork'] * 1e3:.2f} ms of CPU "
+          f"(parent and child; a process of {cost['rss_mb']:.0f} MB), a run's simulation "
+          f"{cost['run'] * 1e3:.2f} ms: "
+          + ("a fork costs more than a whole run, so sharing any prefix loses"
+             if cost["fork"] >= cost["run"] else
+             f"sharing pays for prefixes longer than {cost['fork'] / cost['run']:.0%} of a "
+             "run"), flush=True)
     print(f"\nat the end: {load()}; {time.strftime('%Y-%m-%d %H:%M')}")
     return 0
 
