@@ -27,6 +27,27 @@ from typing import Any, NoReturn
 
 from harness.errors import HarnessFault
 
+_LIVE: set[Forks] = set()  # every search's children, for stop_all on SIGTERM
+
+
+def stop_all() -> None:
+    """End every child of every search in this process (a worker told to stop)."""
+    for forks in list(_LIVE):
+        forks.stop()
+
+
+def end_children_on_sigterm() -> None:
+    """SIGTERM (how an interrupted explore stops its workers) first ends and reaps this
+    process's shrinking children, then ends the process as SIGTERM would have. Nothing is
+    raised into whatever code was running, which a server under test might catch."""
+    def on_sigterm(signum: int, frame: Any) -> None:
+        stop_all()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 # Children alive at once; past this many the search waits for the oldest, so a burst of
 # new failures cannot fork a crowd (each holds a copy-on-write image of the search).
 LIMIT = 16
@@ -77,6 +98,7 @@ class Forks:
         self._out = -1
         self._tokens = os.pipe()  # one byte per child allowed to shrink now
         os.write(self._tokens[1], b"t" * (at_once or cores_to_shrink()))
+        _LIVE.add(self)
 
     def full(self) -> bool:
         return len(self.shrinking) >= self.limit
@@ -87,6 +109,7 @@ class Forks:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler
             _die_with(parent)
             os.close(read)
             self.in_child, self._out = True, write
@@ -174,6 +197,7 @@ class Forks:
 
     def close(self) -> None:
         self.stop()
+        _LIVE.discard(self)
         for fd in self._tokens:
             with contextlib.suppress(OSError):
                 os.close(fd)

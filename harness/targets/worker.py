@@ -70,7 +70,10 @@ def main() -> int:
     try:
         for module in HARNESS:
             importlib.import_module(module)
+        from harness.search.forks import end_children_on_sigterm
         from harness.targets.runner import handle
+
+        end_children_on_sigterm()
 
         request = json.loads(sys.stdin.read())
         if request.get("site"):
