@@ -123,16 +123,16 @@ class Poller:
 
     def _reset_closed_receivers(self) -> None:
         """A closed socket that receives bytes answers with RST (RFC 1122, 4.2.2.13)."""
-        now = self.loop.time()
         for conn in self.loop.network.connections:
-            for stream, closed, back in (
-                (conn.up, conn.server_closed, conn.down),
-                (conn.down, conn.client_closed, conn.up),
-            ):
-                if closed and stream.rx:
-                    self.loop.record("discard", f"{stream.name} {len(stream.rx)}B at closed socket")
-                    stream.rx.clear()
-                    back.send_rst(now)
+            if conn.server_closed and conn.up.rx:
+                self._discard(conn.up, conn.down)
+            if conn.client_closed and conn.down.rx:
+                self._discard(conn.down, conn.up)
+
+    def _discard(self, stream: Stream, back: Stream) -> None:
+        self.loop.record("discard", f"{stream.name} {len(stream.rx)}B at closed socket")
+        stream.rx.clear()
+        back.send_rst(self.loop.time())
 
     def _run_at_quiescence(self) -> bool:
         """Run what waits for quiescence; False if nothing did (the run is over)."""
@@ -169,21 +169,34 @@ class Poller:
         for server in loop.servers:
             if server.wants_accept():
                 groups.append([asyncio.Handle(server.accept_ready, (), aloop, None)])
-        for connected in loop.pending_connects:
-            groups.append([asyncio.Handle(_set_connected, (connected,), aloop, None)])
-        loop.pending_connects = []
-        for name, handler in loop.pending_signals:
-            groups.append([asyncio.Handle(_deliver_signal, (loop, name, handler), aloop, None)])
-        loop.pending_signals = []
+        if loop.pending_connects:
+            for connected in loop.pending_connects:
+                groups.append([asyncio.Handle(_set_connected, (connected,), aloop, None)])
+            loop.pending_connects = []
+        if loop.pending_signals:
+            for name, handler in loop.pending_signals:
+                groups.append([asyncio.Handle(_deliver_signal, (loop, name, handler), aloop,
+                                              None)])
+            loop.pending_signals = []
         for conn in loop.network.connections:
             for end in (conn.server_end, conn.client_end):
+                if end is None:
+                    continue
+                reads = end.wants_read_events()
+                writes = getattr(end, "wants_write_events", None)  # a peer has none
+                writes = writes is not None and writes()
+                if not (reads or writes):
+                    continue
                 group = []
-                if end is not None and end.wants_read_events():
+                if reads:
                     group.append(asyncio.Handle(end._read_ready, (), aloop, None))  # type: ignore[attr-defined]
-                if end is not None and getattr(end, "wants_write_events", lambda: False)():
+                if writes:
                     group.append(asyncio.Handle(end._write_ready, (), aloop, None))  # type: ignore[attr-defined]
-                if group:
-                    groups.append(group)
+                groups.append(group)
+        if not groups:
+            return []
+        if len(groups) == 1:
+            return groups[0]  # one option: no choice to make
         ordered: list[asyncio.Handle] = []
         while groups:
             i = loop.decisions.choose(len(groups), "io order")
