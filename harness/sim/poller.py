@@ -75,18 +75,21 @@ class Poller:
             loop.finish("livelock", f"no quiescence after {self.step_budget} loop iterations")
             return []
         net = loop.network
-        for action in net.pop_due_actions(loop.time()):
-            action()
+        due = net.next_action_time()
+        if due is not None and due <= loop.time():
+            for action in net.pop_due_actions(loop.time()):
+                action()
         for peer in loop.peers:
             peer.flush()
 
-        pending = [s for c in net.connections for s in c.streams() if s.has_pending_arrival()]
-        others_possible = (
-            timeout is not None or len(pending) > 1 or net.next_action_time() is not None
-        )
+        pending = [s for c in net.connections for s in (c.up, c.down) if s.has_pending_arrival()]
         arrived = False
-        for stream in pending:
-            arrived |= self._arrive(stream, can_hold=others_possible)
+        if pending:
+            others_possible = (
+                timeout is not None or len(pending) > 1 or net.next_action_time() is not None
+            )
+            for stream in pending:
+                arrived |= self._arrive(stream, can_hold=others_possible)
 
         for peer in loop.peers:
             arrived |= peer.take_arrivals()
