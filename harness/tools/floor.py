@@ -268,7 +268,9 @@ def compare(http: str = "h11", runs: int = 300, instructions: bool = False) -> d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.tools.floor",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--http", default="h11", choices=("h11", "httptools"))
+    from servers.uvicorn_target import TARGET
+
+    parser.add_argument("--http", default="h11", choices=TARGET.protocols)
     parser.add_argument("--runs", type=int, default=300, help="stock runs per batch")
     parser.add_argument("--instructions", action="store_true",
                         help="also count instructions per run with valgrind's callgrind")
