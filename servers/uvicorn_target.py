@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.errors import TargetFault
 from harness.sim.loop import SimLoop
-from harness.targets.adapter import InsertionOrderedSet, ReleaseAdapter, accepted
+from harness.targets.adapter import InsertionOrderedSet, ReleaseAdapter, accepted, parameters
 from harness.targets.registry import (
     KnownBug,
     Setting,
@@ -457,6 +457,11 @@ class UvicornTarget(ReleaseAdapter):
     entry = TARGET
     _server: Any = None  # the release's own Server, whose server_state the protocols share
     _listener: Any = None
+    _app: Any = None  # this run's app, which the reused Configs' stand-in calls
+
+    def __init__(self, http: str | None = None) -> None:
+        super().__init__(http)
+        self._configs: dict[tuple[tuple[str, Any], ...], Any] = {}  # by settings
 
     def shutdown_unsupported(self) -> str | None:
         if not self.range.path.startswith("modern"):
@@ -545,18 +550,49 @@ class UvicornTarget(ReleaseAdapter):
 
     def _modern(self, config_class: Any, app: Any, settings: dict[str, Any],
                 loop: SimLoop) -> tuple[Any, Any]:
-        options = {"app": app, "http": self.http, "ws": "none", "lifespan": "off",
-                   "log_config": None, "access_log": False, **settings}
-        if self.range.path == "modern+loop":
-            options["loop"] = loop
-        config = config_class(**accepted(config_class.__init__, options))
-        config.load()
+        config = self._config(config_class, app, settings, loop)
         # The release's own Server: its server_state is what the protocols share and what
         # its shutdown() walks (before 0.4 it has no shutdown, but the same state).
         self._server = self._server_class()(config)
         state = self._server.server_state
         state.connections, state.tasks = InsertionOrderedSet(), InsertionOrderedSet()
         return config, state
+
+    def _config(self, config_class: Any, app: Any, settings: dict[str, Any],
+                loop: SimLoop) -> Any:
+        """The loaded Config, built once per settings where that is exact.
+
+        A server builds and loads its Config once and serves every connection with it;
+        so does this adapter, across runs, when the Config holds nothing of a run: its
+        app is `_forward`, a plain function that hands each call to this run's app
+        (returning that app's coroutine, so no frame is added to any await stack), and
+        the interface is named (asgi3) so load() does not inspect the stand-in. No
+        protocol or Server writes to its Config; everything a run changes (the Server,
+        its server_state, app_state) is built per run. A release that binds the loop
+        into its Config (modern+loop), calls apps in ASGI 2, or has no `interface`
+        builds its Config per run, as before."""
+        options = {"app": app, "http": self.http, "ws": "none", "lifespan": "off",
+                   "log_config": None, "access_log": False, **settings}
+        if self.range.path == "modern+loop":
+            options["loop"] = loop
+        reusable = (self.range.path == "modern" and self.asgi == 3
+                    and "interface" in parameters(config_class.__init__))
+        if not reusable:
+            config = config_class(**accepted(config_class.__init__, options))
+            config.load()
+            return config
+        self._app = app
+        key = tuple(sorted(settings.items()))
+        config = self._configs.get(key)
+        if config is None:
+            options |= {"app": self._forward, "interface": "asgi3"}
+            config = config_class(**accepted(config_class.__init__, options))
+            config.load()
+            self._configs[key] = config
+        return config
+
+    def _forward(self, scope: Any, receive: Any, send: Any) -> Any:
+        return self._app(scope, receive, send)
 
     def _early(self, config_class: Any, app: Any, settings: dict[str, Any],
                loop: SimLoop) -> tuple[Any, Any]:

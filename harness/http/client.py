@@ -26,6 +26,7 @@ stops there (harness/http/oracles.py).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -96,6 +97,16 @@ class ConnSpec:
         if fields.get("rude", "none") not in RUDE:
             raise ValueError(f"connection 'rude' must be one of {RUDE}, got {fields['rude']!r}")
         return cls(**fields)
+
+
+# h11's events are immutable and validated when built: build each request's once per
+# process (the parser only learns from it what it expects back), not once per run.
+END_OF_MESSAGE = h11.EndOfMessage()
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_event(method: str, target: str, headers: tuple[tuple[str, str], ...]) -> h11.Request:
+    return h11.Request(method=method, target=target, headers=list(headers))
 
 
 def request_path(cid: int, index: int) -> str:
@@ -343,11 +354,11 @@ class ClientScript:
             headers.append(("Transfer-Encoding", "chunked"))
         if spec.wants_close():
             headers.append(("Connection", "close"))
-        self._parser.send(h11.Request(method=spec.method, target=request_path(self.cid, i),
-                                      headers=headers))
+        self._parser.send(_request_event(spec.method, request_path(self.cid, i),
+                                         tuple(headers)))
         if spec.framing != "none":
             self._parser.send(h11.Data(data=spec.body(self.cid, i)))
-        self._parser.send(h11.EndOfMessage())
+        self._parser.send(END_OF_MESSAGE)
 
     def _fresh_parser(self) -> h11.Connection:
         """A client-role parser for the next cycle of a connection h11 considers over (a

@@ -151,6 +151,10 @@ def _traceback_in(message: str) -> tuple[str | None, bool]:
     return name.rsplit(".", 1)[-1], name in DELIBERATE
 
 
+SERVER_CLOSES = frozenset(("close", "abort", "write_eof", "exit-close"))
+CLIENT_ENDS = frozenset(("client-close", "client-reset", "client-shutdown"))
+
+
 def observe(
     loop: SimLoop, app: RecordingApp, clients: list[ClientScript], collector: ErrorCollector,
     shutdown: ShutdownFacts | None = None,
@@ -163,19 +167,23 @@ def observe(
         if closed_by is not None:
             conns[c.cid].closed_how, conns[c.cid].closed_stack = closed_by
             conns[c.cid].closed_on_read = bool(getattr(end, "closed_on_read", False))
+    # One pass over the log, each entry looked up by the end it names: the cost follows
+    # what happened, not entries times connections.
+    servers = {f"server[c{f.cid}]": f for f in conns.values()}
+    clients_by = {f"client[c{f.cid}]": f for f in conns.values()}
     for tick, entry in enumerate(loop.log.entries):
-        name = entry.detail.split(" ", 1)[0]
-        for facts in conns.values():
-            if facts.server_close_tick is None and entry.kind == "recv" \
-                    and name == f"server[c{facts.cid}]" and entry.detail.endswith("B"):
-                facts.read_before_close += int(entry.detail.rsplit(" ", 1)[1][:-1])
-            if facts.server_close_tick is None and entry.kind in (
-                    "close", "abort", "write_eof", "exit-close") \
-                    and name == f"server[c{facts.cid}]":
+        kind = entry.kind
+        if kind == "recv" or kind in SERVER_CLOSES:
+            facts = servers.get(entry.detail.split(" ", 1)[0])
+            if facts is None or facts.server_close_tick is not None:
+                continue
+            if kind != "recv":
                 facts.server_close_tick = tick
-            if facts.client_end_tick is None and entry.kind in (
-                    "client-close", "client-reset", "client-shutdown") \
-                    and name == f"client[c{facts.cid}]":
+            elif entry.detail.endswith("B"):
+                facts.read_before_close += int(entry.detail.rsplit(" ", 1)[1][:-1])
+        elif kind in CLIENT_ENDS:
+            facts = clients_by.get(entry.detail.split(" ", 1)[0])
+            if facts is not None and facts.client_end_tick is None:
                 facts.client_end_tick = tick
     errors = list(collector.records)
     for context in loop.errors:

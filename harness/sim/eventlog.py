@@ -8,10 +8,13 @@ time, connection ids, byte counts, qualified names), never ids or addresses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    """One entry; a named tuple, as immutable as a frozen dataclass and a third of its
+    cost to build (a run writes dozens)."""
+
     time: float
     kind: str
     detail: str

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 from harness.decisions import DecisionSource, Recorder
 from harness.errors import TargetFault
 from harness.net.network import Network
-from harness.sim.eventlog import EventLog
+from harness.sim.eventlog import Entry, EventLog
 from harness.sim.poller import Poller
 from harness.sim.server import SimServer
 from harness.sim.transport import SimTransport
@@ -150,7 +150,7 @@ class SimLoop(asyncio.BaseEventLoop):
 
     # -- bookkeeping -----------------------------------------------------------
     def record(self, kind: str, detail: str) -> None:
-        self.log.add(self._clock, kind, detail)
+        self.log.entries.append(Entry(self._clock, kind, detail))  # EventLog.add, inlined
 
     def finish(self, outcome: str, detail: str) -> None:
         """Called by the poller: the run is over (quiescent, horizon or livelock)."""

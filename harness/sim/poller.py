@@ -75,18 +75,21 @@ class Poller:
             loop.finish("livelock", f"no quiescence after {self.step_budget} loop iterations")
             return []
         net = loop.network
-        for action in net.pop_due_actions(loop.time()):
-            action()
+        due = net.next_action_time()
+        if due is not None and due <= loop.time():
+            for action in net.pop_due_actions(loop.time()):
+                action()
         for peer in loop.peers:
             peer.flush()
 
-        pending = [s for c in net.connections for s in c.streams() if s.has_pending_arrival()]
-        others_possible = (
-            timeout is not None or len(pending) > 1 or net.next_action_time() is not None
-        )
+        pending = [s for c in net.connections for s in (c.up, c.down) if s.has_pending_arrival()]
         arrived = False
-        for stream in pending:
-            arrived |= self._arrive(stream, can_hold=others_possible)
+        if pending:
+            others_possible = (
+                timeout is not None or len(pending) > 1 or net.next_action_time() is not None
+            )
+            for stream in pending:
+                arrived |= self._arrive(stream, can_hold=others_possible)
 
         for peer in loop.peers:
             arrived |= peer.take_arrivals()
@@ -123,16 +126,16 @@ class Poller:
 
     def _reset_closed_receivers(self) -> None:
         """A closed socket that receives bytes answers with RST (RFC 1122, 4.2.2.13)."""
-        now = self.loop.time()
         for conn in self.loop.network.connections:
-            for stream, closed, back in (
-                (conn.up, conn.server_closed, conn.down),
-                (conn.down, conn.client_closed, conn.up),
-            ):
-                if closed and stream.rx:
-                    self.loop.record("discard", f"{stream.name} {len(stream.rx)}B at closed socket")
-                    stream.rx.clear()
-                    back.send_rst(now)
+            if conn.server_closed and conn.up.rx:
+                self._discard(conn.up, conn.down)
+            if conn.client_closed and conn.down.rx:
+                self._discard(conn.down, conn.up)
+
+    def _discard(self, stream: Stream, back: Stream) -> None:
+        self.loop.record("discard", f"{stream.name} {len(stream.rx)}B at closed socket")
+        stream.rx.clear()
+        back.send_rst(self.loop.time())
 
     def _run_at_quiescence(self) -> bool:
         """Run what waits for quiescence; False if nothing did (the run is over)."""
@@ -169,21 +172,34 @@ class Poller:
         for server in loop.servers:
             if server.wants_accept():
                 groups.append([asyncio.Handle(server.accept_ready, (), aloop, None)])
-        for connected in loop.pending_connects:
-            groups.append([asyncio.Handle(_set_connected, (connected,), aloop, None)])
-        loop.pending_connects = []
-        for name, handler in loop.pending_signals:
-            groups.append([asyncio.Handle(_deliver_signal, (loop, name, handler), aloop, None)])
-        loop.pending_signals = []
+        if loop.pending_connects:
+            for connected in loop.pending_connects:
+                groups.append([asyncio.Handle(_set_connected, (connected,), aloop, None)])
+            loop.pending_connects = []
+        if loop.pending_signals:
+            for name, handler in loop.pending_signals:
+                groups.append([asyncio.Handle(_deliver_signal, (loop, name, handler), aloop,
+                                              None)])
+            loop.pending_signals = []
         for conn in loop.network.connections:
             for end in (conn.server_end, conn.client_end):
+                if end is None:
+                    continue
+                reads = end.wants_read_events()
+                writes = getattr(end, "wants_write_events", None)  # a peer has none
+                writes = writes is not None and writes()
+                if not (reads or writes):
+                    continue
                 group = []
-                if end is not None and end.wants_read_events():
+                if reads:
                     group.append(asyncio.Handle(end._read_ready, (), aloop, None))  # type: ignore[attr-defined]
-                if end is not None and getattr(end, "wants_write_events", lambda: False)():
+                if writes:
                     group.append(asyncio.Handle(end._write_ready, (), aloop, None))  # type: ignore[attr-defined]
-                if group:
-                    groups.append(group)
+                groups.append(group)
+        if not groups:
+            return []
+        if len(groups) == 1:
+            return groups[0]  # one option: no choice to make
         ordered: list[asyncio.Handle] = []
         while groups:
             i = loop.decisions.choose(len(groups), "io order")

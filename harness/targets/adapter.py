@@ -9,6 +9,7 @@ the `Target` protocol that are the same for every server; a subclass sets
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import inspect
 from typing import Any, ClassVar
@@ -53,8 +54,15 @@ class InsertionOrderedSet(set[Any]):
 
 def accepted(func: Any, offered: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of `offered` that `func` takes: releases differ in which."""
-    params = inspect.signature(func).parameters
+    params = parameters(func)
     return {k: v for k, v in offered.items() if k in params}
+
+
+@functools.cache
+def parameters(func: Any) -> frozenset[str]:
+    """The names `func` takes. A release's functions never change in its worker, and
+    reading a signature costs more than a whole request of some runs: read it once."""
+    return frozenset(inspect.signature(func).parameters)
 
 
 class ReleaseAdapter:
