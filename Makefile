@@ -10,6 +10,8 @@ MERMAID  := node_modules/.installed
 # make bench's load-test comparison (harness/tools/loadtest.py) drives a real server with
 # Debian's wrk, installed on first use like chromium.
 WRK      := /usr/bin/wrk
+# ...and its floor comparison counts instructions with valgrind's callgrind.
+VALGRIND := /usr/bin/valgrind
 
 .PHONY: test lint unit scenarios demo bench clean fixtures venv render-deps wrk
 SDISTS := .harness-cache/sdists/.fetched
@@ -59,6 +61,9 @@ $(WRK):
 
 wrk: $(WRK)
 
+$(VALGRIND):
+	$(call apt_install,valgrind,make bench counts instructions with its callgrind)
+
 lint: $(STAMP)
 	$(BIN)/ruff check harness servers scenarios tests
 	$(BIN)/mypy
@@ -80,7 +85,7 @@ demo: $(STAMP)
 	$(BIN)/harness explore --server uvicorn==0.11.3 --http h11 --budget $(DEMO_BUDGET) --seed 0 || [ $$? -eq 1 ]
 	$(BIN)/harness explore --server uvicorn==0.3.26 --http h11 --budget $$(( $(DEMO_BUDGET) / 3 + 1 )) --seed 0 || [ $$? -eq 1 ]
 
-bench: $(STAMP) $(WRK)
+bench: $(STAMP) $(WRK) $(VALGRIND)
 	$(BIN)/python -m harness.tools.bench
 
 clean:

@@ -6,16 +6,20 @@ One run prints, side by side:
    seconds) on the whole scenario space, for each target the registry installs and
    each release a benchmarked bug lives in; a search that counts no failure, so
    nothing is shrunk;
-2. each known find, over SEEDS seeds: median runs and seconds to its detection, and
+2. the ordinary run (choice 0 throughout) against the stock loop on the same scenario
+   (harness/tools/floor.py: uvicorn's installed protocol class serving two GETs on one
+   keep-alive connection), in instructions per run (valgrind's callgrind, which make
+   installs) and in CPU time, for each protocol;
+3. each known find, over SEEDS seeds: median runs and seconds to its detection, and
    seconds until its report (shrunk and confirmed, found while the search went on),
    shrinking seconds and the shrunk trace's decisions;
-3. the fixed releases, searched with the same budget: they must find nothing;
-4. the seed's method beside it: a real server on loopback under wrk, handed the app
+4. the fixed releases, searched with the same budget: they must find nothing;
+5. the seed's method beside it: a real server on loopback under wrk, handed the app
    that triggers the find (harness/tools/loadtest.py), SEEDS bounded tries: seconds
    to the load test's report, against the harness's seconds to detection and to
    report on the same release (which is not handed the trigger); then one try with
    the app changed by one await;
-5. what sharing a run's prefix by forking could buy: the CPU a fork costs (parent and
+6. what sharing a run's prefix by forking could buy: the CPU a fork costs (parent and
    child, the child exiting at once) in a process that has searched, against the CPU
    of one run's simulation in that process. Each continuation from a shared state
    needs a fork of its own (a run consumes its process's state), so forking pays only
@@ -44,7 +48,7 @@ from packaging.version import Version
 from harness.http.strategies import FAMILIES
 from harness.targets.registry import entries, target_specs
 from harness.targets.runner import run
-from harness.tools import loadtest
+from harness.tools import floor, loadtest
 
 SEEDS = 10
 FIXED_SEEDS = 3
@@ -188,7 +192,15 @@ def main() -> int:
         t = throughput(server, http)
         print(f"  {server:20} {http:10} {t['per_core']:7.0f} runs/s per core "
               f"({t['runs']} runs, {t['per_second']:.0f} runs/s of wall time)", flush=True)
-    print(f"\n2. finds: median over {SEEDS} seeds (budget {BUDGET:g} s per seed); a report "
+    print("\n2. the ordinary run against the stock loop (two GETs on one keep-alive "
+          "connection, the installed uvicorn's protocol class)")
+    for http in entries()["uvicorn"].protocols:
+        f = floor.compare(http, instructions=True)
+        print(f"  {http:10} instructions per run: stock {f['stock_instructions'] / 1e6:.2f} M, "
+              f"ordinary {f['ordinary_instructions'] / 1e6:.2f} M, "
+              f"{f['instruction_ratio']:.2f}x; CPU: {f['stock_us']:.0f} us against "
+              f"{f['ordinary_us']:.0f} us, {f['ratio']:.2f}x", flush=True)
+    print(f"\n3. finds: median over {SEEDS} seeds (budget {BUDGET:g} s per seed); a report "
           "is shrunk while the search goes on")
     print(f"  {'find':36} {'target':24} {'found':>5} {'runs':>6} {'s to find':>9} "
           f"{'s to report':>11} {'s shrink':>8} {'decisions':>9} {'deviations':>10}")
@@ -201,16 +213,16 @@ def main() -> int:
               f"{median(ok, 'seconds'):>9.2f} {median(ok, 'report'):>11.2f} "
               f"{median(ok, 'shrink'):>8.2f} {median(ok, 'decisions'):>9.0f} "
               f"{median(ok, 'deviations'):>10.0f}", flush=True)
-    print(f"\n3. the fixed releases, same budget ({BUDGET:g} s), {FIXED_SEEDS} seeds: "
+    print(f"\n4. the fixed releases, same budget ({BUDGET:g} s), {FIXED_SEEDS} seeds: "
           "searches that found the same failure")
     for find in finds():
         if find.fixed:
             hits = sum(measure(find, seed, find.fixed) is not None for seed in range(FIXED_SEEDS))
             print(f"  {find.name:36} {find.fixed} {find.http:10} {hits}/{FIXED_SEEDS}",
                   flush=True)
-    print(f"\n4. the load test (wrk, {loadtest.CONNECTIONS} keep-alive connections, "
+    print(f"\n5. the load test (wrk, {loadtest.CONNECTIONS} keep-alive connections, "
           f"{loadtest.WINDOW} s windows, {loadtest.TIMEOUT} s timeout) handed the trigger, "
-          f"{SEEDS} tries of at most {loadtest.BOUND:g} s, against the harness (section 2)")
+          f"{SEEDS} tries of at most {loadtest.BOUND:g} s, against the harness (section 3)")
     print(f"  {'find':14} {'target':22} {'load test: hangs':>16} {'s to report':>11} "
           f"{'harness: s to find':>18} {'s to report':>11} {'one await fewer':>16}")
     for name, load_spec in loadtest.loads().items():
@@ -224,7 +236,7 @@ def main() -> int:
               f"{variant:>16}",
               flush=True)
     cost = fork_cost()
-    print(f"\n5. sharing a prefix by fork: a fork costs {cost['fork'] * 1e3:.2f} ms of CPU "
+    print(f"\n6. sharing a prefix by fork: a fork costs {cost['fork'] * 1e3:.2f} ms of CPU "
           f"(parent and child; a process of {cost['rss_mb']:.0f} MB), a run's simulation "
           f"{cost['run'] * 1e3:.2f} ms: "
           + ("a fork costs more than a whole run, so sharing any prefix loses"
