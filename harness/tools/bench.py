@@ -7,7 +7,7 @@ One run prints, side by side:
    each release a benchmarked bug lives in; a search that counts no failure, so
    nothing is shrunk;
 2. the ordinary run (choice 0 throughout) against the stock loop on the same scenario
-   (harness/tools/floor.py: uvicorn's installed protocol class serving two GETs on one
+   (harness/tools/floor.py: the installed server's protocol class serving two GETs on one
    keep-alive connection), in instructions per run (valgrind's callgrind, which make
    installs) and in CPU time, for each protocol;
 3. each known find, over SEEDS seeds: median runs and seconds to its detection, and
@@ -192,9 +192,11 @@ def main() -> int:
         t = throughput(server, http)
         print(f"  {server:20} {http:10} {t['per_core']:7.0f} runs/s per core "
               f"({t['runs']} runs, {t['per_second']:.0f} runs/s of wall time)", flush=True)
+    from servers.uvicorn_target import TARGET as FLOOR  # the server floor.py measures
+
     print("\n2. the ordinary run against the stock loop (two GETs on one keep-alive "
-          "connection, the installed uvicorn's protocol class)")
-    for http in entries()["uvicorn"].protocols:
+          f"connection, the protocol class of {FLOOR.name} {FLOOR.installed_version()})")
+    for http in FLOOR.protocols:
         f = floor.compare(http, instructions=True)
         print(f"  {http:10} instructions per run: stock {f['stock_instructions'] / 1e6:.2f} M, "
               f"ordinary {f['ordinary_instructions'] / 1e6:.2f} M, "
