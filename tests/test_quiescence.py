@@ -81,3 +81,14 @@ def test_a_harness_frame_is_named_the_same_from_any_working_directory(tmp_path, 
     monkeypatch.chdir(tmp_path)
     assert short_path(app) == "harness/http/app.py"
     assert short_path(asyncio.queues.__file__) == "asyncio/queues.py"
+
+
+def test_a_task_made_without_create_task_is_found_too_and_each_task_once():
+    # The loop finds its tasks itself (not in asyncio's process-wide set): one built
+    # directly still schedules its first step with call_soon, which sees it.
+    async def program(loop: SimLoop) -> None:
+        asyncio.Task(wait_forever(asyncio.Event()), loop=loop)
+        loop.create_task(wait_forever(asyncio.Event()))
+
+    result = simulate(program, OrdinarySource())
+    assert [b.coroutine for b in result.blocked] == ["wait_forever", "wait_forever"]

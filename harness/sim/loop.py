@@ -94,21 +94,37 @@ class SimLoop(asyncio.BaseEventLoop):
         self._created: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = \
             weakref.WeakKeyDictionary()
         self._task_count = itertools.count()
+        # Tasks made some other way (asyncio.Task(coro, loop=...)): each schedules its
+        # first step with call_soon, which sees it. With _created, every task of this
+        # loop, so no scan of asyncio's process-wide set of tasks, whose dead tasks of
+        # earlier runs (garbage not yet collected) made each scan cost what *exists*.
+        self._foreign: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
     # -- tasks -------------------------------------------------------------------
     def create_task(self, coro: Any, *, name: str | None = None,
                     context: Any = None) -> asyncio.Task[Any]:
         task = super().create_task(coro, name=name, context=context)
         self._created[task] = next(self._task_count)
+        self._foreign.discard(task)  # its first step was scheduled before it was ours
         return task
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        task = getattr(callback, "__self__", None)  # a task's step: its first, or a wakeup
+        if isinstance(task, asyncio.Task) and task not in self._created:
+            self._foreign.add(task)
+        return super().call_soon(callback, *args, context=context)
+
+    def live_tasks(self) -> list[asyncio.Task[Any]]:
+        """What `asyncio.all_tasks(self)` returns (this loop's tasks not done), found
+        among this loop's own tasks only."""
+        return [t for t in [*self._created, *self._foreign] if not t.done()]
 
     def tasks_in_creation_order(self) -> list[asyncio.Task[Any]]:
         """Every live task, oldest first. `asyncio.all_tasks` is a set ordered by memory
         addresses, which differ from run to run; this order does not (a task made some
         other way than create_task comes last, by name)."""
-        alive = [t for t in asyncio.all_tasks(self) if not t.done()]
-        return sorted(alive, key=lambda t: (t not in self._created, self._created.get(t, 0),
-                                            t.get_name()))
+        return sorted(self.live_tasks(), key=lambda t: (
+            t not in self._created, self._created.get(t, 0), t.get_name()))
 
     # -- the clock -----------------------------------------------------------
     def time(self) -> float:

@@ -124,7 +124,9 @@ def callback_stack(frame: FrameType | None) -> tuple[Frame, ...]:
 def blocked_tasks(
     loop: asyncio.AbstractEventLoop, exclude: asyncio.Task[Any] | None = None
 ) -> list[BlockedTask]:
-    tasks = [t for t in asyncio.all_tasks(loop) if not t.done() and t is not exclude]
+    live = getattr(loop, "live_tasks", None)  # a SimLoop's, without asyncio's global scan
+    tasks = [t for t in (live() if live else asyncio.all_tasks(loop))
+             if not t.done() and t is not exclude]
     result = []
     for task in tasks:
         coro = task.get_coro()

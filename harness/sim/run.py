@@ -197,7 +197,7 @@ def _teardown(loop: SimLoop) -> None:
         if _has_work(loop):
             with contextlib.suppress(RuntimeError, SimulationEscape):
                 loop.run_until_complete(asyncio.sleep(0))  # Flush what was already queued.
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        pending = loop.live_tasks()
         if not pending:
             break
         # A task cancelled before its first step never runs its coroutine, and a wrapper
@@ -215,7 +215,7 @@ def _teardown(loop: SimLoop) -> None:
     # sweep until a pass finds nothing new; closing a never-started coroutine is silent.
     swept: set[int] = set()
     for _ in range(10):
-        fresh = [t for t in asyncio.all_tasks(loop) if id(t) not in swept]
+        fresh = [t for t in loop.live_tasks() if id(t) not in swept]
         if not fresh:
             break
         for task in fresh:
