@@ -142,3 +142,18 @@ def test_a_child_shrinking_dies_with_its_search():
         finally:
             proc.kill()
             os.close(alive_read)
+
+
+class Unrebuildable(Exception):
+    def __init__(self, what: str, where: int) -> None:  # pickles, but does not unpickle
+        super().__init__(f"{what} at {where}")
+
+
+def test_an_error_that_cannot_cross_the_pipe_arrives_as_a_harness_fault_with_its_text():
+    def execute(scenario: int, source: DecisionSource) -> Outcome:
+        if os.getpid() != PARENT and getattr(source, "strict", False):
+            raise Unrebuildable("the replay broke", 7)
+        return three_kinds(scenario, source)
+
+    with pytest.raises(HarnessFault, match="Unrebuildable: the replay broke at 7"):
+        search(generate, execute, budget_seconds=0, max_runs=600, seed=0, shrink="fork")

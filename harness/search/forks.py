@@ -128,6 +128,7 @@ class Forks:
     def fail(self, exc: BaseException) -> NoReturn:
         try:
             payload = pickle.dumps(("error", exc))
+            pickle.loads(payload)  # some exceptions pickle but cannot be rebuilt
         except Exception:  # an exception that does not pickle goes as its text
             text = "".join(traceback.format_exception(exc))
             payload = pickle.dumps(("error", HarnessFault(text)))
