@@ -312,10 +312,10 @@ def search(
                                 "seconds": found.seconds_to_shrink})
             keep(found)
 
+    state.collect = collect if children else None
     cpu_start = time.process_time()
     try:
-        _searching(state, stored, database, database_key, seed, enough, keep,
-                   collect if children else None)
+        _searching(state, stored, database, database_key, seed, enough, keep)
         report.seconds = clock.searched()
         report.cpu_seconds = time.process_time() - cpu_start
         while children is not None and children.shrinking:
@@ -329,10 +329,8 @@ def search(
 
 def _searching(state: _Search[X], stored: Sequence[Stored[X]],
                database: ExampleDatabase | None, database_key: bytes, seed: int,
-               enough: Callable[[], bool], keep: Callable[[Found[X]], None],
-               collect: Callable[[bool], None] | None) -> None:
+               enough: Callable[[], bool], keep: Callable[[Found[X]], None]) -> None:
     """The three steps; children still shrinking are waited for by the caller."""
-    state.collect = collect
     for example in stored:
         if enough():
             break
@@ -492,7 +490,6 @@ def _round_here(state: _Search[X], round_seed: int, database: ExampleDatabase | 
     @_settings(examples, database, [Phase.generate, Phase.shrink])
     @given(st.data())
     def run_one(data: Any) -> None:
-        nonlocal target, last, found_at, shrink_deadline, handed_over
         if target is None:
             collect(block=False)
         if target is None and clock.spent():

@@ -125,8 +125,7 @@ def blocked_tasks(
     loop: asyncio.AbstractEventLoop, exclude: asyncio.Task[Any] | None = None
 ) -> list[BlockedTask]:
     live = getattr(loop, "live_tasks", None)  # a SimLoop's, without asyncio's global scan
-    tasks = [t for t in (live() if live else asyncio.all_tasks(loop))
-             if not t.done() and t is not exclude]
+    tasks = [t for t in (live() if live else asyncio.all_tasks(loop)) if t is not exclude]
     result = []
     for task in tasks:
         coro = task.get_coro()
