@@ -55,6 +55,9 @@ def test_the_summary_lists_each_failure_and_a_second_explore_retries_it_first(
         assert Path(f["report"], "trace.json").is_file()
         assert f["runs_to_find"] >= 1 and f["seconds_to_shrink"] > 0
         assert f["seconds_to_report"] >= f["seconds_to_find"]
+        # Written when detected, then replaced by the shrunk one.
+        assert f["shrunk"] and "Not shrunk" not in Path(f["report"], "report.md").read_text()
+    assert err.count("(not shrunk yet: replaced once it is)") == len(failures)
 
     code, err = explore(capsys, *args, "--json", str(tmp_path / "warm.json"))
     assert code == 1, err

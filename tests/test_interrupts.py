@@ -1,6 +1,7 @@
 """Findings survive interrupts: a report is on disk whole the moment its failure is
-confirmed; SIGINT and SIGTERM stop every worker, say what was written, and exit 130 or 143,
-leaving nothing half-written and no process behind."""
+detected and confirmed (and again once shrunk); SIGINT and SIGTERM stop every worker,
+say what was written, and exit 130 or 143, leaving nothing half-written and no process
+behind."""
 
 from __future__ import annotations
 
@@ -66,6 +67,10 @@ def test_an_interrupted_explore_keeps_what_it_wrote_and_leaves_nothing_running(
     [target] = summary["targets"]
     assert target["state"] == "searching" and target["runs"] >= 1
     assert {Path(f["report"]) for f in target["failures"]} == {p.resolve() for p in folders}
+    # A failure still shrinking when the interrupt came keeps its report as detected.
+    for f in target["failures"]:
+        said = "**Not shrunk:**" in Path(f["report"], "report.md").read_text()
+        assert said == (not f["shrunk"])
     capsys.readouterr()
 
 

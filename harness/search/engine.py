@@ -25,9 +25,11 @@ A search goes in three steps, the first two only with an examples store
 3. rounds of generated examples, each a complete Hypothesis run with its own seed,
    saving what fails to the database.
 
-After any strategy a greedy pass resets each remaining deviation to 0 where the
-failure survives, and the result is replayed strictly before it is reported
-(DESIGN.md, Rule 2): a replay that does not fail again is a harness bug and raises.
+A failure is handed to `on_found` the moment it is detected, its run replayed
+strictly first, so an interrupt while it shrinks loses nothing. After any strategy a
+greedy pass resets each remaining deviation to 0 where the failure survives, and the
+result is replayed strictly before it is reported (DESIGN.md, Rule 2): a replay that
+does not fail again is a harness bug and raises.
 
 Time: the budget counts searching only, and shrinking has its own limit per failure
 (the profile's shrink_seconds); the report gives both times. With `shrink="fork"`
@@ -96,6 +98,8 @@ class Found(Generic[X]):
     # From the search's start until this failure was kept (shrunk, confirmed, handed to
     # on_found): what a user waits for its report, whatever else the search met first.
     seconds_to_report: float = 0.0
+    # False: the run that detected it, confirmed but not yet shrunk (see `search`).
+    shrunk: bool = True
 
 
 @dataclass
@@ -129,7 +133,7 @@ class _Detected:
 
 
 class ReplayMismatch(AssertionError):
-    """A shrunk failure did not fail again on strict replay: a harness bug."""
+    """A failure did not fail again on strict replay of its run: a harness bug."""
 
 
 class _Interesting(Exception):
@@ -218,7 +222,10 @@ class _Search(Generic[X]):
     forks: forks.Forks | None = None  # shrink="fork": children shrink what rounds detect
     collect: Callable[[bool], None] | None = None  # keeps what children have shrunk
     lists: int = 1  # decision lists run under each drawn scenario
-    child_error: BaseException | None = None
+    announce: Callable[[Found[X]], None] = lambda found: None  # detected, not yet shrunk
+    # Raised after the round, not inside Hypothesis's test (which would shrink it): a
+    # child's error, or a detected failure that did not replay.
+    error: BaseException | None = None
 
     def new(self, failures: list[Any]) -> list[Any]:
         return [f for f in failures
@@ -229,6 +236,14 @@ class _Search(Generic[X]):
             return HypothesisSource(data)
         run_seed = data.draw(st.integers(0, 2**32 - 1))
         return RandomSource(run_seed) if self.strategy == "random" else PCTSource(run_seed)
+
+    def detected(self, key: tuple[str, str], scenario: X, decisions: list[Decision],
+                 found_at: tuple[int, float], source: str) -> None:
+        """Hand over the failure as first met, confirmed by strict replay, before any
+        shrinking: an interrupt while it shrinks (here or in a child) loses nothing."""
+        failure = _confirm(self.execute, scenario, decisions, key, "run that detected it")
+        self.announce(Found(key, failure, scenario, decisions, found_at[0], found_at[1],
+                            0.0, source, shrunk=False))
 
     def finish(self, key: tuple[str, str], scenario: X, decisions: list[Decision],
                found_at: tuple[int, float], source: str) -> Found[X]:
@@ -267,8 +282,10 @@ def search(
 
     `accept`, if given, limits which failures count: the others are ignored,
     which is how a benchmark measures the time to one particular bug. `on_found` is
-    called with each distinct failure the moment it is shrunk and confirmed, so a
-    caller can keep it whatever happens to the rest of the search. `stored` and
+    called twice with each distinct failure, so a caller can keep it whatever happens
+    to the rest of the search: the moment it is detected and confirmed, as the run that
+    met it (`shrunk` False), and again once shrunk and confirmed. The report holds the
+    shrunk ones. `stored` and
     `database` (under `database_key`) are the examples store's two layers; `now`
     is the clock budgets are measured by (a test's fake clock). `shrink` is "inline" or
     "fork" (where the platform forks; else inline). `lists` is how many decision lists
@@ -295,6 +312,10 @@ def search(
         detected = len(report.found) + (len(children.shrinking) if children else 0)
         return clock.spent() or (max_found is not None and detected >= max_found)
 
+    def announce(found: Found[X]) -> None:
+        found.seconds_to_report = now() - clock.start
+        on_found(found)
+
     def keep(found: Found[X]) -> None:
         found.seconds_to_report = now() - clock.start
         state.seen.add(found.key)
@@ -313,6 +334,7 @@ def search(
             keep(found)
 
     state.collect = collect if children else None
+    state.announce = announce
     cpu_start = time.process_time()
     try:
         _searching(state, stored, database, database_key, seed, enough, keep)
@@ -346,8 +368,8 @@ def _searching(state: _Search[X], stored: Sequence[Stored[X]],
     while not enough():
         result = _round(state, round_seed(seed, rounds), database, database_key)
         rounds += 1
-        if state.child_error is not None:
-            raise state.child_error
+        if state.error is not None:
+            raise state.error
         if isinstance(result, Found):
             keep(result)
         elif isinstance(result, _Detected):
@@ -391,6 +413,7 @@ def _replay_stored(state: _Search[X], example: Stored[X]) -> Found[X] | None:
     state.clock.progress("stored", {"name": example.name, "state": "fails",
                                     "kind": key[0], "signature": key[1]})
     state.clock.shrinking(key)
+    state.detected(key, example.scenario, outcome.decisions, found_at, "trace")
     return state.finish(key, example.scenario, outcome.decisions, found_at, "trace")
 
 
@@ -445,6 +468,7 @@ def _reuse(state: _Search[X], database: ExampleDatabase, database_key: bytes,
     _run_hypothesis(replay_one, round_seed, database_key)
     for key, (scenario, decisions, found_at) in hits.items():
         state.clock.shrinking(key)
+        state.detected(key, scenario, decisions, found_at, "examples")
         yield state.finish(key, scenario, decisions, found_at, "examples")
 
 
@@ -483,8 +507,8 @@ def _round_here(state: _Search[X], round_seed: int, database: ExampleDatabase | 
             return
         try:
             state.collect(block)
-        except BaseException as exc:  # a child's error: raised after the round, not
-            state.child_error = exc   # inside Hypothesis's test, which would shrink it
+        except BaseException as exc:  # a child's error
+            state.error = exc
             raise _Stop from None
 
     @_settings(examples, database, [Phase.generate, Phase.shrink])
@@ -515,6 +539,11 @@ def _round_here(state: _Search[X], round_seed: int, database: ExampleDatabase | 
             target = new[0].key()
             found_at = (clock.report.runs, clock.searched())
             clock.shrinking(target)
+            try:
+                state.detected(target, scenario, outcome.decisions, found_at, "search")
+            except ReplayMismatch as exc:
+                state.error = exc
+                raise _Stop from None
             if children is not None:
                 if children.full():
                     collect(block=True)  # wait for the oldest: a crowd would starve the search
@@ -581,11 +610,12 @@ def _confirm(
     scenario: X,
     decisions: list[Decision],
     target: tuple[str, str],
+    run: str = "shrunk run",
 ) -> Any:
     outcome = execute(scenario, ReplaySource(decisions, strict=True))
     for f in outcome.failures:
         if f.key() == target:
             return f
     raise ReplayMismatch(
-        f"harness bug: the shrunk run of {target} did not fail again on strict replay"
+        f"harness bug: the {run} of {target} did not fail again on strict replay"
     )

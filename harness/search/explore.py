@@ -76,7 +76,8 @@ def explore(
     lists: int | None = None,
 ) -> SearchReport[HttpScenario]:
     """Search `target` for failures; `examples`, if given, is the examples store's root;
-    `shrink="fork"` shrinks each failure in a forked child while the search goes on."""
+    `shrink="fork"` shrinks each failure in a forked child while the search goes on.
+    `on_found` sees each failure when detected and again once shrunk (engine.search)."""
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown scenario family {unknown[0]!r}; known: {', '.join(FAMILIES)}")
@@ -88,7 +89,7 @@ def explore(
         examples, target.describe(), target.settings_space(), tuple(families))
 
     def found(finding: Found[HttpScenario]) -> None:
-        if store is not None:
+        if store is not None and finding.shrunk:  # the store is for what shrinking gave
             store.keep(finding.key[0], finding.key[1], trace_of(finding, target).dumps())
         on_found(finding)
 

@@ -73,6 +73,7 @@ def _finding(found: Any, target: Target) -> dict[str, Any]:
         "seconds_to_shrink": found.seconds_to_shrink,
         "seconds_to_report": found.seconds_to_report,
         "source": found.source,
+        "shrunk": found.shrunk,
         "decisions": len(found.decisions),
         "deviations": sum(1 for d in found.decisions if d.choice),
     }
@@ -108,7 +109,8 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
         max_found=request.get("max_found"),
         accept=_acceptor(request.get("accept")),
         progress=progress,
-        # Each finding leaves at once, whole: an interrupt later cannot lose it.
+        # Each finding leaves at once, whole, when detected and again once shrunk: an
+        # interrupt later cannot lose it.
         on_found=lambda found: progress("finding", {"target": target.describe(),
                                                     **_finding(found, target)}),
         profile=profile(request.get("profile")),

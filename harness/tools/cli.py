@@ -63,24 +63,31 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 class Writer:
-    """Writes each finding's report the moment it arrives, once per (kind, signature),
-    always from the main thread: an interrupt between two writes loses nothing written,
-    and one during a write leaves nothing half-written (write_report cleans up)."""
+    """Writes each finding's report the moment it arrives, always from the main thread:
+    an interrupt between two writes loses nothing written, and one during a write leaves
+    nothing half-written (write_report cleans up). A failure comes first as detected
+    (not yet shrunk), then shrunk, which replaces it; once per (kind, signature)."""
 
     def __init__(self, spec: TargetSpec, root: Path, progress: Progress) -> None:
         self.spec, self.root, self.progress = spec, root, progress
         self.written: dict[tuple[str, str], Path] = {}
+        self.shrunk: set[tuple[str, str]] = set()
 
     def __call__(self, finding: dict[str, Any]) -> None:
         key = (str(finding["kind"]), str(finding["signature"]))
-        if key in self.written:
-            return  # another job found it too
+        shrunk = bool(finding.get("shrunk", True))
+        if key in self.shrunk or (key in self.written and not shrunk):
+            return  # another job found it too, or the result repeats an event
         label = label_of(finding["target"])
         replayed = run(self.spec, {"op": "replay", "trace": finding["trace"], "strict": True},
                        lambda e, i: None)
         path = _write_report(self.root, label, finding, replayed, self.env_info)
         self.written[key] = path
-        self.progress.line(f"  {finding['kind']}: {finding['signature']}\n    -> {path}/")
+        if shrunk:
+            self.shrunk.add(key)
+        state = "" if shrunk else " (not shrunk yet: replaced once it is)"
+        self.progress.line(f"  {finding['kind']}: {finding['signature']}{state}\n"
+                           f"    -> {path}/")
 
     @functools.cached_property
     def env_info(self) -> dict[str, Any] | None:
@@ -247,8 +254,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
                                                                                130)
         finish(what, code)
         written = [path for w in writers for path in w.written.values()]
-        print(f"harness: {what}: the search was cut short (and with it any failure "
-              f"being shrunk); {len(written)} report(s) were written whole before it"
+        unshrunk = sum(len(w.written.keys() - w.shrunk) for w in writers)
+        print(f"harness: {what}: the search was cut short; {len(written)} report(s) were "
+              "written whole before it" + (f", {unshrunk} of them not shrunk" if unshrunk
+                                           else "")
               + "".join(f"\n  {path}/" for path in written), file=sys.stderr)
         return code
     except HarnessError as exc:

@@ -205,6 +205,12 @@ def json_lines(value: dict[str, Any]) -> list[str]:
 
 
 # -- report.md -----------------------------------------------------------------------
+NOT_SHRUNK = ("**Not shrunk:** the search stopped while this failure was being shrunk, so "
+              "this is the run that detected it, as it was: it replays, but it may hold "
+              "deviations and requests the failure does not need. Explore again to shrink "
+              "it.")
+
+
 def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str],
                     env: dict[str, Any] | None, where: Where, reference: ReferenceRun,
                     waiting: list[dict[str, Any]] | None = None) -> str:
@@ -219,6 +225,7 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
         "",
         diagnosis(target, finding, scenario, replay_log),
         "",
+        *([] if finding.get("shrunk", True) else [NOT_SHRUNK, ""]),
         f"- **The client** sent {client_account(scenario)}.",
         "- **The app**, per request:",
         *(f"  - {line}" for line in app_account(scenario)),
@@ -253,7 +260,8 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
             f"Scenario family `{scenario.get('family')}`; "
             + (f"the search needed {finding['runs_to_find']} runs to find it; "
                if finding.get("runs_to_find") else "")
-            + f"the shrunk trace makes {plural(len(trace.decisions), 'decision')}. As JSON, "
+            + f"the {'shrunk ' if finding.get('shrunk', True) else ''}trace makes "
+            f"{plural(len(trace.decisions), 'decision')}. As JSON, "
             "fields at "
             "their defaults left out (trace.json has them all):", "",
             "```json", *json_lines(scenario_json(scenario)), "```", "",

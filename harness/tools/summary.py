@@ -17,10 +17,12 @@ stopped on an error. Its shape:
                                 "runs_to_find", "seconds_to_find", "seconds_to_shrink",
                                 "seconds_to_report",
                                 "source": "search" | "trace" | "examples",
-                                "from_store": true | false}]}]}
+                                "from_store": true | false, "shrunk": true | false}]}]}
 
 "source" says how the failure was found this time: by the search, by replaying a
 trace stored by an earlier explore, or by replaying an example Hypothesis stored.
+"shrunk" is false for a failure listed as detected, its shrinking cut short by an
+interrupt: its report is the run that met it, replayable but not shrunk.
 """
 
 from __future__ import annotations
@@ -97,8 +99,13 @@ class Summary:
     @staticmethod
     def _add(target: dict[str, Any], finding: dict[str, Any]) -> None:
         key = (finding["kind"], finding["signature"])
-        if any((f["kind"], f["signature"]) == key for f in target["failures"]):
-            return  # another job found it too, or the final result repeats an event
+        shrunk = bool(finding.get("shrunk", True))
+        for i, known in enumerate(target["failures"]):
+            if (known["kind"], known["signature"]) == key:
+                if known["shrunk"] or not shrunk:
+                    return  # another job found it too, or the final result repeats it
+                del target["failures"][i]  # as detected, now shrunk: replaced
+                break
         source = str(finding.get("source", "search"))
         target["failures"].append({
             "kind": finding["kind"], "signature": finding["signature"],
@@ -107,4 +114,4 @@ class Summary:
             "seconds_to_find": round(float(finding.get("seconds_to_find", 0.0)), 3),
             "seconds_to_shrink": round(float(finding.get("seconds_to_shrink", 0.0)), 3),
             "seconds_to_report": round(float(finding.get("seconds_to_report", 0.0)), 3),
-            "source": source, "from_store": source != "search"})
+            "source": source, "from_store": source != "search", "shrunk": shrunk})
