@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 import time
 import unittest
 from collections.abc import Callable, Iterator, Sequence
@@ -52,7 +53,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
-from hypothesis.database import ExampleDatabase
+from hypothesis.database import ExampleDatabase, InMemoryExampleDatabase, choices_to_bytes
 
 from harness.decisions import (
     Decision,
@@ -65,6 +66,7 @@ from harness.decisions import (
 )
 from harness.search import forks
 from harness.search.profiles import PROFILES, Profile
+from harness.search.random_data import RandomData
 
 STRATEGIES = ("hypothesis", "random", "pct")
 SHRINK_MODES = ("inline", "fork")
@@ -123,13 +125,6 @@ class SearchReport(Generic[X]):
     @property
     def runs_per_second(self) -> float:
         return self.runs / self.seconds if self.seconds else 0.0
-
-
-@dataclass
-class _Detected:
-    """A round's new failure, handed to a forked child to shrink."""
-
-    key: tuple[str, str]
 
 
 class ReplayMismatch(AssertionError):
@@ -219,13 +214,9 @@ class _Search(Generic[X]):
     clock: _Clock
     seen: set[tuple[str, str]]
     accept: Callable[[Any], bool] | None
-    forks: forks.Forks | None = None  # shrink="fork": children shrink what rounds detect
-    collect: Callable[[bool], None] | None = None  # keeps what children have shrunk
-    lists: int = 1  # decision lists run under each drawn scenario
+    forks: forks.Forks | None = None  # shrink="fork": children shrink what runs detect
+    collect: Callable[[bool], None] = lambda block: None  # keeps what children have shrunk
     announce: Callable[[Found[X]], None] = lambda found: None  # detected, not yet shrunk
-    # Raised after the round, not inside Hypothesis's test (which would shrink it): a
-    # child's error, or a detected failure that did not replay.
-    error: BaseException | None = None
 
     def new(self, failures: list[Any]) -> list[Any]:
         return [f for f in failures
@@ -276,7 +267,6 @@ def search(
     database_key: bytes = b"",
     now: Callable[[], float] = time.monotonic,
     shrink: str = "inline",
-    lists: int = 1,
 ) -> SearchReport[X]:
     """Search until the budget is spent (or `max_found` distinct failures).
 
@@ -288,14 +278,7 @@ def search(
     shrunk ones. `stored` and
     `database` (under `database_key`) are the examples store's two layers; `now`
     is the clock budgets are measured by (a test's fake clock). `shrink` is "inline" or
-    "fork" (where the platform forks; else inline). `lists` is how many decision lists
-    each drawn scenario is run under (random seeds, PCT seeds or, under the hypothesis
-    strategy, further decisions drawn from the same example, which Hypothesis shrinks
-    with the rest): drawing a scenario costs about as much as running it, so several
-    runs per scenario buy more runs a second; an example stops at its first failing
-    run, so shrinking it can also drop the passing runs before it."""
-    if lists < 1:
-        raise ValueError(f"lists must be at least 1, got {lists!r}")
+    "fork" (where the platform forks; else inline)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
     if shrink not in SHRINK_MODES:
@@ -305,8 +288,7 @@ def search(
     report: SearchReport[X] = SearchReport()
     clock = _Clock(report, budget_seconds, max_runs, progress, now)
     children = forks.Forks() if shrink == "fork" and forks.available() else None
-    state = _Search(generate, execute, strategy, profile, clock, set(known), accept, children,
-                    lists=lists)
+    state = _Search(generate, execute, strategy, profile, clock, set(known), accept, children)
 
     def enough() -> bool:
         detected = len(report.found) + (len(children.shrinking) if children else 0)
@@ -333,7 +315,8 @@ def search(
                                 "seconds": found.seconds_to_shrink})
             keep(found)
 
-    state.collect = collect if children else None
+    if children is not None:
+        state.collect = collect
     state.announce = announce
     cpu_start = time.process_time()
     try:
@@ -364,16 +347,45 @@ def _searching(state: _Search[X], stored: Sequence[Stored[X]],
             keep(found)
             if enough():
                 break
-    rounds = 0
+    _generate(state, seed, database, database_key, enough, keep)
+
+
+def _generate(state: _Search[X], seed: int, database: ExampleDatabase | None,
+              database_key: bytes, enough: Callable[[], bool],
+              keep: Callable[[Found[X]], None]) -> None:
+    """Step 3: runs drawn at random (random_data.py) until the budget is spent; each new
+    failure is handed over as detected, then shrunk by Hypothesis here or in a child."""
+    rng = random.Random(seed)
+    clock, children = state.clock, state.forks
     while not enough():
-        result = _round(state, round_seed(seed, rounds), database, database_key)
-        rounds += 1
-        if state.error is not None:
-            raise state.error
-        if isinstance(result, Found):
-            keep(result)
-        elif isinstance(result, _Detected):
-            state.seen.add(result.key)  # a child shrinks it; this search looks for others
+        state.collect(False)
+        data = RandomData(rng)
+        scenario = state.generate(data.draw)
+        outcome = state.execute(scenario, state.source(data))
+        clock.ran()
+        new = state.new(outcome.failures)
+        if not new:
+            continue
+        key = new[0].key()
+        found_at = (clock.report.runs, clock.searched())
+        clock.shrinking(key)
+        state.detected(key, scenario, outcome.decisions, found_at, "search")
+        state.seen.add(key)  # shrunk here or by a child: the search looks for others
+        if children is not None:
+            if children.full():
+                state.collect(True)  # wait for the oldest: a crowd would starve the search
+            if not children.fork(key, found_at):
+                clock.handed_over()
+                continue
+            clock.progress = _no_progress  # the child: its parent reports for it
+            clock.shrink_began = clock.now()  # its turn came: shrinking starts now
+            try:
+                found = _shrink(state, key, data.choices, found_at, seed, database,
+                                database_key)
+            except BaseException as exc:
+                children.fail(exc)
+            children.deliver(found)
+        keep(_shrink(state, key, data.choices, found_at, seed, database, database_key))
 
 
 def round_seed(seed: int, round_index: int) -> int:
@@ -472,100 +484,37 @@ def _reuse(state: _Search[X], database: ExampleDatabase, database_key: bytes,
         yield state.finish(key, scenario, decisions, found_at, "examples")
 
 
-def _round(state: _Search[X], round_seed: int, database: ExampleDatabase | None,
-           database_key: bytes) -> Found[X] | _Detected | None:
-    """One Hypothesis run: generate until a new failure, then shrink it, here or in a
-    forked child (then the round ends at once: `_Detected`)."""
-    children = state.forks
-    try:
-        found = _round_here(state, round_seed, database, database_key)
-    except BaseException as exc:
-        if children is not None and children.in_child:
-            children.fail(exc)
-        raise
-    if children is not None and children.in_child:
-        children.deliver(found)
-    return found
-
-
-def _round_here(state: _Search[X], round_seed: int, database: ExampleDatabase | None,
-                database_key: bytes) -> Found[X] | _Detected | None:
+def _shrink(state: _Search[X], key: tuple[str, str], choices: list[int | bool],
+            found_at: tuple[int, float], seed: int, database: ExampleDatabase | None,
+            database_key: bytes) -> Found[X]:
+    """Hypothesis replays the detecting run's choices and shrinks scenario and decisions
+    together; then `finish`. The choices go in as a secondary example: a primary one that
+    replays exactly Hypothesis takes as already shrunk, and stops."""
     clock = state.clock
-    children = state.forks
-    target: tuple[str, str] | None = None
-    last: tuple[X, list[Decision]] | None = None
-    found_at = (0, 0.0)
-    shrink_deadline = 0.0
-    handed_over = False
-    lists = state.lists
-    examples = state.profile.round_examples
-    if clock.max_runs is not None:
-        examples = max(1, min(examples, -(-(clock.max_runs - clock.report.runs) // lists)))
+    deadline = clock.shrink_deadline(state.profile.shrink_seconds)
+    scratch = InMemoryExampleDatabase()
+    scratch.save(database_key + b".secondary", choices_to_bytes(choices))
+    last: tuple[X, list[Decision], bytes] | None = None
 
-    def collect(block: bool) -> None:
-        if state.collect is None:
-            return
-        try:
-            state.collect(block)
-        except BaseException as exc:  # a child's error
-            state.error = exc
-            raise _Stop from None
-
-    @_settings(examples, database, [Phase.generate, Phase.shrink])
+    @_settings(REUSE_LIMIT, scratch, [Phase.reuse, Phase.shrink])
     @given(st.data())
     def run_one(data: Any) -> None:
-        if target is None:
-            collect(block=False)
-        if target is None and clock.spent():
-            raise _Stop
-        if target is not None and clock.now() >= shrink_deadline:
+        nonlocal last
+        if last is not None and clock.now() >= deadline:
             raise _Stop  # shrunk as far as the limit allows: report the smallest so far
         scenario = state.generate(_draw_of(data))
-        for k in range(lists):  # one scenario, several decision lists (see `search`)
-            if k and target is None and clock.spent():
-                raise _Stop
-            if try_decisions(scenario, data):
-                raise _Interesting()
-
-    def try_decisions(scenario: X, data: Any) -> bool:
-        """One run; True when it fails with the target (found now, or being shrunk)."""
-        nonlocal target, last, found_at, shrink_deadline, handed_over
         outcome = state.execute(scenario, state.source(data))
-        if target is None:
-            clock.ran()
-            new = state.new(outcome.failures)
-            if not new:
-                return False
-            target = new[0].key()
-            found_at = (clock.report.runs, clock.searched())
-            clock.shrinking(target)
-            try:
-                state.detected(target, scenario, outcome.decisions, found_at, "search")
-            except ReplayMismatch as exc:
-                state.error = exc
-                raise _Stop from None
-            if children is not None:
-                if children.full():
-                    collect(block=True)  # wait for the oldest: a crowd would starve the search
-                if not children.fork(target, found_at):
-                    clock.handed_over()
-                    handed_over = True
-                    raise _Stop  # the child shrinks this one; the round ends as inline
-                clock.progress = _no_progress  # the child: its parent reports for it
-                clock.shrink_began = clock.now()  # its turn came: shrinking starts now
-            shrink_deadline = clock.shrink_deadline(state.profile.shrink_seconds)
-        if any(f.key() == target for f in outcome.failures):
-            last = (scenario, outcome.decisions)
-            return True
-        return False
+        if any(f.key() == key for f in outcome.failures):
+            last = (scenario, outcome.decisions, choices_to_bytes(data.conjecture_data.choices))
+            raise _Interesting()
 
-    _run_hypothesis(run_one, round_seed, database_key)
-    if handed_over:
-        assert target is not None
-        return _Detected(target)
-    if target is None or last is None:
-        return None
-    return state.finish(target, last[0], last[1], found_at, "search")
+    _run_hypothesis(run_one, round_seed(seed, found_at[0]), database_key)
+    if last is None:
+        raise ReplayMismatch(f"harness bug: Hypothesis's replay of the run that detected "
+                             f"{key} did not fail again")
+    if database is not None:  # for the next search's step 2
+        database.save(database_key, last[2])
+    return state.finish(key, last[0], last[1], found_at, "search")
 
 
 def _draw_of(data: Any) -> Callable[[Any], Any]:

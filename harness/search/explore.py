@@ -73,7 +73,6 @@ def explore(
     profile: Profile = PROFILES["default"],
     examples: Path | None = None,
     shrink: str = "inline",
-    lists: int | None = None,
 ) -> SearchReport[HttpScenario]:
     """Search `target` for failures; `examples`, if given, is the examples store's root;
     `shrink="fork"` shrinks each failure in a forked child while the search goes on.
@@ -110,7 +109,6 @@ def explore(
         database_key=ExampleStore.database_key(strategy),
         progress=progress or (lambda event, info: None),
         shrink=shrink,
-        lists=profile.decision_lists if lists is None else lists,
     )
 
 

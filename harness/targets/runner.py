@@ -117,7 +117,6 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
         examples=examples_root(request),
         # Detection never waits for shrinking: a child shrinks each failure (forks.py).
         shrink=str(request.get("shrink", "fork")),
-        lists=request.get("lists"),
     )
     return {"target": target.describe(), "runs": report.runs, "seconds": report.seconds,
             "shrink_seconds": report.shrink_seconds, "cpu_seconds": report.cpu_seconds,
