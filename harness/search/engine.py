@@ -7,10 +7,12 @@ of HTTP or pytest:
     execute(X, source) -> Outcome  runs it, every choice from `source`
 
 `Outcome.failures` are objects with `.key()`; `Outcome.decisions` is what the
-run recorded. Strategies (how choices are made while searching):
+run recorded. A run's choices are drawn at random through Hypothesis's strategies
+(random_data.py), one sequence for the scenario and then the run; strategies differ
+in how a run makes its decisions:
 
-- hypothesis: Hypothesis draws the scenario and every decision, and shrinks both;
-- random:     Hypothesis draws the scenario, a seeded RandomSource the decisions;
+- hypothesis: each decision is a choice of the same sequence (HypothesisSource);
+- random:     one choice seeds a RandomSource, which makes them all;
 - pct:        likewise with a PCTSource (a few deviations at random points).
 
 A search goes in three steps, the first two only with an examples store
@@ -22,22 +24,22 @@ A search goes in three steps, the first two only with an examples store
 2. Hypothesis's example database: one round that only replays the stored choice
    sequences (Phase.reuse), which reach their failures even where the code under
    test changed under a trace;
-3. rounds of generated examples, each a complete Hypothesis run with its own seed,
-   saving what fails to the database.
+3. random runs, seeded by the search's seed, until the budget is spent.
 
 A failure is handed to `on_found` the moment it is detected, its run replayed
-strictly first, so an interrupt while it shrinks loses nothing. After any strategy a
-greedy pass resets each remaining deviation to 0 where the failure survives, and the
-result is replayed strictly before it is reported (DESIGN.md, Rule 2): a replay that
-does not fail again is a harness bug and raises.
+strictly first, so an interrupt while it shrinks loses nothing. Then Hypothesis
+replays the detecting run's choices and shrinks scenario and decisions together
+(the shrunk sequence goes to the database for step 2), a greedy pass resets each
+remaining deviation to 0 where the failure survives, and the result is replayed
+strictly before it is reported (DESIGN.md, Rule 2): a replay that does not fail
+again is a harness bug and raises.
 
 Time: the budget counts searching only, and shrinking has its own limit per failure
 (the profile's shrink_seconds); the report gives both times. With `shrink="fork"`
-(harness/search/forks.py) a failure the rounds detect is shrunk by a forked child
+(harness/search/forks.py) a failure the search detects is shrunk by a forked child
 while the search goes on, and the search waits for its children only at the end;
 inline, the search's clock pauses while a failure is shrunk. Either way the runs
-are the same: a round ends at its first new failure. The budget and the run limit
-are checked before every run, inside a round: a round past either stops at once.
+are the same. The budget and the run limit are checked before every run.
 """
 
 from __future__ import annotations
@@ -389,10 +391,9 @@ def _generate(state: _Search[X], seed: int, database: ExampleDatabase | None,
 
 
 def round_seed(seed: int, round_index: int) -> int:
-    """The Hypothesis seed of a search's round. The first is the search's own seed; the
-    later ones are mixed from both, because `seed + round_index` made the searches of
-    seeds 0 to 9 replay one another's rounds shifted by one (seed 3's second round was
-    seed 4's first), so ten seeds were not ten searches."""
+    """The seed of one of a search's Hypothesis runs (the shrinking of the failure that
+    run `round_index` detected). The first is the search's own seed; the others are
+    mixed from both, as `seed + round_index` would make nearby seeds share runs."""
     if round_index == 0:
         return seed
     digest = hashlib.sha256(f"{seed}/{round_index}".encode()).digest()
