@@ -1,12 +1,13 @@
 """Shrinking in a forked child, so that detection never waits for it.
 
-At the run where a search first meets a new failure, the process forks. The child
-holds the search's exact state at that moment (Hypothesis's engine in the middle of the
-failing example, the scenario, the decisions), so it carries on as an inline search
-would: it shrinks, confirms by strict replay, sends the result up a pipe and exits. The
-parent ends its round there, as an inline search ends the round after shrinking, so it
-makes the very runs an inline search makes; it only does not wait. Nothing is copied or
-rebuilt, which is why this is exact: the child's shrinking is the inline shrinking.
+At the run where a search first meets a new failure (once it has handed it over as
+detected), the process forks. The child holds the search's exact state at that moment
+(the failing run's choices, the clock, the examples store), so it carries on as an
+inline search would: Hypothesis shrinks, a strict replay confirms, the result goes up a
+pipe and the child exits. The parent draws its next run from the same generator an
+inline search would, after shrinking, so it makes the very runs an inline search makes;
+it only does not wait. Nothing is copied or rebuilt, which is why this is exact: the
+child's shrinking is the inline shrinking.
 
 The child never writes to the parent's streams (a worker's stdout carries its JSON
 protocol) and leaves with `os._exit`, so no buffer the fork copied is flushed twice.
