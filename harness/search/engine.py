@@ -277,10 +277,9 @@ def search(
     called twice with each distinct failure, so a caller can keep it whatever happens
     to the rest of the search: the moment it is detected and confirmed, as the run that
     met it (`shrunk` False), and again once shrunk and confirmed. The report holds the
-    shrunk ones. `stored` and
-    `database` (under `database_key`) are the examples store's two layers; `now`
-    is the clock budgets are measured by (a test's fake clock). `shrink` is "inline" or
-    "fork" (where the platform forks; else inline)."""
+    shrunk ones. `stored` and `database` (under `database_key`) are the examples
+    store's two layers; `now` is the clock budgets are measured by (a test's fake
+    clock). `shrink` is "inline" or "fork" (where the platform forks; else inline)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
     if shrink not in SHRINK_MODES:
