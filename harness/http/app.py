@@ -90,7 +90,7 @@ class AppBehaviour:
         return [label + b"." * max(0, self.chunk_size - len(label)) for label in labels]
 
 
-@dataclass
+@dataclass(slots=True)
 class AsgiEvent:
     """One ASGI interaction of one request, as the oracles see it."""
 
@@ -121,6 +121,16 @@ class RequestRecord:
     # where each receive() that raised was waiting when it raised (its traceback's
     # frames, outermost first): a receive() a shutdown cancels is signed by that
     raised_at: dict[int, tuple[Frame, ...]] = field(default_factory=dict)
+    label: str = ""  # request_label(cid, index), built once for every event it names
+
+    def snapshot(self, events: list[AsgiEvent]) -> RequestRecord:
+        """A copy holding `events` and no waiting tasks (dataclasses.replace, without its
+        per-call look at the fields: every field is an init field)."""
+        copy = RequestRecord.__new__(RequestRecord)
+        copy.__dict__.update(self.__dict__)
+        copy.events = events
+        copy.waiting = {}
+        return copy
 
 
 Observer = Callable[[int], int]  # cid -> server reads so far
@@ -162,9 +172,9 @@ class RecordingApp:
         self.faults: list[str] = []  # the app model's own errors, with their tracebacks
 
     def _note(self, rec: RequestRecord, kind: str, message: dict[str, Any], call: int = 0) -> None:
-        summary = {k: v for k, v in message.items() if k != "body"}
-        if "body" in message:
-            summary["body_len"] = len(message["body"])
+        summary = dict(message)  # a copy: the server may reuse its message dicts
+        if "body" in summary:
+            summary["body_len"] = len(summary.pop("body"))  # last, as before the copy
         rec.events.append(
             AsgiEvent(self.clock(), self.reads_of(rec.cid), kind, summary, call, len(rec.events),
                       self.tick())
@@ -174,8 +184,10 @@ class RecordingApp:
             shown += f" {summary['body_len']}B more_body={summary.get('more_body', False)}"
         if "status" in summary:
             shown += f" {summary['status']}"
-        number = f" #{call}" if call else ""
-        self.record("asgi", f"{request_label(rec.cid, rec.index)} {kind}{number} {shown}".rstrip())
+        if call:
+            self.record("asgi", f"{rec.label} {kind} #{call} {shown}".rstrip())
+        else:
+            self.record("asgi", f"{rec.label} {kind} {shown}".rstrip())
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -190,7 +202,7 @@ class RecordingApp:
         if behaviour is None:
             self.unknown_paths.append(path)
             behaviour = AppBehaviour()
-        rec = RequestRecord(key[0], key[1], behaviour)
+        rec = RequestRecord(key[0], key[1], behaviour, label=request_label(*key))
         self.records[key] = rec
         self._note(rec, "call", {"path": path})
         try:

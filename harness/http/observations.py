@@ -9,7 +9,6 @@ read from the server under test (DESIGN.md, Rule 4).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,6 +107,8 @@ def shutdown_cuts(requests: dict[tuple[int, int], RequestRecord],
 
 
 def _uncut(rec: RequestRecord, cuts: dict[tuple[int, int, int], str]) -> list[AsgiEvent]:
+    if not cuts:
+        return list(rec.events)
     return [e for e in rec.events
             if not (e.kind == "received" and (rec.cid, rec.index, e.call) in cuts)]
 
@@ -209,8 +210,7 @@ def observe(
     return Observations(
         outcome=loop.outcome or "stopped",
         # Snapshots: teardown cancels the app's tasks, which appends to the live records.
-        requests={k: dataclasses.replace(r, events=_uncut(r, cuts), waiting={})
-                  for k, r in app.records.items()},
+        requests={k: r.snapshot(_uncut(r, cuts)) for k, r in app.records.items()},
         cuts=cuts,
         connections=conns,
         blocked=blocked_tasks(loop),

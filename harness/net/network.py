@@ -19,7 +19,6 @@ scheduling is what lets the same rules serve every runtime adapter.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import heapq
 from collections.abc import Callable
@@ -168,8 +167,11 @@ class Connection:
 
     def snapshot(self) -> Connection:
         """The wire as it is now, detached from the endpoints that keep changing it."""
-        return dataclasses.replace(self, up=self.up.snapshot(), down=self.down.snapshot(),
-                                   server_end=None, client_end=None)
+        copy = Connection.__new__(Connection)  # dataclasses.replace, without its field scan
+        copy.__dict__.update(self.__dict__)
+        copy.up, copy.down = self.up.snapshot(), self.down.snapshot()
+        copy.server_end = copy.client_end = None
+        return copy
 
     def server_closed_at(self) -> float | None:
         """When the server's FIN or RST left, as the wire shows it."""
