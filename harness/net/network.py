@@ -29,9 +29,13 @@ DEFAULT_WINDOW = 256 * 1024
 
 
 class Receiver(Protocol):
-    """Whoever reads one stream: a loop transport or the scripted peer."""
+    """Whoever reads one stream: a loop transport or the scripted peer. Only a `polled`
+    one is asked for I/O events (the peer reads in the poll itself)."""
+
+    polled: bool
 
     def wants_read_events(self) -> bool: ...
+    def wants_write_events(self) -> bool: ...
 
 
 class Stream:
@@ -48,6 +52,9 @@ class Stream:
         self.fin_arrived = False
         self.rst_sent = False
         self.rst_arrived = False
+        # has_pending_arrival(), kept up to date by every change to what it reads (send,
+        # send_fin, send_rst, arrive): the poller asks it of every stream in every poll.
+        self.pending = False
         # Virtual time the oldest in-flight item was sent, for the latency bound.
         self.oldest_sent_at: float | None = None
         # What the wire shows, for the oracles: when each end marker left, and reads.
@@ -74,30 +81,37 @@ class Stream:
             raise BrokenPipeError(errno.EPIPE, f"{self.name}: send after shutdown")
         n = min(len(data), self.capacity())
         if n:
-            if not self.has_pending_arrival():
+            if not self.pending:
                 self.oldest_sent_at = now
             self.in_flight += data[:n]
+            self.pending = True
         return n
 
     def send_fin(self, now: float) -> None:
         if self.fin_sent or self.rst_sent:
             return
-        if not self.has_pending_arrival():
+        if not self.pending:
             self.oldest_sent_at = now
         self.fin_sent = True
         self.fin_sent_at = now
+        self.pending = True  # not arrived: fin_arrived can only follow fin_sent
 
     def send_rst(self, now: float) -> None:
         """An abortive close: unsent bytes are dropped, the RST overtakes nothing."""
         if self.rst_sent:
             return
-        if not self.has_pending_arrival():
+        if not self.pending:
             self.oldest_sent_at = now
         self.rst_sent = True
         self.rst_sent_at = now
+        self.pending = True  # not arrived: rst_arrived can only follow rst_sent
 
     # -- the wire ----------------------------------------------------------
     def has_pending_arrival(self) -> bool:
+        """Bytes, a FIN or a RST sent and not yet arrived."""
+        return self.pending
+
+    def _pending_now(self) -> bool:
         return (
             bool(self.in_flight)
             or (self.fin_sent and not self.fin_arrived)
@@ -122,7 +136,8 @@ class Stream:
             if self.rst_sent and not self.rst_arrived:
                 self.rst_arrived = rst = True
                 self.rx.clear()
-        self.oldest_sent_at = self.oldest_sent_at if self.has_pending_arrival() else None
+        self.pending = self._pending_now()
+        self.oldest_sent_at = self.oldest_sent_at if self.pending else None
         return moved, fin, rst
 
     # -- receiver side -----------------------------------------------------

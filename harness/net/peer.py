@@ -32,6 +32,8 @@ class Host(Protocol):
 
 
 class PeerConnection:
+    polled = False  # no I/O events: the poller calls flush and take_arrivals itself
+
     def __init__(self, loop: Host, address: tuple[str, int], read_limit: int | None = None):
         self.loop = loop
         self.conn: Connection = loop.network.connect(address)
@@ -41,8 +43,10 @@ class PeerConnection:
         self.received = bytearray()
         self.eof = False
         self.was_reset = False
-        self._outbox = bytearray()  # written by the client, not yet taken by its kernel
-        self._shutdown_pending = False
+        # Written by the client, not yet taken by its kernel; and a FIN to send after it.
+        # The poller flushes only a peer with either (flush does nothing otherwise).
+        self.outbox = bytearray()
+        self.shutdown_pending = False
         self.on_data: Callable[[bytes], None] | None = None
         self.on_eof: Callable[[], None] | None = None
         self.on_reset: Callable[[], None] | None = None
@@ -56,17 +60,17 @@ class PeerConnection:
         return self.conn.client_closed
 
     def send(self, data: bytes) -> None:
-        if self.closed or self._shutdown_pending or self.conn.up.fin_sent:
+        if self.closed or self.shutdown_pending or self.conn.up.fin_sent:
             raise RuntimeError(f"{self.name}: send after close or shutdown")
         if data:
             self.loop.record("client-send", f"{self.name} {len(data)}B")
-            self._outbox += data
+            self.outbox += data
             self.flush()
 
     def shutdown_write(self) -> None:
         """Half-close: a FIN after everything written so far."""
         self.loop.record("client-shutdown", self.name)
-        self._shutdown_pending = True
+        self.shutdown_pending = True
         self.flush()
 
     def close(self) -> None:
@@ -74,7 +78,7 @@ class PeerConnection:
         if self.closed:
             return
         self.loop.record("client-close", self.name)
-        self._shutdown_pending = True
+        self.shutdown_pending = True
         self.flush()
         self.loop.network_closed(self.conn, "client")
 
@@ -83,7 +87,7 @@ class PeerConnection:
         if self.closed:
             return
         self.loop.record("client-reset", self.name)
-        self._outbox.clear()
+        self.outbox.clear()
         self.conn.up.send_rst(self.loop.time())
         self.loop.network_closed(self.conn, "client")
 
@@ -91,19 +95,23 @@ class PeerConnection:
     def wants_read_events(self) -> bool:
         return False  # The peer reads in the poll itself (take_arrivals).
 
+    def wants_write_events(self) -> bool:
+        return False
+
     def flush(self) -> None:
         up = self.conn.up
         if up.rst_sent:
-            self._outbox.clear()
+            self.outbox.clear()
             return
-        if self._outbox:
-            n = up.send(bytes(self._outbox), self.loop.time())
-            del self._outbox[:n]
-        if self._shutdown_pending and not self._outbox:
+        if self.outbox:
+            n = up.send(bytes(self.outbox), self.loop.time())
+            del self.outbox[:n]
+        if self.shutdown_pending and not self.outbox:
             up.send_fin(self.loop.time())
 
     def take_arrivals(self) -> bool:
-        """Read what arrived, within the read limit; True if anything was read."""
+        """Read what arrived, within the read limit; True if anything was read. With
+        nothing readable (no bytes, FIN or RST arrived) it does nothing and is False."""
         down = self.conn.down
         if self.closed:
             return False  # The poller answers arrivals at a closed socket with RST.

@@ -64,6 +64,7 @@ class Poller:
         self.step_budget = step_budget
         self.horizon = horizon
         self.polls = 0
+        self._aloop = as_asyncio(loop)  # where the handles it makes want their loop
         self._steady_since: float | None = None  # when only polling began (see above)
         self._seen = 0  # event log entries already looked at by the polling check
 
@@ -80,9 +81,10 @@ class Poller:
             for action in net.pop_due_actions(loop.time()):
                 action()
         for peer in loop.peers:
-            peer.flush()
+            if peer.outbox or peer.shutdown_pending:  # else flush has nothing to do
+                peer.flush()
 
-        pending = [s for c in net.connections for s in (c.up, c.down) if s.has_pending_arrival()]
+        pending = [s for c in net.connections for s in (c.up, c.down) if s.pending]
         arrived = False
         if pending:
             others_possible = (
@@ -92,7 +94,9 @@ class Poller:
                 arrived |= self._arrive(stream, can_hold=others_possible)
 
         for peer in loop.peers:
-            arrived |= peer.take_arrivals()
+            down = peer.conn.down
+            if down.rx or down.fin_arrived or down.rst_arrived:  # else nothing to take
+                arrived |= peer.take_arrivals()
         self._reset_closed_receivers()
 
         events = self._io_events()
@@ -155,7 +159,7 @@ class Poller:
         steady = (
             all(e.kind == "timer" for e in fresh)
             and net.next_action_time() is None
-            and not any(s.has_pending_arrival() for c in net.connections for s in c.streams())
+            and not any(s.pending for c in net.connections for s in c.streams())
             and when is not None
             and all(h.when() <= now + POLL_PERIOD for h in scheduled if not h.cancelled())
         )
@@ -167,7 +171,7 @@ class Poller:
         return now - self._steady_since >= POLL_WINDOW
 
     def _io_events(self) -> list[asyncio.Handle]:
-        loop, aloop = self.loop, as_asyncio(self.loop)
+        loop, aloop = self.loop, self._aloop
         groups: list[list[asyncio.Handle]] = []
         for server in loop.servers:
             if server.wants_accept():
@@ -183,11 +187,10 @@ class Poller:
             loop.pending_signals = []
         for conn in loop.network.connections:
             for end in (conn.server_end, conn.client_end):
-                if end is None:
+                if end is None or not end.polled:
                     continue
                 reads = end.wants_read_events()
-                writes = getattr(end, "wants_write_events", None)  # a peer has none
-                writes = writes is not None and writes()
+                writes = end.wants_write_events()
                 if not (reads or writes):
                     continue
                 group = []

@@ -36,6 +36,7 @@ MAX_READ = 256 * 1024
 
 class SimTransport(transports._FlowControlMixin, transports.Transport):
     max_size = MAX_READ
+    polled = True  # the poller asks it for read and write events
     # The stock mixin's flow-control state (slots it sets; typeshed does not declare them).
     _protocol_paused: bool
     _high_water: int
