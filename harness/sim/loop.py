@@ -90,41 +90,65 @@ class SimLoop(asyncio.BaseEventLoop):
         self.tearing_down = False  # the run is over (harness/sim/run.py): off the record
         self._selector = Poller(self, max_latency, step_budget, horizon)
         self.set_exception_handler(_record_exception)
-        # each task's place in creation order (see tasks_in_creation_order)
-        self._created: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = \
-            weakref.WeakKeyDictionary()
+        # Each task's place in creation order (see tasks_in_creation_order), by a weak
+        # reference: a task the run drops goes when it would on a stock loop (its "never
+        # retrieved" report is part of the run). A dead task's entry stays until the loop
+        # goes: what the run made. A plain dict: one lookup per task step, no Python code.
+        self._created: dict[weakref.ref[asyncio.Task[Any]], int] = {}
         self._task_count = itertools.count()
         # Tasks made some other way (asyncio.Task(coro, loop=...)): each schedules its
         # first step with call_soon, which sees it. With _created, every task of this
         # loop, so no scan of asyncio's process-wide set of tasks, whose dead tasks of
         # earlier runs (garbage not yet collected) made each scan cost what *exists*.
         self._foreign: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self._any_foreign = False  # (iterating even an empty WeakSet runs Python code)
+        self._building: list[asyncio.Task[Any]] | None = None  # see create_task
 
     # -- tasks -------------------------------------------------------------------
     def create_task(self, coro: Any, *, name: str | None = None,
                     context: Any = None) -> asyncio.Task[Any]:
-        task = super().create_task(coro, name=name, context=context)
-        self._created[task] = next(self._task_count)
-        self._foreign.discard(task)  # its first step was scheduled before it was ours
+        # The first step the new task schedules is its own, not a foreign task's: while it
+        # is built, call_soon only collects the tasks it sees (a task factory may make
+        # others on the way, and those are foreign).
+        outer, self._building = self._building, []
+        try:
+            task = super().create_task(coro, name=name, context=context)
+        finally:
+            seen, self._building = self._building, outer
+        self._created[weakref.ref(task)] = next(self._task_count)
+        for other in seen:
+            if other is not task and weakref.ref(other) not in self._created:
+                self._add_foreign(other)
         return task
+
+    def _add_foreign(self, task: asyncio.Task[Any]) -> None:
+        self._foreign.add(task)
+        self._any_foreign = True
 
     def call_soon(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
         task = getattr(callback, "__self__", None)  # a task's step: its first, or a wakeup
-        if isinstance(task, asyncio.Task) and task not in self._created:
-            self._foreign.add(task)
+        if isinstance(task, asyncio.Task):
+            if self._building is not None:
+                self._building.append(task)
+            elif weakref.ref(task) not in self._created:
+                self._add_foreign(task)
         return super().call_soon(callback, *args, context=context)
 
     def live_tasks(self) -> list[asyncio.Task[Any]]:
         """What `asyncio.all_tasks(self)` returns (this loop's tasks not done), found
         among this loop's own tasks only."""
-        return [t for t in [*self._created, *self._foreign] if not t.done()]
+        live = [t for r in self._created if (t := r()) is not None and not t.done()]
+        if self._any_foreign:
+            live += [t for t in self._foreign if not t.done()]
+        return live
 
     def tasks_in_creation_order(self) -> list[asyncio.Task[Any]]:
         """Every live task, oldest first. `asyncio.all_tasks` is a set ordered by memory
         addresses, which differ from run to run; this order does not (a task made some
         other way than create_task comes last, by name)."""
+        created = self._created
         return sorted(self.live_tasks(), key=lambda t: (
-            t not in self._created, self._created.get(t, 0), t.get_name()))
+            weakref.ref(t) not in created, created.get(weakref.ref(t), 0), t.get_name()))
 
     # -- the clock -----------------------------------------------------------
     def time(self) -> float:
