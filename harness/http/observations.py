@@ -121,6 +121,11 @@ class ErrorCollector(logging.Handler):
         self.records: list[LogRecord] = []
         self.clock: Callable[[], float] | None = None  # the run's virtual clock, once it runs
 
+    def reset(self) -> None:
+        """Empty, as new: for the next run (harness/http/scenario.py reuses collectors)."""
+        self.records = []
+        self.clock = None
+
     def emit(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None
         message = record.getMessage()

@@ -14,7 +14,7 @@ import gc
 import inspect
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,54 +51,42 @@ class SimResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-@contextlib.contextmanager
-def _no_threads(loop: SimLoop) -> Iterator[None]:
-    """Starting a thread during a run is an escape: its timing is the OS's, not ours."""
-    original = threading.Thread.start
+class _Guarded:
+    """While the loop runs, starting a thread or calling time.sleep is an escape: a
+    thread's timing is the OS's, not ours, and time.sleep blocks the real thread while
+    the simulation's time cannot pass. (One plain context for both: a run enters it
+    once, and generator-based contexts cost more than the guards themselves.)"""
 
-    def start(thread: threading.Thread) -> None:
-        loop._escape(f"threading.Thread({thread.name!r}).start()", "a real thread would run")
+    def __init__(self, loop: SimLoop) -> None:
+        self.original_start = threading.Thread.start
+        self.original_sleep = time.sleep
 
-    threading.Thread.start = start  # type: ignore[method-assign,assignment]
-    try:
-        yield
-    finally:
-        threading.Thread.start = original  # type: ignore[method-assign]
+        def start(thread: threading.Thread) -> None:  # a function: it binds to the thread
+            loop._escape(f"threading.Thread({thread.name!r}).start()", "a real thread would run")
 
+        def sleep(seconds: Any) -> None:
+            loop._escape(f"time.sleep({seconds!r})", "it blocks the real thread, so the "
+                         "simulated loop stops while real time passes; use await asyncio.sleep")
 
-@contextlib.contextmanager
-def _no_sleep(loop: SimLoop) -> Iterator[None]:
-    """time.sleep in a run blocks the real thread: the simulation's time cannot pass."""
-    original = time.sleep
+        self.start, self.sleep = start, sleep
 
-    def sleep(seconds: Any) -> None:
-        loop._escape(f"time.sleep({seconds!r})", "it blocks the real thread, so the "
-                     "simulated loop stops while real time passes; use await asyncio.sleep")
+    def __enter__(self) -> None:
+        threading.Thread.start = self.start  # type: ignore[method-assign,assignment]
+        time.sleep = self.sleep
 
-    time.sleep = sleep
-    try:
-        yield
-    finally:
-        time.sleep = original
+    def __exit__(self, *exc: object) -> None:
+        threading.Thread.start = self.original_start  # type: ignore[method-assign]
+        time.sleep = self.original_sleep
 
 
-@contextlib.contextmanager
-def _no_collection() -> Iterator[None]:
-    """The garbage collector does not run during a run; teardown collects after it.
-
-    Collecting cyclic garbage runs code (a pending task's "destroyed but pending"
-    report, a coroutine's finally blocks), and the automatic collector runs when
-    allocation counts say so, which depends on everything the process did before:
-    that would make a run's log depend on the runs before it. A task that became
-    garbage while pending is still alive at quiescence, so it is reported there
-    (blocked, or leaked) like any other; teardown then collects it."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+# The garbage collector does not run during a run; teardown collects after it.
+#
+# Collecting cyclic garbage runs code (a pending task's "destroyed but pending"
+# report, a coroutine's finally blocks), and the automatic collector runs when
+# allocation counts say so, which depends on everything the process did before:
+# that would make a run's log depend on the runs before it. A task that became
+# garbage while pending is still alive at quiescence, so it is reported there
+# (blocked, or leaked) like any other; teardown then collects it.
 
 
 def simulate(
@@ -120,14 +108,19 @@ def simulate(
         step_budget=settings.step_budget,
         horizon=settings.horizon,
     )
-    with _no_collection():
+    enabled = gc.isenabled()  # (see the note above _Guarded)
+    gc.disable()
+    try:
         return _run(loop, program, recorder, inspect)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _run(loop: SimLoop, program: Program, recorder: Recorder,
          inspect: Callable[[SimLoop], dict[str, Any]] | None) -> SimResult:
     try:
-        with _no_threads(loop), _no_sleep(loop), watchdog(loop) as stuck:
+        with _Guarded(loop), watchdog(loop) as stuck:
             main = loop.create_task(program(loop))
             try:
                 loop.run_forever()

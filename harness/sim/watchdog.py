@@ -13,6 +13,7 @@ run normally polls within microseconds), never an ordering, so replay stays exac
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal.signal without its enum conversions
 import contextlib
 import os
 import signal
@@ -64,10 +65,12 @@ def watchdog(loop: Any, interval: float | None = None) -> Iterator[list[StuckRun
         stopped.append(stuck)
         raise stuck
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
+    # signal.signal itself converts the old handler to an enum, failing (an exception
+    # caught) for a Python handler, on every run; the handler set and restored is the same.
+    previous = _signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, interval, interval)
     try:
         yield stopped
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0, 0)
-        signal.signal(signal.SIGALRM, previous)
+        _signal.signal(signal.SIGALRM, previous)
