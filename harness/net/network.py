@@ -23,19 +23,20 @@ import errno
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 DEFAULT_WINDOW = 256 * 1024
 
 
 class Receiver(Protocol):
     """Whoever reads one stream: a loop transport or the scripted peer. Only a `polled`
-    one is asked for I/O events (the peer reads in the poll itself)."""
+    one is asked for its I/O events (the peer reads in the poll itself)."""
 
     polled: bool
 
-    def wants_read_events(self) -> bool: ...
-    def wants_write_events(self) -> bool: ...
+    def io_events(self, loop: Any) -> list[Any] | None:
+        """The runtime's callbacks for what this end may do now (read, write), or None."""
+        ...
 
 
 class Stream:

@@ -92,11 +92,8 @@ class PeerConnection:
         self.loop.network_closed(self.conn, "client")
 
     # -- what the poller calls -------------------------------------------------------
-    def wants_read_events(self) -> bool:
-        return False  # The peer reads in the poll itself (take_arrivals).
-
-    def wants_write_events(self) -> bool:
-        return False
+    def io_events(self, loop: Any) -> list[Any] | None:
+        return None  # The peer reads in the poll itself (take_arrivals).
 
     def flush(self) -> None:
         up = self.conn.up

@@ -100,8 +100,7 @@ class SimLoop(asyncio.BaseEventLoop):
         # first step with call_soon, which sees it. With _created, every task of this
         # loop, so no scan of asyncio's process-wide set of tasks, whose dead tasks of
         # earlier runs (garbage not yet collected) made each scan cost what *exists*.
-        self._foreign: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
-        self._any_foreign = False  # (iterating even an empty WeakSet runs Python code)
+        self._foreign: weakref.WeakSet[asyncio.Task[Any]] | None = None  # made when needed
         self._building: list[asyncio.Task[Any]] | None = None  # see create_task
 
     # -- tasks -------------------------------------------------------------------
@@ -122,8 +121,9 @@ class SimLoop(asyncio.BaseEventLoop):
         return task
 
     def _add_foreign(self, task: asyncio.Task[Any]) -> None:
+        if self._foreign is None:  # (building, even iterating, a WeakSet runs Python code)
+            self._foreign = weakref.WeakSet()
         self._foreign.add(task)
-        self._any_foreign = True
 
     def call_soon(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
         task = getattr(callback, "__self__", None)  # a task's step: its first, or a wakeup
@@ -138,7 +138,7 @@ class SimLoop(asyncio.BaseEventLoop):
         """What `asyncio.all_tasks(self)` returns (this loop's tasks not done), found
         among this loop's own tasks only."""
         live = [t for r in self._created if (t := r()) is not None and not t.done()]
-        if self._any_foreign:
+        if self._foreign is not None:
             live += [t for t in self._foreign if not t.done()]
         return live
 

@@ -97,7 +97,12 @@ class Poller:
             down = peer.conn.down
             if down.rx or down.fin_arrived or down.rst_arrived:  # else nothing to take
                 arrived |= peer.take_arrivals()
-        self._reset_closed_receivers()
+        # A closed socket that receives bytes answers with RST (RFC 1122, 4.2.2.13).
+        for conn in net.connections:
+            if conn.server_closed and conn.up.rx:
+                self._discard(conn.up, conn.down)
+            if conn.client_closed and conn.down.rx:
+                self._discard(conn.down, conn.up)
 
         events = self._io_events()
         if events or arrived or timeout == 0:
@@ -127,14 +132,6 @@ class Poller:
         detail = f"{stream.name} {moved}B" + (" FIN" if fin else "") + (" RST" if rst else "")
         self.loop.record("arrive", detail + tag)
         return True
-
-    def _reset_closed_receivers(self) -> None:
-        """A closed socket that receives bytes answers with RST (RFC 1122, 4.2.2.13)."""
-        for conn in self.loop.network.connections:
-            if conn.server_closed and conn.up.rx:
-                self._discard(conn.up, conn.down)
-            if conn.client_closed and conn.down.rx:
-                self._discard(conn.down, conn.up)
 
     def _discard(self, stream: Stream, back: Stream) -> None:
         self.loop.record("discard", f"{stream.name} {len(stream.rx)}B at closed socket")
@@ -187,18 +184,8 @@ class Poller:
             loop.pending_signals = []
         for conn in loop.network.connections:
             for end in (conn.server_end, conn.client_end):
-                if end is None or not end.polled:
-                    continue
-                reads = end.wants_read_events()
-                writes = end.wants_write_events()
-                if not (reads or writes):
-                    continue
-                group = []
-                if reads:
-                    group.append(asyncio.Handle(end._read_ready, (), aloop, None))  # type: ignore[attr-defined]
-                if writes:
-                    group.append(asyncio.Handle(end._write_ready, (), aloop, None))  # type: ignore[attr-defined]
-                groups.append(group)
+                if end is not None and end.polled and (group := end.io_events(aloop)):
+                    groups.append(group)
         if not groups:
             return []
         if len(groups) == 1:

@@ -94,11 +94,21 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
             loop.call_soon(_set_result_unless_cancelled, waiter)
 
     # -- what the poller asks ----------------------------------------------
-    def wants_read_events(self) -> bool:
-        return self._reader and self._incoming.readable()
-
-    def wants_write_events(self) -> bool:
-        return self._writer and bool(self._buffer) and self._outgoing.capacity() > 0
+    def io_events(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Handle] | None:
+        """What this poll reports for this end: read-ready if registered and something
+        arrived, then write-ready if registered with bytes buffered and room to send."""
+        if not (self._reader or self._writer):
+            return None
+        reads = self._reader and self._incoming.readable()
+        writes = self._writer and bool(self._buffer) and self._outgoing.capacity() > 0
+        if not (reads or writes):
+            return None
+        group = []
+        if reads:
+            group.append(asyncio.Handle(self._read_ready, (), loop, None))
+        if writes:
+            group.append(asyncio.Handle(self._write_ready, (), loop, None))
+        return group
 
     def _log(self, kind: str, detail: str) -> None:
         self._sim_loop.record(kind, f"{self.name} {detail}")
