@@ -157,10 +157,6 @@ def _traceback_in(message: str) -> tuple[str | None, bool]:
     return name.rsplit(".", 1)[-1], name in DELIBERATE
 
 
-SERVER_CLOSES = frozenset(("close", "abort", "write_eof", "exit-close"))
-CLIENT_ENDS = frozenset(("client-close", "client-reset", "client-shutdown"))
-
-
 def observe(
     loop: SimLoop, app: RecordingApp, clients: list[ClientScript], collector: ErrorCollector,
     shutdown: ShutdownFacts | None = None,
@@ -168,29 +164,17 @@ def observe(
     # Snapshots again: teardown closes transports, which would send FINs into live streams.
     conns = {c.cid: ConnFacts(c.cid, c, c.peer.conn.snapshot()) for c in clients}
     for c in clients:
+        facts = conns[c.cid]
         end = c.peer.conn.server_end
         closed_by = getattr(end, "closed_by", None)
         if closed_by is not None:
-            conns[c.cid].closed_how, conns[c.cid].closed_stack = closed_by
-            conns[c.cid].closed_on_read = bool(getattr(end, "closed_on_read", False))
-    # One pass over the log, each entry looked up by the end it names: the cost follows
-    # what happened, not entries times connections.
-    servers = {f"server[c{f.cid}]": f for f in conns.values()}
-    clients_by = {f"client[c{f.cid}]": f for f in conns.values()}
-    for tick, entry in enumerate(loop.log.entries):
-        kind = entry.kind
-        if kind == "recv" or kind in SERVER_CLOSES:
-            facts = servers.get(entry.detail.split(" ", 1)[0])
-            if facts is None or facts.server_close_tick is not None:
-                continue
-            if kind != "recv":
-                facts.server_close_tick = tick
-            elif entry.detail.endswith("B"):
-                facts.read_before_close += int(entry.detail.rsplit(" ", 1)[1][:-1])
-        elif kind in CLIENT_ENDS:
-            facts = clients_by.get(entry.detail.split(" ", 1)[0])
-            if facts is not None and facts.client_end_tick is None:
-                facts.client_end_tick = tick
+            facts.closed_how, facts.closed_stack = closed_by
+            facts.closed_on_read = bool(getattr(end, "closed_on_read", False))
+        # Where each side began to end in the event log, and what the server read before:
+        # kept by the transport and the peer as they record it, not found by a scan.
+        facts.server_close_tick = getattr(end, "close_tick", None)
+        facts.read_before_close = getattr(end, "read_before_close", 0)
+        facts.client_end_tick = c.peer.end_tick
     errors = list(collector.records)
     for context in loop.errors:
         exc = context.get("exception")

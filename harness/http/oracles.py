@@ -463,7 +463,9 @@ def spin_failures(obs: Observations) -> list[Failure]:
     """The app model stopped a loop over receive() that would have spun forever
     (harness/http/app.py): signed by the server's receive callable that kept answering."""
     out = []
-    for rec in sorted(obs.requests.values(), key=lambda r: (r.cid, r.index)):
+    # (the model notes "spin" only right after setting `spun`: no other record has one)
+    for rec in sorted((r for r in obs.requests.values() if r.spun),
+                      key=lambda r: (r.cid, r.index)):
         for e in rec.events:
             if e.kind != "spin":
                 continue

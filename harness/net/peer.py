@@ -25,6 +25,8 @@ class Host(Protocol):
 
     network: Network
     peers: list[Any]
+    log: Any  # the run's event log (harness/sim/eventlog.py): its `entries` list
+
 
     def time(self) -> float: ...
     def record(self, kind: str, detail: str) -> None: ...
@@ -50,6 +52,9 @@ class PeerConnection:
         self.on_data: Callable[[bytes], None] | None = None
         self.on_eof: Callable[[], None] | None = None
         self.on_reset: Callable[[], None] | None = None
+        # Where in the run's event log the client first ended its side (shutdown, close
+        # or reset): what observations take from the log, kept as it is written.
+        self.end_tick: int | None = None
         loop.peers.append(self)
         host, port = self.conn.server_addr
         loop.record("connect", f"c{self.conn.cid} -> {host}:{port}")
@@ -69,6 +74,7 @@ class PeerConnection:
 
     def shutdown_write(self) -> None:
         """Half-close: a FIN after everything written so far."""
+        self._note_end()
         self.loop.record("client-shutdown", self.name)
         self.shutdown_pending = True
         self.flush()
@@ -77,6 +83,7 @@ class PeerConnection:
         """A full close: a FIN after what is written; later arrivals answer with RST."""
         if self.closed:
             return
+        self._note_end()
         self.loop.record("client-close", self.name)
         self.shutdown_pending = True
         self.flush()
@@ -86,10 +93,15 @@ class PeerConnection:
         """An abortive close (SO_LINGER 0): unsent bytes are dropped, a RST is sent."""
         if self.closed:
             return
+        self._note_end()
         self.loop.record("client-reset", self.name)
         self.outbox.clear()
         self.conn.up.send_rst(self.loop.time())
         self.loop.network_closed(self.conn, "client")
+
+    def _note_end(self) -> None:
+        if self.end_tick is None:
+            self.end_tick = len(self.loop.log.entries)  # the entry recorded next
 
     # -- what the poller calls -------------------------------------------------------
     def io_events(self, loop: Any) -> list[Any] | None:

@@ -32,6 +32,8 @@ from harness.sim.sock import SimSocket
 
 # What the stock transport reads per recv() call.
 MAX_READ = 256 * 1024
+# The event-log kinds with which a side begins to end its connection.
+ENDS = frozenset(("close", "abort", "write_eof", "exit-close"))
 
 
 class SimTransport(transports._FlowControlMixin, transports.Transport):
@@ -77,6 +79,11 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         # ... and whether that happened while the transport handed over bytes it read
         # (inside data_received, or its fatal error): a close in reaction to input.
         self.closed_on_read = False
+        # Where in the run's event log this side first began to end (the first of ENDS it
+        # recorded), and the bytes it read before that: what observations take from the
+        # log, kept as it is written rather than found again by scanning the whole log.
+        self.close_tick: int | None = None
+        self.read_before_close = 0
         self._delivering = False
         self.name = f"{side}[c{conn.cid}]"
         if side == "server":
@@ -111,6 +118,9 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         return group
 
     def _log(self, kind: str, detail: str) -> None:
+        log = self._sim_loop.log
+        if self.close_tick is None and kind in ENDS:
+            self.close_tick = len(log.entries)  # the place of the entry recorded next
         self._sim_loop.record(kind, f"{self.name} {detail}")
 
     def _note_end(self, how: str) -> None:
@@ -251,6 +261,8 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
             self._log("recv", "eof")
             self._on_eof()
             return
+        if self.close_tick is None:
+            self.read_before_close += len(data)
         self._log("recv", f"{len(data)}B")
         self._delivering = True
         try:
