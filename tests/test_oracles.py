@@ -64,7 +64,7 @@ def test_malformed_response_bytes_are_a_response_integrity_failure():
 def test_a_receive_after_the_response_answered_late_is_a_lost_disconnect():
     obs = clean_run(AppBehaviour(receive_after=True))
     rec = obs.requests[(1, 0)]
-    events = [dataclasses.replace(e, time=e.time + 5.0) if e.kind == "received" and e.call == 2
+    events = [e._replace(time=e.time + 5.0) if e.kind == "received" and e.call == 2
               else e for e in rec.events]
     obs.requests[(1, 0)] = dataclasses.replace(rec, events=events)
     assert kinds(obs) == {"lost-disconnect"}
@@ -77,8 +77,8 @@ def test_a_receive_pending_while_the_final_send_is_held_is_owed_disconnect_from_
     obs = clean_run(AppBehaviour(watch_disconnect=True))
     rec = obs.requests[(1, 0)]
     by = {(e.kind, e.call, e.message.get("type")): e for e in rec.events}
-    pending = dataclasses.replace(by[("receive", 2, None)],
-                                  message={"after_response": False, "body_complete": True})
+    pending = by[("receive", 2, None)]._replace(
+        message={"after_response": False, "body_complete": True})
     order = [by[("call", 0, None)], by[("receive", 1, None)],
              by[("received", 1, "http.request")], by[("watch", 0, None)], pending,
              by[("send", 0, "http.response.start")], by[("sent", 0, "http.response.start")],
@@ -88,8 +88,7 @@ def test_a_receive_pending_while_the_final_send_is_held_is_owed_disconnect_from_
     def held_until(sent: float, answered: float) -> set[str]:
         times = {("sent", "http.response.body"): sent, ("received", "http.disconnect"): answered,
                  ("returned", None): sent}
-        events = [dataclasses.replace(e, seq=i, time=times.get((e.kind, e.message.get("type")),
-                                                               e.time))
+        events = [e._replace(seq=i, time=times.get((e.kind, e.message.get("type")), e.time))
                   for i, e in enumerate(order)]
         obs.requests[(1, 0)] = dataclasses.replace(rec, events=events)
         return kinds(obs)
@@ -138,9 +137,9 @@ def test_a_receive_blocked_after_an_earlier_http_disconnect_is_a_lost_disconnect
     obs = clean_run(end="none")
     rec = obs.requests[(1, 1)]
     first = next(e for e in rec.events if e.kind == "receive")
-    gone = dataclasses.replace(first, kind="received", message={"type": "http.disconnect"},
-                               seq=first.seq + 1)
-    again = dataclasses.replace(first, call=2, seq=first.seq + 2)
+    gone = first._replace(kind="received", message={"type": "http.disconnect"},
+                          seq=first.seq + 1)
+    again = first._replace(call=2, seq=first.seq + 2)
     events = [e for e in rec.events if e.seq <= first.seq] + [gone, again]
     obs.requests[(1, 1)] = dataclasses.replace(rec, events=events)
     obs.connections[1].conn.down.fin_sent_at = None  # the connection is still open

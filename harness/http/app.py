@@ -37,7 +37,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.sim.quiescence import Frame, short_path
 
@@ -90,14 +90,14 @@ class AppBehaviour:
         return [label + b"." * max(0, self.chunk_size - len(label)) for label in labels]
 
 
-@dataclass(slots=True)
-class AsgiEvent:
-    """One ASGI interaction of one request, as the oracles see it."""
+class AsgiEvent(NamedTuple):
+    """One ASGI interaction of one request, as the oracles see it. Immutable; a named
+    tuple, built in C (see RecordingApp._note): a run notes every ASGI message."""
 
     time: float
     reads: int  # server reads (recv calls) on this connection before this event
     kind: str  # call | receive | received | send | sent | raised | returned | watch | spin
-    message: dict[str, Any] = field(default_factory=dict)
+    message: dict[str, Any]
     call: int = 0  # which receive() call of this request, to pair receive/received
     seq: int = 0  # position among this request's events
     tick: int = 0  # position in the run's event log
@@ -175,10 +175,10 @@ class RecordingApp:
         summary = dict(message)  # a copy: the server may reuse its message dicts
         if "body" in summary:
             summary["body_len"] = len(summary.pop("body"))  # last, as before the copy
-        rec.events.append(
-            AsgiEvent(self.clock(), self.reads_of(rec.cid), kind, summary, call, len(rec.events),
-                      self.tick())
-        )
+        # tuple.__new__: the named tuple's own __new__ is a Python function, one more frame
+        rec.events.append(tuple.__new__(AsgiEvent, (
+            self.clock(), self.reads_of(rec.cid), kind, summary, call, len(rec.events),
+            self.tick())))
         shown = summary.get("type", summary.get("path", ""))
         if "body_len" in summary:
             shown += f" {summary['body_len']}B more_body={summary.get('more_body', False)}"

@@ -190,7 +190,8 @@ class SimLoop(asyncio.BaseEventLoop):
 
     # -- bookkeeping -----------------------------------------------------------
     def record(self, kind: str, detail: str) -> None:
-        self.log.entries.append(Entry(self._clock, kind, detail))  # EventLog.add, inlined
+        # EventLog.add, inlined; tuple.__new__ skips the named tuple's Python-level __new__
+        self.log.entries.append(tuple.__new__(Entry, (self._clock, kind, detail)))
 
     def finish(self, outcome: str, detail: str) -> None:
         """Called by the poller: the run is over (quiescent, horizon or livelock)."""
