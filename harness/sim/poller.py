@@ -76,9 +76,10 @@ class Poller:
             loop.finish("livelock", f"no quiescence after {self.step_budget} loop iterations")
             return []
         net = loop.network
+        now = loop.time()  # (only _advance_time moves it, at the end of a poll)
         due = net.next_action_time()
-        if due is not None and due <= loop.time():
-            for action in net.pop_due_actions(loop.time()):
+        if due is not None and due <= now:
+            for action in net.pop_due_actions(now):
                 action()
         for peer in loop.peers:
             if peer.outbox or peer.shutdown_pending:  # else flush has nothing to do
@@ -91,27 +92,20 @@ class Poller:
                 timeout is not None or len(pending) > 1 or net.next_action_time() is not None
             )
             for stream in pending:
-                arrived |= self._arrive(stream, can_hold=others_possible)
+                arrived |= self._arrive(stream, others_possible, now)
 
         for peer in loop.peers:
             down = peer.conn.down
             if down.rx or down.fin_arrived or down.rst_arrived:  # else nothing to take
                 arrived |= peer.take_arrivals()
-        # A closed socket that receives bytes answers with RST (RFC 1122, 4.2.2.13).
-        for conn in net.connections:
-            if conn.server_closed and conn.up.rx:
-                self._discard(conn.up, conn.down)
-            if conn.client_closed and conn.down.rx:
-                self._discard(conn.down, conn.up)
 
-        events = self._io_events()
+        events = self._io_events()  # (closed receivers answer with RST there first)
         if events or arrived or timeout == 0:
             return events
         self._advance_time(timeout)
         return []
 
-    def _arrive(self, stream: Stream, can_hold: bool) -> bool:
-        now = self.loop.time()
+    def _arrive(self, stream: Stream, can_hold: bool, now: float) -> bool:
         forced = (
             stream.oldest_sent_at is not None and now - stream.oldest_sent_at >= self.max_latency
         )
@@ -183,9 +177,19 @@ class Poller:
                                               None)])
             loop.pending_signals = []
         for conn in loop.network.connections:
-            for end in (conn.server_end, conn.client_end):
-                if end is not None and end.polled and (group := end.io_events(aloop)):
-                    groups.append(group)
+            # A closed socket that receives bytes answers with RST (RFC 1122, 4.2.2.13);
+            # done here, one connection at a time: it changes only that connection's
+            # streams, which no earlier group looked at, and records nothing else.
+            if conn.server_closed and conn.up.rx:
+                self._discard(conn.up, conn.down)
+            if conn.client_closed and conn.down.rx:
+                self._discard(conn.down, conn.up)
+            end = conn.server_end
+            if end is not None and end.polled and (group := end.io_events(aloop)):
+                groups.append(group)
+            end = conn.client_end
+            if end is not None and end.polled and (group := end.io_events(aloop)):
+                groups.append(group)
         if not groups:
             return []
         if len(groups) == 1:
