@@ -70,8 +70,13 @@ def check(obs: Observations) -> list[Failure]:
 
 # -- receive(): hangs and lost disconnects -----------------------------------------
 def _pairs(rec: RequestRecord) -> list[tuple[AsgiEvent, AsgiEvent | None]]:
-    calls = {e.call: e for e in rec.events if e.kind == "receive"}
-    returns = {e.call: e for e in rec.events if e.kind == "received"}
+    calls: dict[int, AsgiEvent] = {}
+    returns: dict[int, AsgiEvent] = {}
+    for e in rec.events:  # (one pass; the last of each call's events, as before)
+        if e.kind == "receive":
+            calls[e.call] = e
+        elif e.kind == "received":
+            returns[e.call] = e
     return [(calls[c], returns.get(c)) for c in sorted(calls)]
 
 
@@ -110,7 +115,6 @@ def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) ->
     closed_at = facts.server_closed_at
     end_seen = facts.server_saw_end()
     for call, ret in _pairs(rec):
-        stack = receive_frame(obs.receive_stacks.get((rec.cid, rec.index, call.call), ()))
         # Since when must this receive() answer http.disconnect at once?
         # A body the app has not read yet may still be handed over first.
         # (Even an empty body is one http.request message the app is owed.)
@@ -128,6 +132,8 @@ def receive_failures(rec: RequestRecord, facts: ConnFacts, obs: Observations) ->
         if ret is None:
             if due is None and obs.cuts.get((rec.cid, rec.index, call.call)) == "grace":
                 continue  # a shutdown's grace period ran out on it: the cut is allowed
+            # where it waits, for the signature (only a receive() that never returned has one)
+            stack = receive_frame(obs.receive_stacks.get((rec.cid, rec.index, call.call), ()))
             if due is not None:
                 out.append(Failure("lost-disconnect", f"receive() {context}: blocked at {stack}",
                                    f"{where}: receive() #{call.call} {context} never returned",
