@@ -18,6 +18,7 @@ and a plain ERROR line about the client's bytes is no server error.
 from __future__ import annotations
 
 import json
+import operator
 
 from harness.http.app import SPIN_ANSWERS, AsgiEvent, RequestRecord
 from harness.http.client import request_path
@@ -88,6 +89,14 @@ def _response_done(rec: RequestRecord) -> AsgiEvent | None:
                 and not e.message.get("more_body", False)):
             return e
     return None
+
+
+_KIND = operator.attrgetter("kind")
+
+
+def _raised(rec: RequestRecord) -> bool:
+    """Whether the app raised (its "raised" event): a scan in C, no frame per event."""
+    return "raised" in map(_KIND, rec.events)
 
 
 def _returned(rec: RequestRecord) -> AsgiEvent | None:
@@ -234,7 +243,7 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
                 out.append(Failure("response-integrity", "response for a request the app never saw",
                                    f"{where}: status {resp.status} without an app call", where))
             continue
-        raised = any(e.kind == "raised" for e in rec.events)
+        raised = _raised(rec)
         if raised and rec.behaviour.raise_at == "before-response":
             # Owed a 500, unless the server had already refused the request itself (a
             # 4xx for a malformed or incomplete request): any error status will do.
@@ -244,8 +253,8 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
             continue
         if raised:
             continue  # raised mid-response: a truncated response is all a server can send
-        if obs.shutdown is not None and resp.status >= 500 and not any(
-                e.kind == "returned" for e in rec.events):
+        if obs.shutdown is not None and resp.status >= 500 and "returned" not in map(
+                _KIND, rec.events):
             continue  # a shutdown cut the app short and the server said so: visible
         done = _response_done(rec)
         closing = facts.server_close_tick
@@ -304,7 +313,7 @@ def premature_close_failures(facts: ConnFacts, obs: Observations) -> list[Failur
                 break
             continue
         done = _response_done(rec) or _returned(rec)  # the app may end without a response
-        raised = any(e.kind == "raised" for e in rec.events)
+        raised = _raised(rec)
         if raised or (done is not None and closing is not None and done.tick < closing):
             continue
         where = request_path(facts.cid, i)
@@ -362,7 +371,7 @@ def owed_response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]
                                    "connection the server kept open", where))
             continue  # closed first: whether the server had it is the close's question
         done = _response_done(rec)
-        if any(e.kind == "raised" for e in rec.events) or done is None or (
+        if _raised(rec) or done is None or (
                 closing is not None and done.tick > closing):
             continue  # the app's own failure, or a close under a live request
         got = client.responses[i].body if i < len(client.responses) else None
@@ -421,8 +430,7 @@ def _read_but_dropped(facts: ConnFacts, obs: Observations, i: int) -> bool:
     if len(earlier) < i or any(not r.complete or r.closes for r in earlier):
         return False
     before = [obs.requests.get((facts.cid, j)) for j in range(i)]
-    return all(rec is None or (rec.body_complete and not any(e.kind == "raised"
-                                                             for e in rec.events))
+    return all(rec is None or (rec.body_complete and not _raised(rec))
                for rec in before)
 
 
