@@ -133,7 +133,9 @@ class RequestRecord:
         return copy
 
 
-Observer = Callable[[int], int]  # cid -> server reads so far
+# cid -> (virtual time, server reads (recv calls) on that connection so far, the place in
+# the run's event log of the next entry): what each event notes, asked in one call.
+Stamp = Callable[[int], tuple[float, int, int]]
 
 
 def callable_place(fn: Any) -> str:
@@ -155,17 +157,13 @@ class RecordingApp:
     def __init__(
         self,
         behaviours: dict[tuple[int, int], AppBehaviour],
-        reads_of: Observer,
-        clock: Callable[[], float],
+        stamp: Stamp,
         record: Callable[[str, str], None] = lambda kind, detail: None,
-        tick: Callable[[], int] = lambda: 0,
         iterations: Callable[[], int] = lambda: 0,
     ) -> None:
-        self.tick = tick
+        self.stamp = stamp
         self.iterations = iterations  # the loop's iterations so far: did a call suspend?
         self.behaviours = behaviours
-        self.reads_of = reads_of
-        self.clock = clock
         self.record = record  # the run's event log: ASGI messages belong in it too
         self.records: dict[tuple[int, int], RequestRecord] = {}
         self.unknown_paths: list[str] = []
@@ -176,9 +174,9 @@ class RecordingApp:
         if "body" in summary:
             summary["body_len"] = len(summary.pop("body"))  # last, as before the copy
         # tuple.__new__: the named tuple's own __new__ is a Python function, one more frame
+        time, reads, tick = self.stamp(rec.cid)
         rec.events.append(tuple.__new__(AsgiEvent, (
-            self.clock(), self.reads_of(rec.cid), kind, summary, call, len(rec.events),
-            self.tick())))
+            time, reads, kind, summary, call, len(rec.events), tick)))
         shown = summary.get("type", summary.get("path", ""))
         if "body_len" in summary:
             shown += f" {summary['body_len']}B more_body={summary.get('more_body', False)}"

@@ -205,10 +205,11 @@ def http_program(scenario: HttpScenario, target: Target, state: dict[str, Any]) 
             # asyncio's own rule for a high-water mark alone: low = high // 4
             loop.write_buffer_limits = (net["write_high"], net["write_high"] // 4)
 
-        def reads_of(cid: int) -> int:
+        def stamp(cid: int) -> tuple[float, int, int]:
             # cid -1 is a path the app model does not know: no connection's counters
-            ok = 1 <= cid <= len(network.connections)
-            return network.connections[cid - 1].up.reads if ok else 0
+            conns = network.connections
+            reads = conns[cid - 1].up.reads if 1 <= cid <= len(conns) else 0
+            return loop.time(), reads, len(loop.log.entries)
 
         behaviours = {(c, i): b for c, i, b in scenario.behaviours}
         driver = None
@@ -225,8 +226,7 @@ def http_program(scenario: HttpScenario, target: Target, state: dict[str, Any]) 
         # the loop's own record when no shutdown driver listens: one call less per message
         record = loop.record if driver is None else record_and_tell
 
-        app = RecordingApp(behaviours, reads_of, loop.time, record,
-                           lambda: len(loop.log.entries), loop.iterations)
+        app = RecordingApp(behaviours, stamp, record, loop.iterations)
         state["app"] = app
         served = app if target.asgi == 3 else asgi2(app)
         await target.mount(loop, served, scenario.server, ADDRESS)
