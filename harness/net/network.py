@@ -191,8 +191,10 @@ class Connection:
 
     def server_closed_at(self) -> float | None:
         """When the server's FIN or RST left, as the wire shows it."""
-        times = [t for t in (self.down.fin_sent_at, self.down.rst_sent_at) if t is not None]
-        return min(times) if times else None
+        fin, rst = self.down.fin_sent_at, self.down.rst_sent_at
+        if fin is None or rst is None:
+            return rst if fin is None else fin
+        return min(fin, rst)
 
 
 @dataclass
