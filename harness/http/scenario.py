@@ -209,7 +209,7 @@ def http_program(scenario: HttpScenario, target: Target, state: dict[str, Any]) 
             # cid -1 is a path the app model does not know: no connection's counters
             conns = network.connections
             reads = conns[cid - 1].up.reads if 1 <= cid <= len(conns) else 0
-            return loop.time(), reads, len(loop.log.entries)
+            return loop.now, reads, len(loop.log.entries)
 
         behaviours = {(c, i): b for c, i, b in scenario.behaviours}
         driver = None

@@ -26,6 +26,7 @@ class Host(Protocol):
     network: Network
     peers: list[Any]
     log: Any  # the run's event log (harness/sim/eventlog.py): its `entries` list
+    now: float  # virtual time now, as time() returns it
 
 
     def time(self) -> float: ...
@@ -96,7 +97,7 @@ class PeerConnection:
         self._note_end()
         self.loop.record("client-reset", self.name)
         self.outbox.clear()
-        self.conn.up.send_rst(self.loop.time())
+        self.conn.up.send_rst(self.loop.now)
         self.loop.network_closed(self.conn, "client")
 
     def _note_end(self) -> None:
@@ -113,10 +114,10 @@ class PeerConnection:
             self.outbox.clear()
             return
         if self.outbox:
-            n = up.send(bytes(self.outbox), self.loop.time())
+            n = up.send(bytes(self.outbox), self.loop.now)
             del self.outbox[:n]
         if self.shutdown_pending and not self.outbox:
-            up.send_fin(self.loop.time())
+            up.send_fin(self.loop.now)
 
     def take_arrivals(self) -> bool:
         """Read what arrived, within the read limit; True if anything was read. With

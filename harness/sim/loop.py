@@ -67,7 +67,9 @@ class SimLoop(asyncio.BaseEventLoop):
         horizon: float = 3600.0,
     ) -> None:
         super().__init__()
-        self._clock = 0.0
+        # Virtual time now: what time() returns, as an attribute the harness's own hot
+        # paths (poller, transports, peers, app model) read without a call.
+        self.now = 0.0
         self.network = network if network is not None else Network()
         self.log = log if log is not None else EventLog()
         self.decisions = decisions if isinstance(decisions, Recorder) else Recorder(decisions)
@@ -152,12 +154,12 @@ class SimLoop(asyncio.BaseEventLoop):
 
     # -- the clock -----------------------------------------------------------
     def time(self) -> float:
-        return self._clock
+        return self.now
 
     def advance_clock(self, when: float) -> None:
-        if when < self._clock:
-            raise AssertionError(f"virtual time must not go back: {self._clock} -> {when}")
-        self._clock = when
+        if when < self.now:
+            raise AssertionError(f"virtual time must not go back: {self.now} -> {when}")
+        self.now = when
 
     def iterations(self) -> int:
         """Loop iterations (polls) so far: a task that suspended and resumed saw it move."""
@@ -191,7 +193,7 @@ class SimLoop(asyncio.BaseEventLoop):
     # -- bookkeeping -----------------------------------------------------------
     def record(self, kind: str, detail: str) -> None:
         # EventLog.add, inlined; tuple.__new__ skips the named tuple's Python-level __new__
-        self.log.entries.append(tuple.__new__(Entry, (self._clock, kind, detail)))
+        self.log.entries.append(tuple.__new__(Entry, (self.now, kind, detail)))
 
     def finish(self, outcome: str, detail: str) -> None:
         """Called by the poller: the run is over (quiescent, horizon or livelock)."""

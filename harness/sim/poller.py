@@ -76,7 +76,7 @@ class Poller:
             loop.finish("livelock", f"no quiescence after {self.step_budget} loop iterations")
             return []
         net = loop.network
-        now = loop.time()  # (only _advance_time moves it, at the end of a poll)
+        now = loop.now  # (only _advance_time moves it, at the end of a poll)
         due = net.next_action_time()
         if due is not None and due <= now:
             for action in net.pop_due_actions(now):

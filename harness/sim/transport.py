@@ -217,7 +217,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         self._note_end("write_eof")
         self._log("write_eof", "")
         if not self._buffer:
-            self._outgoing.send_fin(self._sim_loop.time())
+            self._outgoing.send_fin(self._sim_loop.now)
 
     def abort(self) -> None:
         self._note_end("abort")
@@ -241,7 +241,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         incoming = self._incoming
         if incoming.rst_arrived:
             raise ConnectionResetError(104, "Connection reset by peer")
-        n = self._outgoing.send(data, self._sim_loop.time())
+        n = self._outgoing.send(data, self._sim_loop.now)
         if n:
             self._log("send", f"{n}B")
         return n
@@ -305,7 +305,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
             if self._closing:
                 self._call_connection_lost(None)
             elif self._eof:
-                self._outgoing.send_fin(self._sim_loop.time())
+                self._outgoing.send_fin(self._sim_loop.now)
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
         # Like the stock transport: OSErrors are routine (peer went away) and
@@ -361,7 +361,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
     def _close_socket(self) -> None:
         """sock.close(): a FIN after what is in flight; a RST if unread bytes remain (Linux)."""
         self._socket_closed = True
-        now = self._sim_loop.time()
+        now = self._sim_loop.now
         self._reader = self._writer = False
         if self._incoming.rx or self._linger_zero():
             self._outgoing.send_rst(now)
