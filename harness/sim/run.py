@@ -89,6 +89,17 @@ class _Guarded:
 # (blocked, or leaked) like any other; teardown then collects it.
 
 
+def _collect_earlier_runs() -> None:
+    """Teardown collects only the youngest generation, while the run's loop is still
+    open, so what the loop held moves to the next generation and becomes garbage there.
+    The automatic collector would take it, but between runs too little is allocated for
+    it to run: a search of thousands of runs grew by about 60 KB a run (6,000 runs of the
+    reference server: 392 MB). So it is collected here, between runs, as often as
+    CPython's own threshold for that generation says."""
+    if gc.get_count()[1] >= gc.get_threshold()[1]:
+        gc.collect(1)
+
+
 def simulate(
     program: Program,
     source: DecisionSource,
@@ -109,6 +120,7 @@ def simulate(
         horizon=settings.horizon,
     )
     enabled = gc.isenabled()  # (see the note above _Guarded)
+    _collect_earlier_runs()
     gc.disable()
     try:
         return _run(loop, program, recorder, inspect)
