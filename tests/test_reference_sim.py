@@ -169,3 +169,29 @@ def test_a_half_closed_client_still_gets_the_whole_response():
     [response] = run.observations.connections[1].client.responses
     assert (response.status, response.body) == (200, b"c1r0:0;c1r0:1;")
 
+
+
+def test_a_shutdown_tells_busy_exchanges_in_the_order_they_began():
+    # Not in hash (address) order, as a set would: a replay must not depend on memory.
+    from contextlib import ExitStack
+
+    from servers.reference.config import Shutdown
+
+    heard: list[int] = []
+
+    class Exchange:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __hash__(self) -> int:
+            return self.n
+
+        def __call__(self) -> None:
+            heard.append(self.n)
+
+    shutdown = Shutdown()
+    with ExitStack() as stack:
+        for n in (5, 4, 3, 2, 1):
+            stack.enter_context(shutdown.tells(Exchange(n)))
+        shutdown.begin()
+    assert heard == [5, 4, 3, 2, 1]

@@ -32,8 +32,10 @@ class Shutdown:
 
     def __init__(self) -> None:
         self.begun = False
-        self._idle: set[anyio.CancelScope] = set()
-        self._busy: set[Callable[[], None]] = set()
+        # Dicts, not sets: a set iterates in address order, so which connection hears the
+        # shutdown first would depend on memory layout, and a replay could differ.
+        self._idle: dict[anyio.CancelScope, None] = {}
+        self._busy: dict[Callable[[], None], None] = {}
 
     def begin(self) -> None:
         self.begun = True
@@ -48,17 +50,17 @@ class Shutdown:
         if it has begun already, it is called at once."""
         if self.begun:
             callback()
-        self._busy.add(callback)
+        self._busy[callback] = None
         try:
             yield
         finally:
-            self._busy.discard(callback)
+            self._busy.pop(callback, None)
 
     @contextmanager
     def cancels(self, scope: anyio.CancelScope) -> Iterator[None]:
         """While inside, beginning the shutdown cancels `scope` (an idle wait)."""
-        self._idle.add(scope)
+        self._idle[scope] = None
         try:
             yield
         finally:
-            self._idle.discard(scope)
+            self._idle.pop(scope, None)
