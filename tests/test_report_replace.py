@@ -35,3 +35,32 @@ def test_four_processes_replacing_one_report_folder_all_succeed_and_leave_nothin
     contents = {(final / name).read_text() for name in ("trace.json", "report.md",
                                                         "test_repro.py")}
     assert len(contents) == 1  # one writer's whole output, never a mix
+
+
+def test_an_interrupt_during_the_swap_waits_until_the_new_report_is_in_place(
+        tmp_path: Path, monkeypatch):
+    # An explore replaces a failure's report once it is shrunk: a Ctrl-C between the
+    # two renames must not leave the failure with no report at all.
+    import os
+    import signal
+
+    import pytest
+
+    from harness.tools import report
+
+    final, work = tmp_path / "report", tmp_path / ".tmp-new"
+    for folder, text in ((final, "detected"), (work, "shrunk")):
+        folder.mkdir()
+        (folder / "report.md").write_text(text)
+    rename = os.rename
+
+    def interrupted_rename(src: Path, dst: Path) -> None:
+        rename(src, dst)
+        if Path(dst).name.startswith(".old-"):  # the old report is aside: Ctrl-C now
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(report.os, "rename", interrupted_rename)
+    with pytest.raises(KeyboardInterrupt):
+        report.put_in_place(work, final)
+    assert (final / "report.md").read_text() == "shrunk"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]

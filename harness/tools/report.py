@@ -18,14 +18,18 @@ interrupted run never leaves half a report.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -360,7 +364,9 @@ def put_in_place(work: Path, final: Path, tries: int = 100) -> None:
     """Rename the finished folder `work` to `final`, replacing whatever is there, safely
     against other processes doing the same: a rename never overwrites a folder, so the
     one in the way is first renamed aside (atomically, to a name only this call uses) and
-    removed. Whoever renames last wins; nobody fails, nothing is left aside."""
+    removed. Whoever renames last wins; nobody fails, nothing is left aside. An interrupt
+    waits for the swap: between its two renames there is no report in place (an explore
+    replaces each failure's report once it is shrunk)."""
     for _ in range(tries):
         try:
             os.rename(work, final)
@@ -369,9 +375,34 @@ def put_in_place(work: Path, final: Path, tries: int = 100) -> None:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
         aside = final.with_name(f".old-{final.name}-{uuid.uuid4().hex}")
-        try:
-            os.rename(final, aside)
-        except FileNotFoundError:
-            continue  # another writer moved it first: try again
-        shutil.rmtree(aside, ignore_errors=True)
+        with _interrupts_held():
+            try:
+                os.rename(final, aside)
+            except FileNotFoundError:
+                continue  # another writer moved it first: try again
+            with contextlib.suppress(OSError):  # another writer got there: it wins
+                os.rename(work, final)
+            shutil.rmtree(aside, ignore_errors=True)
+        if not work.exists():
+            return
     raise OSError(f"could not put {final} in place after {tries} tries")
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT and SIGTERM that come meanwhile are delivered on leaving, to the handlers
+    they were meant for. Only the main thread can set handlers; elsewhere, no hold."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda sig, frame: caught.append(sig))
+                for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if caught:
+            signal.raise_signal(caught[0])
