@@ -158,3 +158,21 @@ def test_an_error_that_cannot_cross_the_pipe_arrives_as_a_harness_fault_with_its
 
     with pytest.raises(HarnessFault, match="Unrebuildable: the replay broke at 7"):
         search(generate, execute, budget_seconds=0, max_runs=600, seed=0, shrink="fork")
+
+
+def test_an_interrupt_that_comes_while_the_search_forks_is_not_lost():
+    # Python prints and drops an exception raised inside its at-fork callbacks (logging
+    # releases its lock in one): a Ctrl-C landing there let the explore run on.
+    import signal
+
+    armed = [True]
+
+    def interrupt_once() -> None:
+        if armed:
+            armed.clear()
+            signal.raise_signal(signal.SIGINT)
+
+    os.register_at_fork(after_in_parent=interrupt_once)
+    with pytest.raises(KeyboardInterrupt):
+        search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0, shrink="fork")
+    assert not armed

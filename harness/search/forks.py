@@ -22,7 +22,9 @@ import os
 import pickle
 import select
 import signal
+import threading
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -47,6 +49,26 @@ def end_children_on_sigterm() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM that come meanwhile are delivered on leaving, to the handlers
+    they were meant for; the caller may clear the list it is given to drop them. Only
+    the main thread can set handlers (and only it runs them); elsewhere, no hold."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {sig: signal.signal(sig, lambda sig, frame: caught.append(sig))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 # Children alive at once; past this many the search waits for the oldest, so a burst of
@@ -108,7 +130,12 @@ class Forks:
         """Fork; True in the child (which must end with `deliver` or `fail`)."""
         read, write = os.pipe()
         parent = os.getpid()
-        pid = os.fork()
+        # A KeyboardInterrupt raised inside the interpreter's at-fork callbacks (logging's
+        # lock release) is printed and dropped: Ctrl-C at that moment was lost.
+        with interrupts_held() as held:
+            pid = os.fork()
+            if pid == 0:
+                held.clear()  # the parent's, not this child's
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler
             _die_with(parent)

@@ -25,11 +25,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import tempfile
-import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,6 +34,7 @@ from typing import Any
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.oracles import KINDS
+from harness.search.forks import interrupts_held
 from harness.search.trace import Trace
 from harness.tools.diagnosis import (
     app_account,
@@ -375,7 +373,7 @@ def put_in_place(work: Path, final: Path, tries: int = 100) -> None:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
         aside = final.with_name(f".old-{final.name}-{uuid.uuid4().hex}")
-        with _interrupts_held():
+        with interrupts_held():
             try:
                 os.rename(final, aside)
             except FileNotFoundError:
@@ -387,22 +385,3 @@ def put_in_place(work: Path, final: Path, tries: int = 100) -> None:
             return
     raise OSError(f"could not put {final} in place after {tries} tries")
 
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """SIGINT and SIGTERM that come meanwhile are delivered on leaving, to the handlers
-    they were meant for. Only the main thread can set handlers; elsewhere, no hold."""
-    signals = (signal.SIGINT, signal.SIGTERM)
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {sig: signal.signal(sig, lambda sig, frame: caught.append(sig))
-                for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        if caught:
-            signal.raise_signal(caught[0])
