@@ -22,13 +22,12 @@ import os
 import pickle
 import select
 import signal
-import threading
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from harness.errors import HarnessFault
+from harness.sim.interrupts import interrupts_held
 
 _LIVE: set[Forks] = set()  # every search's children, for stop_all on SIGTERM
 
@@ -49,26 +48,6 @@ def end_children_on_sigterm() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_sigterm)
-
-
-@contextlib.contextmanager
-def interrupts_held() -> Iterator[list[int]]:
-    """SIGINT and SIGTERM that come meanwhile are delivered on leaving, to the handlers
-    they were meant for; the caller may clear the list it is given to drop them. Only
-    the main thread can set handlers (and only it runs them); elsewhere, no hold."""
-    caught: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield caught
-        return
-    previous = {sig: signal.signal(sig, lambda sig, frame: caught.append(sig))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield caught
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        if caught:
-            signal.raise_signal(caught[0])
 
 
 # Children alive at once; past this many the search waits for the oldest, so a burst of

@@ -22,6 +22,7 @@ from harness.decisions import Decision, DecisionSource, OrdinarySource, Recorder
 from harness.errors import HarnessFault
 from harness.net.network import Network
 from harness.sim.eventlog import EventLog
+from harness.sim.interrupts import interrupts_held
 from harness.sim.loop import SimLoop, SimulationEscape
 from harness.sim.quiescence import BlockedTask, blocked_tasks
 from harness.sim.watchdog import StuckRun, watchdog
@@ -97,7 +98,8 @@ def _collect_earlier_runs() -> None:
     reference server: 392 MB). So it is collected here, between runs, as often as
     CPython's own threshold for that generation says."""
     if gc.get_count()[1] >= gc.get_threshold()[1]:
-        gc.collect(1)
+        with interrupts_held():  # finalizers run here: an interrupt inside one is lost
+            gc.collect(1)
 
 
 def simulate(
@@ -232,5 +234,6 @@ def _teardown(loop: SimLoop) -> None:
     if loop._asyncgens:  # type: ignore[attr-defined]
         with contextlib.suppress(RuntimeError):
             loop.run_until_complete(loop.shutdown_asyncgens())
-    gc.collect(0)  # this run's garbage goes while its loop is open, not in the next run
+    with interrupts_held():  # finalizers run here: an interrupt inside one is lost
+        gc.collect(0)  # this run's garbage goes while its loop is open, not in the next run
     loop.close()

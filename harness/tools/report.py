@@ -34,8 +34,8 @@ from typing import Any
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.oracles import KINDS
-from harness.search.forks import interrupts_held
 from harness.search.trace import Trace
+from harness.sim.interrupts import interrupts_held
 from harness.tools.diagnosis import (
     app_account,
     client_account,
