@@ -115,6 +115,10 @@ class Forks:
             pid = os.fork()
             if pid == 0:
                 held.clear()  # the parent's, not this child's
+            else:  # known before an interrupt can land, so stop() reaps it
+                os.close(write)
+                os.set_blocking(read, False)
+                self.shrinking[read] = Shrinking(key, found_at, pid, read)
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler
             _die_with(parent)
@@ -123,9 +127,6 @@ class Forks:
             self.shrinking.clear()  # the parent's other children are not this one's
             os.read(self._tokens[0], 1)  # wait for a turn
             return True
-        os.close(write)
-        os.set_blocking(read, False)
-        self.shrinking[read] = Shrinking(key, found_at, pid, read)
         return False
 
     # -- the child ---------------------------------------------------------------
