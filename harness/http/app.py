@@ -109,7 +109,7 @@ class RequestRecord:
     index: int
     behaviour: AppBehaviour
     events: list[AsgiEvent] = field(default_factory=list)
-    body: bytes = b""
+    body: bytearray = field(default_factory=bytearray)  # grows in place: bodies reach 300 KB
     body_complete: bool = False
     response_sent: bool = False  # the final body message was sent (send returned)
     receive_calls: int = 0

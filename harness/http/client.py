@@ -141,7 +141,7 @@ def encode_request(spec: RequestSpec, cid: int, index: int) -> tuple[bytes, byte
 @dataclass
 class Response:
     status: int
-    body: bytes = b""
+    body: bytearray = field(default_factory=bytearray)  # grows in place: bodies reach 640 KB
     complete: bool = False
     informational: list[int] = field(default_factory=list)
     closes: bool = False  # the server said it closes after it (Connection: close, HTTP/1.0)
@@ -392,7 +392,7 @@ class ClientScript:
                 self._current = Response(event.status_code, closes=says_close(event))
                 self.responses.append(self._current)
             elif isinstance(event, h11.Data) and self._current is not None:
-                self._current.body += bytes(event.data)
+                self._current.body += event.data
             elif isinstance(event, h11.EndOfMessage) and self._current is not None:
                 self._current.complete = True
                 self._current = None

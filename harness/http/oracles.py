@@ -278,7 +278,7 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
     return out
 
 
-def shown(data: bytes) -> str:
+def shown(data: bytes | bytearray) -> str:
     """Bytes in a message as a JSON string (each byte one character, as latin-1 reads it),
     never a Python repr: reports are pasted where b'...' means nothing."""
     return json.dumps(data.decode("latin-1"))

@@ -76,7 +76,7 @@ class Stream:
     def capacity(self) -> int:
         return max(0, self.window - len(self.in_flight) - len(self.rx))
 
-    def send(self, data: bytes, now: float) -> int:
+    def send(self, data: bytes | memoryview, now: float) -> int:
         """Accept as much of `data` as the window allows; return the count."""
         if self.fin_sent or self.rst_sent:
             raise BrokenPipeError(errno.EPIPE, f"{self.name}: send after shutdown")

@@ -114,7 +114,8 @@ class PeerConnection:
             self.outbox.clear()
             return
         if self.outbox:
-            n = up.send(bytes(self.outbox), self.loop.now)
+            with memoryview(self.outbox) as pending:  # no copy of what the window refuses
+                n = up.send(pending, self.loop.now)
             del self.outbox[:n]
         if self.shutdown_pending and not self.outbox:
             up.send_fin(self.loop.now)
