@@ -4,6 +4,7 @@ and inside finalizers run by the garbage collector."""
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal.signal without its enum conversions
 import contextlib
 import signal
 import threading
@@ -19,12 +20,14 @@ def interrupts_held() -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():
         yield caught
         return
-    previous = {sig: signal.signal(sig, lambda sig, frame: caught.append(sig))
+    # (Taken once per run, around its garbage collection: the enum conversions of
+    # signal.signal cost more than the system calls.)
+    previous = {sig: _signal.signal(sig, lambda sig, frame: caught.append(sig))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield caught
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            _signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         if caught:
             signal.raise_signal(caught[0])
