@@ -14,7 +14,8 @@ WRK      := /usr/bin/wrk
 VALGRIND := /usr/bin/valgrind
 
 .PHONY: test lint unit scenarios demo bench clean fixtures venv render-deps wrk
-SDISTS := .harness-cache/sdists/.fetched
+# (tests/sdists.py fetches into $HARNESS_CACHE/sdists when it is set, as envs.py does)
+SDISTS := $(or $(HARNESS_CACHE),.harness-cache)/sdists/.fetched
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -9,11 +9,10 @@ run is handed to Hypothesis as it stands, to replay and shrink (engine.py).
 
 Why not let Hypothesis generate: its engine cost about 1.5 ms per example (its
 mutator's span bookkeeping and its data tree) and its draws about 20 us each, more
-together than a simulated run; drawn here a scenario costs about 0.2 ms. And the known
-finds came sooner, not later: median runs to first detection over 20 seeds went from
-175.5 to 43.5 for #748 on 0.11.3 h11, 117.5 to 72.5 on httptools and 8 to 4.5 for #241
-(Hypothesis's generator spends its first examples near the minimal one, and mutates
-spans into copies of one another: neither is what these races need).
+together than a simulated run; drawn here a scenario costs about 0.1 ms. And the known
+finds came sooner, not later (the README's Search section has the medians): Hypothesis's
+generator spends its first examples near the minimal one, and mutates spans into copies
+of one another; neither is what these races need.
 """
 
 from __future__ import annotations
