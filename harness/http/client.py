@@ -356,8 +356,8 @@ class ClientScript:
             headers.append(("Connection", "close"))
         self._parser.send(_request_event(spec.method, request_path(self.cid, i),
                                          tuple(headers)))
-        if spec.framing != "none":
-            self._parser.send(h11.Data(data=spec.body(self.cid, i)))
+        if spec.framing != "none":  # (the bytes are not wanted: passed through, not joined)
+            self._parser.send_with_data_passthrough(h11.Data(data=spec.body(self.cid, i)))
         self._parser.send(END_OF_MESSAGE)
 
     def _fresh_parser(self) -> h11.Connection:
