@@ -76,7 +76,7 @@ class Stream:
     def capacity(self) -> int:
         return max(0, self.window - len(self.in_flight) - len(self.rx))
 
-    def send(self, data: bytes | memoryview, now: float) -> int:
+    def send(self, data: bytes | bytearray, now: float) -> int:
         """Accept as much of `data` as the window allows; return the count."""
         if self.fin_sent or self.rst_sent:
             raise BrokenPipeError(errno.EPIPE, f"{self.name}: send after shutdown")
@@ -84,7 +84,7 @@ class Stream:
         if n:
             if not self.pending:
                 self.oldest_sent_at = now
-            self.in_flight += data[:n]
+            self.in_flight += data if n == len(data) else data[:n]  # (no slice to copy)
             self.pending = True
         return n
 

@@ -114,8 +114,7 @@ class PeerConnection:
             self.outbox.clear()
             return
         if self.outbox:
-            with memoryview(self.outbox) as pending:  # no copy of what the window refuses
-                n = up.send(pending, self.loop.now)
+            n = up.send(self.outbox, self.loop.now)  # the window copies what it takes
             del self.outbox[:n]
         if self.shutdown_pending and not self.outbox:
             up.send_fin(self.loop.now)

@@ -237,7 +237,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         super()._maybe_resume_protocol()  # type: ignore[misc]
 
     # -- the "socket" --------------------------------------------------------
-    def _send(self, data: bytes | memoryview) -> int:
+    def _send(self, data: bytes | bytearray) -> int:
         incoming = self._incoming
         if incoming.rst_arrived:
             raise ConnectionResetError(104, "Connection reset by peer")
@@ -291,8 +291,7 @@ class SimTransport(transports._FlowControlMixin, transports.Transport):
         if self._conn_lost or not self._buffer:
             return
         try:
-            with memoryview(self._buffer) as pending:  # no copy of what the window refuses
-                n = self._send(pending)
+            n = self._send(self._buffer)  # the buffer itself: the window copies what it takes
         except OSError as exc:
             self._writer = False
             self._buffer.clear()
