@@ -144,3 +144,13 @@ def serve(checkout: Path, env: dict[str, str], run: str) -> None:
 def test_commands_not_run_are_still_in_the_readme():
     text = (ROOT / "README.md").read_text()
     assert all(f"`{c}`" in text or c in COMMANDS for c in NOT_RUN)  # an exemption goes with it
+
+
+def test_make_test_stamps_the_sdists_where_they_are_fetched(tmp_path: Path):
+    # tests/sdists.py fetches into $HARNESS_CACHE/sdists when it is set; the Makefile's
+    # stamp must be there too, or `make test` fails touching a folder nobody made.
+    env = {**os.environ, "HARNESS_CACHE": str(tmp_path)}
+    plan = subprocess.run(["make", "-n", "fixtures"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=True).stdout
+    assert "-m tests.sdists" in plan
+    assert f"touch {tmp_path}/sdists/.fetched" in plan

@@ -384,4 +384,3 @@ def put_in_place(work: Path, final: Path, tries: int = 100) -> None:
         if not work.exists():
             return
     raise OSError(f"could not put {final} in place after {tries} tries")
-
