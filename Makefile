@@ -13,14 +13,24 @@ WRK      := /usr/bin/wrk
 # ...and its floor comparison counts instructions with valgrind's callgrind.
 VALGRIND := /usr/bin/valgrind
 
-.PHONY: test lint unit scenarios demo bench clean fixtures venv render-deps wrk
+.PHONY: test lint unit scenarios demo bench clean fixtures venv render-deps wrk constraints
 # (tests/sdists.py fetches into $HARNESS_CACHE/sdists when it is set, as envs.py does)
 SDISTS := $(or $(HARNESS_CACHE),.harness-cache)/sdists/.fetched
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+# Rebuilds the venv from the newest releases pyproject.toml allows and pins them.
+constraints:
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
