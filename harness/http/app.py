@@ -103,6 +103,24 @@ class AsgiEvent(NamedTuple):
     tick: int = 0  # position in the run's event log
 
 
+class AsgiLine(tuple[str, str, int, dict[str, Any]]):
+    """The event log's detail of one ASGI event, (label, kind, call, message summary):
+    formatted only when the log is read (see harness/sim/eventlog.py's Entry)."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        label, kind, call, summary = self
+        shown = str(summary.get("type", summary.get("path", "")))
+        if "body_len" in summary:
+            shown += f" {summary['body_len']}B more_body={summary.get('more_body', False)}"
+        if "status" in summary:
+            shown += f" {summary['status']}"
+        if call:
+            return f"{label} {kind} #{call} {shown}".rstrip()
+        return f"{label} {kind} {shown}".rstrip()
+
+
 @dataclass
 class RequestRecord:
     cid: int
@@ -158,7 +176,7 @@ class RecordingApp:
         self,
         behaviours: dict[tuple[int, int], AppBehaviour],
         stamp: Stamp,
-        record: Callable[[str, str], None] = lambda kind, detail: None,
+        record: Callable[[str, object], None] = lambda kind, detail: None,
         iterations: Callable[[], int] = lambda: 0,
     ) -> None:
         self.stamp = stamp
@@ -177,15 +195,7 @@ class RecordingApp:
         time, reads, tick = self.stamp(rec.cid)
         rec.events.append(tuple.__new__(AsgiEvent, (
             time, reads, kind, summary, call, len(rec.events), tick)))
-        shown = summary.get("type", summary.get("path", ""))
-        if "body_len" in summary:
-            shown += f" {summary['body_len']}B more_body={summary.get('more_body', False)}"
-        if "status" in summary:
-            shown += f" {summary['status']}"
-        if call:
-            self.record("asgi", f"{rec.label} {kind} #{call} {shown}".rstrip())
-        else:
-            self.record("asgi", f"{rec.label} {kind} {shown}".rstrip())
+        self.record("asgi", tuple.__new__(AsgiLine, (rec.label, kind, call, summary)))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -218,7 +218,7 @@ def http_program(scenario: HttpScenario, target: Target, state: dict[str, Any]) 
                                     grace_of(target, scenario.server))
             state["shutdown"] = driver
 
-        def record_and_tell(kind: str, detail: str) -> None:
+        def record_and_tell(kind: str, detail: object) -> None:
             loop.record(kind, detail)
             if driver is not None and kind == "asgi":
                 driver.on_asgi()

@@ -13,11 +13,20 @@ from typing import NamedTuple
 
 class Entry(NamedTuple):
     """One entry; a named tuple, as immutable as a frozen dataclass and a third of its
-    cost to build (a run writes dozens)."""
+    cost to build (a run writes dozens).
+
+    `raw` is the detail as recorded: its text, or an immutable object whose str() is the
+    text, for details that cost more to format than to keep (the app model's ASGI
+    messages). Most runs' logs are never read, so those are formatted only if one is."""
 
     time: float
     kind: str
-    detail: str
+    raw: object
+
+    @property
+    def detail(self) -> str:
+        raw = self.raw
+        return raw if type(raw) is str else str(raw)
 
     def line(self) -> str:
         return f"{self.time:.6f} {self.kind} {self.detail}"
@@ -27,7 +36,7 @@ class Entry(NamedTuple):
 class EventLog:
     entries: list[Entry] = field(default_factory=list)
 
-    def add(self, time: float, kind: str, detail: str) -> None:
+    def add(self, time: float, kind: str, detail: object) -> None:
         self.entries.append(Entry(time, kind, detail))
 
     def lines(self) -> list[str]:

@@ -191,7 +191,8 @@ class SimLoop(asyncio.BaseEventLoop):
             self._escape("call_soon_threadsafe() from another thread", "a real thread is running")
 
     # -- bookkeeping -----------------------------------------------------------
-    def record(self, kind: str, detail: str) -> None:
+    def record(self, kind: str, detail: object) -> None:
+        """`detail`: its text, or an immutable object whose str() is (see Entry)."""
         # EventLog.add, inlined; tuple.__new__ skips the named tuple's Python-level __new__
         self.log.entries.append(tuple.__new__(Entry, (self.now, kind, detail)))
 
