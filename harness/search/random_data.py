@@ -42,12 +42,15 @@ class RandomData:
 
     def draw_integer(self, min_value: int | None = None, max_value: int | None = None, *,
                      weights: dict[int, float] | None = None, **rest: Any) -> int:
-        if min_value is None or max_value is None or rest.get("forced") is not None:
+        if (min_value is None or max_value is None or max_value < min_value
+                or rest.get("forced") is not None):
             raise HarnessFault(f"a scenario strategy drew an integer RandomData cannot: "
                                f"bounds {min_value}..{max_value}, {rest}")
         value = self._weighted(weights) if weights else None
         if value is None:
-            value = self._rng.randint(min_value, max_value)
+            # randint's own arithmetic, without its two frames: the same value
+            value = min_value + self._rng._randbelow(  # type: ignore[attr-defined]
+                max_value - min_value + 1)
         self.choices.append(value)
         return value
 

@@ -153,8 +153,7 @@ class TargetEntry:
 
     # -- per-version facts -----------------------------------------------------------
     def version_range(self, version: str) -> VersionRange | None:
-        v = _version(version)
-        return next((r for r in self.versions if v in SpecifierSet(r.versions)), None)
+        return next((r for r in self.versions if _within(version, r.versions)), None)
 
     def modules_for(self, version: str) -> dict[str, str]:
         """Protocol -> the module that must import, for this release."""
@@ -165,21 +164,18 @@ class TargetEntry:
 
     def unrunnable_reason(self, version: str, http: str | None = None) -> str | None:
         """Why the release (with `http`: that protocol of it) cannot run, if it cannot."""
-        v = _version(version)
-        return next((u.reason for u in self.unrunnable if v in SpecifierSet(u.versions)
+        return next((u.reason for u in self.unrunnable if _within(version, u.versions)
                      and (not u.http or (http is not None and http in u.http))), None)
 
     def settings_for(self, version: str) -> dict[str, list[Any]]:
-        v = _version(version)
         return {s.name: list(s.values) for s in self.settings
-                if not s.versions or v in SpecifierSet(s.versions)}
+                if not s.versions or _within(version, s.versions)}
 
     def known_for(self, version: str, http: str, family: str | None = None) -> list[KnownBug]:
         """The known bugs of this release and protocol (those listed for `family`)."""
-        v = _version(version)
         return [b for b in self.known_bugs
                 if http in b.http and (family is None or family == b.family)
-                and v in SpecifierSet(b.versions)]
+                and _within(version, b.versions)]
 
     def installed_version(self) -> str | None:
         """The release installed beside the harness (run in this process), if any."""
@@ -191,6 +187,13 @@ class TargetEntry:
             return importlib.metadata.version(self.distribution)
         except importlib.metadata.PackageNotFoundError:
             return None
+
+
+@cache
+def _within(version: str, spec: str) -> bool:
+    """`version` in `spec`; cached, as the search asks for the same few on every run
+    (a settings space per scenario), and parsing them cost 2% of a run."""
+    return _version(version) in SpecifierSet(spec)
 
 
 def _version(text: str) -> Version:
