@@ -107,13 +107,22 @@ def test_a_readme_command_works_as_written(clone, server_project, command: str):
     if " serve " in run:
         return serve(checkout, env, run)
     where = server_project if run.startswith("pytest ") else checkout
+    before = git_status(checkout)
     proc = subprocess.run(["bash", "-c", run], cwd=where, env=env, capture_output=True,
                           text=True, timeout=900)
+    if run.startswith("make demo"):  # its reports go where git ignores them
+        assert git_status(checkout) == before, "make demo changed what git tracks"
+        assert (checkout / "reports" / "demo").is_dir()
     words = shlex.split(run)
     verb = words[1] if words[0].endswith("harness") else words[0]
     allowed = ALLOWED.get(verb, {0})
     assert proc.returncode in allowed, (
         f"{run!r} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def git_status(checkout: Path) -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
+                          cwd=checkout, capture_output=True, text=True, check=True).stdout
 
 
 def serve(checkout: Path, env: dict[str, str], run: str) -> None:
