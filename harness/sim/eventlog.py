@@ -15,9 +15,10 @@ class Entry(NamedTuple):
     """One entry; a named tuple, as immutable as a frozen dataclass and a third of its
     cost to build (a run writes dozens).
 
-    `raw` is the detail as recorded: its text, or an immutable object whose str() is the
-    text, for details that cost more to format than to keep (the app model's ASGI
-    messages). Most runs' logs are never read, so those are formatted only if one is."""
+    `raw` is the detail as recorded: its text, or an object that nothing changes later
+    and whose str() is the text, for details that cost more to format than to keep (the
+    app model's ASGI messages). Most runs' logs are never read, so those are formatted
+    only if one is."""
 
     time: float
     kind: str

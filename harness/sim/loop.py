@@ -192,7 +192,7 @@ class SimLoop(asyncio.BaseEventLoop):
 
     # -- bookkeeping -----------------------------------------------------------
     def record(self, kind: str, detail: object) -> None:
-        """`detail`: its text, or an immutable object whose str() is (see Entry)."""
+        """`detail`: its text, or an object whose str() is the text (see Entry)."""
         # EventLog.add, inlined; tuple.__new__ skips the named tuple's Python-level __new__
         self.log.entries.append(tuple.__new__(Entry, (self.now, kind, detail)))
 
