@@ -141,6 +141,48 @@ KNOWN_BUGS = (
              "then: the connection closes and the app still runs for it, its response lost",
              ">=0.14", ("h11",), "", "premature-close",
              "close() at hypercorn/asyncio/tcp_server.py"),
+    # The five failures a survey of 0.10.2 to 0.18.0 left unexplained, each bisected over
+    # hypercorn's commits by replaying its shrunk trace (see the closing notes of this
+    # change); unlike those above, none is yet reproduced on real asyncio over TCP. The keep-alive timeout's close is the same race in every release: from
+    # 0.14.0 it waits a few iterations longer (wait_for) and closes in
+    # _initiate_server_close; a request held two or three polls makes 0.14.0 to 0.18.0
+    # fail alike, so it has no fixed release.
+    KnownBug("new: the keep-alive timeout's close races a request arriving at its "
+             "deadline: the connection closes with the request read, and the app still "
+             "runs for it, its response lost", "", ("h11",), "", "premature-close",
+             "close() at hypercorn/asyncio/tcp_server.py"),
+    # Up to 0.12.0 protocol_send re-armed the keep-alive timer after every event, Closed
+    # included; fixed by "Bugfix eof and keep alive handling" (3de9b5b), which arms it only
+    # when the connection goes idle.
+    KnownBug("new: a response sent after the connection closed re-arms the keep-alive timer "
+             "(at exit, an app finishing its 500 after the connection's task group gave up): "
+             "the timer's task is left pending", "<0.13", ("h11",), "", "leak",
+             "in _call_later", fixed="0.13.0"),
+    # From 0.11.0 each write awaited the cancelled timer, a yield between the 500's parts;
+    # a pipelined byte there makes hypercorn close (write_eof) and the next write raises.
+    # Gone in 0.13.0 with that yield (3de9b5b); RuntimeError is caught from 0.14.0.
+    KnownBug("new: the app's response written after hypercorn closed the connection for a "
+             "pipelined byte raises RuntimeError (write() after write_eof()) out of the "
+             "app's task, never retrieved", ">=0.11,<0.13", ("h11",), "", "server-error",
+             "asyncio: RuntimeError"),
+    # The shutdown hang above before 0.13.0 ("Improve the graceful shutdown", adfba66),
+    # when the grace period was a plain sleep: the same trace hangs the process's exit.
+    KnownBug("new: before 0.13.0, whose graceful shutdown only slept, the process's exit "
+             "waits for an app parked in a full app queue's put", "<0.13", ("h11",), "",
+             "shutdown-hang",
+             "process exit waits for a task that will not end, at hypercorn/asyncio/task_group"),
+    # keep_alive_max_requests (0.16.0) first closed without `connection: close`: h11 then
+    # still pauses on the pipelined bytes behind. Fixed by hypercorn PR #227 (db586db).
+    KnownBug("new: past keep_alive_max_requests the connection closes without saying so, "
+             "and the reader of a request pipelined behind waits on can_read forever: the "
+             "connection's task leaks", ">=0.16,<0.17", ("h11",), "", "leak",
+             "in EventWrapper.wait", fixed="0.17.0"),
+    # Read from one trace (0.12.0, leak-8915be5b), not yet replayed on real asyncio: gone
+    # with 3de9b5b in 0.13.0, like the timer re-arming above.
+    KnownBug("new: the keep-alive timer closing under a request still arriving, with bytes "
+             "after it (a stray CRLF) pausing the reader, leaves the reader waiting on "
+             "can_read forever", "<0.13", ("h11",), "", "leak", "in EventWrapper.wait",
+             fixed="0.13.0"),
     KnownBug("hypercorn#50: an EOF that arrives with the request's data is never passed on, "
              "so receive() waits for a body the client cannot send",
              "<0.14.4", ("h11",), "disconnect", "lost-disconnect", "after client EOF",
