@@ -190,6 +190,12 @@ KNOWN_BUGS = (
              "waits on can_read forever", "<0.13", ("h11",), "", "leak",
              "in EventWrapper.wait",
              fixed="0.13.0"),
+    # The same scenario without the empty line (found once the oracles judged a finished
+    # response lost to any close, not only a rule-breaking client's): 0.10.2 to 0.12.0
+    # close without it, on real asyncio too (EOF, no byte); 0.13.0 and 0.13.2 deliver it.
+    KnownBug("new: an app answering after the keep-alive timeout is let finish, and the "
+             "connection closes without a byte of its response", "<0.13", ("h11",), "",
+             "response-integrity", "response never arrived whole", fixed="0.13.0"),
     KnownBug("hypercorn#50: an EOF that arrives with the request's data is never passed on, "
              "so receive() waits for a body the client cannot send",
              "<0.14.4", ("h11",), "disconnect", "lost-disconnect", "after client EOF",

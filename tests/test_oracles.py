@@ -167,11 +167,33 @@ def test_a_finished_response_the_server_reset_away_is_a_response_integrity_failu
     client = obs.connections[1].client
     last = client.responses[1]
     last.body, last.complete = last.body[:3], False
-    assert kinds(obs) == set()  # cut short by a close alone: the premature-close oracle's
+    # The app had finished it before the server closed (at the keep-alive timeout): lost,
+    # whether the close was a FIN or a RST.
+    assert {f.key() for f in check(obs)} == {("response-integrity",
+                                              "response never arrived whole")}
     client.reset = True
     [failure] = check(obs)
     assert (failure.kind, failure.signature) == (
         "response-integrity", "response lost to the server's reset")
+
+
+def test_a_finished_response_that_never_arrives_before_the_servers_close_is_lost():
+    # hypercorn 0.12.0 on real asyncio: an app answering after the keep-alive timeout is
+    # let finish, then the connection closes without a byte of its response.
+    obs = clean_run(end="none")
+    facts, client = obs.connections[1], obs.connections[1].client
+    assert facts.server_close_tick is not None  # the keep-alive timeout closed it
+    client.responses.pop()
+    assert {f.key() for f in check(obs)} == {("response-integrity",
+                                              "response never arrived whole")}
+    # Owed only to a client that reads everything and stays until the server closes.
+    for changed in ({"read": "stop"}, {"read": "slow"}, {"end": "close"}):
+        client.spec = dataclasses.replace(client.spec, **changed)  # type: ignore[arg-type]
+        assert kinds(obs) == set(), changed
+    client.spec = dataclasses.replace(client.spec, read="normal", end="none")
+    facts.server_close_tick = None  # still open: the client may yet read it
+    facts.conn.down.fin_sent_at = facts.conn.down.rst_sent_at = None
+    assert kinds(obs) == set()
 
 
 def test_an_error_the_server_logged_is_a_server_error_unless_the_app_caused_it():

@@ -340,11 +340,11 @@ def at_risk_from(facts: ConnFacts) -> int:
 
 
 def _owed(facts: ConnFacts) -> range:
-    """The requests of a rule-breaking connection still owed a whole answer: before the
-    break, wholly written, and not cut off by the client itself (it went away, or ended
-    in the middle of one)."""
+    """The requests of a connection still owed a whole answer: before any break (or a
+    request that asked to close), wholly written, and not cut off by the client itself
+    (it went away, or ended in the middle of one)."""
     client, spec = facts.client, facts.client.spec
-    if client.rude_from is None or (client.ended and spec.end in ("close", "reset")):
+    if client.ended and spec.end in ("close", "reset"):
         return range(0)
     end = min(at_risk_from(facts), client.fully_sent)
     if spec.end != "none" and spec.end_moment in ("mid-headers", "mid-body"):
@@ -353,11 +353,21 @@ def _owed(facts: ConnFacts) -> range:
 
 
 def owed_response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
-    """A rule-breaking client's requests before the break: each one's response arrives
-    whole. (Wrong bytes in one are response_failures' to judge, a close under a live
-    one premature_close_failures'.)"""
+    """A response the app finished arrives whole: on a rule-breaking client's connection
+    for each request before the break; on any other whose client reads everything and
+    never ends the connection itself, for each request the app answered before the
+    server closed the connection, unless a shutdown's grace period was over by then.
+    (Wrong bytes in one are response_failures' to judge, a close under a live one
+    premature_close_failures'.)"""
     client = facts.client
     closing = facts.server_close_tick
+    polite = client.rude_from is None
+    if polite and (closing is None or client.spec.read != "normal"
+                   or client.spec.end != "none"):
+        return []  # still open, or a client that stops reading or leaves is owed less
+    if polite and obs.shutdown is not None and facts.server_closed_at is not None \
+            and obs.shutdown.grace_over(facts.server_closed_at):
+        return []  # cutting what is in flight is what the grace period's end is for
     out: list[Failure] = []
     for i in _owed(facts):
         if i < len(client.responses) and client.responses[i].complete:
