@@ -375,7 +375,7 @@ def owed_response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]
         where = request_path(facts.cid, i)
         rec = obs.requests.get((facts.cid, i))
         if rec is None:
-            if facts.server_closed_at is None:  # the client waits on an open connection
+            if not polite and facts.server_closed_at is None:  # waits on an open connection
                 out.append(Failure("response-integrity", "request before the rule break never "
                                    "answered", f"{where}: no response and no app call, on a "
                                    "connection the server kept open", where))
