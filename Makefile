@@ -17,18 +17,17 @@ VALGRIND := /usr/bin/valgrind
 # (tests/sdists.py fetches into $HARNESS_CACHE/sdists when it is set, as envs.py does)
 SDISTS := $(or $(HARNESS_CACHE),.harness-cache)/sdists/.fetched
 
+VENV_PINS := -c constraints.txt
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet $(VENV_PINS) -e '.[test]'
 	touch $(STAMP)
 
-# Rebuilds the venv from the newest releases pyproject.toml allows and pins them.
+# Rebuilds the venv from the newest releases pyproject.toml allows (no pins) and pins them.
 constraints:
 	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(MAKE) --no-print-directory venv VENV_PINS=
 	{ sed -n '/^#/p' constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 	touch $(STAMP)
