@@ -362,12 +362,13 @@ def owed_response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]
     client = facts.client
     closing = facts.server_close_tick
     polite = client.rude_from is None
+    # Still open, a client that stops reading or leaves (owed less), or a close after a
+    # shutdown's grace period (cutting what is in flight is what its end is for).
     if polite and (closing is None or client.spec.read != "normal"
-                   or client.spec.end != "none"):
-        return []  # still open, or a client that stops reading or leaves is owed less
-    if polite and obs.shutdown is not None and facts.server_closed_at is not None \
-            and obs.shutdown.grace_over(facts.server_closed_at):
-        return []  # cutting what is in flight is what the grace period's end is for
+                   or client.spec.end != "none" or (
+                       obs.shutdown is not None
+                       and obs.shutdown.grace_over(facts.server_closed_at))):
+        return []
     out: list[Failure] = []
     for i in _owed(facts):
         if i < len(client.responses) and client.responses[i].complete:
