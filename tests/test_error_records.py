@@ -72,3 +72,40 @@ def test_a_message_without_a_traceback_is_judged_by_its_words():
     [record] = collector.records
     assert (record.message, record.exc_type, record.deliberate) == (
         "ASGI callable returned without completing response.", None, False)
+
+
+def test_errors_of_a_logger_without_handlers_that_does_not_propagate_are_collected():
+    # uvicorn's Config leaves "uvicorn.access" so when the access log is off.
+    from harness.http.scenario import collect_errors
+
+    quiet = logging.getLogger("textlogging.quiet")
+    quiet.propagate = False
+    before = logging.lastResort
+    try:
+        with collect_errors() as collector:
+            # Asked, it still has no handler: a server deciding by it keeps its path.
+            assert not quiet.hasHandlers()
+            quiet.error("lost on its own")
+            quiet.warning("below ERROR")
+        assert [r.message for r in collector.records] == ["lost on its own"]
+        assert logging.lastResort is before
+    finally:
+        quiet.propagate = True
+
+
+def test_errors_of_a_logger_with_its_own_handlers_that_does_not_propagate_are_collected():
+    own = logging.getLogger("textlogging.own")
+    own.propagate = False
+    seen = ErrorCollector()
+    own.addHandler(seen)
+    try:
+        from harness.http.scenario import collect_errors
+
+        with collect_errors() as collector:
+            own.error("kept by both")
+        assert [r.message for r in collector.records] == ["kept by both"]
+        assert [r.message for r in seen.records] == ["kept by both"]
+        assert own.handlers == [seen]
+    finally:
+        own.removeHandler(seen)
+        own.propagate = True

@@ -176,18 +176,27 @@ _IDLE_COLLECTORS: list[ErrorCollector] = []
 
 @contextmanager
 def collect_errors() -> Iterator[ErrorCollector]:
-    """ERROR records from every logger, including ones that do not propagate."""
+    """ERROR records from every logger, including ones that do not propagate.
+
+    The collector goes on the root and on each non-propagating logger that has handlers
+    of its own, and stands in for `logging.lastResort`, which takes the records of a
+    logger with no handler on its way up. It is never added to a logger without
+    handlers: `hasHandlers()` would then say yes, and a server that asks (uvicorn decides
+    so whether to build its access log lines) would run another path than it does in
+    production, and another in a process's first run than in its later ones."""
     collector = _IDLE_COLLECTORS.pop() if _IDLE_COLLECTORS else ErrorCollector()
     collector.reset()
     loggers = [logging.getLogger()] + [
         lg for lg in logging.root.manager.loggerDict.values()
-        if isinstance(lg, logging.Logger) and not lg.propagate
+        if isinstance(lg, logging.Logger) and not lg.propagate and lg.handlers
     ]
     for lg in loggers:
         lg.addHandler(collector)
+    last_resort, logging.lastResort = logging.lastResort, collector
     try:
         yield collector
     finally:
+        logging.lastResort = last_resort
         for lg in loggers:
             lg.removeHandler(collector)
         _IDLE_COLLECTORS.append(collector)
