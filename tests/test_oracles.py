@@ -15,8 +15,9 @@ from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.failure import Failure, receive_frame
 from harness.http.observations import LogRecord, Observations
-from harness.http.oracles import KINDS, check, leak_failures
+from harness.http.oracles import KINDS, check, leak_failures, unanswered_failures
 from harness.http.scenario import HttpScenario, run_http
+from harness.http.shutdown import ShutdownFacts
 from harness.sim.quiescence import BlockedTask, Frame
 from servers.uvicorn_target import UvicornTarget
 
@@ -177,6 +178,10 @@ def test_a_finished_response_the_server_reset_away_is_a_response_integrity_failu
         "response-integrity", "response lost to the server's reset")
 
 
+NEVER_ANSWERED = ("response-integrity", "request never answered on an open connection")
+NEVER_DELIVERED = ("response-integrity", "response never delivered on an open connection")
+
+
 def test_a_finished_response_that_never_arrives_before_the_servers_close_is_lost():
     # hypercorn 0.12.0 on real asyncio: an app answering after the keep-alive timeout is
     # let finish, then the connection closes without a byte of its response.
@@ -191,9 +196,116 @@ def test_a_finished_response_that_never_arrives_before_the_servers_close_is_lost
         client.spec = dataclasses.replace(client.spec, **changed)  # type: ignore[arg-type]
         assert kinds(obs) == set(), changed
     client.spec = dataclasses.replace(client.spec, read="normal", end="none")
-    facts.server_close_tick = None  # still open: the client may yet read it
+    facts.server_close_tick = None  # still open at quiescence: the client waits forever
     facts.conn.down.fin_sent_at = facts.conn.down.rst_sent_at = None
-    assert kinds(obs) == set()
+    assert {f.key() for f in check(obs)} == {NEVER_DELIVERED}
+
+
+
+
+def kept_open_with_r1_unanswered() -> Observations:
+    """A clean run as a server that read r1 and never dispatched it would leave it: no app
+    call, no response, and the connection not closed (no keep-alive timeout)."""
+    obs = clean_run(end="none")
+    facts = obs.connections[1]
+    facts.conn.down.fin_sent_at = facts.conn.down.rst_sent_at = None
+    facts.server_close_tick = None
+    del obs.requests[(1, 1)]
+    facts.client.responses.pop()
+    return obs
+
+
+def unanswered(obs: Observations) -> set[tuple[str, str]]:
+    return {f.key() for f in unanswered_failures(obs.connections[1], obs)}
+
+
+def test_a_polite_clients_request_left_unanswered_on_an_open_connection_is_a_hang():
+    obs = kept_open_with_r1_unanswered()
+    [failure] = check(obs)
+    assert failure.key() == NEVER_ANSWERED and failure.request == "/c1/r1"
+    assert "read 364 of the request's 364 bytes" in failure.message  # head and body
+    obs.connections[1].conn.up.bytes_read = obs.connections[1].client.request_offsets[0][1]
+    assert "read 0 of" in check(obs)[0].message  # never read: the same hang to the client
+
+
+def test_an_unanswered_request_is_no_hang_where_the_client_or_a_shutdown_stands_in_its_way():
+    obs = kept_open_with_r1_unanswered()
+    client = obs.connections[1].client
+    assert unanswered(obs) == {NEVER_ANSWERED}
+    # A client that stopped reading may hold the server up (back-pressure); one that
+    # read slowly has read all there was by quiescence, as a normal one has.
+    client.spec = dataclasses.replace(client.spec, read="stop")
+    assert unanswered(obs) == set()
+    client.spec = dataclasses.replace(client.spec, read="slow")
+    assert unanswered(obs) == {NEVER_ANSWERED}
+    # One that closed or reset the connection itself is owed less; one that means to end
+    # it only after its responses, or only half-closed it, still waits for them.
+    for end in ("half-close", "close", "reset"):
+        client.spec = dataclasses.replace(client.spec, end=end)
+        assert unanswered(obs) == {NEVER_ANSWERED}, end
+        client.ended = True
+        assert unanswered(obs) == ({NEVER_ANSWERED} if end == "half-close" else set()), end
+        client.ended = False
+    obs.shutdown = ShutdownFacts(signalled_tick=1, signalled_at=0.0, returned_tick=None,
+                                 exited_tick=None, stack=(), grace=None, coroutine="drive")
+    assert unanswered(obs) == set()  # the shutdown oracle's to judge
+    obs.shutdown = None
+    client.fully_sent = 1  # r1 not wholly written (a body held for 100 Continue)
+    assert unanswered(obs) == set()
+    client.fully_sent = 2
+    client.rude_from = 2  # a rule-breaking client keeps its own signature
+    assert {f.key() for f in check(obs)} == {
+        ("response-integrity", "request before the rule break never answered")}
+
+
+def test_an_unanswered_request_is_no_hang_where_the_server_closed_or_the_app_was_called():
+    obs = kept_open_with_r1_unanswered()
+    facts = obs.connections[1]
+    assert unanswered(obs) == {NEVER_ANSWERED}
+    facts.conn.down.fin_sent_at = 7.0  # closed: whether it had the request is the close's
+    assert unanswered(obs) == set()
+    facts.conn.down.fin_sent_at = None
+    rec = clean_run(end="none").requests[(1, 1)]
+    obs.requests[(1, 1)] = rec  # the app handed over its whole response: never delivered
+    assert {(f.key(), f.request) for f in unanswered_failures(facts, obs)} == {
+        (NEVER_DELIVERED, "/c1/r1")}
+    done = next(e for e in rec.events if e.kind == "send" and e.message["type"]
+                == "http.response.body" and not e.message.get("more_body", False))
+    obs.requests[(1, 1)] = dataclasses.replace(  # still under way: the receive() oracles'
+        rec, events=[e for e in rec.events if e.seq < done.seq])
+    assert unanswered(obs) == set()
+    last = rec.events[-1]
+    raised = last._replace(kind="raised", message={}, seq=last.seq + 1, tick=last.tick + 1)
+    obs.requests[(1, 1)] = dataclasses.replace(rec, events=[*rec.events, raised])
+    assert unanswered(obs) == set()  # the app's own failure, whatever it sent
+
+
+def test_an_unanswered_request_behind_an_unfinished_one_is_that_ones_consequence():
+    obs = kept_open_with_r1_unanswered()
+    client, first = obs.connections[1].client, obs.connections[1].client.responses[0]
+    rec = obs.requests[(1, 0)]
+    assert unanswered(obs) == {NEVER_ANSWERED}
+    # Responses come in order: r1 waits for r0's end, and r0, its app done, is the hang.
+    first.complete = False
+    assert {(f.key(), f.request) for f in unanswered_failures(obs.connections[1], obs)} == {
+        (NEVER_DELIVERED, "/c1/r0")}
+    first.complete, first.closes = True, True  # the server said it closes after r0
+    assert unanswered(obs) == set()
+    first.closes = False
+    client.protocol_error = "response 0: illegal header line"
+    assert unanswered(obs) == set()
+    client.protocol_error = None
+    # r0's app still in the server's send() (hypercorn 0.18.0 parks it, max_app_queue_size
+    # 1, when the app left its request unread): the server holds it, so r1 still counts.
+    obs.requests[(1, 0)] = dataclasses.replace(
+        rec, events=[e for e in rec.events if e.kind not in ("sent", "returned")])
+    assert unanswered(obs) == {NEVER_ANSWERED}
+    # A failure another oracle reports for r0 (its receive() blocked) explains the wait.
+    blocked = Failure("lost-disconnect", "receive() after the response: blocked at q.py:1",
+                      "/c1/r0: receive() #2 never returned", "/c1/r0")
+    assert unanswered_failures(obs.connections[1], obs, [blocked]) == []
+    elsewhere = dataclasses.replace(blocked, request="/c2/r0")
+    assert unanswered_failures(obs.connections[1], obs, [elsewhere]) != []
 
 
 def test_an_error_the_server_logged_is_a_server_error_unless_the_app_caused_it():

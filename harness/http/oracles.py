@@ -56,6 +56,8 @@ def check(obs: Observations) -> list[Failure]:
         failures += premature_close_failures(facts, obs)
         failures += owed_response_failures(facts, obs)
         failures += left_open_failures(facts)
+    for facts in obs.connections.values():  # after the others: it skips their consequences
+        failures += unanswered_failures(facts, obs, failures)
     failures += server_error_failures(obs)
     failures += stuck_failures(obs)
     if obs.shutdown is not None:
@@ -397,6 +399,60 @@ def owed_response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]
                            f"{where}: {'no response' if got is None else f'{len(got)} body bytes'}"
                            f" reached the client, though {how}", where))
     return out
+
+
+def unanswered_failures(facts: ConnFacts, obs: Observations,
+                        found: list[Failure] | None = None) -> list[Failure]:
+    """DESIGN.md, Rule 3: a polite client's request still waiting for its response on a
+    connection the server keeps open at quiescence is a hang, when nothing but the
+    server stands in its way: the client wrote it whole, reads everything (one that
+    stopped may hold the server up by back-pressure) and has not closed or reset the
+    connection (one that only half-closed still waits, as does one meaning to end it
+    after its responses; a server that will not serve it must close), no shutdown is
+    under way (the shutdown oracle's), and every response before it arrived whole, none
+    saying the server closes after it. Only the first such request: the ones behind it
+    wait on it. Judged here: a request with no app call ("never answered"), and one whose app
+    handed over its whole response ("never delivered"); an app that did not finish is
+    judged by what it saw (receive(), premature close). Not one behind a request another
+    oracle already reported (`found`): that failure explains the wait. An earlier app
+    still blocked in the server's send() explains nothing: the server holds it. (A
+    rule-breaking client's request is owed_response_failures'.)"""
+    client, spec = facts.client, facts.client.spec
+    if (client.rude_from is not None or facts.server_closed_at is not None
+            or spec.read == "stop" or (client.ended and spec.end != "half-close")
+            or obs.shutdown is not None):
+        return []
+    responses = client.responses
+    i = next((k for k, r in enumerate(responses) if not r.complete), len(responses))
+    if i not in _owed(facts) or client.protocol_error is not None:
+        return []  # all answered, or the one after them not owed, or a bad response
+    if any(r.closes for r in responses[:i]):
+        return []  # the server said it closes after one before it
+    earlier = {request_path(facts.cid, j) for j in range(i + 1)}
+    if any(f.request in earlier for f in found or ()):
+        return []
+    where = request_path(facts.cid, i)
+    rec = obs.requests.get((facts.cid, i))
+    if rec is not None:
+        if _raised(rec) or _response_done(rec) is None:
+            return []  # the app's own failure, or an app still under way
+        expected = sum(map(len, rec.behaviour.response_body(rec.cid, rec.index)))
+        got = (f"{len(responses[i].body)} of its {expected} body bytes and never its end"
+               if i < len(responses) else "no byte of it")
+        return [Failure("response-integrity", "response never delivered on an open connection",
+                        f"{where}: the client got {got}, though the app had handed over the "
+                        "whole response and the server kept the connection open", where)]
+    if i < len(responses):
+        return []  # a response the server wrote on its own (no app call): not this one's
+    # How much of it the server had read: a request never read and one read and never
+    # dispatched are the same hang to the client, told apart for whoever debugs it.
+    start = client.request_offsets[i - 1][1] if i else 0
+    size = client.request_offsets[i][1] - start
+    had = min(size, max(0, facts.server_read_bytes() - start))
+    return [Failure("response-integrity", "request never answered on an open connection",
+                    f"{where}: no response and no app call, though every response before "
+                    f"it arrived whole and the server kept the connection open (it had read "
+                    f"{had} of the request's {size} bytes)", where)]
 
 
 def left_open_failures(facts: ConnFacts) -> list[Failure]:
