@@ -31,6 +31,7 @@ import asyncio
 import importlib
 import importlib.metadata
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from harness.errors import TargetFault
@@ -305,6 +306,45 @@ class HypercornTarget(ReleaseAdapter):
             await TCPServer(reader=reader, writer=writer, **kwargs)
 
         self._server = await asyncio.start_server(serve, *address)
+
+    def stock_protocol(self, app: Any) -> Callable[[Any], tuple[Any, Any]]:
+        """The floor's stock side (harness/tools/floor.py): per loop, what
+        `asyncio.start_server` makes per connection in worker_serve, a StreamReaderProtocol
+        whose callback awaits TCPServer, and what to await once the client has closed. The
+        Config and the app wrapper are built once, as at startup, with this adapter's
+        settings (no access log, no Date header); the WorkerContext (0.13+) per loop,
+        since its events bind to the loop, which is per run there.
+
+        Once its client has closed, the connection's task still waits for its idle task:
+        `keep_alive_timeout` (5 s) or the worker's `terminated` event. The harness's run
+        lets that timer fire in virtual time; a stock loop would wait 5 s of real time,
+        so there the event ends the wait (one wake-up either way)."""
+        from hypercorn.asyncio.tcp_server import TCPServer
+
+        config, wrapped = self._config({}), self._app(app)
+        try:
+            contexts: Any = importlib.import_module("hypercorn.asyncio.worker_context")
+        except ImportError:  # before 0.13
+            contexts = None
+
+        def make(loop: Any) -> tuple[Any, Any]:
+            offered = {"app": wrapped, "loop": loop, "config": config, "state": {}}
+            end = None
+            if contexts is not None:
+                context = offered["context"] = contexts.WorkerContext(
+                    **accepted(contexts.WorkerContext.__init__, {"max_requests": None}))
+                terminated: Any = getattr(context, "terminated", None)
+                if hasattr(terminated, "set"):  # 0.14+: an event whose set() is awaited
+                    end = terminated.set
+            kwargs = accepted(TCPServer.__init__, offered)
+
+            async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                await TCPServer(reader=reader, writer=writer, **kwargs)
+
+            reader = asyncio.StreamReader(loop=loop)
+            return asyncio.StreamReaderProtocol(reader, serve, loop=loop), end
+
+        return make
 
     def shutdown_unsupported(self) -> str | None:
         return None

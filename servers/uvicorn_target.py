@@ -463,6 +463,21 @@ class UvicornTarget(ReleaseAdapter):
         super().__init__(http)
         self._configs: dict[tuple[tuple[str, Any], ...], Any] = {}  # by settings
 
+    def stock_protocol(self, app: Any) -> Callable[[Any], tuple[Any, Any]]:
+        """The floor's stock side (harness/tools/floor.py): per loop, the installed
+        release's protocol for one connection as its Server builds it, with `app` and the
+        Config loaded once, as at startup; nothing to await once the client has closed."""
+        from uvicorn.config import Config
+        from uvicorn.server import ServerState
+
+        config = Config(app, http=self.http, ws="none", lifespan="off", log_config=None,
+                        access_log=False)
+        config.load()
+        state = ServerState()
+        protocol_class: Any = config.http_protocol_class
+        return lambda loop: (protocol_class(config=config, server_state=state, app_state={},
+                                            _loop=loop), None)
+
     def shutdown_unsupported(self) -> str | None:
         if not self.range.path.startswith("modern"):
             return (f"releases before 0.3.32 shut down inside their run loop ({self.version} "

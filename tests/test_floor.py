@@ -7,32 +7,54 @@ import asyncio
 import pytest
 
 from harness.errors import InputError
+from harness.targets.registry import entries
 from harness.tools import floor
 
 
-def test_the_stock_side_serves_both_gets_and_leaves_no_task(monkeypatch):
-    server = floor.StockServer("h11")
+def test_every_registered_server_has_a_stock_side():
+    assert set(floor.stock_servers()) == set(entries())
+
+
+@pytest.mark.parametrize("server", sorted(entries()))
+def test_the_stock_side_serves_both_gets_and_leaves_no_task(monkeypatch, server):
+    stock = floor.StockServer(server, "h11")
     served: list[int] = []
-    original = floor.StockClient.finish
+    bodies: list[bytes] = []
+    original_finish, original_received = floor.StockClient.finish, floor.StockClient.received
 
     def finish(client: floor.StockClient) -> None:
         served.append(client.responses)
-        original(client)
+        original_finish(client)
+
+    def received(client: floor.StockClient, data: bytes) -> None:
+        bodies.append(data)
+        original_received(client, data)
 
     monkeypatch.setattr(floor.StockClient, "finish", finish)
-    server.run_once()
-    server.run_once()
+    monkeypatch.setattr(floor.StockClient, "received", received)
+    stock.run_once()  # raises if a task is left once the connection is gone
+    stock.run_once()
     assert served == [floor.REQUESTS, floor.REQUESTS]
-    assert not server.state.connections and not server.state.tasks
+    wire = b"".join(bodies)
+    assert wire.count(b"HTTP/1.1 200") == 2 * floor.REQUESTS
+    assert b"c1/r0:0;" in wire and b"c1/r1:0;" in wire  # the reference app answered each
 
 
-def test_the_ordinary_side_is_a_passing_harness_run():
-    floor.ordinary_runner("h11")()  # raises if the run found a failure
+@pytest.mark.parametrize("server", sorted(entries()))
+def test_the_ordinary_side_is_a_passing_harness_run(server):
+    floor.ordinary_runner(server, "h11")()  # raises if the run found a failure
 
 
 def test_an_unknown_side_is_an_input_error():
     with pytest.raises(InputError, match="unknown floor side 'fast'"):
-        floor.runner("fast", "h11")
+        floor.runner("fast", "uvicorn", "h11")
+
+
+def test_an_unknown_server_or_protocol_exits_2_before_measuring(capsys):
+    assert floor.main(["--server", "daphne"]) == 2
+    assert "unknown server 'daphne'" in capsys.readouterr().err
+    assert floor.main(["--server", "hypercorn", "--http", "httptools"]) == 2
+    assert "hypercorn has no protocol 'httptools'; use one of h11" in capsys.readouterr().err
 
 
 def test_the_memory_transport_closes_once():

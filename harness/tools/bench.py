@@ -7,9 +7,10 @@ One run prints, side by side:
    each release a benchmarked bug lives in; a search that counts no failure, so
    nothing is shrunk;
 2. the ordinary run (choice 0 throughout) against the stock loop on the same scenario
-   (harness/tools/floor.py: the installed server's protocol class serving two GETs on one
-   keep-alive connection), in instructions per run (valgrind's callgrind, which make
-   installs) and in CPU time, for each protocol;
+   (harness/tools/floor.py: each server's installed release serving two GETs on one
+   keep-alive connection: uvicorn, hypercorn and the reference server), in instructions
+   per run (valgrind's callgrind, which make installs) and in CPU time, for each
+   protocol;
 3. each known find, over SEEDS seeds: median runs and seconds to its detection, and
    seconds until its report (shrunk and confirmed, found while the search went on),
    shrinking seconds and the shrunk trace's decisions;
@@ -93,6 +94,12 @@ def throughput_targets() -> list[tuple[str, str]]:
             out += [(name, http) for http in entry.protocols]
         out += [(f"{name}=={r}", entry.protocols[0]) for r in releases]
     return out
+
+
+def floor_targets() -> list[tuple[str, str]]:
+    """Each server floor.py has a stock side for, with each of its protocols."""
+    return [(server, http) for server in floor.stock_servers()
+            for http in entries()[server].protocols]
 
 
 def measure(find: Find, seed: int, server: str | None = None) -> dict[str, float] | None:
@@ -192,16 +199,16 @@ def main() -> int:
         t = throughput(server, http)
         print(f"  {server:20} {http:10} {t['per_core']:7.0f} runs/s per core "
               f"({t['runs']} runs, {t['per_second']:.0f} runs/s of wall time)", flush=True)
-    from servers.uvicorn_target import TARGET as FLOOR  # the server floor.py measures
-
     print("\n2. the ordinary run against the stock loop (two GETs on one keep-alive "
-          f"connection, the protocol class of {FLOOR.name} {FLOOR.installed_version()})")
-    for http in FLOOR.protocols:
-        f = floor.compare(http, instructions=True)
-        print(f"  {http:10} instructions per run: stock {f['stock_instructions'] / 1e6:.2f} M, "
-              f"ordinary {f['ordinary_instructions'] / 1e6:.2f} M, "
-              f"{f['instruction_ratio']:.2f}x; CPU: {f['stock_us']:.0f} us against "
-              f"{f['ordinary_us']:.0f} us, {f['ratio']:.2f}x", flush=True)
+          "connection, each server's installed release on both sides)")
+    for server, http in floor_targets():
+        f = floor.compare(server, http, instructions=True)
+        label = f"{server} {entries()[server].installed_version()}"
+        print(f"  {label:18} {http:10} instructions per run: stock "
+              f"{f['stock_instructions'] / 1e6:.2f} M, ordinary "
+              f"{f['ordinary_instructions'] / 1e6:.2f} M, {f['instruction_ratio']:.2f}x; "
+              f"CPU: {f['stock_us']:.0f} us against {f['ordinary_us']:.0f} us, "
+              f"{f['ratio']:.2f}x", flush=True)
     print(f"\n3. finds: median over {SEEDS} seeds (budget {BUDGET:g} s per seed); a report "
           "is shrunk while the search goes on")
     print(f"  {'find':36} {'target':24} {'found':>5} {'runs':>6} {'s to find':>9} "

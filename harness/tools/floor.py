@@ -1,43 +1,50 @@
 """The per-run floor: the harness's ordinary run against a stock asyncio loop.
 
-Both sides serve one scenario with the installed uvicorn's protocol class: one
-keep-alive connection, two plain GETs written one after the other (each once the
-previous response is complete), a reference app that reads the body and answers
-with one chunk, then the client closes.
+Both sides serve one scenario with the installed release of one server (uvicorn,
+hypercorn, or the reference server): one keep-alive connection, two plain GETs written
+one after the other (each once the previous response is complete), a reference app
+that reads the body and answers with one chunk, then the client closes.
 
-- **stock**: uvicorn's protocol class on a plain `asyncio.new_event_loop()` (a new
-  loop per run, as the harness makes one per run), over `MemoryTransport` (an
-  in-memory transport, no socket), with an h11 client. The Config is built and
-  loaded once per process, as a real server does at startup.
-- **ordinary**: `run_http` of the same scenario (`HttpScenario` "keepalive") on
-  `UvicornTarget`, under `OrdinarySource` (choice 0 everywhere): everything the
+- **stock**: the server's per-connection protocol on a plain `asyncio.new_event_loop()`
+  (a new loop per run, as the harness makes one per run), over `MemoryTransport` (an
+  in-memory transport, no socket), with an h11 client. Each server's adapter builds it
+  (`stock_protocol`, in servers/): uvicorn's protocol class, the reference server's
+  `ProtocolStream`, or for hypercorn the `StreamReaderProtocol` that
+  `asyncio.start_server` makes per connection, calling hypercorn's `TCPServer`.
+  What a server builds once at startup (uvicorn's loaded Config, hypercorn's Config and
+  app wrapper, the reference server's Config) is built once per process.
+- **ordinary**: `run_http` of the same scenario (`HttpScenario` "keepalive") on the
+  server's target adapter, under `OrdinarySource` (choice 0 everywhere): everything the
   harness does for one run of a search, decisions aside.
 
 `compare()` measures CPU time per run of each (`time.process_time`, the median of
 several batches of many runs) and their ratio; with `instructions=True` it also
 counts instructions per run under valgrind's callgrind, from two child processes
 that differ only in their number of runs (so start-up and imports cancel out).
-Run it as `python -m harness.tools.floor [--http h11] [--instructions]`.
+Run it as `python -m harness.tools.floor [--server NAME] [--http H] [--instructions]`:
+without --server, every server whose adapter has a stock side.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import h11
 
-from harness.errors import EnvironmentFault, InputError
+from harness.errors import EnvironmentFault, HarnessError, InputError
 
 REQUESTS = 2
 HOST = ("127.0.0.1", 8000)
@@ -64,6 +71,19 @@ async def reference_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": scope["path"][1:].encode() + b":0;"})
 
 
+class MemorySocket:
+    """The socket a stream server asks its transport for (hypercorn reads its family and
+    addresses): an IPv4 pair, nothing more."""
+
+    family = socket.AF_INET
+
+    def getpeername(self) -> tuple[str, int]:
+        return PEER
+
+    def getsockname(self) -> tuple[str, int]:
+        return HOST
+
+
 class MemoryTransport(asyncio.Transport):
     """The server's end of an in-memory connection: writes go straight to the client."""
 
@@ -73,9 +93,10 @@ class MemoryTransport(asyncio.Transport):
         self._client = client
         self._closing = False
         self._protocol: Any = None
+        self._socket = MemorySocket()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": HOST, "peername": PEER}.get(name, default)
+        return {"sockname": HOST, "peername": PEER, "socket": self._socket}.get(name, default)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         # The bytes arrive at the client in a later callback, as over a socket.
@@ -109,6 +130,7 @@ class StockClient:
     def __init__(self, loop: asyncio.AbstractEventLoop, protocol: Any) -> None:
         self.loop = loop
         self.protocol = protocol
+        self.transport: MemoryTransport | None = None  # the server's end, once made
         self.conn = h11.Connection(h11.CLIENT)
         self.sent = 0
         self.responses = 0
@@ -139,54 +161,87 @@ class StockClient:
 
     def finish(self) -> None:
         self.protocol.eof_received()  # the client's FIN, then the socket goes
-        transport = self.protocol.transport
-        if transport is not None and not transport.is_closing():
-            transport.close()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
         self.done.set_result(None)
 
 
+# A stock side: per loop, the protocol for one connection, and what to await once the
+# client has closed (None: nothing), for a server whose connection would otherwise
+# wait out a timer in real time. Each server's adapter builds its own
+# (`stock_protocol(app)`, in servers/): the floor names no server.
+Ending = Callable[[], Awaitable[None]] | None
+Stock = Callable[[asyncio.AbstractEventLoop], tuple[Any, Ending]]
+SETTLE = 20  # loop iterations after the client's close within which every task must end
+
+
+def stock_servers() -> tuple[str, ...]:
+    """The registered servers whose adapter offers a stock side."""
+    from harness.targets.registry import entries
+
+    found = []
+    for name, entry in entries().items():
+        module, _, cls = entry.adapter.partition(":")
+        if hasattr(getattr(importlib.import_module(module), cls), "stock_protocol"):
+            found.append(name)
+    return tuple(found)
+
+
+def _adapter(server: str, http: str) -> Any:
+    """The installed release's adapter, refusing a server without a stock side."""
+    from harness.targets.registry import entry, target_specs
+    from harness.targets.runner import make_target
+
+    protocols = entry(server).protocols  # (an unknown server: the registry's message)
+    if http not in protocols:
+        raise InputError(f"{server} has no protocol {http!r}; use one of "
+                         f"{', '.join(protocols)}")
+    if server not in stock_servers():
+        raise InputError(f"{server}'s adapter has no stock side (stock_protocol) for the "
+                         f"floor; use one of {', '.join(stock_servers())}")
+    return make_target(target_specs(server, http)[0])
+
+
 class StockServer:
-    """uvicorn's protocol class as its Server builds it, on whatever loop runs it."""
+    """One server's per-connection protocol, on whatever loop runs it."""
 
-    def __init__(self, http: str) -> None:
-        from uvicorn.config import Config
-        from uvicorn.server import ServerState
-
-        self.config = Config(reference_app, http=http, ws="none", lifespan="off",
-                             log_config=None, access_log=False)
-        self.config.load()
-        self.state = ServerState()
+    def __init__(self, server: str, http: str) -> None:
+        self.make_protocol: Stock = _adapter(server, http).stock_protocol(reference_app)
 
     def run_once(self) -> None:
         loop = asyncio.new_event_loop()
         try:
-            protocol_class: Any = self.config.http_protocol_class
-            protocol = protocol_class(
-                config=self.config, server_state=self.state, app_state={}, _loop=loop)
+            protocol, end = self.make_protocol(loop)
             client = StockClient(loop, protocol)
-            transport = MemoryTransport(loop, client)
+            transport = client.transport = MemoryTransport(loop, client)
             transport._protocol = protocol
-            protocol.connection_made(transport)
+            # As asyncio's accept does: connection_made in a callback of the loop.
+            loop.call_soon(protocol.connection_made, transport)
             client.send_next()
             loop.run_until_complete(client.done)
-            loop.run_until_complete(asyncio.sleep(0))  # connection_lost runs
-            if client.responses != REQUESTS or self.state.tasks:
+            if end is not None:
+                loop.run_until_complete(end())
+            for _ in range(SETTLE):  # connection_lost, then the connection's tasks end
+                loop.run_until_complete(asyncio.sleep(0))
+                if not asyncio.all_tasks(loop):
+                    break
+            left = asyncio.all_tasks(loop)
+            if client.responses != REQUESTS or left:
                 raise AssertionError(f"the stock run served {client.responses} of {REQUESTS} "
-                                     f"requests, {len(self.state.tasks)} tasks left")
+                                     f"requests, {len(left)} tasks left")
         finally:
             loop.close()
 
 
-def ordinary_runner(http: str) -> Callable[[], None]:
-    """One ordinary harness run of the same scenario, on the installed uvicorn."""
+def ordinary_runner(server: str, http: str) -> Callable[[], None]:
+    """One ordinary harness run of the same scenario, on the installed release."""
     from harness.decisions import OrdinarySource, Recorder
     from harness.http.app import AppBehaviour
     from harness.http.client import ConnSpec, RequestSpec
     from harness.http.scenario import HttpScenario, run_http
     from harness.search.explore import SETTINGS
-    from servers.uvicorn_target import UvicornTarget
 
-    target = UvicornTarget(http)
+    target = _adapter(server, http)
     scenario = HttpScenario(
         "keepalive", (ConnSpec((RequestSpec(),) * REQUESTS, end="close"),),
         tuple((1, i, AppBehaviour()) for i in range(REQUESTS)))
@@ -199,11 +254,11 @@ def ordinary_runner(http: str) -> Callable[[], None]:
     return run_once
 
 
-def runner(which: str, http: str) -> Callable[[], None]:
+def runner(which: str, server: str, http: str) -> Callable[[], None]:
     if which == "stock":
-        return StockServer(http).run_once
+        return StockServer(server, http).run_once
     if which == "ordinary":
-        return ordinary_runner(http)
+        return ordinary_runner(server, http)
     raise InputError(f"unknown floor side {which!r}; use 'stock' or 'ordinary'")
 
 
@@ -220,23 +275,23 @@ def cpu_per_run(run_once: Callable[[], None], runs: int, batches: int = BATCHES)
     return statistics.median(per_batch)
 
 
-def instructions_per_run(which: str, http: str, runs: int = 20) -> float:
+def instructions_per_run(which: str, server: str, http: str, runs: int = 20) -> float:
     """Instructions per run under callgrind: (count(2n runs) - count(n runs)) / n."""
     if not os.access(VALGRIND, os.X_OK):
         raise EnvironmentFault(f"no valgrind at {VALGRIND}: install Debian's valgrind "
                                "(apt-get install valgrind) or leave instructions off")
-    counts = [_callgrind_total(which, http, n) for n in (runs, 2 * runs)]
+    counts = [_callgrind_total(which, server, http, n) for n in (runs, 2 * runs)]
     return (counts[1] - counts[0]) / runs
 
 
-def _callgrind_total(which: str, http: str, runs: int) -> int:
+def _callgrind_total(which: str, server: str, http: str, runs: int) -> int:
     folder = tempfile.mkdtemp(prefix="floor-callgrind-")
     out = os.path.join(folder, "callgrind.out")
     try:
         subprocess.run(
             [VALGRIND, "--tool=callgrind", f"--callgrind-out-file={out}",
-             sys.executable, "-m", "harness.tools.floor", "--child", which, "--http", http,
-             "--runs", str(runs)],
+             sys.executable, "-m", "harness.tools.floor", "--child", which, "--server", server,
+             "--http", http, "--runs", str(runs)],
             check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"})
         with open(out) as f:
             found = re.search(r"^(?:summary|totals):\s*(\d+)", f.read(), re.MULTILINE)
@@ -250,16 +305,17 @@ def _callgrind_total(which: str, http: str, runs: int) -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def compare(http: str = "h11", runs: int = 300, instructions: bool = False) -> dict[str, Any]:
+def compare(server: str, http: str, runs: int = 300,
+            instructions: bool = False) -> dict[str, Any]:
     """The stock loop and the ordinary run on one scenario: CPU µs per run and their
     ratio (and, with `instructions`, instructions per run and their ratio)."""
-    stock = cpu_per_run(runner("stock", http), runs)
-    ordinary = cpu_per_run(runner("ordinary", http), max(1, runs // 3))
-    out: dict[str, Any] = {"http": http, "stock_us": stock * 1e6, "ordinary_us": ordinary * 1e6,
-                           "ratio": ordinary / stock}
+    stock = cpu_per_run(runner("stock", server, http), runs)
+    ordinary = cpu_per_run(runner("ordinary", server, http), max(1, runs // 3))
+    out: dict[str, Any] = {"server": server, "http": http, "stock_us": stock * 1e6,
+                           "ordinary_us": ordinary * 1e6, "ratio": ordinary / stock}
     if instructions:
-        stock_i = instructions_per_run("stock", http)
-        ordinary_i = instructions_per_run("ordinary", http)
+        stock_i = instructions_per_run("stock", server, http)
+        ordinary_i = instructions_per_run("ordinary", server, http)
         out |= {"stock_instructions": stock_i, "ordinary_instructions": ordinary_i,
                 "instruction_ratio": ordinary_i / stock_i}
     return out
@@ -268,29 +324,45 @@ def compare(http: str = "h11", runs: int = 300, instructions: bool = False) -> d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.tools.floor",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
-    from servers.uvicorn_target import TARGET
-
-    parser.add_argument("--http", default="h11", choices=TARGET.protocols)
+    parser.add_argument("--server", help="whose installed release serves both sides "
+                        "(default: every server whose adapter has a stock side)")
+    parser.add_argument("--http", help="the server's protocol implementation (default: "
+                        "its first)")
     parser.add_argument("--runs", type=int, default=300, help="stock runs per batch")
     parser.add_argument("--instructions", action="store_true",
                         help="also count instructions per run with valgrind's callgrind")
     parser.add_argument("--child", choices=("stock", "ordinary"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    try:
+        return _main(args)
+    except HarnessError as exc:
+        print(f"floor: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _main(args: argparse.Namespace) -> int:
+    from harness.targets.registry import entry
+
     if args.runs < 1:
         raise InputError(f"--runs must be at least 1, got {args.runs}")
+    servers = [args.server] if args.server else list(stock_servers())
+    chosen = [(s, args.http or entry(s).protocols[0]) for s in servers]
+    for server, http in chosen:
+        _adapter(server, http)  # every refusal before any measurement
     if args.child:  # one side, `--runs` times, for callgrind to count
-        run_once = runner(args.child, args.http)
+        run_once = runner(args.child, *chosen[0])
         for _ in range(args.runs):
             run_once()
         return 0
-    result = compare(args.http, args.runs, args.instructions)
-    print(f"floor ({result['http']}, {REQUESTS} GETs on one keep-alive connection): "
-          f"stock loop {result['stock_us']:.0f} us/run, ordinary run "
-          f"{result['ordinary_us']:.0f} us/run: {result['ratio']:.2f}x")
-    if args.instructions:
-        print(f"  instructions: stock {result['stock_instructions'] / 1e6:.2f} M/run, "
-              f"ordinary {result['ordinary_instructions'] / 1e6:.2f} M/run: "
-              f"{result['instruction_ratio']:.2f}x")
+    for server, http in chosen:
+        result = compare(server, http, args.runs, args.instructions)
+        print(f"floor ({server} {http}, {REQUESTS} GETs on one keep-alive connection): "
+              f"stock loop {result['stock_us']:.0f} us/run, ordinary run "
+              f"{result['ordinary_us']:.0f} us/run: {result['ratio']:.2f}x", flush=True)
+        if args.instructions:
+            print(f"  instructions: stock {result['stock_instructions'] / 1e6:.2f} M/run, "
+                  f"ordinary {result['ordinary_instructions'] / 1e6:.2f} M/run: "
+                  f"{result['instruction_ratio']:.2f}x", flush=True)
     return 0
 
 

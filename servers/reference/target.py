@@ -169,6 +169,12 @@ class ReferenceTarget:
 
         self._listener = await loop.create_server(factory, *address)
 
+    def stock_protocol(self, app: Any) -> Callable[[Any], tuple[Any, Any]]:
+        """The floor's stock side (harness/tools/floor.py): per loop, a ProtocolStream for
+        one connection, its Config built once; nothing to await once the client closed."""
+        config, shutdown = Config(), Shutdown()
+        return lambda loop: (ProtocolStream(app, config, shutdown), None)
+
     def shutdown_unsupported(self) -> str | None:
         return None
 
