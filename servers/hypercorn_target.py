@@ -258,6 +258,11 @@ TARGET = TargetEntry(
 class HypercornTarget(ReleaseAdapter):
     entry = TARGET
 
+    def __init__(self, http: str | None = None) -> None:
+        super().__init__(http)
+        self._builds: dict[tuple[tuple[str, Any], ...], tuple[Any, Any]] = {}  # by settings
+        self._run_app: Any = None  # this run's app, which `_forward` calls
+
     def _config(self, settings: dict[str, Any]) -> Any:
         from hypercorn.config import Config
 
@@ -273,19 +278,47 @@ class HypercornTarget(ReleaseAdapter):
             config.include_date_header = False
         return config
 
-    def _app(self, app: Any) -> Any:
+    @staticmethod
+    def _wrapper() -> Any:
+        """hypercorn's ASGIWrapper (0.14+), or None: before 0.14 TCPServer calls the app."""
         try:
-            wrappers = importlib.import_module("hypercorn.app_wrappers")
-        except ImportError:  # before 0.14, TCPServer calls the ASGI app itself
-            return app
-        return wrappers.ASGIWrapper(app)
+            return importlib.import_module("hypercorn.app_wrappers").ASGIWrapper
+        except ImportError:
+            return None
+
+    def _app(self, app: Any) -> Any:
+        wrapper = self._wrapper()
+        return app if wrapper is None else wrapper(app)
+
+    def _built(self, app: Any, settings: dict[str, Any]) -> tuple[Any, Any]:
+        """The Config and the app TCPServer calls, built once per settings where exact.
+
+        hypercorn's worker builds its Config and wraps its app once, at startup; no
+        release from 0.10.2 to 0.18.0 writes to its Config while serving, and the wrapper
+        (0.14+) holds only the app. So this adapter builds them once per settings and
+        hands each run's app in through `_forward`, a plain function returning that app's
+        coroutine (no frame is added to any await stack). Before 0.14 TCPServer calls the
+        app itself, which gets each run's app as before; only the Config is kept."""
+        key = tuple(sorted(settings.items()))
+        if key not in self._builds:
+            wrapper = self._wrapper()
+            self._builds[key] = (self._config(settings),
+                                 None if wrapper is None else wrapper(self._forward))
+        config, wrapped = self._builds[key]
+        if wrapped is None:
+            return config, app
+        self._run_app = app
+        return config, wrapped
+
+    def _forward(self, scope: Any, receive: Any, send: Any) -> Any:
+        return self._run_app(scope, receive, send)
 
     async def mount(self, loop: SimLoop, app: Any, settings: dict[str, Any],
                     address: tuple[str, int]) -> None:
         from hypercorn.asyncio.tcp_server import TCPServer
 
-        config = self._config(settings)
-        offered = {"app": self._app(app), "loop": loop, "config": config, "state": {}}
+        config, served = self._built(app, settings)
+        offered = {"app": served, "loop": loop, "config": config, "state": {}}
         try:  # 0.13+: one WorkerContext per worker, shared by its connections
             from hypercorn.asyncio.worker_context import WorkerContext
         except ImportError:
