@@ -74,3 +74,17 @@ def test_the_memory_transport_closes_once():
         assert lost == [None] and transport.is_closing()
     finally:
         loop.close()
+
+
+def test_a_protocol_without_a_server_picks_the_servers_that_have_it(monkeypatch, capsys):
+    measured: list[tuple[str, str]] = []
+
+    def compare(server: str, http: str, runs: int, instructions: bool) -> dict[str, object]:
+        measured.append((server, http))
+        return {"stock_us": 1.0, "ordinary_us": 1.0, "ratio": 1.0}
+
+    monkeypatch.setattr(floor, "compare", compare)
+    assert floor.main(["--http", "httptools"]) == 0
+    assert measured == [("uvicorn", "httptools")]
+    assert floor.main(["--http", "spdy"]) == 2
+    assert "no server with a stock side has the protocol 'spdy'" in capsys.readouterr().err

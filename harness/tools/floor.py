@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", help="whose installed release serves both sides "
                         "(default: every server whose adapter has a stock side)")
     parser.add_argument("--http", help="the server's protocol implementation (default: "
-                        "its first)")
+                        "its first; without --server, only servers that have it)")
     parser.add_argument("--runs", type=int, default=300, help="stock runs per batch")
     parser.add_argument("--instructions", action="store_true",
                         help="also count instructions per run with valgrind's callgrind")
@@ -345,7 +345,13 @@ def _main(args: argparse.Namespace) -> int:
 
     if args.runs < 1:
         raise InputError(f"--runs must be at least 1, got {args.runs}")
-    servers = [args.server] if args.server else list(stock_servers())
+    if args.server:
+        servers = [args.server]
+    else:  # every server with a stock side (that has the protocol asked for)
+        servers = [s for s in stock_servers() if args.http in (None, *entry(s).protocols)]
+        if not servers:
+            raise InputError(f"no server with a stock side has the protocol {args.http!r}; "
+                             "leave --http off, or name a server with --server")
     chosen = [(s, args.http or entry(s).protocols[0]) for s in servers]
     for server, http in chosen:
         _adapter(server, http)  # every refusal before any measurement
