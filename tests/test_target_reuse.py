@@ -3,6 +3,8 @@ fresh target gives it: what the adapter builds once per settings carries nothing
 
 from __future__ import annotations
 
+import pytest
+
 from harness.decisions import RandomSource
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
@@ -29,16 +31,6 @@ def outcome(scenario: HttpScenario, target: Target, seed: int) -> tuple[object, 
             [f.key() for f in run.failures], run.result.blocked)
 
 
-def test_runs_on_one_reused_target_match_runs_on_fresh_targets():
-    reused = UvicornTarget("h11")
-    for seed in range(4):
-        for scenario in SCENARIOS:
-            fresh = outcome(scenario, UvicornTarget("h11"), seed)
-            assert outcome(scenario, reused, seed) == fresh, (seed, scenario.server)
-    # one Config per distinct settings, reused by every run with those settings
-    assert len(reused._configs) == len({tuple(sorted(s.server.items())) for s in SCENARIOS})
-
-
 HYPERCORN_SCENARIOS = (
     SCENARIOS[0],
     HttpScenario("keepalive", (ConnSpec((POST,)),) * 3,
@@ -50,14 +42,20 @@ HYPERCORN_SCENARIOS = (
 )
 
 
-def test_runs_on_one_reused_hypercorn_target_match_runs_on_fresh_targets():
-    reused = HypercornTarget("h11")
+@pytest.mark.parametrize(
+    ("make", "scenarios", "builds"),
+    [(lambda: UvicornTarget("h11"), SCENARIOS, lambda t: t._configs),
+     (lambda: HypercornTarget("h11"), HYPERCORN_SCENARIOS, lambda t: t._builds)],
+    ids=["uvicorn", "hypercorn"])
+def test_runs_on_one_reused_target_match_runs_on_fresh_targets(make, scenarios, builds):
+    reused = make()
     for seed in range(4):
-        for scenario in HYPERCORN_SCENARIOS:
-            fresh = outcome(scenario, HypercornTarget("h11"), seed)
+        for scenario in scenarios:
+            fresh = outcome(scenario, make(), seed)
             assert outcome(scenario, reused, seed) == fresh, (seed, scenario.server)
-    # one Config and app wrapper per distinct settings
-    assert len(reused._builds) == len(HYPERCORN_SCENARIOS)
+    # one build (Config, and hypercorn's app wrapper) per distinct settings, reused by
+    # every run with those settings
+    assert len(builds(reused)) == len({tuple(sorted(s.server.items())) for s in scenarios})
 
 
 def test_the_reused_config_serves_each_run_its_own_app():
