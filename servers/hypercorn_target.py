@@ -255,6 +255,15 @@ TARGET = TargetEntry(
 )
 
 
+def _worker_context() -> Any:
+    """A new WorkerContext as worker_serve builds one (0.13+), or None before 0.13."""
+    try:
+        from hypercorn.asyncio.worker_context import WorkerContext
+    except ImportError:
+        return None
+    return WorkerContext(**accepted(WorkerContext.__init__, {"max_requests": None}))
+
+
 class HypercornTarget(ReleaseAdapter):
     entry = TARGET
 
@@ -319,13 +328,9 @@ class HypercornTarget(ReleaseAdapter):
 
         config, served = self._built(app, settings)
         offered = {"app": served, "loop": loop, "config": config, "state": {}}
-        try:  # 0.13+: one WorkerContext per worker, shared by its connections
-            from hypercorn.asyncio.worker_context import WorkerContext
-        except ImportError:
-            pass
-        else:
-            offered["context"] = WorkerContext(
-                **accepted(WorkerContext.__init__, {"max_requests": None}))
+        context = _worker_context()
+        if context is not None:  # 0.13+: one per worker, shared by its connections
+            offered["context"] = context
         kwargs = accepted(TCPServer.__init__, offered)
         self._settings, self._context = config, offered.get("context")
         self._tasks: list[asyncio.Task[Any]] = []
@@ -355,17 +360,13 @@ class HypercornTarget(ReleaseAdapter):
         from hypercorn.asyncio.tcp_server import TCPServer
 
         config, wrapped = self._config({}), self._app(app)
-        try:
-            contexts: Any = importlib.import_module("hypercorn.asyncio.worker_context")
-        except ImportError:  # before 0.13
-            contexts = None
 
         def make(loop: Any) -> tuple[Any, Any]:
             offered = {"app": wrapped, "loop": loop, "config": config, "state": {}}
             end = None
-            if contexts is not None:
-                context = offered["context"] = contexts.WorkerContext(
-                    **accepted(contexts.WorkerContext.__init__, {"max_requests": None}))
+            context = _worker_context()
+            if context is not None:
+                offered["context"] = context
                 terminated: Any = getattr(context, "terminated", None)
                 if hasattr(terminated, "set"):  # 0.14+: an event whose set() is awaited
                     end = terminated.set
