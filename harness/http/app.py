@@ -141,6 +141,10 @@ class RequestRecord:
     raised_at: dict[int, tuple[Frame, ...]] = field(default_factory=dict)
     label: str = ""  # request_label(cid, index), built once for every event it names
 
+    def expected_body(self) -> bytes:
+        """The whole body the app's behaviour answers this request with."""
+        return b"".join(self.behaviour.response_body(self.cid, self.index))
+
     def snapshot(self, events: list[AsgiEvent]) -> RequestRecord:
         """A copy holding `events` and no waiting tasks (dataclasses.replace, without its
         per-call look at the fields: every field is an init field)."""

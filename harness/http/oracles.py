@@ -262,7 +262,7 @@ def response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]:
         closing = facts.server_close_tick
         if closing is not None and (done is None or done.tick > closing):
             continue  # cut short by the close: premature-close judges that, not this
-        expected = b"".join(rec.behaviour.response_body(rec.cid, rec.index))
+        expected = rec.expected_body()
         if client.reset and not resp.complete and len(resp.body) < len(expected) \
                 and i < at_risk:
             # The app finished its response before the server closed, yet the client
@@ -388,7 +388,7 @@ def owed_response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]
                 closing is not None and done.tick > closing):
             continue  # the app's own failure, or a close under a live request
         got = client.responses[i].body if i < len(client.responses) else None
-        expected = b"".join(rec.behaviour.response_body(rec.cid, rec.index))
+        expected = rec.expected_body()
         if got is not None and len(got) >= len(expected):
             continue  # a close-delimited body read whole: ambiguous, as response_failures says
         if client.reset:
@@ -436,7 +436,7 @@ def unanswered_failures(facts: ConnFacts, obs: Observations,
     if rec is not None:
         if _raised(rec) or _response_done(rec) is None:
             return []  # the app's own failure, or an app still under way
-        expected = sum(map(len, rec.behaviour.response_body(rec.cid, rec.index)))
+        expected = len(rec.expected_body())
         got = (f"{len(responses[i].body)} of its {expected} body bytes and never its end"
                if i < len(responses) else "no byte of it")
         return [Failure("response-integrity", "response never delivered on an open connection",

@@ -181,7 +181,7 @@ def _silent_cuts(conn: ConnFacts, obs: Observations, facts: ShutdownFacts) -> li
         done = _final_send(rec)
         if done is not None and done.tick < closing:
             continue  # finished before the close: oracles.py judges it as in any run
-        expected = b"".join(rec.behaviour.response_body(rec.cid, rec.index))
+        expected = rec.expected_body()
         if resp.status == 200 and resp.body != expected:  # the app's own status: no 5xx
             where = request_path(conn.cid, i)
             out.append(Failure("response-integrity", "a response cut off at shutdown looks "
