@@ -179,12 +179,14 @@ def stock_servers() -> tuple[str, ...]:
     """The registered servers whose adapter offers a stock side."""
     from harness.targets.registry import entries
 
-    found = []
-    for name, entry in entries().items():
-        module, _, cls = entry.adapter.partition(":")
-        if hasattr(getattr(importlib.import_module(module), cls), "stock_protocol"):
-            found.append(name)
-    return tuple(found)
+    return tuple(name for name in entries() if _has_stock_side(name))
+
+
+def _has_stock_side(server: str) -> bool:
+    from harness.targets.registry import entry
+
+    module, _, cls = entry(server).adapter.partition(":")
+    return hasattr(getattr(importlib.import_module(module), cls), "stock_protocol")
 
 
 def _adapter(server: str, http: str) -> Any:
@@ -196,7 +198,7 @@ def _adapter(server: str, http: str) -> Any:
     if http not in protocols:
         raise InputError(f"{server} has no protocol {http!r}; use one of "
                          f"{', '.join(protocols)}")
-    if server not in stock_servers():
+    if not _has_stock_side(server):
         raise InputError(f"{server}'s adapter has no stock side (stock_protocol) for the "
                          f"floor; use one of {', '.join(stock_servers())}")
     return make_target(target_specs(server, http)[0])
