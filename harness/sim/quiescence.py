@@ -45,19 +45,31 @@ class BlockedTask:
 HARNESS_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+# Prefixes short_path strips, and what it found for each file: a close's call stack
+# goes through the same files in every run. An answer found from the working directory
+# is never kept: it changes when the directory does.
+_PREFIXES = tuple(base.replace(os.sep, "/") + "/"
+                  for base in (os.path.dirname(os.__file__), HARNESS_ROOT))
+_SHORT: dict[str, str] = {}
+
+
 def short_path(path: str) -> str:
     """A stable path for signatures: relative to site-packages, the stdlib, the harness's
     own folder (so signatures, and the oracles' own-frame filters, do not depend on the
     directory the harness runs from: a server's repository, say) or cwd."""
+    found = _SHORT.get(path)
+    if found is not None:
+        return found
     norm = path.replace(os.sep, "/")
     # site-packages, or a release's cached site folder (harness/targets/envs.py)
     for marker in ("/site-packages/", "/dist-packages/", "/site/"):
         if marker in norm:
-            return norm.split(marker, 1)[1]
-    for base in (os.path.dirname(os.__file__), HARNESS_ROOT):
-        prefix = base.replace(os.sep, "/") + "/"
+            found = _SHORT[path] = norm.split(marker, 1)[1]
+            return found
+    for prefix in _PREFIXES:
         if norm.startswith(prefix):
-            return norm[len(prefix):]
+            found = _SHORT[path] = norm[len(prefix):]
+            return found
     cwd = os.getcwd().replace(os.sep, "/") + "/"
     if norm.startswith(cwd):
         return norm[len(cwd):]
