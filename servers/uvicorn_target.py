@@ -97,9 +97,10 @@ VERSIONS = (
 )
 
 UNRUNNABLE = (
-    Unrunnable("<0.1", "it predates ASGI's scope/receive/send: its protocol calls "
-               "consumer(message, channels) with a channels-style reply channel, an "
-               "interface no harness app speaks (ASGI arrives in 0.1.0)"),
+    # Said of the range, not of "it": a version asked for here may not exist at all.
+    Unrunnable("<0.1", "releases before 0.1.0 predate ASGI's scope/receive/send: their "
+               "protocol calls consumer(message, channels) with a channels-style reply "
+               "channel, an interface no harness app speaks"),
     Unrunnable(">=0.2.0,<0.2.2", "its sdist (the only file on PyPI) does not build: "
                "setup.py reads README.md, which the sdist lacks (FileNotFoundError)"),
     # Read from the tags: #144 gave HttpToolsProtocol.__init__ proxy_headers and root_path

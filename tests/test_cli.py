@@ -178,7 +178,8 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
          "uvicorn 0.2.1 cannot run here: its sdist (the only file on PyPI) does not build: "
          "setup.py reads README.md"),
         (["explore", "--server", "uvicorn==0.0.15"],
-         "uvicorn 0.0.15 cannot run here: it predates ASGI's scope/receive/send"),
+         "uvicorn 0.0.15 cannot run here: releases before 0.1.0 predate ASGI's "
+         "scope/receive/send"),
         (["explore", "--server", "uvicorn==0.1.1", "--http", "h11"],
          "uvicorn 0.1.1 has no HTTP implementation 'h11'; use one of httptools or all"),
         (["explore", "--server", "reference==1.0"],
