@@ -83,7 +83,6 @@ def test_a_harness_frame_is_named_the_same_from_any_working_directory(tmp_path, 
     assert short_path(asyncio.queues.__file__) == "asyncio/queues.py"
 
 
-
 def test_a_path_named_from_the_working_directory_follows_it(tmp_path, monkeypatch):
     # short_path keeps its answers, but not one that depends on the working directory.
     inner = tmp_path / "pkg"
@@ -93,6 +92,7 @@ def test_a_path_named_from_the_working_directory_follows_it(tmp_path, monkeypatc
     assert short_path(path) == "pkg/mod.py"
     monkeypatch.chdir(inner)
     assert short_path(path) == "mod.py"
+
 
 def test_a_task_made_without_create_task_is_found_too_and_each_task_once():
     # The loop finds its tasks itself (not in asyncio's process-wide set): one built
