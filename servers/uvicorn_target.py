@@ -471,8 +471,7 @@ class UvicornTarget(ReleaseAdapter):
         from uvicorn.config import Config
         from uvicorn.server import ServerState
 
-        config = Config(app, http=self.http, ws="none", lifespan="off", log_config=None,
-                        access_log=False)
+        config = Config(**self._options(app, {}))
         config.load()
         state = ServerState()
         protocol_class: Any = config.http_protocol_class
@@ -587,8 +586,7 @@ class UvicornTarget(ReleaseAdapter):
         its server_state, app_state) is built per run. A release that binds the loop
         into its Config (modern+loop), calls apps in ASGI 2, or has no `interface`
         builds its Config per run, as before."""
-        options = {"app": app, "http": self.http, "ws": "none", "lifespan": "off",
-                   "log_config": None, "access_log": False, **settings}
+        options = self._options(app, settings)
         if self.range.path == "modern+loop":
             options["loop"] = loop
         reusable = (self.range.path == "modern" and self.asgi == 3
@@ -606,6 +604,13 @@ class UvicornTarget(ReleaseAdapter):
             config.load()
             self._configs[key] = config
         return config
+
+    def _options(self, app: Any, settings: dict[str, Any]) -> dict[str, Any]:
+        """The Config's options for this protocol, quiet (no lifespan, websockets or
+        logging set-up), with `settings` on top: the harness's run and the floor's stock
+        side alike."""
+        return {"app": app, "http": self.http, "ws": "none", "lifespan": "off",
+                "log_config": None, "access_log": False, **settings}
 
     def _forward(self, scope: Any, receive: Any, send: Any) -> Any:
         return self._app(scope, receive, send)
