@@ -10,7 +10,9 @@ One run prints, side by side:
    (harness/tools/floor.py: each server's installed release serving two GETs on one
    keep-alive connection: uvicorn, hypercorn and the reference server), in instructions
    per run (valgrind's callgrind, which make installs) and in CPU time, for each
-   protocol;
+   protocol; and the stock loop's own runs per CPU second, with no harness at all:
+   what the server's code alone allows on this scenario, beside section 1's rate (a
+   search run's scenario costs more than these two GETs on average);
 3. each known find, over SEEDS seeds: median runs and seconds to its detection, and
    seconds until its report (shrunk and confirmed, found while the search went on),
    shrinking seconds and the shrunk trace's decisions;
@@ -208,7 +210,8 @@ def main() -> int:
               f"{f['stock_instructions'] / 1e6:.2f} M, ordinary "
               f"{f['ordinary_instructions'] / 1e6:.2f} M, {f['instruction_ratio']:.2f}x; "
               f"CPU: {f['stock_us']:.0f} us against {f['ordinary_us']:.0f} us, "
-              f"{f['ratio']:.2f}x", flush=True)
+              f"{f['ratio']:.2f}x; the stock loop alone: {1e6 / f['stock_us']:.0f} runs/s "
+              "per core", flush=True)
     print(f"\n3. finds: median over {SEEDS} seeds (budget {BUDGET:g} s per seed); a report "
           "is shrunk while the search goes on")
     print(f"  {'find':36} {'target':24} {'found':>5} {'runs':>6} {'s to find':>9} "
