@@ -202,6 +202,8 @@ def observe(
         requests={k: r.snapshot(_uncut(r, cuts)) for k, r in app.records.items()},
         cuts=cuts,
         connections=conns,
+        # Not SimResult.blocked, which the core takes at the same moment but without the
+        # program's own task: the oracles judge every task alive at quiescence.
         blocked=blocked_tasks(loop),
         timers=timers,
         errors=errors,
