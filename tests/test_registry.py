@@ -157,3 +157,37 @@ def test_every_unrunnable_release_range_is_in_the_readme():
     for name, entry in registry.entries().items():
         for unrunnable in entry.unrunnable:
             assert f"`{unrunnable.versions}`" in readme, (name, unrunnable.versions)
+
+
+def _index_listing(monkeypatch: pytest.MonkeyPatch, versions: list[str] | None) -> None:
+    """The index lists `versions` of uvicorn; None: it cannot be reached."""
+    from harness.targets import era
+
+    def fetch(url: str, accept: str) -> bytes:
+        if versions is None:
+            raise OSError("network is unreachable")
+        return json.dumps({"files": [
+            {"filename": f"uvicorn-{v}.tar.gz", "upload-time": "2018-01-01T00:00:00Z"}
+            for v in versions]}).encode()
+
+    monkeypatch.setattr(era, "_fetch", fetch)
+
+
+def test_a_version_refused_for_its_range_is_first_asked_of_the_index(
+        monkeypatch: pytest.MonkeyPatch):
+    _index_listing(monkeypatch, ["0.0.15", "0.1.1"])
+    with pytest.raises(registry.TargetError, match=r"uvicorn==0\.0\.0 does not exist on PyPI; "
+                       r"list releases with 'pip index versions uvicorn'"):
+        registry.parse_server("uvicorn==0.0.0")
+    # A release the index lists is refused for what its range cannot do.
+    with pytest.raises(registry.TargetError, match="uvicorn 0.0.15 cannot run here: releases "
+                       "before 0.1.0 predate"):
+        registry.parse_server("uvicorn==0.0.15")
+
+
+def test_an_index_that_cannot_be_read_leaves_the_range_s_reason(
+        monkeypatch: pytest.MonkeyPatch):
+    _index_listing(monkeypatch, None)
+    with pytest.raises(registry.TargetError, match="uvicorn 0.0.0 cannot run here: releases "
+                       "before 0.1.0 predate"):
+        registry.parse_server("uvicorn==0.0.0")

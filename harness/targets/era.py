@@ -47,6 +47,10 @@ class EraError(EnvironmentFault):
     """The index could not be read, or does not say when a file was uploaded."""
 
 
+class Unpublished(EraError):
+    """The index was read and does not list the release."""
+
+
 @dataclass(frozen=True)
 class Release:
     """One release of a project on the index, from its files."""
@@ -144,7 +148,7 @@ def published(project: str, version: str) -> Release:
     except InvalidVersion:
         found = None
     if found is None:
-        raise EraError(f"{project}=={version} does not exist on PyPI; list releases with "
+        raise Unpublished(f"{project}=={version} does not exist on PyPI; list releases with "
                        f"'pip index versions {project}'")
     return found
 

@@ -37,6 +37,7 @@ from packaging.version import InvalidVersion, Version
 
 from harness.errors import InputError
 from harness.search.trace import TraceError
+from harness.targets import era
 from harness.targets.source import Source, distribution_name, is_source, parse_source, tree_of
 
 ENTRY_POINT_GROUP = "asgi_race_harness.targets"
@@ -356,14 +357,29 @@ def parse_server(spec: str) -> tuple[str, str | None]:
             raise TargetError(f"malformed version {version!r} in {spec!r}; write a release "
                               f"number such as {found.example or '1.0.0'}") from None
         reason = found.unrunnable_reason(version)
+        too_old = found.oldest is not None and release < Version(found.oldest)
+        if reason is not None or too_old:
+            _refuse_if_unpublished(found.distribution or name, version)
         if reason is not None:
             raise TargetError(f"{name} {version} cannot run here: {reason}; pick another "
                               "release (README, Supported releases)")
-        if found.oldest is not None and release < Version(found.oldest):
+        if too_old:
             raise TargetError(f"{name} {version} is older than the oldest release the "
                               f"harness runs ({found.oldest}: older ones need a construction "
                               f"path servers/ does not have); pick {found.oldest} or later")
     return name, version
+
+
+def _refuse_if_unpublished(distribution: str, version: str) -> None:
+    """Before refusing a version for its range, ask the index whether it is a release at
+    all: `uvicorn==0.0.0` is told it does not exist, not what releases before 0.1 do. An
+    index that cannot be read leaves the range's reason to speak."""
+    try:
+        era.published(distribution, version)
+    except era.Unpublished as exc:
+        raise TargetError(str(exc)) from None
+    except era.EraError:
+        pass
 
 
 def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
