@@ -27,7 +27,10 @@ One run prints, side by side:
    of one run's simulation in that process. Each continuation from a shared state
    needs a fork of its own (a run consumes its process's state), so forking pays only
    where a fork costs less than the shared part of a run, which is less than the
-   whole run.
+   whole run;
+7. where one search's CPU goes on the reference server: running its scenarios against
+   drawing them and the search's own work, and each family's share of the runs and of
+   the CPU: the families a faster search has to make cheaper.
 
 Every search is cold (the examples store is off, so a failure an earlier search
 stored is not retried first) and uses the default profile, whatever HARNESS_PROFILE
@@ -57,6 +60,7 @@ SEEDS = 10
 FIXED_SEEDS = 3
 BUDGET = 90.0
 THROUGHPUT_SECONDS = 10.0
+FAMILY_RUNS = 1500
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,48 @@ def fork_cost(runs: int = 300, forks: int = 50) -> dict[str, float]:
     return {"fork": (cpu() - before) / forks, "run": per_run, "rss_mb": rss}
 
 
+def family_costs(runs: int = FAMILY_RUNS, seed: int = 1) -> dict[str, Any]:
+    """CPU seconds of one search of `runs` runs on the reference server that counts no
+    failure, and of each run it executed, by scenario family."""
+    from harness.http.strategies import scenarios as space
+    from harness.search.engine import search
+    from harness.search.explore import execute_on
+    from harness.targets.runner import make_target
+
+    target = make_target(target_specs("reference", "default")[0])
+    execute = execute_on(target)
+    spent: dict[str, list[float]] = {family: [] for family in FAMILIES}
+
+    def timed(scenario: Any, source: Any) -> Any:
+        start = time.process_time()
+        try:
+            return execute(scenario, source)
+        finally:
+            spent[scenario.family].append(time.process_time() - start)
+
+    strategy = space(target, FAMILIES)
+    start = time.process_time()
+    search(lambda draw: draw(strategy), timed, budget_seconds=0, max_runs=runs, seed=seed,
+           accept=lambda f: False)
+    return {"total": time.process_time() - start, "families": spent, "seed": seed}
+
+
+def print_family_costs(costs: dict[str, Any]) -> None:
+    runs = {family: len(times) for family, times in costs["families"].items()}
+    cpu = {family: sum(times) for family, times in costs["families"].items()}
+    executed, total = sum(cpu.values()), costs["total"]
+    print(f"\n7. where one search's CPU goes (the reference server, {sum(runs.values())} runs "
+          f"of seed {costs['seed']}, nothing shrunk): running the scenarios "
+          f"{executed / total:.0%}, drawing them and the search's own work "
+          f"{1 - executed / total:.0%}")
+    print(f"  {'family':12} {'runs':>5} {'of runs':>8} {'of CPU':>7} {'ms a run':>9}")
+    for family in sorted(cpu, key=cpu.__getitem__, reverse=True):
+        if runs[family]:
+            print(f"  {family:12} {runs[family]:>5} {runs[family] / sum(runs.values()):>8.0%} "
+                  f"{cpu[family] / executed:>7.0%} {cpu[family] / runs[family] * 1e3:>9.2f}",
+                  flush=True)
+
+
 def machine() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -255,6 +301,7 @@ def main() -> int:
              if cost["fork"] >= cost["run"] else
              f"sharing pays for prefixes longer than {cost['fork'] / cost['run']:.0%} of a "
              "run"), flush=True)
+    print_family_costs(family_costs())
     print(f"\nat the end: {load()}; {time.strftime('%Y-%m-%d %H:%M')}")
     return 0
 
