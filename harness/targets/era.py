@@ -148,8 +148,8 @@ def published(project: str, version: str) -> Release:
     except InvalidVersion:
         found = None
     if found is None:
-        raise Unpublished(f"{project}=={version} does not exist on PyPI; list releases with "
-                       f"'pip index versions {project}'")
+        raise Unpublished(f"{project}=={version} does not exist on PyPI; list releases "
+                          f"with 'pip index versions {project}'")
     return found
 
 
