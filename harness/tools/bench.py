@@ -46,6 +46,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,11 +134,13 @@ def throughput(server: str, http: str) -> dict[str, Any]:
             "per_second": result["runs"] / result["seconds"] if result["seconds"] else 0.0}
 
 
-def fork_cost(runs: int = 300, forks: int = 50) -> dict[str, float]:
-    """CPU seconds of one fork (parent and child) and of one run's simulation (its
-    scenario drawn beforehand), on the reference server, in this process after a search
-    of `runs` runs (whose scenarios it then runs again, timed)."""
-    from harness.decisions import RandomSource
+def reference_search(runs: int, seed: int,
+                     each: Callable[[Any, Callable[[], Any]], Any],
+                     ) -> tuple[Callable[[Any, Any], Any], float]:
+    """One search of `runs` runs on the reference server, in this process, that counts
+    no failure: each run is `each(scenario, run)`, where `run()` executes it. Returns the
+    search's execute(scenario, source), for runs after it, and the search's CPU seconds
+    (its target and strategy, built before, not counted)."""
     from harness.http.strategies import scenarios as space
     from harness.search.engine import search
     from harness.search.explore import execute_on
@@ -145,15 +148,27 @@ def fork_cost(runs: int = 300, forks: int = 50) -> dict[str, float]:
 
     target = make_target(target_specs("reference", "default")[0])
     execute = execute_on(target)
+    strategy = space(target, FAMILIES)
+    start = time.process_time()
+    search(lambda draw: draw(strategy),
+           lambda scenario, source: each(scenario, lambda: execute(scenario, source)),
+           budget_seconds=0, max_runs=runs, seed=seed, accept=lambda f: False)
+    return execute, time.process_time() - start
+
+
+def fork_cost(runs: int = 300, forks: int = 50) -> dict[str, float]:
+    """CPU seconds of one fork (parent and child) and of one run's simulation (its
+    scenario drawn beforehand), on the reference server, in this process after a search
+    of `runs` runs (whose scenarios it then runs again, timed)."""
+    from harness.decisions import RandomSource
+
     drawn: list[Any] = []
 
-    def keep(scenario: Any, source: Any) -> Any:
+    def keep(scenario: Any, run: Callable[[], Any]) -> Any:
         drawn.append(scenario)
-        return execute(scenario, source)
+        return run()
 
-    strategy = space(target, FAMILIES)
-    search(lambda draw: draw(strategy), keep, budget_seconds=0, max_runs=runs,
-           accept=lambda f: False)
+    execute, _ = reference_search(runs, 0, keep)
     start = time.process_time()
     for i, scenario in enumerate(drawn):
         execute(scenario, RandomSource(i))
@@ -177,27 +192,17 @@ def fork_cost(runs: int = 300, forks: int = 50) -> dict[str, float]:
 def family_costs(runs: int = FAMILY_RUNS, seed: int = 1) -> dict[str, Any]:
     """CPU seconds of one search of `runs` runs on the reference server that counts no
     failure, and of each run it executed, by scenario family."""
-    from harness.http.strategies import scenarios as space
-    from harness.search.engine import search
-    from harness.search.explore import execute_on
-    from harness.targets.runner import make_target
-
-    target = make_target(target_specs("reference", "default")[0])
-    execute = execute_on(target)
     spent: dict[str, list[float]] = {family: [] for family in FAMILIES}
 
-    def timed(scenario: Any, source: Any) -> Any:
+    def timed(scenario: Any, run: Callable[[], Any]) -> Any:
         start = time.process_time()
         try:
-            return execute(scenario, source)
+            return run()
         finally:
             spent[scenario.family].append(time.process_time() - start)
 
-    strategy = space(target, FAMILIES)
-    start = time.process_time()
-    search(lambda draw: draw(strategy), timed, budget_seconds=0, max_runs=runs, seed=seed,
-           accept=lambda f: False)
-    return {"total": time.process_time() - start, "families": spent, "seed": seed}
+    _, total = reference_search(runs, seed, timed)
+    return {"total": total, "families": spent, "seed": seed}
 
 
 def print_family_costs(costs: dict[str, Any]) -> None:
