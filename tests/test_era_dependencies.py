@@ -57,7 +57,7 @@ INDEX = {
 
 
 def fake_index(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fetch(url: str, accept: str) -> bytes:
+    def fetch(url: str, accept: str, timeout: float) -> bytes:
         assert accept == era.ACCEPT
         return INDEX[url.rstrip("/").rsplit("/", 1)[1]]
 

@@ -159,11 +159,15 @@ def test_every_unrunnable_release_range_is_in_the_readme():
             assert f"`{unrunnable.versions}`" in readme, (name, unrunnable.versions)
 
 
-def _index_listing(monkeypatch: pytest.MonkeyPatch, versions: list[str] | None) -> None:
-    """The index lists `versions` of uvicorn; None: it cannot be reached."""
+def _index_listing(monkeypatch: pytest.MonkeyPatch, versions: list[str] | None) -> list[float]:
+    """The index lists `versions` of uvicorn; None: it cannot be reached. Returns the
+    timeout of every read, as it is made."""
     from harness.targets import era
 
-    def fetch(url: str, accept: str) -> bytes:
+    waits: list[float] = []
+
+    def fetch(url: str, accept: str, timeout: float) -> bytes:
+        waits.append(timeout)
         if versions is None:
             raise OSError("network is unreachable")
         return json.dumps({"files": [
@@ -171,6 +175,9 @@ def _index_listing(monkeypatch: pytest.MonkeyPatch, versions: list[str] | None) 
             for v in versions]}).encode()
 
     monkeypatch.setattr(era, "_fetch", fetch)
+    for name in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return waits
 
 
 def test_a_version_refused_for_its_range_is_first_asked_of_the_index(
@@ -187,7 +194,22 @@ def test_a_version_refused_for_its_range_is_first_asked_of_the_index(
 
 def test_an_index_that_cannot_be_read_leaves_the_range_s_reason(
         monkeypatch: pytest.MonkeyPatch):
-    _index_listing(monkeypatch, None)
+    from harness.targets import era
+
+    waits = _index_listing(monkeypatch, None)
     with pytest.raises(registry.TargetError, match="uvicorn 0.0.0 cannot run here: releases "
                        "before 0.1.0 predate"):
+        registry.parse_server("uvicorn==0.0.0")
+    # The look-up only improves a refusal that stands without it: a hanging index is
+    # given the look-up's short wait, not the minute an install would wait for it.
+    assert waits == [registry.LOOKUP_TIMEOUT]
+    assert registry.LOOKUP_TIMEOUT < era.TIMEOUT
+
+
+def test_an_unpublished_version_is_told_which_index_does_not_list_it(
+        monkeypatch: pytest.MonkeyPatch):
+    _index_listing(monkeypatch, ["0.1.1"])
+    monkeypatch.setenv("UV_DEFAULT_INDEX", "https://mirror.example/simple")
+    with pytest.raises(registry.TargetError, match=r"uvicorn==0\.0\.0 does not exist on "
+                       r"https://mirror\.example/simple/; list releases"):
         registry.parse_server("uvicorn==0.0.0")

@@ -40,7 +40,7 @@ from harness.errors import EnvironmentFault
 
 PYPI = "https://pypi.org/simple/"
 ACCEPT = "application/vnd.pypi.simple.v1+json"
-TIMEOUT = 60.0
+TIMEOUT = 60.0  # an install needs the answer: wait as long as a slow index takes
 
 
 class EraError(EnvironmentFault):
@@ -71,17 +71,23 @@ def index_url() -> str:
     return PYPI
 
 
-def _fetch(url: str, accept: str) -> bytes:
+def index_name() -> str:
+    """How messages name the index: "PyPI", or the address of the one in use."""
+    url = index_url()
+    return "PyPI" if url == PYPI else url
+
+
+def _fetch(url: str, accept: str, timeout: float) -> bytes:
     """Every read of the index goes through here (tests fake it)."""
     request = urllib.request.Request(url, headers={"Accept": accept})
-    with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
         data: bytes = answer.read()
     return data
 
 
-def _read(url: str, accept: str) -> bytes:
+def _read(url: str, accept: str, timeout: float) -> bytes:
     try:
-        return _fetch(url, accept)
+        return _fetch(url, accept, timeout)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise EraError(f"reading {url}: the package index could not be reached ({exc}); "
                           "check the network and retry") from None
@@ -96,11 +102,12 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def releases(project: str) -> dict[Version, Release]:
-    """Every release of `project` the index lists, by version (unparseable ones left out)."""
+def releases(project: str, timeout: float = TIMEOUT) -> dict[Version, Release]:
+    """Every release of `project` the index lists, by version (unparseable ones left out).
+    `timeout`: seconds a read may wait; one that waits longer is an EraError."""
     url = f"{index_url()}{canonicalize_name(project)}/"
     try:
-        page: dict[str, Any] = json.loads(_read(url, ACCEPT))
+        page: dict[str, Any] = json.loads(_read(url, ACCEPT, timeout))
     except ValueError:
         raise EraError(f"{url} did not answer in the JSON simple API (PEP 691), so the "
                           "release's time cannot be known; use an index that does") from None
@@ -141,15 +148,15 @@ def _version_of(project: str, filename: str) -> Version | None:
     return None
 
 
-def published(project: str, version: str) -> Release:
+def published(project: str, version: str, timeout: float = TIMEOUT) -> Release:
     """The release `version` of `project` as the index lists it."""
     try:
-        found = releases(project).get(Version(version))
+        found = releases(project, timeout).get(Version(version))
     except InvalidVersion:
         found = None
     if found is None:
-        raise Unpublished(f"{project}=={version} does not exist on PyPI; list releases "
-                          f"with 'pip index versions {project}'")
+        raise Unpublished(f"{project}=={version} does not exist on {index_name()}; list "
+                          f"releases with 'pip index versions {project}'")
     return found
 
 

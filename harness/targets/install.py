@@ -366,8 +366,8 @@ def _raise_for_index(stderr: str, wanted: str) -> None:
     if "==" in wanted and (f"no version of {wanted.lower()}" in stderr.lower()
                            or "No matching distribution" in stderr
                            or "Could not find a version" in stderr):
-        raise EnvError(f"{wanted} does not exist on PyPI; list releases with "
-                       f"'pip index versions {dist}'")
+        raise EnvError(f"{wanted} does not exist on {era.index_name()}; list releases "
+                       f"with 'pip index versions {dist}'")
 
 
 # -- pip -------------------------------------------------------------------------------

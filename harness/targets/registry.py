@@ -370,12 +370,17 @@ def parse_server(spec: str) -> tuple[str, str | None]:
     return name, version
 
 
+# Seconds the look-up below waits for the index. It only improves a refusal that
+# stands without it, so a hanging network costs this, not era's wait for installs.
+LOOKUP_TIMEOUT = 10.0
+
+
 def _refuse_if_unpublished(distribution: str, version: str) -> None:
     """Before refusing a version for its range, ask the index whether it is a release at
     all: `uvicorn==0.0.0` is told it does not exist, not what releases before 0.1 do. An
-    index that cannot be read leaves the range's reason to speak."""
+    index that cannot be read (within LOOKUP_TIMEOUT) leaves the range's reason to speak."""
     try:
-        era.published(distribution, version)
+        era.published(distribution, version, LOOKUP_TIMEOUT)
     except era.Unpublished as exc:
         raise TargetError(str(exc)) from None
     except era.EraError:
