@@ -294,3 +294,19 @@ def test_explore_says_which_protocol_it_skipped_and_why(capsys, tmp_path: Path):
     assert "uvicorn-0.2.20-h11" in out and "httptools" not in out, out
     skipped = json.loads(summary.read_text())["command"]["skipped"]
     assert list(skipped) == ["httptools"] and "__slots__" in skipped["httptools"]
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """`harness CMD --help` is the reference a user reads first: an option listed with
+    no explanation leaves them to read the code."""
+    import argparse
+
+    from harness.tools.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"explore", "replay", "report", "bisect", "serve", "survey"} <= set(commands)
+    silent = [f"{name} {action.option_strings[-1]}"
+              for name, parser in commands.items() for action in parser._actions
+              if action.option_strings and not action.help]
+    assert silent == []

@@ -271,10 +271,14 @@ def add_parser(sub: Any) -> None:
                          "repository")
     bi.add_argument("--good", required=True, help="the release or revision that passes")
     bi.add_argument("--bad", required=True, help="the release or revision that fails")
-    bi.add_argument("--trace", default=None)
+    bi.add_argument("--trace", default=None,
+                    help="a failing trace (trace.json) each version replays; where it does "
+                         "not apply, its family is searched for its failure kind")
     bi.add_argument("--scenario", default=None, help="a scenario family to re-search")
     bi.add_argument("--kind", default="receive-hang", help="failure kind for --scenario")
     bi.add_argument("--budget", type=float, default=30.0,
                     help="seconds of search per version, where a search decides the verdict")
-    bi.add_argument("--http", default=None)
+    bi.add_argument("--http", default=None,
+                    help="the protocol implementation (default: the trace's, else the "
+                         "server's first)")
     bi.set_defaults(func=cmd_bisect)

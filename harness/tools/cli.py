@@ -410,9 +410,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--budget", type=float, default=None,
                     help="seconds of search per target, shrinking not counted (default: the "
                          "profile's, or no limit when --max-runs is given alone)")
-    ex.add_argument("--max-runs", type=int, default=None)
-    ex.add_argument("--seed", type=int, default=0)
-    ex.add_argument("--strategy", choices=STRATEGIES, default="hypothesis")
+    ex.add_argument("--max-runs", type=int, default=None, metavar="N",
+                    help="stop each target's search after N runs (with --budget, whichever "
+                         "comes first)")
+    ex.add_argument("--seed", type=int, default=0,
+                    help="the search's seed (default 0): with --max-runs, --jobs and "
+                         "--no-examples the same, and no time budget reached, a search "
+                         "makes the same runs")
+    ex.add_argument("--strategy", choices=STRATEGIES, default="hypothesis",
+                    help="hypothesis (default): every decision drawn through Hypothesis, 1 in "
+                         "8 a deviation; random: each decision a deviation with "
+                         "probability 0.2, from a seed per run; pct: 3 deviations "
+                         "at random places among the first 200 decisions")
     ex.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
     ex.add_argument("--reports", default="reports", help="where reports are written")
     ex.add_argument("--profile", default=None,
@@ -428,7 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="replay a trace and print its verdict and timeline")
     rp.add_argument("trace")
     rp.add_argument("--server", default=None, help="another release to replay it on")
-    rp.add_argument("--http", default=None)
+    rp.add_argument("--http", default=None,
+                    help="the protocol implementation to replay on (default: the trace's, "
+                         "where the server has it, else the server's first)")
     rp.add_argument("--lenient", action="store_true",
                     help="on the trace's own target too, go on where the run asks other "
                          "questions than the trace recorded (default: stop with an error)")

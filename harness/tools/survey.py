@@ -328,8 +328,10 @@ def add_parser(sub: Any, func: Callable[[Any], int]) -> None:
                     help="seconds of search per release and protocol (default 15)")
     sv.add_argument("--max-runs", type=int, default=None,
                     help="also stop each search after N runs")
-    sv.add_argument("--seed", type=int, default=0)
-    sv.add_argument("--strategy", choices=STRATEGIES, default="hypothesis")
+    sv.add_argument("--seed", type=int, default=0,
+                    help="every search's seed (default 0)")
+    sv.add_argument("--strategy", choices=STRATEGIES, default="hypothesis",
+                    help="how the searches draw decisions (see harness explore --help)")
     sv.add_argument("--family", action="append", help="scenario family (default: all)")
     sv.add_argument("--profile", default=None, help="the explores' search profile")
     sv.add_argument("--bisect", action="store_true",

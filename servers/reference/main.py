@@ -111,11 +111,21 @@ def add_parser(sub: Any) -> None:
     defaults = Config()
     sp = sub.add_parser("serve", help="serve an ASGI app with the reference server")
     sp.add_argument("app", help="MODULE:ATTRIBUTE, e.g. servers.reference.demo:app")
-    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--host", default="127.0.0.1", help="the address to listen on "
+                    "(default 127.0.0.1)")
     sp.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    sp.add_argument("--backend", choices=BACKENDS, default="asyncio")
-    sp.add_argument("--keep-alive", type=float, default=defaults.keep_alive)
-    sp.add_argument("--max-header-bytes", type=int, default=defaults.max_header_bytes)
-    sp.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
-    sp.add_argument("--shutdown-grace", type=float, default=defaults.shutdown_grace)
+    sp.add_argument("--backend", choices=BACKENDS, default="asyncio",
+                    help="the event loop to run on (default asyncio)")
+    sp.add_argument("--keep-alive", type=float, default=defaults.keep_alive, metavar="SECONDS",
+                    help="how long an idle connection waits for its next request "
+                         "(default %(default)g)")
+    sp.add_argument("--max-header-bytes", type=int, default=defaults.max_header_bytes,
+                    metavar="N", help="a longer request head is answered 431 "
+                                      "(default %(default)d)")
+    sp.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
+                    metavar="N", help="a longer request body is answered 413 "
+                                      "(default %(default)d)")
+    sp.add_argument("--shutdown-grace", type=float, default=defaults.shutdown_grace,
+                    metavar="SECONDS", help="once a shutdown begins, how long requests in "
+                                            "flight get to finish (default %(default)g)")
     sp.set_defaults(func=cmd_serve)
