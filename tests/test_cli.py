@@ -188,6 +188,9 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
          "reference has no HTTP implementation 'httptools'"),
         (["bisect", "--server", "uvicorn", "--good", "0.12.3", "--bad", "0.11.3"],
          "give exactly one of --trace TRACE or --scenario FAMILY"),
+        (["bisect", "--server", "uvicorn", "--good", "0.11.3", "--bad", "0.11.03",
+          "--scenario", "pipelining"],
+         "--good and --bad are both uvicorn 0.11.3: a bisect needs two different releases"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(capsys, args: list[str], message: str):

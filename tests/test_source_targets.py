@@ -142,3 +142,16 @@ def test_bisect_names_the_end_that_is_not_a_commit(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--bad nope: not a commit of" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_bisect_refuses_two_names_of_one_commit(tmp_path: Path, capsys):
+    from harness.tools.cli import main
+
+    repo = tree(tmp_path / "repo")
+    git(repo, "init", "-q")
+    head = commit_all(repo, "one")
+    code = main(["bisect", "--server", f"git+{repo}", "--good", "HEAD", "--bad", head[:8],
+                 "--scenario", "keepalive"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--good HEAD and --bad {head[:8]} are both commit {head[:12]}" in err
+    assert len(err.strip().splitlines()) == 1

@@ -25,6 +25,7 @@ non-monotone history shows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import subprocess
 import sys
@@ -137,6 +138,10 @@ class History:
 
 
 def release_history(server: str, good: str, bad: str) -> History:
+    with contextlib.suppress(InvalidVersion):  # (not a version: refused as unpublished)
+        if Version(good) == Version(bad):
+            raise BisectError(f"--good and --bad are both {server} {good}: a bisect needs "
+                              "two different releases")
     every = releases(server)
     for end in (good, bad):
         if end not in every:
@@ -158,6 +163,9 @@ def commit_history(source: Source, good: str, bad: str) -> History:
             raise BisectError(f"{flag} {rev}: not a commit of {repo}; see "
                               f"'git -C {repo} log --oneline'") from None
     good_c, bad_c = str(ends[0]), str(ends[1])
+    if good_c == bad_c:
+        raise BisectError(f"--good {good} and --bad {bad} are both commit {good_c[:12]}: a "
+                          "bisect needs two different revisions")
     if is_ancestor(repo, good_c, bad_c):
         older, newer = good_c, bad_c
     elif is_ancestor(repo, bad_c, good_c):
