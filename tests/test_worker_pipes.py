@@ -49,3 +49,21 @@ def test_a_target_that_floods_stderr_still_gets_its_run(tmp_path: Path):
         pytest.fail("the worker deadlocked on a full stderr pipe")
     assert outcome["result"]["failures"] == []
     assert outcome["result"]["responses"]["1"][0]["status"] == 200
+
+
+def test_a_pipe_closed_under_its_reader_ends_the_drain_quietly():
+    # An interrupt unwinds the worker's Popen, which closes stderr while the drain
+    # thread still iterates it; that thread's ValueError used to print a traceback over
+    # the interrupt's own message.
+    import collections
+    import io
+
+    from harness.targets.runner import drain_into
+
+    lines: collections.deque[str] = collections.deque()
+    drain_into(io.StringIO("one\ntwo\n"), lines)
+    assert list(lines) == ["one\n", "two\n"]
+    closed = io.StringIO("three\n")
+    closed.close()
+    drain_into(closed, lines)  # raised ValueError before
+    assert list(lines) == ["one\n", "two\n"]

@@ -17,7 +17,7 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -266,13 +266,21 @@ def _run_worker(env: Env, request: dict[str, Any], progress: Progress) -> dict[s
                 _LIVE.discard(proc)
 
 
+def drain_into(stream: Iterable[str], lines: collections.deque[str]) -> None:
+    """Read `stream` into `lines` to its end, or until it is closed under the reader: an
+    interrupt unwinds the Popen, which closes its pipes while this thread still reads,
+    and that is no error to print over the interrupt's own message."""
+    with contextlib.suppress(ValueError, OSError):
+        lines.extend(stream)
+
+
 def _talk(proc: subprocess.Popen[str], request: dict[str, Any],
           progress: Progress) -> dict[str, Any]:
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     # Drained beside stdout: a target that writes more than a pipe holds to stderr
     # would otherwise block, and the worker with it, while stdout is being read.
     stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
-    drain = threading.Thread(target=stderr_tail.extend, args=(proc.stderr,), daemon=True)
+    drain = threading.Thread(target=drain_into, args=(proc.stderr, stderr_tail), daemon=True)
     drain.start()
     proc.stdin.write(json.dumps(request))
     proc.stdin.close()
