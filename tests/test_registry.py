@@ -4,6 +4,7 @@ is refused instead of running whatever else is importable."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,3 +214,19 @@ def test_an_unpublished_version_is_told_which_index_does_not_list_it(
     with pytest.raises(registry.TargetError, match=r"uvicorn==0\.0\.0 does not exist on "
                        r"https://mirror\.example/simple/; list releases"):
         registry.parse_server("uvicorn==0.0.0")
+
+
+@pytest.mark.parametrize("typed", ["0.11", "0.11.0.0", "0.011.0"])
+def test_a_release_typed_another_way_is_told_its_published_name_before_any_install(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, typed: str):
+    # PEP 440 calls these equal to 0.11.0, and uv would install 0.11.0, which an
+    # environment named for what was typed would then not hold ("damaged").
+    from harness.targets.envs import ensure_env
+
+    _index_listing(monkeypatch, ["0.11.0", "0.11.3"])
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    with pytest.raises(registry.TargetError, match=rf"uvicorn {re.escape(typed)} is published "
+                       r"as 0\.11\.0; write uvicorn==0\.11\.0"):
+        ensure_env(registry.entry("uvicorn"), typed)
+    assert not [p for p in (tmp_path / "envs").iterdir() if p.name.startswith(
+        (f"uvicorn-{typed}", f".uvicorn-{typed}"))]

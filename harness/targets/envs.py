@@ -32,6 +32,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from harness.targets import era
 from harness.targets.imports import culprit, imports, nearest_importing
 from harness.targets.install import (
     EnvError,
@@ -42,7 +43,7 @@ from harness.targets.install import (
     python_tag,
     scratch_installer,
 )
-from harness.targets.registry import TargetEntry, TargetSpec
+from harness.targets.registry import TargetEntry, TargetError, TargetSpec
 from harness.targets.source import Source, key_of, parse_source, snapshot
 
 __all__ = [
@@ -258,8 +259,21 @@ def _has_dist(name: str) -> bool:
     return True
 
 
+def _refuse_another_spelling(distribution: str, version: str) -> None:
+    """`uvicorn==0.11` installs 0.11.0 (PEP 440 calls them equal), which the environment
+    named 0.11 would then not hold. One release, one name: the index's."""
+    try:
+        published = str(era.published(distribution, version).version)
+    except era.EraError:
+        return  # not listed, or not readable: the install itself says so
+    if published != version:
+        raise TargetError(f"{distribution} {version} is published as {published}; write "
+                          f"{distribution}=={published}")
+
+
 def _install(entry: TargetEntry, version: str, site: Path, log: Log) -> EnvInfo:
     assert entry.distribution is not None
+    _refuse_another_spelling(entry.distribution, version)
     refits: Refits = {}
     for tries in range(MAX_REFITS + 1):
         done = install(entry, version, site, cache_dir().parent, log, refits=refits)
