@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import re
 import subprocess
 import sys
@@ -35,6 +36,8 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from harness.errors import EnvironmentFault, TargetFault
+from harness.http.oracles import KINDS
+from harness.http.strategies import FAMILIES
 from harness.search.trace import Trace, TraceError
 from harness.targets.registry import TargetError, entries, entry, parse_server, target_specs
 from harness.targets.runner import run
@@ -180,6 +183,16 @@ def commit_history(source: Source, good: str, bad: str) -> History:
 def cmd_bisect(args: argparse.Namespace) -> int:
     if (args.trace is None) == (args.scenario is None):
         raise BisectError("give exactly one of --trace TRACE or --scenario FAMILY")
+    # Checked before any version is tried: a bad value found later costs two searches
+    # and was blamed on the harness, or, for a kind no oracle reports, on the releases.
+    if not (math.isfinite(args.budget) and args.budget > 0):
+        raise BisectError(f"--budget must be a positive, finite number of seconds, got "
+                          f"{args.budget:g}")
+    if args.scenario is not None and args.scenario not in FAMILIES:
+        raise BisectError(f"unknown scenario family {args.scenario!r}; known: "
+                          f"{', '.join(FAMILIES)}")
+    if args.scenario is not None and args.kind not in KINDS:
+        raise BisectError(f"unknown failure kind {args.kind!r}; known: {', '.join(KINDS)}")
     trace = Trace.load(args.trace) if args.trace else None
     if is_source(args.server):
         source = parse_source(args.server.split("@")[0] if args.server.startswith("git+")
