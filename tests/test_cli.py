@@ -113,7 +113,8 @@ def test_strict_replay_refuses_a_trace_with_decisions_the_run_never_asked_for(
 
 def test_a_refused_explore_creates_no_reports_folder(capsys, tmp_path: Path):
     reports = tmp_path / "new"
-    for args in (["--server", "nginx"], ["--server", "reference", "--family", "chaos"]):
+    for args in (["--server", "nginx"], ["--server", "reference", "--family", "chaos"],
+                 ["--server", "reference", "--json", "/proc/harness/summary.json"]):
         code, _, _ = run_cli(capsys, "explore", *args, "--reports", str(reports))
         assert code == 2 and not reports.exists()
 
@@ -172,6 +173,13 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
          "--jobs must be from 1 to 32, got 100000"),
         (["explore", "--server", "reference", "--reports", "README.md"],
          "--reports README.md is a file"),
+        (["explore", "--server", "reference", "--json", "/proc/harness/summary.json"],
+         "--json /proc/harness/summary.json: cannot write in /proc/harness"),
+        (["explore", "--server", "reference", "--reports", "/proc/harness-reports"],
+         "--reports /proc/harness-reports: cannot write in /proc/harness-reports"),
+        (["explore", "--server", "reference", "--reports", "README.md/reports"],
+         "--reports README.md/reports: cannot write in README.md/reports (README.md is a "
+         "file)"),
         (["explore", "--server", "hypercorn==0.9.0"],
          "hypercorn 0.9.0 is older than the oldest release the harness runs (0.10.2"),
         (["explore", "--server", "uvicorn==0.2.1"],

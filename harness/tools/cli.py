@@ -44,7 +44,7 @@ from harness.tools.environment import installed_beside
 from harness.tools.progress import Progress
 from harness.tools.reference_run import ReferenceRun
 from harness.tools.report import write_report
-from harness.tools.summary import Summary
+from harness.tools.summary import Summary, check_output_folder
 
 REFERENCE = target_specs(REFERENCE_SERVER)[0]
 
@@ -197,22 +197,16 @@ def _check_explore(args: argparse.Namespace) -> None:
                          f"summary to, e.g. {args.json}/explore.json")
 
 
-def _make_folder(folder: Path, option: str) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{option}: cannot create {folder} ({exc.strerror}); name a folder "
-                         "you can write") from None
-
-
 def cmd_explore(args: argparse.Namespace) -> int:
     _check_explore(args)
     specs, skipped = chosen_targets(args.server, args.http)
     # Only once every value is known good: a refused command creates nothing.
-    _make_folder(Path(args.reports), f"--reports {args.reports}")
     json_path = None if args.json is None else Path(args.json)
+    check_output_folder(Path(args.reports), f"--reports {args.reports}")
     if json_path is not None:
-        _make_folder(json_path.parent, f"--json {args.json}")
+        check_output_folder(json_path.parent, f"--json {args.json}")
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+    Path(args.reports).mkdir(parents=True, exist_ok=True)
     examples = examples_root({"examples": None} if args.no_examples else {})
     progress = Progress()
     summary = Summary({"server": args.server, "http": args.http,

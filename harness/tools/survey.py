@@ -37,6 +37,7 @@ from harness.search.engine import STRATEGIES
 from harness.search.profiles import profile
 from harness.targets.registry import TargetEntry, entry
 from harness.tools import bisect
+from harness.tools.summary import check_output_folder
 from harness.tools.survey_bisect import Bisector, Verdict
 from harness.tools.survey_results import (
     Distinct,
@@ -187,6 +188,9 @@ class Survey:
             raise SurveyError(f"no runnable release of {args.server} from "
                               f"{args.since or 'the first'} to {args.until or 'the newest'}; "
                               f"the index has {span}")
+        check_output_folder(Path(args.reports), f"--reports {args.reports}")
+        for option, path in (("--json", self.json_path), ("--markdown", self.markdown_path)):
+            check_output_folder(path.parent, f"{option} {path}")
         for path in (self.json_path, self.markdown_path):
             path.parent.mkdir(parents=True, exist_ok=True)
         todo = [(v, h) for v in chosen for h in protocols_of(self.target, v, args.http)]
