@@ -84,6 +84,16 @@ def test_report_refuses_a_trace_that_records_no_failure(found_report, capsys, tm
     assert not (tmp_path / "out").exists()
 
 
+def test_report_refuses_a_folder_it_cannot_write_before_replaying(found_report, capsys):
+    _, root = found_report
+    trace = next(root.glob("*/lost-disconnect-*/trace.json"))
+    code, out, err = run_cli(capsys, "report", str(trace), "--reports", "/proc/harness-reports")
+    assert code == 2 and out == ""
+    assert err.strip() == ("harness: error: --reports /proc/harness-reports: cannot write in "
+                           "/proc/harness-reports (No such file or directory); name a folder "
+                           "you can write")
+
+
 def test_a_trace_that_no_longer_replays_is_one_error_unless_lenient(found_report, capsys,
                                                                      tmp_path: Path):
     _, root = found_report

@@ -298,6 +298,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if trace.verdict is None:
         raise UsageError(f"{args.trace} records no failure (a trace saved from a passing run); "
                          "report a trace that explore or pytest scenarios/ saved")
+    check_output_folder(Path(args.reports), f"--reports {args.reports}")
     spec, strict = trace_target(trace)
     replayed = run(spec, {"op": "replay", "trace": trace.to_json(), "strict": strict},
                    lambda e, i: None)
