@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from harness.search.trace import Trace
+from harness.search.trace import Trace, TraceError
 from harness.targets.registry import TargetSpec, entry, target_specs
 from harness.targets.runner import run
 from harness.targets.source import key_of, parse_source
@@ -44,7 +45,18 @@ def replay_trace_file(path: str | Path, server: str | None = None,
 
     Strict on the trace's own release unless `lenient`, lenient on any other.
     Returns the verdict: failures, log, divergence."""
-    trace = Trace.load(path)
+    return replay_trace(Trace.load(path), server, http, lenient)
+
+
+def replay_trace(trace: Trace | str, server: str | None = None, http: str | None = None,
+                 lenient: bool = False) -> dict[str, Any]:
+    """replay_trace_file, of a trace or the text of a trace.json (a repro test that
+    carries its trace, so it can travel without the file)."""
+    if isinstance(trace, str):
+        try:
+            trace = Trace.from_json(json.loads(trace), "<the trace given as text>")
+        except json.JSONDecodeError as exc:
+            raise TraceError(f"the trace given as text is not valid JSON ({exc})") from None
     spec, same = trace_target(trace, server, http)
     request = {"op": "replay", "trace": trace.to_json(), "strict": same and not lenient}
     return run(spec, request, lambda event, info: None)

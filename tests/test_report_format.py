@@ -277,6 +277,33 @@ def test_the_generated_repro_test_fails_while_the_bug_is_present_and_passes_else
     assert passing.returncode == 0, passing.stdout[-2000:] + passing.stderr[-2000:]
 
 
+def test_the_repro_test_runs_alone_without_its_folder(project: Path, tmp_path: Path):
+    """What goes with a bug report may be the one file: it carries its trace."""
+    alone = tmp_path / "attached"
+    alone.mkdir()
+    (alone / "test_repro.py").write_text((the_report(project) / "test_repro.py").read_text())
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_SERVER"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "test_repro.py"], cwd=alone, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1 and "receive() #2 never returned" in result.stdout, \
+        result.stdout[-2000:] + result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("awkward", ['"""', "\\", '\\"""', "\n", "'''", "{kind}", "\u00e9"])
+def test_the_repro_test_carries_any_trace_text_exactly(awkward: str):
+    from harness.tools.report import REPRO
+
+    trace = Trace(ONE_GET, [], SETTINGS, TARGET, {"kind": "leak", "signature": awkward},
+                  {"note": awkward + " at the end" + awkward})
+    text = REPRO.format(kind="leak", slug="leak", name="x", server="x", run_from="from here",
+                        repro="test_repro.py", trace=trace.dumps())
+    namespace: dict[str, object] = {}
+    exec(compile(text, "test_repro.py", "exec"), namespace)
+    assert namespace["TRACE"] == "\n" + trace.dumps()
+    assert json.loads(str(namespace["TRACE"])) == trace.to_json()
+
+
 def test_a_target_built_from_a_working_copy_or_commit_is_named_with_where_it_came_from():
     finding = {"kind": "server-error", "signature": "x: E", "message": "x logged: boom (E)"}
     copy = {**TARGET, "source": "./someserver"}

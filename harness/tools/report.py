@@ -7,6 +7,7 @@
                         then the details: await stacks, a Mermaid timeline, the
                         scenario as JSON, the environment, the reference server's run
         test_repro.py   a standalone pytest file that fails while the bug is present
+                        (it carries the trace, so it runs without the folder)
 
 Commands in a report name its files relative to the root of the project it sits
 in (the nearest folder upward holding .git or pyproject.toml), so they work from
@@ -310,6 +311,8 @@ Run it {run_from}:
 
     pytest {repro}
 
+It carries its trace (TRACE, below: the trace.json beside it), so it also runs alone,
+copied anywhere or attached to a bug report, wherever asgi-race-harness is installed.
 Point it at another release with HARNESS_SERVER={server}==X, or at a working copy
 or commit with HARNESS_SERVER=./path or git+REPO@REV (the trace is then replayed
 leniently, as the code paths may differ). Unset, it replays on the trace's own
@@ -317,18 +320,20 @@ target, strictly.
 """
 
 import os
-from pathlib import Path
 
-from harness.api import replay_trace_file
+from harness.api import replay_trace
 
-TRACE = Path(__file__).with_name("trace.json")
 SERVER = os.environ.get("HARNESS_SERVER") or None  # None: the trace's own target
 
 
 def test_the_trace_no_longer_shows_{slug}():
-    verdict = replay_trace_file(TRACE, SERVER)
+    verdict = replay_trace(TRACE, SERVER)
     same = [f for f in verdict["failures"] if f["kind"] == "{kind}"]
     assert not same, "\\n".join(f["message"] for f in same)
+
+
+TRACE = r"""
+{trace}"""
 '''
 
 
@@ -350,7 +355,7 @@ def write_report(root: Path, label: str, trace: Trace, finding: dict[str, Any],
         (work / "test_repro.py").write_text(REPRO.format(
             kind=finding["kind"], slug=finding["kind"].replace("-", "_"),
             name=target_name(target), server=target.get("server"),
-            run_from=where.run_from, repro=where.repro))
+            run_from=where.run_from, repro=where.repro, trace=trace.dumps()))
         put_in_place(work, final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
