@@ -49,6 +49,18 @@ def test_shrinking_and_what_was_found_show_in_the_status_and_as_lines():
         "retried stored failure lost-disconnect-1234: passes now (dropped from the store)"]
 
 
+def test_a_failure_counts_once_detected_not_once_shrunk():
+    progress = Progress(io.StringIO(), tty=False, clock=FakeClock())
+    progress.target("t", None, 500)
+    progress.event(0, "shrinking", HANG)
+    assert "distinct failures 0" in progress.status()  # met, not yet confirmed and written
+    progress.event(0, "finding", {**HANG, "shrunk": False})  # its report, as detected
+    assert "distinct failures 1" in progress.status() and "shrinking" in progress.status()
+    progress.event(1, "finding", {**HANG, "shrunk": False})  # another job detected it too
+    progress.event(0, "found", HANG)
+    assert "distinct failures 1" in progress.status()
+
+
 def test_on_a_terminal_rich_draws_the_status_and_prints_lines_above_it(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     out = io.StringIO()
@@ -72,7 +84,7 @@ def test_every_event_also_reaches_the_listeners():
     progress = Progress(io.StringIO(), tty=False, clock=FakeClock())
     progress.listeners.append(lambda job, event, info: seen.append((job, event)))
     progress.event(1, "runs", {"runs": 1, "searched": 0.1})
-    progress.event(0, "finding", {})
+    progress.event(0, "finding", HANG)
     assert seen == [(1, "runs"), (0, "finding")]
 
 

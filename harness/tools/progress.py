@@ -97,7 +97,9 @@ class Progress:
         elif event == "shrunk":
             self.shrinking.pop((job, str(info["kind"]), str(info["signature"])), None)
             self.line(f"shrunk {info['kind']} in {float(info.get('seconds', 0)):.1f}s")
-        elif event == "found":
+        elif event in ("found", "finding"):
+            # "finding": its report was just written, as detected or once shrunk. Detection
+            # never waits for shrinking, so neither does this count.
             self.found.add((str(info["kind"]), str(info["signature"])))
         elif event == "stored":
             what = f"retried stored failure {info['name']}: {info['state']}"
