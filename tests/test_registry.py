@@ -230,3 +230,15 @@ def test_a_release_typed_another_way_is_told_its_published_name_before_any_insta
         ensure_env(registry.entry("uvicorn"), typed)
     assert not [p for p in (tmp_path / "envs").iterdir() if p.name.startswith(
         (f"uvicorn-{typed}", f".uvicorn-{typed}"))]
+
+
+def test_a_cache_that_cannot_be_written_is_named_with_its_fix(monkeypatch: pytest.MonkeyPatch):
+    # It was 'a bug in the harness itself', with a FileNotFoundError's stack.
+    from harness.targets.envs import ensure_env
+    from harness.targets.install import EnvError
+
+    monkeypatch.setenv("HARNESS_CACHE", "/proc/harness-cache")
+    with pytest.raises(EnvError, match=r"^the harness's cache /proc/harness-cache cannot be "
+                       r"written \(No such file or directory\); point HARNESS_CACHE at a "
+                       r"folder you can write$"):
+        ensure_env(registry.entry("uvicorn"), "0.11.3")

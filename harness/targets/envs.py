@@ -189,9 +189,14 @@ def _ensure(entry: TargetEntry, name: str, install_into: Callable[[Path], EnvInf
     env = _cached(final, entry)
     if env is not None:
         return env
-    final.parent.mkdir(parents=True, exist_ok=True)
     locks = final.parent.parent / "locks"  # beside envs/, which holds only environments
-    locks.mkdir(exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        locks.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise EnvError(f"the harness's cache {harness_home()} cannot be written "
+                       f"({exc.strerror or exc}); point HARNESS_CACHE at a folder you can "
+                       "write") from None
     with _locked(locks / f"{name}.lock", log):
         env = _cached(final, entry)  # another process may have installed it meanwhile
         if env is not None:
