@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness.errors import InputError
 from harness.search.trace import Trace, TraceError
 from harness.targets.registry import TargetSpec, entry, target_specs
 from harness.targets.runner import run
@@ -19,8 +20,15 @@ def trace_target(trace: Trace, server: str | None = None,
     own = trace.target or {}
     if server is None:
         server = str(own.get("source") or own.get("server"))
-        if not own.get("source") and entry(server).distribution is not None:
-            server += f"=={own.get('version')}"  # a server with no releases: just its name
+        try:
+            if not own.get("source") and entry(server).distribution is not None:
+                server += f"=={own.get('version')}"  # a server with no releases: its name
+            target_specs(server)
+        except InputError as exc:  # worded for a --server the user gave: this one is not
+            why = str(exc).removeprefix(f"--server {server}: ").split(";")[0]
+            raise TraceError(f"the trace was recorded on {server}, which cannot be used here "
+                             f"({why}); replay it with --server NAME==VERSION or --server "
+                             "PATH") from None
     if http is None:  # the trace's protocol, where the other server has it
         impls = target_specs(server)[0].entry.protocols
         http = str(own.get("http")) if own.get("http") in impls else impls[0]

@@ -265,6 +265,25 @@ def test_a_malformed_scenario_is_an_input_error_on_any_target(
     assert code == 2 and message in err, err
 
 
+@pytest.mark.parametrize(("target", "why"), [
+    ({"source": "/nonexistent/uvicorn"}, "/nonexistent/uvicorn, which cannot be used here "
+                                         "(no such folder)"),
+    ({"server": "nginx"}, "nginx, which cannot be used here (unknown server 'nginx')"),
+])
+def test_a_trace_whose_own_target_is_gone_says_so_and_how_to_replay_it(
+        capsys, tmp_path: Path, target: dict[str, str], why: str):
+    # Refused in words made for a --server the user gave ("--server /nonexistent/...:"),
+    # which they had not.
+    trace = json.loads((Path(__file__).resolve().parent.parent / "reports" / "uvicorn-0.11.3-h11"
+                        / "receive-hang-e2bf0886" / "trace.json").read_text())
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps({**trace, "target": {**trace["target"], **target}}))
+    code, _, err = run_cli(capsys, "replay", str(moved))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"the trace was recorded on {why}; replay it with --server NAME==VERSION or " \
+           "--server PATH" in err
+
+
 def test_a_trace_from_a_newer_harness_is_refused(capsys, tmp_path: Path):
     future = tmp_path / "trace.json"
     future.write_text(json.dumps({"format": "asgi-race-harness/trace", "version": 7}))
