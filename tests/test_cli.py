@@ -207,7 +207,7 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
         (["bisect", "--server", "uvicorn", "--good", "0.12.3", "--bad", "0.11.3"],
          "give exactly one of --trace TRACE or --scenario FAMILY"),
         (["bisect", "--server", "uvicorn", "--good", "0.11.3", "--bad", "0.12.0",
-          "--scenario", "nonsense"], "unknown scenario family 'nonsense'; known: keepalive"),
+          "--scenario", "nonsense"], "error: unknown scenario family 'nonsense'; known: "),
         (["bisect", "--server", "uvicorn", "--good", "0.11.3", "--bad", "0.12.0",
           "--scenario", "pipelining", "--kind", "hang"],
          "unknown failure kind 'hang'; known: receive-hang, lost-disconnect"),
