@@ -61,6 +61,28 @@ def test_a_failure_counts_once_detected_not_once_shrunk():
     assert "distinct failures 1" in progress.status()
 
 
+def test_a_failure_two_jobs_shrink_says_whose_report_stands():
+    # Each job searches and shrinks on its own: the second one's lines would otherwise
+    # look like a new failure, and its "shrunk" like a report that never appears.
+    out = io.StringIO()
+    progress = Progress(out, tty=False, clock=FakeClock())
+    progress.target("t", None, 500)
+    progress.event(0, "shrinking", HANG)
+    progress.event(0, "finding", {**HANG, "shrunk": False})
+    progress.event(1, "shrinking", {**HANG, "runs": 55})
+    progress.event(0, "shrunk", {**HANG, "seconds": 2.0})
+    progress.event(0, "finding", {**HANG, "shrunk": True})
+    progress.event(1, "shrunk", {**HANG, "seconds": 3.0})
+    progress.event(1, "finding", {**HANG, "shrunk": True})
+    assert out.getvalue().splitlines() == [
+        "found receive-hang at run 40: receive() blocked at impl.py:12 (shrinking...)",
+        "found receive-hang at run 55: receive() blocked at impl.py:12 (another job reported "
+        "it already; shrinking it here too)",
+        "shrunk receive-hang in 2.0s",
+        "shrunk receive-hang in 3.0s (another job's shrunk report stands)"]
+    assert "distinct failures 1" in progress.status()
+
+
 def test_on_a_terminal_rich_draws_the_status_and_prints_lines_above_it(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     out = io.StringIO()

@@ -50,7 +50,10 @@ class Progress:
             # Failures being shrunk, oldest first: a search hands each to a child and goes
             # on, so several may be shrinking at once (harness/search/forks.py).
             self.shrinking: dict[tuple[int, str, str], None] = {}
-            self.found: set[tuple[str, str]] = set()  # parallel jobs may find the same one
+            # Each failure reported (detected, or shrunk), and the job that reported it
+            # first: parallel jobs may find the same one, and each shrinks its own.
+            self.found: dict[tuple[str, str], int] = {}
+            self.shrunk: dict[tuple[str, str], int] = {}
             self.start = self.clock()
             self.last_plain = self.start
             # What the live line shows: rich's refresh thread reads this string and
@@ -91,16 +94,25 @@ class Progress:
                 self.last_plain = self.clock()
                 self.line(self.status())
         elif event == "shrinking":
-            self.shrinking[job, str(info["kind"]), str(info["signature"])] = None
+            key = (str(info["kind"]), str(info["signature"]))
+            self.shrinking[(job, *key)] = None
+            doing = _elsewhere(self.found, key, job, "another job reported it already; "
+                               "shrinking it here too") or "shrinking..."
             self.line(f"found {info['kind']} at run {info.get('runs', '?')}: "
-                      f"{info['signature']} (shrinking...)")
+                      f"{info['signature']} ({doing})")
         elif event == "shrunk":
-            self.shrinking.pop((job, str(info["kind"]), str(info["signature"])), None)
-            self.line(f"shrunk {info['kind']} in {float(info.get('seconds', 0)):.1f}s")
+            key = (str(info["kind"]), str(info["signature"]))
+            self.shrinking.pop((job, *key), None)
+            self.line(f"shrunk {info['kind']} in {float(info.get('seconds', 0)):.1f}s"
+                      + _elsewhere(self.shrunk, key, job, " (another job's shrunk report "
+                                                          "stands)"))
         elif event in ("found", "finding"):
             # "finding": its report was just written, as detected or once shrunk. Detection
             # never waits for shrinking, so neither does this count.
-            self.found.add((str(info["kind"]), str(info["signature"])))
+            key = (str(info["kind"]), str(info["signature"]))
+            self.found.setdefault(key, job)
+            if event == "finding" and info.get("shrunk", True):
+                self.shrunk.setdefault(key, job)
         elif event == "stored":
             what = f"retried stored failure {info['name']}: {info['state']}"
             self.line(what + ("" if info["state"] == "fails" else " (dropped from the store)"))
@@ -134,3 +146,9 @@ class Progress:
                              redirect_stdout=False, redirect_stderr=False)
             self.live.start()
         return self.live
+
+
+def _elsewhere(reported: dict[tuple[str, str], int], key: tuple[str, str], job: int,
+               note: str) -> str:
+    """`note` when another job than `job` reported `key` first, else nothing."""
+    return note if reported.get(key, job) != job else ""
