@@ -18,19 +18,20 @@ def trace_target(trace: Trace, server: str | None = None,
     """Where to replay `trace` (default: its own target), and whether strictly: on its
     own release, yes; on any other, no (its code paths may ask other questions)."""
     own = trace.target or {}
+    first: TargetSpec | None = None  # the server's first target, once looked up
     if server is None:
         server = str(own.get("source") or own.get("server"))
         try:
             if not own.get("source") and entry(server).distribution is not None:
                 server += f"=={own.get('version')}"  # a server with no releases: its name
-            target_specs(server)
+            first = target_specs(server)[0]
         except InputError as exc:  # worded for a --server the user gave: this one is not
             why = str(exc).removeprefix(f"--server {server}: ").split(";")[0]
             raise TraceError(f"the trace was recorded on {server}, which cannot be used here "
                              f"({why}); replay it with --server NAME==VERSION or --server "
                              "PATH") from None
     if http is None:  # the trace's protocol, where the other server has it
-        impls = target_specs(server)[0].entry.protocols
+        impls = (first or target_specs(server)[0]).entry.protocols
         http = str(own.get("http")) if own.get("http") in impls else impls[0]
     spec = target_specs(server, http)[0]
     if spec.source is not None:  # the same code: the same commit, or unedited copy
