@@ -39,10 +39,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 from hypothesis import strategies as st
 
+from harness.errors import InputError
 from harness.http.app import READ_MODES, AppBehaviour
 from harness.http.client import AFTER, END_ACTIONS, END_MOMENTS, RUDE, ConnSpec, RequestSpec
 from harness.http.scenario import NET_DEFAULTS, HttpScenario, Target, timeouts
@@ -56,6 +58,15 @@ PAUSES = [0.0, 0.5, 6.0]  # none, short, longer than uvicorn's default 5 s keep-
 NEAR = 0.01
 PLAIN_PAUSES = st.sampled_from(PAUSES)
 FAMILIES = ("keepalive", "pipelining", "disconnect", "flow", "concurrency", "shutdown")
+
+
+def check_families(families: Iterable[str]) -> None:
+    """Each name a scenario family, or an InputError naming the first that is not (the
+    one check explore, survey and bisect make of --family and --scenario)."""
+    for family in families:
+        if family not in FAMILIES:
+            raise InputError(f"unknown scenario family {family!r}; known: "
+                             f"{', '.join(FAMILIES)}")
 # Settings that act only at shutdown: other families keep them at their default.
 SHUTDOWN_ONLY = ("graceful-timeout",)
 # ASGI calls before the signal: a few requests' worth (a request makes about ten); a

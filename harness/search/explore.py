@@ -32,7 +32,7 @@ from harness.http.scenario import (
     run_http,
     shutdown_unsupported,
 )
-from harness.http.strategies import FAMILIES, scenarios
+from harness.http.strategies import FAMILIES, check_families, scenarios
 from harness.search.engine import Found, Outcome, Progress, SearchReport, Stored, search
 from harness.search.examples import ExampleStore
 from harness.search.profiles import PROFILES, Profile
@@ -77,9 +77,7 @@ def explore(
     """Search `target` for failures; `examples`, if given, is the examples store's root;
     `shrink="fork"` shrinks each failure in a forked child while the search goes on.
     `on_found` sees each failure when detected and again once shrunk (engine.search)."""
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown:
-        raise ValueError(f"unknown scenario family {unknown[0]!r}; known: {', '.join(FAMILIES)}")
+    check_families(families)  # (an InputError is a ValueError too)
     for family, why in unavailable_families(target, tuple(families)).items():
         raise ShutdownUnsupported(f"{target.name} {target.version} ({target.http}) cannot run "
                                   f"the {family} family: {why}")

@@ -37,7 +37,7 @@ from packaging.version import InvalidVersion, Version
 
 from harness.errors import EnvironmentFault, TargetFault
 from harness.http.oracles import KINDS
-from harness.http.strategies import FAMILIES
+from harness.http.strategies import check_families
 from harness.search.trace import Trace, TraceError
 from harness.targets.registry import TargetError, entries, entry, parse_server, target_specs
 from harness.targets.runner import run
@@ -188,9 +188,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.budget) and args.budget > 0):
         raise BisectError(f"--budget must be a positive, finite number of seconds, got "
                           f"{args.budget:g}")
-    if args.scenario is not None and args.scenario not in FAMILIES:
-        raise BisectError(f"unknown scenario family {args.scenario!r}; known: "
-                          f"{', '.join(FAMILIES)}")
+    check_families([args.scenario] if args.scenario is not None else [])
     if args.scenario is not None and args.kind not in KINDS:
         raise BisectError(f"unknown failure kind {args.kind!r}; known: {', '.join(KINDS)}")
     trace = Trace.load(args.trace) if args.trace else None

@@ -25,7 +25,7 @@ from typing import Any
 
 from harness.api import trace_target
 from harness.errors import HarnessError, HarnessFault, InputError
-from harness.http.strategies import FAMILIES
+from harness.http.strategies import FAMILIES, check_families
 from harness.search.engine import STRATEGIES
 from harness.search.profiles import PROFILES, profile
 from harness.search.trace import Trace
@@ -186,9 +186,7 @@ def _check_explore(args: argparse.Namespace) -> None:
     if not 1 <= args.jobs <= MAX_JOBS:
         raise UsageError(f"--jobs must be from 1 to {MAX_JOBS}, got {args.jobs} (this machine "
                          f"has {os.cpu_count()} cores; one job per core is the most that helps)")
-    for family in args.family or []:
-        if family not in FAMILIES:
-            raise UsageError(f"unknown scenario family {family!r}; known: {', '.join(FAMILIES)}")
+    check_families(args.family or [])
     reports = Path(args.reports)
     if reports.exists() and not reports.is_dir():
         raise UsageError(f"--reports {args.reports} is a file; name a folder for the reports")

@@ -32,7 +32,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from harness.errors import InputError
-from harness.http.strategies import FAMILIES
+from harness.http.strategies import FAMILIES, check_families
 from harness.search.engine import STRATEGIES
 from harness.search.profiles import profile
 from harness.targets.registry import TargetEntry, entry
@@ -137,10 +137,7 @@ def check(args: Any) -> TargetEntry:
                           f"{args.budget:g}")
     if args.max_runs is not None and args.max_runs < 1:
         raise SurveyError(f"--max-runs must be at least 1, got {args.max_runs}")
-    for family in args.family or []:
-        if family not in FAMILIES:
-            raise SurveyError(f"unknown scenario family {family!r}; known: "
-                              f"{', '.join(FAMILIES)}")
+    check_families(args.family or [])
     args.profile = profile(args.profile).name  # --profile, else HARNESS_PROFILE, checked
     if Path(args.reports).exists() and not Path(args.reports).is_dir():
         raise SurveyError(f"--reports {args.reports} is a file; name a folder")
