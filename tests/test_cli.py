@@ -140,6 +140,10 @@ def test_the_summary_counts_each_distinct_failure_once_however_many_jobs_found_i
     folders = [p.name.rsplit("-", 1)[0] for p in tmp_path.glob("*/*")]
     summary = {k: int(n) for k, n in re.findall(r"([a-z-]+) (\d+)", counts.group(1))}
     assert summary == {k: folders.count(k) for k in set(folders)}, (summary, folders)
+    # Each failure shrunk once, by the job that claimed it, however many jobs met it.
+    shrunk = re.findall(r"^shrunk (\S+) in", err, re.M)
+    assert sorted(shrunk) == sorted(folders), err
+    assert "shrinking it here too" not in err and "report stands" not in err, err
 
 
 def test_max_runs_alone_bounds_the_search_by_runs_not_by_seconds(capsys, tmp_path: Path):

@@ -123,3 +123,17 @@ def test_failures_shrinking_side_by_side_show_as_one_with_a_count():
     assert progress.status().endswith("shrinking premature-close close() at impl.py:40...")
     progress.event(0, "shrunk", {**other, "seconds": 1.0})
     assert "shrinking" not in progress.status()
+
+
+def test_a_failure_another_job_claimed_is_named_as_shrunk_there():
+    out = io.StringIO()
+    progress = Progress(out, tty=False, clock=FakeClock())
+    progress.target("t", None, 500)
+    progress.event(0, "shrinking", HANG)
+    progress.event(1, "shrinking elsewhere", {**HANG, "runs": 55})
+    progress.event(1, "finding", {**HANG, "shrunk": False})
+    assert out.getvalue().splitlines() == [
+        "found receive-hang at run 40: receive() blocked at impl.py:12 (shrinking...)",
+        "found receive-hang at run 55: receive() blocked at impl.py:12 (another job is "
+        "shrinking it)"]
+    assert "runs 95" in progress.status() and "shrinking receive-hang" in progress.status()

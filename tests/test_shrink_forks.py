@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from harness.decisions import DecisionSource, Recorder
 from harness.errors import HarnessFault
+from harness.search.claims import Claims
 from harness.search.engine import Outcome, search
 
 PARENT = os.getpid()
@@ -176,3 +177,38 @@ def test_an_interrupt_that_comes_while_the_search_forks_is_not_lost():
     with pytest.raises(KeyboardInterrupt):
         search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0, shrink="fork")
     assert not armed
+
+
+def test_searches_sharing_claims_shrink_each_failure_once(tmp_path):
+    # Two parallel jobs (here: the same seed, so both meet every failure): the first to
+    # claim a failure shrinks it; the other reports it as detected and goes on.
+    claims = Claims(tmp_path)
+    first = search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0,
+                   shrink="fork", claim=claims)
+    events: list[tuple[str, Any]] = []
+    detected: list[tuple[str, str]] = []
+    second = search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0,
+                    shrink="fork", claim=claims,
+                    progress=lambda e, i: events.append((e, i.get("signature"))),
+                    on_found=lambda found: detected.append(found.key))
+    alone = search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0,
+                   shrink="fork")
+    assert summary(first) == summary(alone) and len(first.found) == 3
+    assert second.found == [] and second.runs == alone.runs  # the same runs, none shrunk
+    assert sorted(detected) == sorted(f.key for f in alone.found)  # reported, as detected
+    assert [e for e, _ in events if e != "runs"] == ["shrinking elsewhere"] * 3
+
+
+def test_a_claim_is_won_once_per_failure_across_processes(tmp_path):
+    key = ("receive-hang", "blocked at impl.py:12")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # another job's process
+        os.write(write, b"1" if Claims(tmp_path)(key) else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert not Claims(tmp_path)(key)
+    assert Claims(tmp_path)(("receive-hang", "blocked at impl.py:13"))
+    # No folder to claim in: shrink it (twice at worst), never not at all.
+    assert Claims(tmp_path / "gone")(key)

@@ -173,10 +173,12 @@ class _Clock:
         over_runs = self.max_runs is not None and self.report.runs >= self.max_runs
         return over_time or over_runs
 
-    def shrinking(self, key: tuple[str, str]) -> None:
+    def shrinking(self, key: tuple[str, str], here: bool = True) -> None:
+        """A failure was met: its detection is confirmed, then shrunk here or (not `here`)
+        by the parallel job that claimed it first; the clock is shrinking meanwhile."""
         self.shrink_began = self.now()
-        self.progress("shrinking", {"kind": key[0], "signature": key[1],
-                                    "runs": self.report.runs})
+        self.progress("shrinking" if here else "shrinking elsewhere",
+                      {"kind": key[0], "signature": key[1], "runs": self.report.runs})
 
     def shrunk(self, key: tuple[str, str]) -> float:
         assert self.shrink_began is not None
@@ -217,6 +219,7 @@ class _Search(Generic[X]):
     seen: set[tuple[str, str]]
     accept: Callable[[Any], bool] | None
     forks: forks.Forks | None = None  # shrink="fork": children shrink what runs detect
+    claim: Callable[[tuple[str, str]], bool] = lambda key: True  # see search()
     collect: Callable[[bool], None] = lambda block: None  # keeps what children have shrunk
     announce: Callable[[Found[X]], None] = lambda found: None  # detected, not yet shrunk
 
@@ -237,6 +240,18 @@ class _Search(Generic[X]):
         failure = _confirm(self.execute, scenario, decisions, key, "run that detected it")
         self.announce(Found(key, failure, scenario, decisions, found_at[0], found_at[1],
                             0.0, source, shrunk=False))
+
+    def met(self, key: tuple[str, str], scenario: X, decisions: list[Decision],
+            found_at: tuple[int, float], source: str) -> bool:
+        """A new failure: report it as detected; True if this search is to shrink it, False
+        if another job claimed it first (this search then only looks for others)."""
+        mine = self.claim(key)
+        self.clock.shrinking(key, here=mine)
+        self.detected(key, scenario, decisions, found_at, source)
+        if not mine:
+            self.seen.add(key)
+            self.clock.handed_over()
+        return mine
 
     def finish(self, key: tuple[str, str], scenario: X, decisions: list[Decision],
                found_at: tuple[int, float], source: str) -> Found[X]:
@@ -269,6 +284,7 @@ def search(
     database_key: bytes = b"",
     now: Callable[[], float] = time.monotonic,
     shrink: str = "inline",
+    claim: Callable[[tuple[str, str]], bool] = lambda key: True,
 ) -> SearchReport[X]:
     """Search until the budget is spent (or `max_found` distinct failures).
 
@@ -279,7 +295,9 @@ def search(
     met it (`shrunk` False), and again once shrunk and confirmed. The report holds the
     shrunk ones. `stored` and `database` (under `database_key`) are the examples
     store's two layers; `now` is the clock budgets are measured by (a test's fake
-    clock). `shrink` is "inline" or "fork" (where the platform forks; else inline)."""
+    clock). `shrink` is "inline" or "fork" (where the platform forks; else inline).
+    `claim(key)` says whether this search shrinks a failure it meets: parallel jobs
+    share one (harness/search/claims.py), so each failure is shrunk by one of them."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
     if shrink not in SHRINK_MODES:
@@ -289,7 +307,8 @@ def search(
     report: SearchReport[X] = SearchReport()
     clock = _Clock(report, budget_seconds, max_runs, progress, now)
     children = forks.Forks() if shrink == "fork" and forks.available() else None
-    state = _Search(generate, execute, strategy, profile, clock, set(known), accept, children)
+    state = _Search(generate, execute, strategy, profile, clock, set(known), accept, children,
+                    claim)
 
     def enough() -> bool:
         detected = len(report.found) + (len(children.shrinking) if children else 0)
@@ -369,8 +388,8 @@ def _generate(state: _Search[X], seed: int, database: ExampleDatabase | None,
             continue
         key = new[0].key()
         found_at = (clock.report.runs, clock.searched())
-        clock.shrinking(key)
-        state.detected(key, scenario, outcome.decisions, found_at, "search")
+        if not state.met(key, scenario, outcome.decisions, found_at, "search"):
+            continue
         state.seen.add(key)  # shrunk here or by a child: the search looks for others
         if children is not None:
             if children.full():
@@ -424,8 +443,8 @@ def _replay_stored(state: _Search[X], example: Stored[X]) -> Found[X] | None:
     found_at = (state.clock.report.runs, state.clock.searched())
     state.clock.progress("stored", {"name": example.name, "state": "fails",
                                     "kind": key[0], "signature": key[1]})
-    state.clock.shrinking(key)
-    state.detected(key, example.scenario, outcome.decisions, found_at, "trace")
+    if not state.met(key, example.scenario, outcome.decisions, found_at, "trace"):
+        return None
     return state.finish(key, example.scenario, outcome.decisions, found_at, "trace")
 
 
@@ -479,9 +498,8 @@ def _reuse(state: _Search[X], database: ExampleDatabase, database_key: bytes,
 
     _run_hypothesis(replay_one, round_seed, database_key)
     for key, (scenario, decisions, found_at) in hits.items():
-        state.clock.shrinking(key)
-        state.detected(key, scenario, decisions, found_at, "examples")
-        yield state.finish(key, scenario, decisions, found_at, "examples")
+        if state.met(key, scenario, decisions, found_at, "examples"):
+            yield state.finish(key, scenario, decisions, found_at, "examples")
 
 
 def _shrink(state: _Search[X], key: tuple[str, str], choices: list[int | bool],

@@ -88,6 +88,7 @@ def examples_root(request: dict[str, Any]) -> Path | None:
 
 
 def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    from harness.search.claims import Claims
     from harness.search.explore import explore, unavailable_families
 
     target = make_target(spec, request.get("key"))
@@ -117,6 +118,8 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
         examples=examples_root(request),
         # Detection never waits for shrinking: a child shrinks each failure (forks.py).
         shrink=str(request.get("shrink", "fork")),
+        # Parallel jobs share a claims folder: each failure is shrunk by one job (claims.py).
+        **({"claim": Claims(Path(request["claims"]))} if request.get("claims") else {}),
     )
     return {"target": target.describe(), "runs": report.runs, "seconds": report.seconds,
             "shrink_seconds": report.shrink_seconds, "cpu_seconds": report.cpu_seconds,

@@ -15,10 +15,11 @@ import os
 import queue
 import signal
 import sys
+import tempfile
 import threading
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,10 @@ def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
 
     if args.jobs == 1:  # in this (main) thread, where the run's watchdog can work
         results = [run(spec, request(0), functools.partial(on_event, 0), progress.line)]
-    else:
-        results = _parallel(spec, args.jobs, request, on_event, progress)
+    else:  # each failure shrunk by the first job to claim it (harness/search/claims.py)
+        with _claims_folder() as claims:
+            results = _parallel(spec, args.jobs, lambda j: {**request(j), "claims": claims},
+                                on_event, progress)
     unavailable = results[0].get("unavailable") or {}
     if len(unavailable) == len(set(request(0)["families"])):
         family, why = next(iter(unavailable.items()))
@@ -131,6 +134,19 @@ def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
             "shrink_seconds": max(r.get("shrink_seconds", 0.0) for r in results),
             "findings": list(distinct.values()),  # two jobs may find the same failure
             "target": results[0]["target"]}
+
+
+@contextlib.contextmanager
+def _claims_folder() -> Iterator[str | None]:
+    """A folder the jobs share for their claims, removed after; none if no temporary
+    folder can be made (then every job shrinks what it meets, which costs only time)."""
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="harness-claims-")
+    except OSError:
+        yield None
+        return
+    with folder as path:
+        yield path
 
 
 def _parallel(spec: TargetSpec, jobs: int, request: Callable[[int], dict[str, Any]],

@@ -8,8 +8,9 @@ retried, a failure being shrunk, a report written) are printed as lines.
 
 Events come from the search engine (harness/search/engine.py), through the
 runner, tagged with the job that sent them: "runs" {runs, searched, shrinking},
-"stored" {name, state}, "shrinking" and "shrunk" {kind, signature}, "found"
-{kind, signature, source}, and "finding" (the whole finding, for the reports).
+"stored" {name, state}, "shrinking" and "shrunk" {kind, signature}, "shrinking
+elsewhere" (with parallel jobs: detected here, shrunk by the job that claimed it),
+"found" {kind, signature, source}, and "finding" (the whole finding, for the reports).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class Progress:
             # on, so several may be shrinking at once (harness/search/forks.py).
             self.shrinking: dict[tuple[int, str, str], None] = {}
             # Each failure reported (detected, or shrunk), and the job that reported it
-            # first: parallel jobs may find the same one, and each shrinks its own.
+            # first: parallel jobs may find the same one. One job shrinks it (the first
+            # to claim it), unless the jobs have no claims folder to share.
             self.found: dict[tuple[str, str], int] = {}
             self.shrunk: dict[tuple[str, str], int] = {}
             self.start = self.clock()
@@ -85,7 +87,7 @@ class Progress:
             listener(job, event, info)
 
     def _event(self, job: int, event: str, info: dict[str, Any]) -> None:
-        if event in ("shrinking", "found") and "runs" in info:
+        if event in ("shrinking", "shrinking elsewhere", "found") and "runs" in info:
             self.runs[job] = int(info["runs"])
         if event == "runs":
             self.runs[job] = int(info.get("runs", 0))
@@ -100,6 +102,9 @@ class Progress:
                                "shrinking it here too") or "shrinking..."
             self.line(f"found {info['kind']} at run {info.get('runs', '?')}: "
                       f"{info['signature']} ({doing})")
+        elif event == "shrinking elsewhere":  # (parallel jobs: another one claimed it)
+            self.line(f"found {info['kind']} at run {info.get('runs', '?')}: "
+                      f"{info['signature']} (another job is shrinking it)")
         elif event == "shrunk":
             key = (str(info["kind"]), str(info["signature"]))
             self.shrinking.pop((job, *key), None)
