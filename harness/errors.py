@@ -19,6 +19,8 @@ target", and that is a verdict, not an exception.
 
 from __future__ import annotations
 
+import errno
+
 
 class HarnessError(Exception):
     exit_code = 2
@@ -44,6 +46,21 @@ class HarnessFault(HarnessError):
 BY_WHO: dict[str, type[HarnessError]] = {
     cls.who: cls for cls in (InputError, EnvironmentFault, TargetFault, HarnessFault)
 }
+
+
+# Write errors that say the machine had no room, whatever the harness was doing: a full
+# disk, a quota, a file system mounted read-only under a running search. Any other
+# OSError stays a fault of the harness's own.
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def no_room(exc: BaseException) -> EnvironmentFault | None:
+    """The environment fault `exc` is if it is a write that found no room, else None."""
+    if not isinstance(exc, OSError) or exc.errno not in NO_ROOM:
+        return None
+    where = f" {exc.filename}" if exc.filename else ""
+    return EnvironmentFault(f"cannot write{where}: {exc.strerror}; make room there, or "
+                            "write elsewhere (--reports, --json, HARNESS_CACHE)")
 
 
 def rebuild(who: str, message: str) -> HarnessError:

@@ -3,13 +3,24 @@ run as a harness error (exit 2, with its stack), never as a server-error of the 
 
 from __future__ import annotations
 
+import errno
+import io
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from harness.decisions import OrdinarySource
-from harness.errors import HarnessFault
+from harness.errors import EnvironmentFault, HarnessFault, rebuild
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.scenario import HttpScenario, run_http
+from harness.search import forks
+from harness.targets import runner, worker
 from harness.tools.cli import main
 from servers.uvicorn_target import UvicornTarget
 
@@ -66,3 +77,69 @@ def test_sigterm_during_any_command_exits_143_and_is_not_taken_for_a_harness_bug
     monkeypatch.setattr(cli, "cmd_replay", terminated)
     assert main(["replay", "any.json"]) == 143
     assert "bug in the harness" not in capsys.readouterr().err
+
+
+def _no_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file the harness writes atomically meets a full disk (as /dev/full answers)."""
+    real = os.fdopen
+
+    def full_file(fd: int, *args: Any, **kwargs: Any) -> Any:
+        f = real(fd, *args, **kwargs)
+
+        def write(text: str) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        f.write = write
+        return f
+
+    monkeypatch.setattr(os, "fdopen", full_file)
+
+
+def test_a_disk_that_fills_up_during_an_explore_is_named_not_taken_for_a_harness_bug(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path):
+    summary = tmp_path / "out" / "summary.json"
+    _no_room(monkeypatch)  # after the folder checks: the disk fills up during the search
+    code = main(["explore", "--server", "reference", "--family", "keepalive",
+                 "--max-runs", "5", "--no-examples", "--reports", str(tmp_path / "reports"),
+                 "--json", str(summary)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"harness: error: cannot write {summary}: No space left on device; make room " \
+           "there, or write elsewhere" in err, err
+    assert "bug in the harness" not in err and "Traceback" not in err, err
+    assert list(summary.parent.iterdir()) == []  # nothing half-written
+
+
+def test_a_worker_that_finds_no_room_says_so_as_the_environment(
+        monkeypatch: pytest.MonkeyPatch):
+    def handle(request: dict[str, Any], progress: Any) -> dict[str, Any]:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/cache/examples/key.json")
+
+    monkeypatch.setattr(runner, "handle", handle)
+    monkeypatch.setattr(forks, "end_children_on_sigterm", lambda: None)  # pytest's own
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps({"op": "explore"})))
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert worker.main() == 1
+    message = json.loads(out.getvalue().splitlines()[-1])
+    assert message["who"] == "environment"
+    assert message["message"].startswith("cannot write /cache/examples/key.json: No space")
+    error = rebuild(message["who"], message["message"])
+    assert isinstance(error, EnvironmentFault) and not isinstance(error, HarnessFault)
+
+
+def test_a_report_that_meets_a_full_disk_names_its_folder_and_leaves_nothing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path):
+    def full(self: Path, *args: Any, **kwargs: Any) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    code = main(["explore", "--server", "uvicorn", "--http", "httptools", "--family",
+                 "pipelining", "--max-runs", "80", "--no-examples",
+                 "--reports", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert re.search(rf"harness: error: cannot write {re.escape(str(tmp_path))}/uvicorn-\S+/"
+                     r"\S+: No space left on device; make room there", err), err
+    assert "bug in the harness" not in err, err
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # nothing half-written

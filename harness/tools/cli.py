@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.api import trace_target
-from harness.errors import HarnessError, HarnessFault, InputError
+from harness.errors import HarnessError, HarnessFault, InputError, no_room
 from harness.http.strategies import FAMILIES, check_families
 from harness.search.engine import STRATEGIES
 from harness.search.profiles import PROFILES, profile
@@ -271,8 +271,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     except HarnessError as exc:
         finish("error", exc.exit_code, str(exc))
         raise
-    except Exception as exc:  # a harness bug: main() prints it with its stack
-        finish("error", 2, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a harness bug (main() prints it with its stack), or no room
+        finish("error", 2, str(no_room(exc) or f"{type(exc).__name__}: {exc}"))
         raise
     code = finish("completed", 1 if any(w.written for w in writers) else 0)
     _print_summary(results)
@@ -482,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except Exception as exc:  # not raised on purpose: the harness's own client, oracles...
         terminate_workers()
+        if (fault := no_room(exc)) is not None:  # a full disk is the machine's, not ours
+            print(f"harness: error: {fault}", file=sys.stderr)
+            return fault.exit_code
         print(f"harness: error: {type(exc).__name__}: {exc} (a bug in the harness itself: "
               f"please report it)\n{traceback.format_exc()}", file=sys.stderr)
         return 2

@@ -357,8 +357,10 @@ def write_report(root: Path, label: str, trace: Trace, finding: dict[str, Any],
             name=target_name(target), server=target.get("server"),
             run_from=where.run_from, repro=where.repro, trace=trace.dumps()))
         put_in_place(work, final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(final)  # a write's error names no file: say which it was
         raise
     return final
 
