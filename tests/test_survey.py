@@ -305,3 +305,13 @@ def test_kept_results_follow_the_search_code_and_not_the_tools(tmp_path, monkeyp
     assert survey_results.code_digest(TOY) != before
     assert survey_results.code_digest(dataclasses.replace(TOY, known_bugs=())) \
         == survey_results.code_digest(TOY)  # a known bug only labels what was found
+
+
+def test_a_known_find_of_this_harness_is_named_as_one_not_as_known_new():
+    upstream = survey_results.short_name("uvicorn#748: two request cycles share an event")
+    ours = survey_results.short_name(
+        "new: hypercorn queues `http.disconnect` once, so a later `receive()` blocks")
+    long = survey_results.short_name("new: one two three four five six seven eight nine")
+    assert upstream == "uvicorn#748"
+    assert ours == 'harness find "hypercorn queues `http.disconnect` once"'
+    assert long == 'harness find "one two three four five six seven eight ..."'

@@ -147,13 +147,14 @@ def distinct_failures(entry: TargetEntry, records: list[dict[str, Any]]) -> list
 
 # -- rendering --------------------------------------------------------------------------
 def short_name(name: str) -> str:
-    """A known bug's name as a table cell: its upstream reference, or the start of a
-    new find's description."""
+    """A known bug's name as a table cell: its upstream reference, or the start of the
+    description of a find of this harness (a registry name "new: ...", which after
+    "known: " would read as a contradiction)."""
     head, _, rest = name.partition(":")
     if head.strip() != "new" or not rest:
         return head
     words = rest.split(",")[0].split()
-    return "new: " + " ".join(words[:8]) + (" ..." if len(words) > 8 else "")
+    return 'harness find "' + " ".join(words[:8]) + (' ..."' if len(words) > 8 else '"')
 
 
 def _known_fix(k: dict[str, Any]) -> str:
