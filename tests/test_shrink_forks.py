@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from hypothesis import strategies as st
+from hypothesis.database import InMemoryExampleDatabase
 
 from harness.decisions import DecisionSource, Recorder
 from harness.errors import HarnessFault
 from harness.search.claims import Claims
-from harness.search.engine import Outcome, search
+from harness.search.engine import Outcome, Stored, search
 
 PARENT = os.getpid()
 
@@ -99,8 +100,9 @@ def test_an_unknown_shrink_mode_names_the_known_ones():
 SEARCH_THAT_SHRINKS_FOREVER = """
 import os, signal, sys
 from hypothesis import strategies as st
+from hypothesis.database import InMemoryExampleDatabase
 from harness.decisions import Recorder
-from harness.search.engine import Outcome, search
+from harness.search.engine import Outcome, Stored, search
 
 PARENT = os.getpid()
 
@@ -212,3 +214,28 @@ def test_a_claim_is_won_once_per_failure_across_processes(tmp_path):
     assert Claims(tmp_path)(("receive-hang", "blocked at impl.py:13"))
     # No folder to claim in: shrink it (twice at worst), never not at all.
     assert Claims(tmp_path / "gone")(key)
+
+
+def test_searches_sharing_claims_retry_each_stored_example_once(tmp_path):
+    alone = search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0)
+    stored = [Stored(f"toy-{i}", f.scenario, f.decisions) for i, f in enumerate(alone.found)]
+    claims = Claims(tmp_path)
+    retried: dict[str, list[Any]] = {"first": [], "second": []}
+    for job in retried:
+        search(generate, three_kinds, budget_seconds=0, max_runs=20, seed=1, stored=stored,
+               claim=claims, progress=lambda e, i, job=job: retried[job].append(i.get("name"))
+               if e == "stored" else None)
+    assert retried == {"first": ["toy-0", "toy-1", "toy-2"], "second": []}
+
+
+def test_searches_sharing_claims_reuse_the_example_database_once(tmp_path):
+    database = InMemoryExampleDatabase()
+    search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0,
+           database=database, database_key=b"toy")  # its shrunk examples are kept there
+    claims = Claims(tmp_path)
+    sources: list[set[str]] = [set(), set()]  # of each failure met, shrunk there or not
+    for job in (0, 1):
+        search(generate, three_kinds, budget_seconds=0, max_runs=50, seed=1,
+               database=database, database_key=b"toy", claim=claims,
+               on_found=lambda found, job=job: sources[job].add(found.source))
+    assert "examples" in sources[0] and "examples" not in sources[1], sources

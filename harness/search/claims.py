@@ -1,14 +1,15 @@
-"""Who shrinks a failure that several parallel jobs detect: the first to claim it.
+"""Which parallel job does a piece of work that all of them would: the first to claim it.
 
 Parallel jobs (`explore --jobs N`) are separate processes with searches of their own, so
 two of them often meet the same failure. Each still reports it as detected (that costs
 one replay), but only one shrinks it: shrinking is most of a failure's cost, and the
-explore keeps one shrunk report per failure anyway. A claim is a file created with
+explore keeps one shrunk report per failure anyway. Likewise each stored example is
+retried, and the example database reused, by one job. A claim is a file created with
 O_EXCL in a folder the jobs share, which the operating system makes atomic between
 processes; nothing has to tell a running job anything.
 
 A claim that cannot be made for any other reason (the folder is gone) counts as won:
-the failure is shrunk twice, as before, rather than not at all.
+the work is done twice, as before, rather than not at all.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ class Claims:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def __call__(self, key: tuple[str, str]) -> bool:
-        """True if this process is the first to claim the failure `key` (kind, signature)."""
-        name = hashlib.sha256("\0".join(key).encode()).hexdigest()[:32]
+    def __call__(self, work: tuple[str, ...]) -> bool:
+        """True if this process is the first to claim `work` (a failure's kind and
+        signature, or what the search engine names other work by)."""
+        name = hashlib.sha256("\0".join(work).encode()).hexdigest()[:32]
         try:
             os.close(os.open(self.folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:

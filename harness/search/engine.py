@@ -219,7 +219,7 @@ class _Search(Generic[X]):
     seen: set[tuple[str, str]]
     accept: Callable[[Any], bool] | None
     forks: forks.Forks | None = None  # shrink="fork": children shrink what runs detect
-    claim: Callable[[tuple[str, str]], bool] = lambda key: True  # see search()
+    claim: Callable[[tuple[str, ...]], bool] = lambda work: True  # see search()
     collect: Callable[[bool], None] = lambda block: None  # keeps what children have shrunk
     announce: Callable[[Found[X]], None] = lambda found: None  # detected, not yet shrunk
 
@@ -284,7 +284,7 @@ def search(
     database_key: bytes = b"",
     now: Callable[[], float] = time.monotonic,
     shrink: str = "inline",
-    claim: Callable[[tuple[str, str]], bool] = lambda key: True,
+    claim: Callable[[tuple[str, ...]], bool] = lambda work: True,
 ) -> SearchReport[X]:
     """Search until the budget is spent (or `max_found` distinct failures).
 
@@ -296,8 +296,9 @@ def search(
     shrunk ones. `stored` and `database` (under `database_key`) are the examples
     store's two layers; `now` is the clock budgets are measured by (a test's fake
     clock). `shrink` is "inline" or "fork" (where the platform forks; else inline).
-    `claim(key)` says whether this search shrinks a failure it meets: parallel jobs
-    share one (harness/search/claims.py), so each failure is shrunk by one of them."""
+    `claim(work)` says whether a piece of work is this search's: a failure it meets to
+    shrink (its key), a stored example to retry, the database to reuse. Parallel jobs
+    share one (harness/search/claims.py), so each piece is done by one of them."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
     if shrink not in SHRINK_MODES:
@@ -359,10 +360,12 @@ def _searching(state: _Search[X], stored: Sequence[Stored[X]],
     for example in stored:
         if enough():
             break
+        if not state.claim(("stored example", example.name)):
+            continue  # another job retries it
         found = _replay_stored(state, example)
         if found is not None:
             keep(found)
-    if database is not None and not enough():
+    if database is not None and not enough() and state.claim(("example database", "")):
         for found in _reuse(state, database, database_key, seed):
             keep(found)
             if enough():

@@ -73,12 +73,12 @@ def explore(
     profile: Profile = PROFILES["default"],
     examples: Path | None = None,
     shrink: str = "inline",
-    claim: Callable[[tuple[str, str]], bool] = lambda key: True,
+    claim: Callable[[tuple[str, ...]], bool] = lambda work: True,
 ) -> SearchReport[HttpScenario]:
     """Search `target` for failures; `examples`, if given, is the examples store's root;
     `shrink="fork"` shrinks each failure in a forked child while the search goes on.
     `on_found` sees each failure when detected and again once shrunk; `claim` says
-    whether this search shrinks a failure it meets (engine.search)."""
+    which work is this search's, among parallel jobs (engine.search)."""
     check_families(families)  # (an InputError is a ValueError too)
     for family, why in unavailable_families(target, tuple(families)).items():
         raise ShutdownUnsupported(f"{target.name} {target.version} ({target.http}) cannot run "
