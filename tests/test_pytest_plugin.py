@@ -109,9 +109,9 @@ def test_disconnect_is_delivered_again(race):
 def test_a_bad_option_is_a_usage_error_naming_it(pytester: pytest.Pytester):
     for args, message in [(["--race-server", "nginx"], "*unknown server 'nginx'*"),
                           (["--race-server", "reference", "--race-family", "chaos"],
-                           "*--race-family 'chaos' is not a scenario family*"),
+                           "*unknown scenario family 'chaos' (--race-family); known: *"),
                           (["--race-server", "reference", "--race-budget", "0"],
-                           "*--race-budget must be a positive number of seconds, got 0*")]:
+                           "*--race-budget must be a positive, finite number of seconds, got 0*")]:
         result = run(pytester, *args)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines([message])

@@ -60,13 +60,17 @@ PLAIN_PAUSES = st.sampled_from(PAUSES)
 FAMILIES = ("keepalive", "pipelining", "disconnect", "flow", "concurrency", "shutdown")
 
 
-def check_families(families: Iterable[str]) -> None:
+def check_families(families: Iterable[str], option: str = "") -> None:
     """Each name a scenario family, or an InputError naming the first that is not (the
-    one check explore, survey and bisect make of --family and --scenario)."""
+    one check every command and the pytest plugin make); `option` is where it was given,
+    when the message should say (the plugin's)."""
     for family in families:
         if family not in FAMILIES:
-            raise InputError(f"unknown scenario family {family!r}; known: "
-                             f"{', '.join(FAMILIES)}")
+            raise InputError(f"unknown scenario family {family!r}"
+                             + (f" ({option})" if option else "")
+                             + f"; known: {', '.join(FAMILIES)}")
+
+
 # Settings that act only at shutdown: other families keep them at their default.
 SHUTDOWN_ONLY = ("graceful-timeout",)
 # ASGI calls before the signal: a few requests' worth (a request makes about ten); a

@@ -16,6 +16,7 @@ reports the two times apart.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -56,3 +57,11 @@ def profile(name: str | None = None) -> Profile:
         source = "--profile" if name else "HARNESS_PROFILE"
         raise InputError(f"{source} {chosen!r} is not a search profile; use one of "
                          f"{', '.join(PROFILES)}") from None
+
+
+def check_budget(seconds: float, option: str = "--budget", hint: str = "") -> None:
+    """Refuse a budget that is not a positive, finite number of seconds: one check, one
+    message for every command and the pytest plugin; `hint` is what else to give."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InputError(f"{option} must be a positive, finite number of seconds, got "
+                         f"{seconds:g}{hint}")

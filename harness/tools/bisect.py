@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import re
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from packaging.version import InvalidVersion, Version
 from harness.errors import EnvironmentFault, TargetFault
 from harness.http.oracles import KINDS
 from harness.http.strategies import check_families
+from harness.search.profiles import check_budget
 from harness.search.trace import Trace, TraceError
 from harness.targets.registry import TargetError, entries, entry, parse_server, target_specs
 from harness.targets.runner import run
@@ -185,9 +185,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         raise BisectError("give exactly one of --trace TRACE or --scenario FAMILY")
     # Checked before any version is tried: a bad value found later costs two searches
     # and was blamed on the harness, or, for a kind no oracle reports, on the releases.
-    if not (math.isfinite(args.budget) and args.budget > 0):
-        raise BisectError(f"--budget must be a positive, finite number of seconds, got "
-                          f"{args.budget:g}")
+    check_budget(args.budget)
     check_families([args.scenario] if args.scenario is not None else [])
     if args.scenario is not None and args.kind not in KINDS:
         raise BisectError(f"unknown failure kind {args.kind!r}; known: {', '.join(KINDS)}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import math
 import os
 import queue
 import signal
@@ -28,7 +27,7 @@ from harness.api import trace_target
 from harness.errors import HarnessError, HarnessFault, InputError, no_room
 from harness.http.strategies import FAMILIES, check_families
 from harness.search.engine import STRATEGIES
-from harness.search.profiles import PROFILES, profile
+from harness.search.profiles import PROFILES, check_budget, profile
 from harness.search.trace import Trace
 from harness.targets.envs import ensure_target_env
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER
@@ -190,11 +189,9 @@ def _check_explore(args: argparse.Namespace) -> None:
     """Every value checked before any search starts: one line naming it and the fix."""
     args.profile = profile(args.profile).name  # --profile, else HARNESS_PROFILE, checked
     no_limit = args.budget == 0 and args.max_runs is not None  # the older spelling
-    if args.budget is not None and not no_limit and not (
-            math.isfinite(args.budget) and args.budget > 0):
-        raise UsageError(f"--budget must be a positive, finite number of seconds, got "
-                         f"{args.budget:g} (for a search bounded by runs alone, give only "
-                         "--max-runs N)")
+    if args.budget is not None and not no_limit:
+        check_budget(args.budget, hint=" (for a search bounded by runs alone, give only "
+                                       "--max-runs N)")
     if args.max_runs is not None and args.max_runs < 1:
         raise UsageError(f"--max-runs must be at least 1, got {args.max_runs}")
     if args.budget is None:  # --max-runs alone: no time limit, so a seeded run is repeatable

@@ -9,15 +9,14 @@ and whose path works from the project's root.
 
 from __future__ import annotations
 
-import math
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InputError
-from harness.http.strategies import FAMILIES
+from harness.http.strategies import check_families
+from harness.search.profiles import check_budget
 from harness.search.trace import Trace
 from harness.targets.registry import TargetSpec, target_specs
 from harness.targets.runner import run
@@ -59,12 +58,8 @@ def check_options(families: Sequence[str], budget: float,
                   names: tuple[str, str] = ("--race-family", "--race-budget")) -> None:
     """Refuse an unknown family or a budget that is not a positive number of seconds;
     `names`: what the user called the family and the budget."""
-    for family in families:
-        if family not in FAMILIES:
-            raise InputError(f"{names[0]} {family!r} is not a scenario family; use one of "
-                             f"{', '.join(FAMILIES)}")
-    if not (math.isfinite(budget) and budget > 0):
-        raise InputError(f"{names[1]} must be a positive number of seconds, got {budget:g}")
+    check_families(families, names[0])
+    check_budget(budget, names[1])
 
 
 def shown(path: Path, root: Path) -> str:

@@ -23,7 +23,6 @@ SIGINT/SIGTERM (after writing what was done).
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +33,7 @@ from packaging.version import InvalidVersion, Version
 from harness.errors import InputError
 from harness.http.strategies import FAMILIES, check_families
 from harness.search.engine import STRATEGIES
-from harness.search.profiles import profile
+from harness.search.profiles import check_budget, profile
 from harness.targets.registry import TargetEntry, entry
 from harness.tools import bisect
 from harness.tools.summary import check_output_folder
@@ -132,9 +131,7 @@ def check(args: Any) -> TargetEntry:
         raise SurveyError(f"--http {args.http!r}: {args.server} has no such HTTP "
                           f"implementation; use one of {', '.join(target.protocols)}, all "
                           "or default")
-    if not (math.isfinite(args.budget) and args.budget > 0):
-        raise SurveyError(f"--budget must be a positive, finite number of seconds, got "
-                          f"{args.budget:g}")
+    check_budget(args.budget)
     if args.max_runs is not None and args.max_runs < 1:
         raise SurveyError(f"--max-runs must be at least 1, got {args.max_runs}")
     check_families(args.family or [])
