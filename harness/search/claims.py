@@ -34,4 +34,3 @@ class Claims:
         except OSError:
             return True
         return True
-
