@@ -4,6 +4,7 @@ where a test needs a bug to find), so it stays fast."""
 from __future__ import annotations
 
 import json
+import platform
 import re
 from importlib.metadata import version
 from pathlib import Path
@@ -362,3 +363,12 @@ def test_every_option_of_every_command_says_what_it_does():
               for name, parser in commands.items() for action in parser._actions
               if action.option_strings and not action.help]
     assert silent == []
+
+
+def test_version_names_the_harness_and_python_as_its_reports_do(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == (
+        f"asgi-race-harness {version('asgi-race-harness')} on Python "
+        f"{platform.python_version()}")

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import functools
 import os
+import platform
 import queue
 import signal
 import sys
@@ -40,7 +41,7 @@ from harness.targets.registry import (
     target_specs,
 )
 from harness.targets.runner import examples_root, run, terminate_workers
-from harness.tools.environment import installed_beside
+from harness.tools.environment import harness_line, installed_beside
 from harness.tools.progress import Progress
 from harness.tools.reference_run import ReferenceRun
 from harness.tools.report import write_report
@@ -403,6 +404,11 @@ def explore_command(argv: list[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    # What a bug report against the harness needs, worded as its reports word it.
+    parser.add_argument("--version", action="version",
+                        version=harness_line(platform.python_version()).removeprefix(
+                            "harness: "),
+                        help="print the harness's version and Python, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ex = sub.add_parser("explore", help="search orderings of one target for failures")
