@@ -63,6 +63,13 @@ def no_room(exc: BaseException) -> EnvironmentFault | None:
                             "write elsewhere (--reports, --json, HARNESS_CACHE)")
 
 
+def name_the_file(exc: BaseException, path: object) -> None:
+    """A failed write's OSError names no file (the error of a write to an open file):
+    name `path`, the one being written, so a message can say which it was."""
+    if isinstance(exc, OSError) and exc.filename is None:
+        exc.filename = str(path)
+
+
 def rebuild(who: str, message: str) -> HarnessError:
     """The error a worker process reported, raised again on this side of the pipe."""
     return BY_WHO.get(who, HarnessFault)(message)

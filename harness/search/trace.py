@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.decisions import Decision, ReplaySource, TraceDivergence
-from harness.errors import InputError
+from harness.errors import InputError, name_the_file
 from harness.sim.run import Program, Settings, SimResult, simulate
 
 FORMAT = "asgi-race-harness/trace"
@@ -178,6 +178,5 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = str(path)  # a write's error names no file: say which it was
+        name_the_file(exc, path)
         raise

@@ -95,16 +95,16 @@ class Progress:
             if not self.tty and self.clock() - self.last_plain >= PLAIN_EVERY:
                 self.last_plain = self.clock()
                 self.line(self.status())
-        elif event == "shrinking":
+        elif event in ("shrinking", "shrinking elsewhere"):
             key = (str(info["kind"]), str(info["signature"]))
-            self.shrinking[(job, *key)] = None
-            doing = _elsewhere(self.found, key, job, "another job reported it already; "
-                               "shrinking it here too") or "shrinking..."
+            if event == "shrinking elsewhere":  # (parallel jobs: another one claimed it)
+                doing = "another job is shrinking it"
+            else:
+                self.shrinking[(job, *key)] = None
+                doing = _elsewhere(self.found, key, job, "another job reported it already; "
+                                   "shrinking it here too") or "shrinking..."
             self.line(f"found {info['kind']} at run {info.get('runs', '?')}: "
                       f"{info['signature']} ({doing})")
-        elif event == "shrinking elsewhere":  # (parallel jobs: another one claimed it)
-            self.line(f"found {info['kind']} at run {info.get('runs', '?')}: "
-                      f"{info['signature']} (another job is shrinking it)")
         elif event == "shrunk":
             key = (str(info["kind"]), str(info["signature"]))
             self.shrinking.pop((job, *key), None)

@@ -32,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.errors import name_the_file
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.oracles import KINDS
@@ -359,8 +360,7 @@ def write_report(root: Path, label: str, trace: Trace, finding: dict[str, Any],
         put_in_place(work, final)
     except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = str(final)  # a write's error names no file: say which it was
+        name_the_file(exc, final)
         raise
     return final
 
