@@ -372,3 +372,45 @@ def test_version_names_the_harness_and_python_as_its_reports_do(capsys):
     assert capsys.readouterr().out.strip() == (
         f"asgi-race-harness {version('asgi-race-harness')} on Python "
         f"{platform.python_version()}")
+
+
+def test_a_job_that_dies_while_shrinking_gives_its_claims_back(tmp_path: Path, monkeypatch):
+    # Job 0 is killed while it shrinks a failure it claimed: it cannot release the claim
+    # itself, so the parent does, and the job that meets the failure next shrinks it.
+    import threading
+
+    import harness.tools.cli as cli
+    from harness.search.claims import Claims
+    from harness.tools.progress import Progress
+
+    key = ("receive-hang", "receive() blocked at impl.py:12")
+    other = ("premature-close", "closed at impl.py:40")
+    claims = Claims(tmp_path)
+    released: list[tuple[str, str]] = []
+    given_back = threading.Event()
+
+    def release(work: tuple[str, str]) -> None:
+        claims.release(work)
+        released.append(work)
+        given_back.set()
+
+    def run(spec, request, on_event, line, force_worker=False):
+        if request["job"] == 0:
+            assert claims(key) and claims(other)
+            on_event("shrinking", {"kind": key[0], "signature": key[1], "runs": 3})
+            on_event("shrinking", {"kind": other[0], "signature": other[1], "runs": 4})
+            on_event("shrunk", {"kind": other[0], "signature": other[1], "seconds": 1.0})
+            raise cli.HarnessFault("the worker for job 0 was killed (signal 9)")
+        assert given_back.wait(20)
+        return {"runs": 1, "taken": claims(key), "other": claims(other)}
+
+    lines: list[str] = []
+    progress = Progress(tty=False)
+    progress.line = lines.append  # type: ignore[method-assign]
+    monkeypatch.setattr(cli, "run", run)
+    [result] = cli._parallel("spec", 2, lambda j: {"job": j},  # type: ignore[arg-type]
+                             progress.event, progress, release)
+    assert released == [key]  # what it had shrunk stays claimed
+    assert result == {"runs": 1, "taken": True, "other": False}
+    assert lines[-1] == ("job 0 stopped, the other jobs go on: the worker for job 0 was "
+                         "killed (signal 9)")

@@ -137,3 +137,22 @@ def test_a_failure_another_job_claimed_is_named_as_shrunk_there():
         "found receive-hang at run 55: receive() blocked at impl.py:12 (another job is "
         "shrinking it)"]
     assert "runs 95" in progress.status() and "shrinking receive-hang" in progress.status()
+
+
+def test_a_stopped_job_gives_back_what_it_was_shrinking_and_its_taker_says_so():
+    out = io.StringIO()
+    progress = Progress(out, tty=False, clock=FakeClock())
+    progress.target("t", None, 500)
+    progress.event(0, "shrinking", HANG)
+    progress.event(1, "shrinking elsewhere", {**HANG, "runs": 55})
+    assert progress.stopped(0, "harness bug: the model broke") == [
+        (HANG["kind"], HANG["signature"])]
+    assert "shrinking" not in progress.status()  # nobody is shrinking it now
+    assert progress.stopped(0, "again") == []  # given back once
+    progress.event(1, "shrinking", {**HANG, "runs": 70})
+    assert out.getvalue().splitlines()[2:] == [
+        "job 0 stopped, the other jobs go on: harness bug: the model broke",
+        "job 0 stopped, the other jobs go on: again",
+        "found receive-hang at run 70: receive() blocked at impl.py:12 (the job that was "
+        "shrinking it stopped; shrinking it here)"]
+    assert "shrinking receive-hang" in progress.status()

@@ -186,11 +186,11 @@ def test_searches_sharing_claims_shrink_each_failure_once(tmp_path):
     # claim a failure shrinks it; the other reports it as detected and goes on.
     claims = Claims(tmp_path)
     first = search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0,
-                   shrink="fork", claim=claims)
+                   shrink="fork", claims=claims)
     events: list[tuple[str, Any]] = []
     detected: list[tuple[str, str]] = []
     second = search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0,
-                    shrink="fork", claim=claims,
+                    shrink="fork", claims=claims,
                     progress=lambda e, i: events.append((e, i.get("signature"))),
                     on_found=lambda found: detected.append(found.key))
     alone = search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0,
@@ -199,6 +199,57 @@ def test_searches_sharing_claims_shrink_each_failure_once(tmp_path):
     assert second.found == [] and second.runs == alone.runs  # the same runs, none shrunk
     assert sorted(detected) == sorted(f.key for f in alone.found)  # reported, as detected
     assert [e for e, _ in events if e != "runs"] == ["shrinking elsewhere"] * 3
+
+
+def test_a_job_that_stops_on_an_error_lets_go_of_what_it_had_not_shrunk(tmp_path):
+    # The first job's shrinking of one failure breaks (a harness fault in its child),
+    # which stops it. What it claimed and did not shrink goes back, so a job that
+    # meets the failure afterwards shrinks it: every failure is shrunk by one job.
+    claims = Claims(tmp_path)
+    broken = ["kind 1"]
+
+    def execute(scenario: int, source: DecisionSource) -> Outcome:
+        if os.getpid() != PARENT and f"kind {scenario % 3}" in broken:
+            raise HarnessFault("the model broke while shrinking")
+        return three_kinds(scenario, source)
+
+    shrunk: dict[str, list[tuple[str, str]]] = {"first": [], "second": []}
+    with pytest.raises(HarnessFault, match="the model broke"):
+        search(generate, execute, budget_seconds=0, max_runs=600, seed=0, shrink="fork",
+               claims=claims, on_found=lambda f: f.shrunk and shrunk["first"].append(f.key))
+    broken.clear()
+    second = search(generate, execute, budget_seconds=0, max_runs=600, seed=0, shrink="fork",
+                    claims=claims,
+                    on_found=lambda f: f.shrunk and shrunk["second"].append(f.key))
+    assert ("toy", "kind 1") in shrunk["second"]
+    assert sorted(shrunk["first"] + shrunk["second"]) == [("toy", f"kind {n}") for n in range(3)]
+    assert sorted(f.key for f in second.found) == sorted(shrunk["second"])
+
+
+def test_a_failure_another_job_let_go_is_shrunk_when_met_again(tmp_path):
+    # Met while another job held it (reported as detected, not shrunk); that job then
+    # stopped and let it go; met again, it is shrunk here, and not reported twice.
+    claims = Claims(tmp_path)
+    alone = search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0)
+    first = alone.found[0].key
+    assert claims(first)  # the other job's claim
+    events: list[tuple[str, Any]] = []
+
+    def progress(event: str, info: dict[str, Any]) -> None:
+        if event != "runs":
+            events.append((event, info.get("signature")))
+        if event == "shrinking elsewhere":
+            claims.release(first)  # the other job stopped
+
+    detected: list[tuple[str, str]] = []
+    report = search(generate, three_kinds, budget_seconds=0, max_runs=600, seed=0,
+                    shrink="fork", claims=claims, progress=progress,
+                    on_found=lambda f: None if f.shrunk else detected.append(f.key))
+    assert sorted(f.key for f in report.found) == sorted(f.key for f in alone.found)
+    assert events[0] == ("shrinking elsewhere", first[1])
+    assert ("shrinking", first[1]) in events and ("shrunk", first[1]) in events
+    assert [e for e, _ in events].count("shrinking elsewhere") == 1
+    assert sorted(detected) == sorted(f.key for f in alone.found)  # each reported once
 
 
 def test_a_claim_is_won_once_per_failure_across_processes(tmp_path):
@@ -223,7 +274,7 @@ def test_searches_sharing_claims_retry_each_stored_example_once(tmp_path):
     retried: dict[str, list[Any]] = {"first": [], "second": []}
     for job in retried:
         search(generate, three_kinds, budget_seconds=0, max_runs=20, seed=1, stored=stored,
-               claim=claims, progress=lambda e, i, job=job: retried[job].append(i.get("name"))
+               claims=claims, progress=lambda e, i, job=job: retried[job].append(i.get("name"))
                if e == "stored" else None)
     assert retried == {"first": ["toy-0", "toy-1", "toy-2"], "second": []}
 
@@ -236,6 +287,6 @@ def test_searches_sharing_claims_reuse_the_example_database_once(tmp_path):
     sources: list[set[str]] = [set(), set()]  # of each failure met, shrunk there or not
     for job in (0, 1):
         search(generate, three_kinds, budget_seconds=0, max_runs=50, seed=1,
-               database=database, database_key=b"toy", claim=claims,
+               database=database, database_key=b"toy", claims=claims,
                on_found=lambda found, job=job: sources[job].add(found.source))
     assert "examples" in sources[0] and "examples" not in sources[1], sources

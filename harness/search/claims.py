@@ -9,11 +9,14 @@ O_EXCL in a folder the jobs share, which the operating system makes atomic betwe
 processes; nothing has to tell a running job anything.
 
 A claim that cannot be made for any other reason (the folder is gone) counts as won:
-the work is done twice, as before, rather than not at all.
+the work is done twice, as before, rather than not at all. For the same reason a job
+that stops on an error releases the failures it claimed and had not shrunk yet: the
+other jobs, which counted them as another's, take them up when they meet them again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -26,11 +29,19 @@ class Claims:
     def __call__(self, work: tuple[str, ...]) -> bool:
         """True if this process is the first to claim `work` (a failure's kind and
         signature, or what the search engine names other work by)."""
-        name = hashlib.sha256("\0".join(work).encode()).hexdigest()[:32]
         try:
-            os.close(os.open(self.folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.close(os.open(self._path(work), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             return False
         except OSError:
             return True
         return True
+
+    def release(self, work: tuple[str, ...]) -> None:
+        """Give `work` back undone (its job stopped on an error): the next job to claim
+        it does it."""
+        with contextlib.suppress(OSError):
+            os.unlink(self._path(work))
+
+    def _path(self, work: tuple[str, ...]) -> Path:
+        return self.folder / hashlib.sha256("\0".join(work).encode()).hexdigest()[:32]

@@ -67,6 +67,7 @@ from harness.decisions import (
     TraceDivergence,
 )
 from harness.search import forks
+from harness.search.claims import Claims
 from harness.search.profiles import PROFILES, Profile
 from harness.search.random_data import RandomData
 
@@ -219,13 +220,36 @@ class _Search(Generic[X]):
     seen: set[tuple[str, str]]
     accept: Callable[[Any], bool] | None
     forks: forks.Forks | None = None  # shrink="fork": children shrink what runs detect
-    claim: Callable[[tuple[str, ...]], bool] = lambda work: True  # see search()
+    claims: Claims | None = None  # see search()
+    held: set[tuple[str, str]] = field(default_factory=set)  # claimed here, not yet shrunk
+    elsewhere: set[tuple[str, str]] = field(default_factory=set)  # another job's to shrink
     collect: Callable[[bool], None] = lambda block: None  # keeps what children have shrunk
     announce: Callable[[Found[X]], None] = lambda found: None  # detected, not yet shrunk
 
+    def claim(self, work: tuple[str, ...]) -> bool:
+        return self.claims is None or self.claims(work)
+
     def new(self, failures: list[Any]) -> list[Any]:
+        """Failures not yet met, and those another job claimed but let go (it stopped)."""
         return [f for f in failures
-                if f.key() not in self.seen and (self.accept is None or self.accept(f))]
+                if f.key() not in self.seen and (self.accept is None or self.accept(f))
+                and (f.key() not in self.elsewhere or self.take(f.key()))]
+
+    def take(self, key: tuple[str, str]) -> bool:
+        if key in self.held:
+            return True
+        if not self.claim(key):
+            return False
+        self.held.add(key)
+        return True
+
+    def let_go(self) -> None:
+        """The search stopped on an error: what it claimed and did not shrink goes back,
+        so another job shrinks it when it meets it again."""
+        for key in self.held:
+            if self.claims is not None:
+                self.claims.release(key)
+        self.held.clear()
 
     def source(self, data: Any) -> DecisionSource:
         if self.strategy == "hypothesis":
@@ -245,11 +269,15 @@ class _Search(Generic[X]):
             found_at: tuple[int, float], source: str) -> bool:
         """A new failure: report it as detected; True if this search is to shrink it, False
         if another job claimed it first (this search then only looks for others)."""
-        mine = self.claim(key)
+        again = key in self.elsewhere  # met before, and reported: its claimer let it go
+        mine = self.take(key)
         self.clock.shrinking(key, here=mine)
-        self.detected(key, scenario, decisions, found_at, source)
-        if not mine:
-            self.seen.add(key)
+        if not again:
+            self.detected(key, scenario, decisions, found_at, source)
+        if mine:
+            self.elsewhere.discard(key)
+        else:
+            self.elsewhere.add(key)
             self.clock.handed_over()
         return mine
 
@@ -284,7 +312,7 @@ def search(
     database_key: bytes = b"",
     now: Callable[[], float] = time.monotonic,
     shrink: str = "inline",
-    claim: Callable[[tuple[str, ...]], bool] = lambda work: True,
+    claims: Claims | None = None,
 ) -> SearchReport[X]:
     """Search until the budget is spent (or `max_found` distinct failures).
 
@@ -296,9 +324,10 @@ def search(
     shrunk ones. `stored` and `database` (under `database_key`) are the examples
     store's two layers; `now` is the clock budgets are measured by (a test's fake
     clock). `shrink` is "inline" or "fork" (where the platform forks; else inline).
-    `claim(work)` says whether a piece of work is this search's: a failure it meets to
-    shrink (its key), a stored example to retry, the database to reuse. Parallel jobs
-    share one (harness/search/claims.py), so each piece is done by one of them."""
+    `claims`, which parallel jobs share (harness/search/claims.py), says which work is
+    this search's, so each piece is done by one of them: a failure it meets to shrink
+    (its key), a stored example to retry, the database to reuse. If the search stops on
+    an error, the failures it claimed and did not shrink are let go for the others."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
     if shrink not in SHRINK_MODES:
@@ -309,7 +338,7 @@ def search(
     clock = _Clock(report, budget_seconds, max_runs, progress, now)
     children = forks.Forks() if shrink == "fork" and forks.available() else None
     state = _Search(generate, execute, strategy, profile, clock, set(known), accept, children,
-                    claim)
+                    claims)
 
     def enough() -> bool:
         detected = len(report.found) + (len(children.shrinking) if children else 0)
@@ -322,6 +351,7 @@ def search(
     def keep(found: Found[X]) -> None:
         found.seconds_to_report = now() - clock.start
         state.seen.add(found.key)
+        state.held.discard(found.key)
         report.found.append(found)
         on_found(found)
         progress("found", {"kind": found.key[0], "signature": found.key[1],
@@ -346,6 +376,9 @@ def search(
         report.cpu_seconds = time.process_time() - cpu_start
         while children is not None and children.shrinking:
             collect(block=True)
+    except BaseException:
+        state.let_go()
+        raise
     finally:
         if children is not None:
             children.close()

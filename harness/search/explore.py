@@ -33,6 +33,7 @@ from harness.http.scenario import (
     shutdown_unsupported,
 )
 from harness.http.strategies import FAMILIES, check_families, scenarios
+from harness.search.claims import Claims
 from harness.search.engine import Found, Outcome, Progress, SearchReport, Stored, search
 from harness.search.examples import ExampleStore
 from harness.search.profiles import PROFILES, Profile
@@ -73,11 +74,11 @@ def explore(
     profile: Profile = PROFILES["default"],
     examples: Path | None = None,
     shrink: str = "inline",
-    claim: Callable[[tuple[str, ...]], bool] = lambda work: True,
+    claims: Claims | None = None,
 ) -> SearchReport[HttpScenario]:
     """Search `target` for failures; `examples`, if given, is the examples store's root;
     `shrink="fork"` shrinks each failure in a forked child while the search goes on.
-    `on_found` sees each failure when detected and again once shrunk; `claim` says
+    `on_found` sees each failure when detected and again once shrunk; `claims` says
     which work is this search's, among parallel jobs (engine.search)."""
     check_families(families)  # (an InputError is a ValueError too)
     for family, why in unavailable_families(target, tuple(families)).items():
@@ -109,7 +110,7 @@ def explore(
         database_key=ExampleStore.database_key(strategy),
         progress=progress or (lambda event, info: None),
         shrink=shrink,
-        claim=claim,
+        claims=claims,
     )
 
 

@@ -119,7 +119,7 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
         # Detection never waits for shrinking: a child shrinks each failure (forks.py).
         shrink=str(request.get("shrink", "fork")),
         # Parallel jobs share a claims folder: each failure is shrunk by one job (claims.py).
-        **({"claim": Claims(Path(request["claims"]))} if request.get("claims") else {}),
+        claims=Claims(Path(request["claims"])) if request.get("claims") else None,
     )
     return {"target": target.describe(), "runs": report.runs, "seconds": report.seconds,
             "shrink_seconds": report.shrink_seconds, "cpu_seconds": report.cpu_seconds,

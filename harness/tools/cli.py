@@ -27,6 +27,7 @@ from typing import Any
 from harness.api import trace_target
 from harness.errors import HarnessError, HarnessFault, InputError, no_room
 from harness.http.strategies import FAMILIES, check_families
+from harness.search.claims import Claims
 from harness.search.engine import STRATEGIES
 from harness.search.profiles import PROFILES, check_budget, profile
 from harness.search.trace import Trace
@@ -117,7 +118,8 @@ def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
     else:  # each failure shrunk by the first job to claim it (harness/search/claims.py)
         with _claims_folder() as claims:
             results = _parallel(spec, args.jobs, lambda j: {**request(j), "claims": claims},
-                                on_event, progress)
+                                on_event, progress,
+                                Claims(Path(claims)).release if claims else lambda key: None)
     unavailable = results[0].get("unavailable") or {}
     if len(unavailable) == len(set(request(0)["families"])):
         family, why = next(iter(unavailable.items()))
@@ -151,10 +153,11 @@ def _claims_folder() -> Iterator[str | None]:
 
 def _parallel(spec: TargetSpec, jobs: int, request: Callable[[int], dict[str, Any]],
               on_event: Callable[[int, str, dict[str, Any]], None],
-              progress: Progress) -> list[dict[str, Any]]:
+              progress: Progress, release: Callable[[tuple[str, str]], None]
+              ) -> list[dict[str, Any]]:
     """Jobs in worker processes; their events come back here, to the main thread, so
     findings are written as they arrive. A job that dies is reported at once and the
-    others go on."""
+    others go on; what it was shrinking is released to them."""
     inbox: queue.Queue[tuple[str, int, Any]] = queue.Queue()
 
     def job(j: int) -> None:
@@ -177,7 +180,8 @@ def _parallel(spec: TargetSpec, jobs: int, request: Callable[[int], dict[str, An
         else:
             errors.append(payload)
             first = str(payload).strip().splitlines()[0] if str(payload).strip() else "?"
-            progress.line(f"job {j} stopped, the other jobs go on: {first}")
+            for key in progress.stopped(j, first):  # (a killed job could not let go itself)
+                release(key)
     if not results:
         raise errors[0]
     return results

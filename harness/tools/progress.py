@@ -56,6 +56,7 @@ class Progress:
             # to claim it), unless the jobs have no claims folder to share.
             self.found: dict[tuple[str, str], int] = {}
             self.shrunk: dict[tuple[str, str], int] = {}
+            self.let_go: set[tuple[str, str]] = set()  # a stopped job was shrinking them
             self.start = self.clock()
             self.last_plain = self.start
             # What the live line shows: rich's refresh thread reads this string and
@@ -76,6 +77,18 @@ class Progress:
             if self.live is not None:
                 self.live.stop()
                 self.live = None
+
+    def stopped(self, job: int, why: str) -> list[tuple[str, str]]:
+        """Job `job` died (parallel jobs; the others go on): say so, and return what it
+        was shrinking, which goes back to the other jobs (harness/search/claims.py)."""
+        with self.lock:
+            dropped = [(kind, sig) for j, kind, sig in self.shrinking if j == job]
+            for key in dropped:
+                del self.shrinking[(job, *key)]
+                self.let_go.add(key)
+            self.shown = self.status()
+        self.line(f"job {job} stopped, the other jobs go on: {why}")
+        return dropped
 
     def event(self, job: int, event: str, info: dict[str, Any]) -> None:
         with self.lock:
@@ -101,8 +114,11 @@ class Progress:
                 doing = "another job is shrinking it"
             else:
                 self.shrinking[(job, *key)] = None
-                doing = _elsewhere(self.found, key, job, "another job reported it already; "
-                                   "shrinking it here too") or "shrinking..."
+                if key in self.let_go:
+                    doing = "the job that was shrinking it stopped; shrinking it here"
+                else:
+                    doing = _elsewhere(self.found, key, job, "another job reported it "
+                                       "already; shrinking it here too") or "shrinking..."
             self.line(f"found {info['kind']} at run {info.get('runs', '?')}: "
                       f"{info['signature']} ({doing})")
         elif event == "shrunk":
