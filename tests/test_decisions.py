@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from harness.decisions import (
     Decision,
-    HypothesisSource,
     OrdinarySource,
     PCTSource,
     RandomSource,
@@ -16,6 +15,7 @@ from harness.decisions import (
     ReplaySource,
     TraceDivergence,
 )
+from harness.decisions.hypothesis_source import HypothesisSource
 
 
 def test_a_single_option_is_not_a_decision_and_is_not_recorded():

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,3 +98,14 @@ def _is_docstring(tree: ast.AST, constant: ast.Constant) -> bool:
                 and body[0].value is constant:
             return True
     return False
+
+
+def test_the_commands_start_and_replay_without_importing_hypothesis():
+    # Importing Hypothesis takes about half a second, paid by every command before it
+    # says anything (--help, --version, a bad option) and by every replay worker.
+    # Only what searches imports it.
+    code = ("import sys, harness.tools.cli, harness.targets.worker, harness.api; "
+            "print('hypothesis' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"

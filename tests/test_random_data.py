@@ -9,10 +9,12 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.internal.conjecture.data import ConjectureData
 
-from harness.decisions import HypothesisSource, Recorder
+from harness.decisions import Recorder
+from harness.decisions.hypothesis_source import HypothesisSource
 from harness.errors import HarnessFault
+from harness.http.families import FAMILIES
 from harness.http.scenario import run_http
-from harness.http.strategies import FAMILIES, scenarios
+from harness.http.strategies import scenarios
 from harness.search.explore import SETTINGS
 from harness.search.random_data import RandomData
 from servers.reference.target import ReferenceTarget

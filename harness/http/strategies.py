@@ -39,14 +39,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable
 from typing import Any
 
 from hypothesis import strategies as st
 
-from harness.errors import InputError
 from harness.http.app import READ_MODES, AppBehaviour
 from harness.http.client import AFTER, END_ACTIONS, END_MOMENTS, RUDE, ConnSpec, RequestSpec
+from harness.http.families import FAMILIES
 from harness.http.scenario import NET_DEFAULTS, HttpScenario, Target, timeouts
 from harness.http.shutdown import ShutdownSpec
 
@@ -57,20 +56,6 @@ PAUSES = [0.0, 0.5, 6.0]  # none, short, longer than uvicorn's default 5 s keep-
 # schedule decides which comes first.
 NEAR = 0.01
 PLAIN_PAUSES = st.sampled_from(PAUSES)
-FAMILIES = ("keepalive", "pipelining", "disconnect", "flow", "concurrency", "shutdown")
-
-
-def check_families(families: Iterable[str], option: str = "") -> None:
-    """Each name a scenario family, or an InputError naming the first that is not (the
-    one check every command and the pytest plugin make); `option` is where it was given,
-    when the message should say (the plugin's)."""
-    for family in families:
-        if family not in FAMILIES:
-            raise InputError(f"unknown scenario family {family!r}"
-                             + (f" ({option})" if option else "")
-                             + f"; known: {', '.join(FAMILIES)}")
-
-
 # Settings that act only at shutdown: other families keep them at their default.
 SHUTDOWN_ONLY = ("graceful-timeout",)
 # ASGI calls before the signal: a few requests' worth (a request makes about ten); a

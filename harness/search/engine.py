@@ -60,18 +60,17 @@ from hypothesis.database import ExampleDatabase, InMemoryExampleDatabase, choice
 from harness.decisions import (
     Decision,
     DecisionSource,
-    HypothesisSource,
     PCTSource,
     RandomSource,
     ReplaySource,
     TraceDivergence,
 )
+from harness.decisions.hypothesis_source import HypothesisSource
 from harness.search import forks
 from harness.search.claims import Claims
-from harness.search.profiles import PROFILES, Profile
+from harness.search.profiles import PROFILES, STRATEGIES, Profile
 from harness.search.random_data import RandomData
 
-STRATEGIES = ("hypothesis", "random", "pct")
 SHRINK_MODES = ("inline", "fork")
 SOURCES = ("search", "trace", "examples")  # where a finding came from
 X = TypeVar("X")

@@ -33,12 +33,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import EnvironmentFault
 from harness.search.trace import write_atomically
+
+if TYPE_CHECKING:  # Hypothesis is imported by what searches, not by what replays
+    from hypothesis.database import ExampleDatabase
 
 OFF = ("off", "0", "false", "no", "none")
 KEY_FORMAT = 1
@@ -80,6 +81,8 @@ class ExampleStore:
         return store
 
     def database(self) -> ExampleDatabase:
+        from hypothesis.database import DirectoryBasedExampleDatabase
+
         return DirectoryBasedExampleDatabase(self.folder / "hypothesis")
 
     @staticmethod

@@ -24,6 +24,7 @@ from harness.decisions import (
     TraceDivergence,
 )
 from harness.http.failure import Failure
+from harness.http.families import FAMILIES, check_families
 from harness.http.scenario import (
     HttpRun,
     HttpScenario,
@@ -32,7 +33,7 @@ from harness.http.scenario import (
     run_http,
     shutdown_unsupported,
 )
-from harness.http.strategies import FAMILIES, check_families, scenarios
+from harness.http.strategies import scenarios
 from harness.search.claims import Claims
 from harness.search.engine import Found, Outcome, Progress, SearchReport, Stored, search
 from harness.search.examples import ExampleStore

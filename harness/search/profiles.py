@@ -22,6 +22,11 @@ from dataclasses import dataclass
 
 from harness.errors import InputError
 
+# How a search draws its decisions (engine.py): Hypothesis (the default), or seeded
+# random and PCT schedules. Named here, with the other search settings, so the commands
+# can offer them without importing the engine and, with it, Hypothesis.
+STRATEGIES = ("hypothesis", "random", "pct")
+
 
 @dataclass(frozen=True)
 class Profile:

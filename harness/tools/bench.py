@@ -52,7 +52,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from harness.http.strategies import FAMILIES
+from harness.http.families import FAMILIES
 from harness.targets.registry import entries, target_specs
 from harness.targets.runner import run
 from harness.tools import floor, loadtest

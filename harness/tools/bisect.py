@@ -35,8 +35,8 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from harness.errors import EnvironmentFault, TargetFault
+from harness.http.families import check_families
 from harness.http.oracles import KINDS
-from harness.http.strategies import check_families
 from harness.search.profiles import check_budget
 from harness.search.trace import Trace, TraceError
 from harness.targets.registry import TargetError, entries, entry, parse_server, target_specs

@@ -26,10 +26,9 @@ from typing import Any
 
 from harness.api import trace_target
 from harness.errors import HarnessError, HarnessFault, InputError, no_room
-from harness.http.strategies import FAMILIES, check_families
+from harness.http.families import FAMILIES, check_families
 from harness.search.claims import Claims
-from harness.search.engine import STRATEGIES
-from harness.search.profiles import PROFILES, check_budget, profile
+from harness.search.profiles import PROFILES, STRATEGIES, check_budget, profile
 from harness.search.trace import Trace
 from harness.targets.envs import ensure_target_env
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER

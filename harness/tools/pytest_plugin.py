@@ -89,7 +89,7 @@ def options(config: pytest.Config) -> Options | None:
 
 def _resolve(config: pytest.Config, servers: list[str]) -> Options:
     from harness.errors import InputError
-    from harness.http.strategies import FAMILIES
+    from harness.http.families import FAMILIES
     from harness.search.profiles import profile
     from harness.tools.race import check_options, resolve_targets
 

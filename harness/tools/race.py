@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.http.strategies import check_families
+from harness.http.families import check_families
 from harness.search.profiles import check_budget
 from harness.search.trace import Trace
 from harness.targets.registry import TargetSpec, target_specs

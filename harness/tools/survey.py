@@ -31,9 +31,8 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from harness.errors import InputError
-from harness.http.strategies import FAMILIES, check_families
-from harness.search.engine import STRATEGIES
-from harness.search.profiles import check_budget, profile
+from harness.http.families import FAMILIES, check_families
+from harness.search.profiles import STRATEGIES, check_budget, profile
 from harness.targets.registry import TargetEntry, entry
 from harness.tools import bisect
 from harness.tools.summary import check_output_folder
