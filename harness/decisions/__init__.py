@@ -11,6 +11,7 @@ Hypothesis takes about half a second, which replaying a trace does not need.
 from harness.decisions.base import Decision, DecisionSource, Recorder, TraceDivergence
 from harness.decisions.ordinary import OrdinarySource
 from harness.decisions.pct import PCTSource
+from harness.decisions.prefix import PrefixSource
 from harness.decisions.random_source import RandomSource
 from harness.decisions.replay import ReplaySource
 
@@ -19,6 +20,7 @@ __all__ = [
     "DecisionSource",
     "OrdinarySource",
     "PCTSource",
+    "PrefixSource",
     "RandomSource",
     "Recorder",
     "ReplaySource",

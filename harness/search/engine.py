@@ -72,7 +72,7 @@ from harness.search.profiles import PROFILES, STRATEGIES, Profile
 from harness.search.random_data import RandomData
 
 SHRINK_MODES = ("inline", "fork")
-SOURCES = ("search", "trace", "examples")  # where a finding came from
+SOURCES = ("search", "trace", "examples", "exhaustive")  # where a finding came from
 X = TypeVar("X")
 RUNS_EVERY = 10  # a "runs" progress event every this many runs...
 RUNS_SECONDS = 0.5  # ...or this many seconds, whichever comes first
@@ -260,7 +260,7 @@ class _Search(Generic[X]):
                  found_at: tuple[int, float], source: str) -> None:
         """Hand over the failure as first met, confirmed by strict replay, before any
         shrinking: an interrupt while it shrinks (here or in a child) loses nothing."""
-        failure = _confirm(self.execute, scenario, decisions, key, "run that detected it")
+        failure = confirm(self.execute, scenario, decisions, key, "run that detected it")
         self.announce(Found(key, failure, scenario, decisions, found_at[0], found_at[1],
                             0.0, source, shrunk=False))
 
@@ -286,7 +286,7 @@ class _Search(Generic[X]):
         deadline = self.clock.shrink_deadline(self.profile.shrink_seconds)
         decisions = _zero_deviations(self.execute, scenario, decisions, key,
                                      self.profile.zero_attempts, deadline, self.clock.now)
-        failure = _confirm(self.execute, scenario, decisions, key)
+        failure = confirm(self.execute, scenario, decisions, key)
         shrink_seconds = self.clock.shrunk(key)
         return Found(key, failure, scenario, decisions, found_at[0], found_at[1],
                      shrink_seconds, source)
@@ -607,13 +607,15 @@ def _zero_deviations(
     return decisions
 
 
-def _confirm(
+def confirm(
     execute: Callable[[X, DecisionSource], Outcome],
     scenario: X,
     decisions: list[Decision],
     target: tuple[str, str],
     run: str = "shrunk run",
 ) -> Any:
+    """The failure `target` of a strict replay of `decisions`: a finding is handed out only
+    once it replays exactly (DESIGN.md, Rule 2); a ReplayMismatch if it does not."""
     outcome = execute(scenario, ReplaySource(decisions, strict=True))
     for f in outcome.failures:
         if f.key() == target:
