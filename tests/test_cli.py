@@ -414,3 +414,53 @@ def test_a_job_that_dies_while_shrinking_gives_its_claims_back(tmp_path: Path, m
     assert result == {"runs": 1, "taken": True, "other": False}
     assert lines[-1] == ("job 0 stopped, the other jobs go on: the worker for job 0 was "
                          "killed (signal 9)")
+
+
+def test_exhaust_runs_every_ordering_of_a_traces_scenario_on_its_target_and_another(
+        found_report, tmp_path: Path, capsys):
+    # The reported failure needs the deviations its trace shows, or fewer: walking every
+    # ordering with that many meets it again (first in one of its simplest orderings);
+    # the reference server passes every one of them.
+    _, root = found_report
+    trace_path = sorted(root.rglob("trace.json"))[0]
+    trace = json.loads(trace_path.read_text())
+    deviations = sum(1 for d in trace["decisions"] if d[2])
+    capsys.readouterr()
+    code = main(["exhaust", str(trace_path), "--deviations", str(deviations),
+                 "--reports", str(tmp_path / "own")])
+    out = capsys.readouterr().out
+    assert code == 1
+    own = (trace["verdict"]["kind"], trace["verdict"]["signature"])
+    assert f"verdict: {own[0]}: {own[1]} (" in out
+    assert f"every ordering with at most {deviations} deviation" in out
+    [written] = [p for p in (tmp_path / "own").rglob("trace.json")
+                 if (json.loads(p.read_text())["verdict"]["kind"],
+                     json.loads(p.read_text())["verdict"]["signature"]) == own]
+    met = json.loads(written.read_text())
+    assert sum(1 for d in met["decisions"] if d[2]) <= deviations
+    assert main(["replay", str(written)]) == 1  # its report replays, and fails
+    capsys.readouterr()
+    code = main(["exhaust", str(trace_path), "--server", "reference", "--deviations", "1",
+                 "--reports", str(tmp_path / "ref")])
+    out = capsys.readouterr().out
+    assert code == 0 and out.splitlines()[-1] == "verdict: pass", out
+    assert "every ordering with at most 1 deviation" in out
+    assert not list((tmp_path / "ref").rglob("trace.json"))
+
+
+def test_exhaust_cut_short_by_its_run_limit_says_so_and_checks_its_options(
+        found_report, tmp_path: Path, capsys):
+    _, root = found_report
+    trace_path = sorted(root.rglob("trace.json"))[0]
+    code = main(["exhaust", str(trace_path), "--server", "reference", "--deviations", "2",
+                 "--max-runs", "5", "--reports", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "5 orderings ran (1 with 0, 4 of " in out and "stopped at the run limit" in out
+    assert out.splitlines()[-1].startswith("verdict: no failure in the 5 orderings that ran")
+    for bad, why in ((["--deviations", "-1"], "--deviations must be 0 or more, got -1"),
+                     (["--max-runs", "0"], "--max-runs must be 1 or more, got 0")):
+        assert main(["exhaust", str(trace_path), *bad, "--reports",
+                     str(tmp_path / "bad")]) == 2
+        assert why in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

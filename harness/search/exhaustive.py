@@ -21,13 +21,14 @@ from harness.errors import HarnessFault
 from harness.search.engine import Found, Outcome, Progress, confirm
 
 X = TypeVar("X")
-RUNS_EVERY = 500  # a "runs" progress event every this many runs
+RUNS_EVERY = 100  # a "runs" progress event every this many runs
 
 
 @dataclass
 class Exhausted(Generic[X]):
     runs: int = 0
     levels: list[int] = field(default_factory=list)  # orderings run, by deviations
+    sizes: list[int] = field(default_factory=list)  # orderings there are, by deviations
     found: list[Found[X]] = field(default_factory=list)  # each distinct failure, first met
     complete: bool = True  # False: max_runs stopped the walk before its end
     seconds: float = 0.0
@@ -53,7 +54,13 @@ def exhaust(
     seen: set[tuple[str, str]] = set()
     level: list[tuple[list[Decision], int]] = [([], 0)]  # (a run's decisions, prefix length)
     for deviations in range(max_deviations + 1):
+        size = 1 if deviations == 0 else sum(d.n - 1 for decisions, start in level
+                                             for d in decisions[start:])
+        if not size:
+            break  # no decision left to deviate at: every ordering has run
         report.levels.append(0)
+        report.sizes.append(size)
+        progress("level", {"deviations": deviations, "orderings": size, "runs": report.runs})
         ran: list[tuple[list[Decision], int]] = []
         for prefix in _children(level, first=deviations == 0):
             if max_runs is not None and report.runs >= max_runs:
@@ -77,12 +84,8 @@ def exhaust(
                 report.found.append(found)
                 on_found(found)
             if report.runs % RUNS_EVERY == 0:
-                progress("runs", {"runs": report.runs, "deviations": deviations})
-        if not report.levels[-1]:
-            report.levels.pop()  # no decision left to deviate at: every ordering has run
-            break
-        progress("level", {"deviations": deviations, "orderings": report.levels[-1],
-                           "runs": report.runs})
+                progress("runs", {"runs": report.runs, "deviations": deviations,
+                                  "of_level": report.levels[-1], "level": size})
         level = ran
     report.seconds = now() - start
     return report
@@ -114,7 +117,8 @@ def _run(execute: Callable[[X, DecisionSource], Outcome], scenario: X,
 
 def summary(report: Exhausted[Any], max_deviations: int) -> str:
     """One line: how many orderings ran, by deviations, and whether that was all."""
-    counts = ", ".join(f"{n:,} with {d}" for d, n in enumerate(report.levels))
+    counts = ", ".join(f"{n:,}" + (f" of {size:,}" if n < size else "") + f" with {d}"
+                       for d, (n, size) in enumerate(zip(report.levels, report.sizes, strict=True)))
     if report.complete:
         deepest = len(report.levels) - 1
         reach = (f"every ordering with at most {max_deviations} deviation"

@@ -158,11 +158,10 @@ class Verdict:
         return not self.failures
 
 
-def replay_http(trace: Trace, target: Target, strict: bool = True) -> Verdict:
-    """Replay an http trace on `target` (strict on its own target, lenient elsewhere).
-
-    The trace's settings must be ones `target` offers: a trace recorded on another
-    server is translated first (harness/targets/runner.py)."""
+def trace_scenario(trace: Trace, target: Target) -> HttpScenario:
+    """The trace's scenario, if `target` can run it. Its settings must be ones `target`
+    offers: a trace recorded on another server is translated first
+    (harness/targets/runner.py)."""
     try:
         scenario = HttpScenario.from_json(trace.scenario)
     except ValueError as exc:
@@ -173,6 +172,12 @@ def replay_http(trace: Trace, target: Target, strict: bool = True) -> Verdict:
         raise TraceError(f"the trace sets {', '.join(map(repr, unknown))}, which "
                          f"{target.name} {target.version} does not offer (it offers "
                          f"{', '.join(space) or 'no settings'})")
+    return scenario
+
+
+def replay_http(trace: Trace, target: Target, strict: bool = True) -> Verdict:
+    """Replay an http trace on `target` (strict on its own target, lenient elsewhere)."""
+    scenario = trace_scenario(trace, target)
     source = ReplaySource(trace.decisions, strict=strict)
     run = run_http(scenario, target, source, trace.settings)
     if strict and source.unused():

@@ -150,6 +150,28 @@ def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
     return _verdict(target, verdict)
 
 
+def _exhaust_here(spec: TargetSpec, request: dict[str, Any], progress: Progress
+                  ) -> dict[str, Any]:
+    """Every ordering of a trace's scenario with at most request["deviations"] deviations
+    (harness/search/exhaustive.py); each failure leaves as a "finding" event when met.
+    Under this harness's simulation settings, as its findings' traces record them."""
+    from harness.search.exhaustive import exhaust, summary
+    from harness.search.explore import execute_on, trace_scenario
+
+    target = make_target(spec, request.get("key"))
+    trace = _translated(Trace.from_json(request["trace"]), target)
+    scenario = trace_scenario(trace, target)
+    report = exhaust(
+        execute_on(target), scenario, int(request["deviations"]),
+        max_runs=request.get("max_runs"), progress=progress,
+        on_found=lambda found: progress("finding", {"target": target.describe(),
+                                                    **_finding(found, target)}))
+    return {"target": target.describe(), "runs": report.runs, "levels": report.levels,
+            "complete": report.complete, "seconds": report.seconds,
+            "summary": summary(report, int(request["deviations"])),
+            "findings": [_finding(found, target) for found in report.found]}
+
+
 def _translated(trace: Trace, target: Target) -> Trace:
     """The trace's settings as `target` takes them (registry.translate_settings): another
     server's by their shared meanings, another release's where that release has them."""
@@ -207,6 +229,8 @@ def handle(request: dict[str, Any], progress: Progress) -> dict[str, Any]:
         return _explore_here(spec, request, progress)
     if request["op"] in ("replay", "run"):
         return _replay_here(spec, request)
+    if request["op"] == "exhaust":
+        return _exhaust_here(spec, request, progress)
     raise ValueError(f"unknown worker op {request['op']!r}")
 
 

@@ -1,4 +1,4 @@
-"""The `harness` command: explore, replay, report, bisect, survey, serve.
+"""The `harness` command: explore, replay, exhaust, report, bisect, survey, serve.
 
 Exit codes: 0 nothing found (replay: the trace passes), 1 a failure was found
 (replay: the trace fails), 2 a usage or environment error, always one line
@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,7 +43,7 @@ from harness.targets.registry import (
 )
 from harness.targets.runner import examples_root, run, terminate_workers
 from harness.tools.environment import harness_line, installed_beside
-from harness.tools.progress import Progress
+from harness.tools.progress import PLAIN_EVERY, Progress
 from harness.tools.reference_run import ReferenceRun
 from harness.tools.report import write_report
 from harness.tools.summary import Summary, check_output_folder
@@ -366,6 +367,69 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1
 
 
+MAX_ORDERINGS = 20_000  # exhaust's default run limit: a minute or two of runs
+
+
+def cmd_exhaust(args: argparse.Namespace) -> int:
+    """Every ordering of a trace's scenario with at most --deviations deviations from the
+    ordinary run (harness/search/exhaustive.py): does a fix hold for all of them?"""
+    if args.deviations < 0:
+        raise UsageError(f"--deviations must be 0 or more, got {args.deviations}")
+    if args.max_runs < 1:
+        raise UsageError(f"--max-runs must be 1 or more, got {args.max_runs}")
+    trace = Trace.load(args.trace)
+    check_output_folder(Path(args.reports), f"--reports {args.reports}")
+    spec, _ = trace_target(trace, args.server, args.http)
+    progress = Progress()
+    writer = Writer(spec, Path(args.reports), progress)
+    last_line = [time.monotonic()]
+
+    def on_event(event: str, info: dict[str, Any]) -> None:
+        if event == "finding":
+            writer(info)
+        elif event == "level":
+            d, n = info["deviations"], info["orderings"]
+            progress.line(f"{n:,} ordering{'' if n == 1 else 's'} with {d} deviation"
+                          f"{'' if d == 1 else 's'} to run")
+        elif event == "runs" and time.monotonic() - last_line[0] >= PLAIN_EVERY:
+            last_line[0] = time.monotonic()
+            progress.line(f"  {info['of_level']:,} of {info['level']:,} run "
+                          f"({info['runs']:,} in all)")
+
+    progress.line(f"running every ordering of the scenario of {args.trace} with at most "
+                  f"{args.deviations} deviation{'' if args.deviations == 1 else 's'} on "
+                  f"{spec} (at most {args.max_runs:,} runs)")
+    Path(args.reports).mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_target_env(spec, lambda line: progress.line(f"installing: {line}"))
+        result = run(spec, {"op": "exhaust", "trace": trace.to_json(),
+                            "deviations": args.deviations, "max_runs": args.max_runs},
+                     on_event, progress.line)
+    except (KeyboardInterrupt, Terminated) as stop:
+        terminate_workers()
+        what, code = ("terminated", 143) if isinstance(stop, Terminated) else ("interrupted",
+                                                                               130)
+        print(f"harness: {what}: not every ordering ran; {len(writer.written)} report(s) "
+              "were written whole before it"
+              + "".join(f"\n  {path}/" for path in writer.written.values()), file=sys.stderr)
+        return code
+    finally:
+        progress.finish()
+    for finding in result["findings"]:  # normally all written already, as they were met
+        writer(finding)
+    print(result["summary"])
+    if not result["findings"]:
+        print("verdict: pass" if result["complete"] else
+              f"verdict: no failure in the {result['runs']:,} orderings that ran (for the "
+              "rest, raise --max-runs)")
+        return 0
+    for f in result["findings"]:
+        print(f"verdict: {f['kind']}: {f['signature']} ({f['deviations']} deviation"
+              f"{'' if f['deviations'] == 1 else 's'}, ordering {f['runs_to_find']:,})\n"
+              f"  -> {writer.written[(f['kind'], f['signature'])]}/")
+    return 1
+
+
 def cmd_survey(args: argparse.Namespace) -> int:
     """harness/tools/survey.py, with `explore` itself as the explorer of each release."""
     from harness.tools.survey import Stopped, Survey
@@ -459,6 +523,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="on the trace's own target too, go on where the run asks other "
                          "questions than the trace recorded (default: stop with an error)")
     rp.set_defaults(func=cmd_replay)
+
+    xh = sub.add_parser("exhaust", help="run every ordering of a trace's scenario with at "
+                                        "most K deviations from the ordinary run")
+    xh.add_argument("trace")
+    xh.add_argument("--deviations", type=int, default=1, metavar="K",
+                    help="the most deviations an ordering may have (default 1; the count "
+                         "grows about a hundredfold with each)")
+    xh.add_argument("--max-runs", type=int, default=MAX_ORDERINGS, metavar="N",
+                    help=f"stop after N orderings (default {MAX_ORDERINGS:,}), saying how far "
+                         "the walk got")
+    xh.add_argument("--server", default=None,
+                    help="another release or working copy to run it on (default: the trace's)")
+    xh.add_argument("--http", default=None,
+                    help="the protocol implementation (default: the trace's, where the "
+                         "server has it, else the server's first)")
+    xh.add_argument("--reports", default="reports", help="where reports are written")
+    xh.set_defaults(func=cmd_exhaust)
 
     rr = sub.add_parser("report", help="(re)write the report folder of a failing trace")
     rr.add_argument("trace")
