@@ -253,7 +253,9 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
             "```", f"harness replay {where.trace}", f"pytest {where.repro}", "```", "",
             f"On another release: `harness replay {where.trace} --server "
             f"{target.get('server')}==X`, or `HARNESS_SERVER={target.get('server')}==X "
-            f"pytest {where.repro}`.", "",
+            f"pytest {where.repro}`. A fix should hold in every ordering of this scenario, "
+            f"not only this one: `harness exhaust {where.trace} --server PATH-OR-RELEASE` "
+            "runs each one with at most one deviation from the ordinary run.", "",
             "## Details", "",
             f"**Kind:** `{kind}`: {KINDS.get(kind, '')}.", "",
             f"**Signature:** `{finding['signature']}`", "",
