@@ -104,3 +104,27 @@ def test_a_worker_killed_mid_search_is_reported_at_once_and_the_other_job_goes_o
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert [p for p in tmp_path.rglob("trace.json")]  # what was found before is kept
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_exhaust_keeps_the_reports_it_wrote_and_says_it_did_not_finish(
+        tmp_path: Path, sig: int, code: int):
+    # #748's trace fails in its ordinary run on its own release (0.11.3), so a report is
+    # written before the walk reaches the thousands of orderings with two deviations.
+    trace = ROOT / "reports" / "uvicorn-0.11.3-h11" / "receive-hang-e2bf0886" / "trace.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.tools.cli", "exhaust", str(trace), "--deviations", "2",
+         "--reports", str(tmp_path)],
+        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        start_new_session=True)
+    wait_for_first_report(proc)
+    os.kill(proc.pid, sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "not every ordering ran" in err and "written whole" in err
+    assert "verdict" not in out
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+    written = [p.parent for p in tmp_path.rglob("trace.json")]
+    assert written and all(f"{p}/" in err for p in written)
+    assert not [p for p in tmp_path.rglob(".*")]

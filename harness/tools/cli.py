@@ -64,6 +64,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def _stopped_by(stop: BaseException) -> tuple[str, int]:
+    """How a command stopped from outside says so, and its exit status: 143 for SIGTERM
+    (Terminated), 130 for SIGINT (KeyboardInterrupt), as a shell reports them."""
+    return ("terminated", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+
+
 class Writer:
     """Writes each finding's report the moment it arrives, always from the main thread:
     an interrupt between two writes loses nothing written, and one during a write leaves
@@ -260,8 +266,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             results.append((label_of(result["target"]), result))
     except (KeyboardInterrupt, Terminated) as stop:
         terminate_workers()
-        what, code = ("terminated", 143) if isinstance(stop, Terminated) else ("interrupted",
-                                                                               130)
+        what, code = _stopped_by(stop)
         finish(what, code)
         written = [path for w in writers for path in w.written.values()]
         unshrunk = sum(len(w.written.keys() - w.shrunk) for w in writers)
@@ -407,8 +412,7 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
                      on_event, progress.line)
     except (KeyboardInterrupt, Terminated) as stop:
         terminate_workers()
-        what, code = ("terminated", 143) if isinstance(stop, Terminated) else ("interrupted",
-                                                                               130)
+        what, code = _stopped_by(stop)
         print(f"harness: {what}: not every ordering ran; {len(writer.written)} report(s) "
               "were written whole before it"
               + "".join(f"\n  {path}/" for path in writer.written.values()), file=sys.stderr)
@@ -578,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, Terminated) as stop:
         terminate_workers()
         print("harness: interrupted; no report was left half-written", file=sys.stderr)
-        return 143 if isinstance(stop, Terminated) else 130
+        return _stopped_by(stop)[1]
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
