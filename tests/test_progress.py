@@ -125,12 +125,18 @@ def test_failures_shrinking_side_by_side_show_as_one_with_a_count():
     assert "shrinking" not in progress.status()
 
 
-def test_a_failure_another_job_claimed_is_named_as_shrunk_there():
+def two_jobs_meet_one_failure() -> tuple[io.StringIO, Progress]:
+    """Job 0 claimed HANG and is shrinking it; job 1 met it too and handed it over."""
     out = io.StringIO()
     progress = Progress(out, tty=False, clock=FakeClock())
     progress.target("t", None, 500)
     progress.event(0, "shrinking", HANG)
     progress.event(1, "shrinking elsewhere", {**HANG, "runs": 55})
+    return out, progress
+
+
+def test_a_failure_another_job_claimed_is_named_as_shrunk_there():
+    out, progress = two_jobs_meet_one_failure()
     progress.event(1, "finding", {**HANG, "shrunk": False})
     assert out.getvalue().splitlines() == [
         "found receive-hang at run 40: receive() blocked at impl.py:12 (shrinking...)",
@@ -140,11 +146,7 @@ def test_a_failure_another_job_claimed_is_named_as_shrunk_there():
 
 
 def test_a_stopped_job_gives_back_what_it_was_shrinking_and_its_taker_says_so():
-    out = io.StringIO()
-    progress = Progress(out, tty=False, clock=FakeClock())
-    progress.target("t", None, 500)
-    progress.event(0, "shrinking", HANG)
-    progress.event(1, "shrinking elsewhere", {**HANG, "runs": 55})
+    out, progress = two_jobs_meet_one_failure()
     assert progress.stopped(0, "harness bug: the model broke") == [
         (HANG["kind"], HANG["signature"])]
     assert "shrinking" not in progress.status()  # nobody is shrinking it now

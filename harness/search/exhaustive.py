@@ -50,7 +50,7 @@ def exhaust(
     if max_deviations < 0:
         raise ValueError(f"max_deviations must be 0 or more, got {max_deviations}")
     report: Exhausted[X] = Exhausted()
-    start = now()
+    began = now()
     seen: set[tuple[str, str]] = set()
     level: list[tuple[list[Decision], int]] = [([], 0)]  # (a run's decisions, prefix length)
     for deviations in range(max_deviations + 1):
@@ -65,7 +65,7 @@ def exhaust(
         for prefix in _children(level, first=deviations == 0):
             if max_runs is not None and report.runs >= max_runs:
                 report.complete = False
-                report.seconds = now() - start
+                report.seconds = now() - began
                 return report
             outcome = _run(execute, scenario, prefix)
             report.runs += 1
@@ -79,7 +79,7 @@ def exhaust(
                 seen.add(key)
                 found = Found(key, confirm(execute, scenario, outcome.decisions, key,
                                            "run that met it"),
-                              scenario, outcome.decisions, report.runs, now() - start, 0.0,
+                              scenario, outcome.decisions, report.runs, now() - began, 0.0,
                               "exhaustive")
                 report.found.append(found)
                 on_found(found)
@@ -87,7 +87,7 @@ def exhaust(
                 progress("runs", {"runs": report.runs, "deviations": deviations,
                                   "of_level": report.levels[-1], "level": size})
         level = ran
-    report.seconds = now() - start
+    report.seconds = now() - began
     return report
 
 
@@ -117,8 +117,9 @@ def _run(execute: Callable[[X, DecisionSource], Outcome], scenario: X,
 
 def summary(report: Exhausted[Any], max_deviations: int) -> str:
     """One line: how many orderings ran, by deviations, and whether that was all."""
+    levels = zip(report.levels, report.sizes, strict=True)
     counts = ", ".join(f"{n:,}" + (f" of {size:,}" if n < size else "") + f" with {d}"
-                       for d, (n, size) in enumerate(zip(report.levels, report.sizes, strict=True)))
+                       for d, (n, size) in enumerate(levels))
     if report.complete:
         deepest = len(report.levels) - 1
         reach = (f"every ordering with at most {max_deviations} deviation"
