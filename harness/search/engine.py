@@ -230,9 +230,14 @@ class _Search(Generic[X]):
 
     def new(self, failures: list[Any]) -> list[Any]:
         """Failures not yet met, and those another job claimed but let go (it stopped)."""
-        return [f for f in failures
-                if f.key() not in self.seen and (self.accept is None or self.accept(f))
-                and (f.key() not in self.elsewhere or self.take(f.key()))]
+        out = []
+        for f in failures:
+            key = f.key()
+            if key in self.seen or (self.accept is not None and not self.accept(f)):
+                continue
+            if key not in self.elsewhere or self.take(key):
+                out.append(f)
+        return out
 
     def take(self, key: tuple[str, str]) -> bool:
         if key in self.held:
@@ -245,8 +250,8 @@ class _Search(Generic[X]):
     def let_go(self) -> None:
         """The search stopped on an error: what it claimed and did not shrink goes back,
         so another job shrinks it when it meets it again."""
-        for key in self.held:
-            if self.claims is not None:
+        if self.claims is not None:
+            for key in self.held:
                 self.claims.release(key)
         self.held.clear()
 

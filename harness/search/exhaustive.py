@@ -31,7 +31,6 @@ class Exhausted(Generic[X]):
     sizes: list[int] = field(default_factory=list)  # orderings there are, by deviations
     found: list[Found[X]] = field(default_factory=list)  # each distinct failure, first met
     complete: bool = True  # False: max_runs stopped the walk before its end
-    seconds: float = 0.0
 
 
 def exhaust(
@@ -52,7 +51,7 @@ def exhaust(
     report: Exhausted[X] = Exhausted()
     began = now()
     seen: set[tuple[str, str]] = set()
-    level: list[tuple[list[Decision], int]] = [([], 0)]  # (a run's decisions, prefix length)
+    level: list[tuple[list[Decision], int]] = []  # (a run's decisions, its prefix's length)
     for deviations in range(max_deviations + 1):
         size = 1 if deviations == 0 else sum(d.n - 1 for decisions, start in level
                                              for d in decisions[start:])
@@ -62,10 +61,9 @@ def exhaust(
         report.sizes.append(size)
         progress("level", {"deviations": deviations, "orderings": size, "runs": report.runs})
         ran: list[tuple[list[Decision], int]] = []
-        for prefix in _children(level, first=deviations == 0):
+        for prefix in [[]] if deviations == 0 else _children(level):
             if max_runs is not None and report.runs >= max_runs:
                 report.complete = False
-                report.seconds = now() - began
                 return report
             outcome = _run(execute, scenario, prefix)
             report.runs += 1
@@ -87,17 +85,12 @@ def exhaust(
                 progress("runs", {"runs": report.runs, "deviations": deviations,
                                   "of_level": report.levels[-1], "level": size})
         level = ran
-    report.seconds = now() - began
     return report
 
 
-def _children(level: list[tuple[list[Decision], int]], first: bool
-              ) -> Iterator[list[Decision]]:
+def _children(level: list[tuple[list[Decision], int]]) -> Iterator[list[Decision]]:
     """The prefixes one deviation further than each run of `level`: one per later
     decision and other option (made lazily: a level can hold many)."""
-    if first:
-        yield []
-        return
     for decisions, start in level:
         for i in range(start, len(decisions)):
             what, n = decisions[i].what, decisions[i].n

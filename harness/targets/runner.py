@@ -160,15 +160,14 @@ def _exhaust_here(spec: TargetSpec, request: dict[str, Any], progress: Progress
 
     target = make_target(spec, request.get("key"))
     trace = _translated(Trace.from_json(request["trace"]), target)
-    scenario = trace_scenario(trace, target)
+    deviations = int(request["deviations"])
     report = exhaust(
-        execute_on(target), scenario, int(request["deviations"]),
+        execute_on(target), trace_scenario(trace, target), deviations,
         max_runs=request.get("max_runs"), progress=progress,
         on_found=lambda found: progress("finding", {"target": target.describe(),
                                                     **_finding(found, target)}))
-    return {"target": target.describe(), "runs": report.runs, "levels": report.levels,
-            "complete": report.complete, "seconds": report.seconds,
-            "summary": summary(report, int(request["deviations"])),
+    return {"target": target.describe(), "runs": report.runs, "complete": report.complete,
+            "summary": summary(report, deviations),
             "findings": [_finding(found, target) for found in report.found]}
 
 

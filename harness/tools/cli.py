@@ -64,6 +64,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def _say_cut_short(how: str, written: list[Path], more: str = "") -> None:
+    """After an interrupt: which reports were written, whole, before it."""
+    print(f"harness: {how}; {len(written)} report(s) were written whole before it{more}"
+          + "".join(f"\n  {path}/" for path in written), file=sys.stderr)
+
+
 def _stopped_by(stop: BaseException) -> tuple[str, int]:
     """How a command stopped from outside says so, and its exit status: 143 for SIGTERM
     (Terminated), 130 for SIGINT (KeyboardInterrupt), as a shell reports them."""
@@ -268,12 +274,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
         terminate_workers()
         what, code = _stopped_by(stop)
         finish(what, code)
-        written = [path for w in writers for path in w.written.values()]
         unshrunk = sum(len(w.written.keys() - w.shrunk) for w in writers)
-        print(f"harness: {what}: the search was cut short; {len(written)} report(s) were "
-              "written whole before it" + (f", {unshrunk} of them not shrunk" if unshrunk
-                                           else "")
-              + "".join(f"\n  {path}/" for path in written), file=sys.stderr)
+        _say_cut_short(f"{what}: the search was cut short",
+                       [path for w in writers for path in w.written.values()],
+                       f", {unshrunk} of them not shrunk" if unshrunk else "")
         return code
     except HarnessError as exc:
         finish("error", exc.exit_code, str(exc))
@@ -413,9 +417,7 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, Terminated) as stop:
         terminate_workers()
         what, code = _stopped_by(stop)
-        print(f"harness: {what}: not every ordering ran; {len(writer.written)} report(s) "
-              "were written whole before it"
-              + "".join(f"\n  {path}/" for path in writer.written.values()), file=sys.stderr)
+        _say_cut_short(f"{what}: not every ordering ran", list(writer.written.values()))
         return code
     finally:
         progress.finish()
