@@ -1,7 +1,10 @@
-"""The worker's pipes: a target that writes a lot to stderr cannot deadlock the run."""
+"""The worker's pipes: a target that writes a lot to stderr cannot deadlock the run, and
+an interrupt ends the worker before its pipes close, so it cannot deadlock either."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from harness.http.scenario import HttpScenario
 from harness.targets.envs import Env
 from harness.targets.runner import _run_worker
 
+ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = HttpScenario("keepalive", (ConnSpec((RequestSpec(),)),), ((1, 0, AppBehaviour()),))
 
 
@@ -52,9 +56,9 @@ def test_a_target_that_floods_stderr_still_gets_its_run(tmp_path: Path):
 
 
 def test_a_pipe_closed_under_its_reader_ends_the_drain_quietly():
-    # An interrupt unwinds the worker's Popen, which closes stderr while the drain
-    # thread still iterates it; that thread's ValueError used to print a traceback over
-    # the interrupt's own message.
+    # A stream closed under the drain thread (the worker's Popen used to close stderr
+    # on an interrupt) raised ValueError there, printing a traceback over the
+    # interrupt's own message.
     import collections
     import io
 
@@ -67,3 +71,54 @@ def test_a_pipe_closed_under_its_reader_ends_the_drain_quietly():
     closed.close()
     drain_into(closed, lines)  # raised ValueError before
     assert list(lines) == ["one\n", "two\n"]
+
+
+# Run in a process of its own, so that a hang is bounded by the test's timeout and
+# "no child left" speaks of this worker alone.
+INTERRUPTED_WORKER = """
+import json, os, platform, sys, threading
+from harness.targets import runner
+from harness.targets.envs import Env
+
+READ = {"x86_64": "0", "aarch64": "63"}[platform.machine()]  # the read system call
+
+class InterruptedSend:  # json, as the runner uses it, but an interrupt ends the send
+    loads = staticmethod(json.loads)
+    @staticmethod
+    def dumps(obj):
+        # Once the drain thread is blocked reading the worker's stderr: where leaving
+        # `with Popen` deadlocked.
+        [drain] = [t for t in threading.enumerate() if t is not threading.main_thread()]
+        syscall = f"/proc/self/task/{drain.native_id}/syscall"
+        while open(syscall).read().split()[0] != READ:
+            pass
+        raise KeyboardInterrupt
+
+def progress(event, info):
+    raise KeyboardInterrupt
+
+if sys.argv[1] == "before-the-request":
+    runner.json = InterruptedSend
+request = {"op": "explore", "server": "reference", "version": None, "http": "h11",
+           "families": ["keepalive"], "budget": 600, "seed": 0, "strategy": "random"}
+try:
+    runner._run_worker(Env.current(), request, progress)
+except KeyboardInterrupt:
+    pass
+try:
+    os.waitpid(-1, os.WNOHANG)
+    print("a child is left")
+except ChildProcessError:
+    print("no child left, listed:", len(runner._LIVE))
+"""
+
+
+@pytest.mark.parametrize("when", ["before-the-request", "at-the-first-progress-event"])
+def test_an_interrupt_stops_and_reaps_the_worker_before_its_pipes_close(when: str):
+    # Before the fix, an interrupt before the request was sent hung the harness: leaving
+    # `with Popen` closed stderr first, which waits for the drain thread's read, which
+    # waited for a worker that was itself waiting for its request.
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_WORKER, when],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "no child left, listed: 0\n", done.stdout + done.stderr

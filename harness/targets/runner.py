@@ -17,10 +17,10 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from harness.decisions import TraceDivergence
 from harness.errors import HarnessError, HarnessFault, rebuild
@@ -28,6 +28,7 @@ from harness.http.scenario import Target
 from harness.search.examples import root_from_env
 from harness.search.profiles import profile
 from harness.search.trace import Trace, TraceError
+from harness.sim.interrupts import interrupts_held
 from harness.targets.envs import Env, EnvError, ensure_target_env, harness_home
 from harness.targets.registry import TargetSpec, entry, translate_settings
 
@@ -255,7 +256,7 @@ def run(spec: TargetSpec, request: dict[str, Any], progress: Progress,
     return result
 
 
-_LIVE: set[subprocess.Popen[str]] = set()  # workers running now, for terminate_workers
+_LIVE: set[subprocess.Popen[str]] = set()  # workers not yet reaped, for terminate_workers
 _LIVE_LOCK = threading.Lock()
 
 
@@ -264,40 +265,55 @@ def terminate_workers(grace: float = 5.0) -> None:
     with _LIVE_LOCK:
         live = list(_LIVE)
     for proc in live:
-        with contextlib.suppress(OSError):
-            proc.terminate()
-    for proc in live:
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc, grace)
+
+
+def _stop(proc: subprocess.Popen[str], grace: float = 5.0) -> None:
+    """End and reap `proc` (at once if it has already ended): SIGTERM, then SIGKILL."""
+    with contextlib.suppress(OSError):
+        proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _run_worker(env: Env, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    with subprocess.Popen(
-        # -P: the current folder is not put first on sys.path. Run from a server's own
-        # source tree (the pytest plugin in a maintainer's project), it would shadow the
-        # release in the worker's environment.
-        [sys.executable, "-P", "-m", "harness.targets.worker"], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=env.python_env(),
-    ) as proc:
+    # Not `with Popen`: on an exception its exit closes the pipes before the worker has
+    # ended, and closing stderr blocks while the drain thread reads it. A worker still
+    # waiting for its request then never sees its stdin close, and the harness hangs.
+    # So the worker is stopped and reaped first, and only the drain thread closes stderr.
+    with interrupts_held():  # started and listed at once, or not at all
+        proc = subprocess.Popen(
+            # -P: the current folder is not put first on sys.path. Run from a server's
+            # own source tree (the pytest plugin in a maintainer's project), it would
+            # shadow the release in the worker's environment.
+            [sys.executable, "-P", "-m", "harness.targets.worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=env.python_env(),
+        )
         with _LIVE_LOCK:
             _LIVE.add(proc)
-        try:
-            return _talk(proc, request, progress)
-        finally:
+    try:
+        return _talk(proc, request, progress)
+    finally:
+        with interrupts_held():  # a second interrupt must not leave it running
+            _stop(proc)
             with _LIVE_LOCK:
                 _LIVE.discard(proc)
+            for stream in (proc.stdin, proc.stdout):
+                with contextlib.suppress(OSError):
+                    stream.close()  # type: ignore[union-attr]
 
 
-def drain_into(stream: Iterable[str], lines: collections.deque[str]) -> None:
-    """Read `stream` into `lines` to its end, or until it is closed under the reader: an
-    interrupt unwinds the Popen, which closes its pipes while this thread still reads,
-    and that is no error to print over the interrupt's own message."""
+def drain_into(stream: IO[str], lines: collections.deque[str]) -> None:
+    """Read `stream` into `lines` to its end, then close it. Only this reader closes it:
+    a close from another thread would wait for the read under way to return."""
     with contextlib.suppress(ValueError, OSError):
         lines.extend(stream)
+    with contextlib.suppress(OSError):
+        stream.close()
 
 
 def _talk(proc: subprocess.Popen[str], request: dict[str, Any],
