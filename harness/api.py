@@ -61,11 +61,37 @@ def replay_trace(trace: Trace | str, server: str | None = None, http: str | None
                  lenient: bool = False) -> dict[str, Any]:
     """replay_trace_file, of a trace or the text of a trace.json (a repro test that
     carries its trace, so it can travel without the file)."""
-    if isinstance(trace, str):
-        try:
-            trace = Trace.from_json(json.loads(trace), "<the trace given as text>")
-        except json.JSONDecodeError as exc:
-            raise TraceError(f"the trace given as text is not valid JSON ({exc})") from None
+    trace = _trace(trace)
     spec, same = trace_target(trace, server, http)
     request = {"op": "replay", "trace": trace.to_json(), "strict": same and not lenient}
     return run(spec, request, lambda event, info: None)
+
+
+def exhaust_trace(trace: Trace | str, server: str | None = None, deviations: int | str = 1,
+                  http: str | None = None, max_runs: int | None = None) -> dict[str, Any]:
+    """Run the scenario of `trace` (a trace, or the text of a trace.json) in every ordering
+    with at most `deviations` deviations from the ordinary run, as `harness exhaust`
+    does, on `server` (default: the trace's own target). `deviations` may be text (an
+    environment variable's). Returns "findings" (each failure in its first ordering:
+    kind, signature, message, deviations, runs_to_find, trace), "runs", "complete"."""
+    try:
+        count = int(deviations)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise InputError(f"deviations {deviations!r}: the most deviations from the ordinary "
+                         "run to try must be a whole number, 0 or more (for example 1)")
+    trace = _trace(trace)
+    spec, _ = trace_target(trace, server, http)
+    request = {"op": "exhaust", "trace": trace.to_json(), "deviations": count,
+               "max_runs": max_runs}
+    return run(spec, request, lambda event, info: None)
+
+
+def _trace(trace: Trace | str) -> Trace:
+    if isinstance(trace, Trace):
+        return trace
+    try:
+        return Trace.from_json(json.loads(trace), "<the trace given as text>")
+    except json.JSONDecodeError as exc:
+        raise TraceError(f"the trace given as text is not valid JSON ({exc})") from None

@@ -51,6 +51,7 @@ def test_explore_that_finds_a_failure_exits_1_and_writes_a_whole_report(found_re
         text = (report / "report.md").read_text()
         assert "```mermaid" in text and "harness replay" in text
         assert f"`harness exhaust {report / 'trace.json'} --server " in text  # check a fix
+        assert f"HARNESS_DEVIATIONS=1 pytest {report / 'test_repro.py'}`" in text
         assert f"uvicorn {version('uvicorn')} (protocol httptools), installed beside the " \
                f"harness: " in text and f"httptools {version('httptools')}" in text
         assert json.loads((report / "trace.json").read_text())["verdict"]["kind"] in text

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -275,6 +276,45 @@ def test_the_generated_repro_test_fails_while_the_bug_is_present_and_passes_else
     passing = subprocess.run(command, cwd=project, env={**env, "HARNESS_SERVER": "reference"},
                              capture_output=True, text=True, timeout=300)
     assert passing.returncode == 0, passing.stdout[-2000:] + passing.stderr[-2000:]
+
+
+def test_with_harness_deviations_the_repro_test_checks_every_nearby_ordering(project: Path):
+    repro = (the_report(project) / "test_repro.py").relative_to(project).as_posix()
+    command = [sys.executable, "-m", "pytest", "-q", "-rP", "-p", "no:cacheprovider", repro]
+    env = {**os.environ, "HARNESS_SERVER": "reference", "HARNESS_DEVIATIONS": "1"}
+    passing = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert passing.returncode == 0, passing.stdout[-2000:] + passing.stderr[-2000:]
+    [line] = re.findall(r"^none of the (\d+) orderings within 1 deviations of the ordinary "
+                        r"run shows lost-disconnect$", passing.stdout, re.M)
+    assert int(line) > 1  # the ordinary run and each single deviation from it
+    bad = subprocess.run(command, cwd=project, env={**env, "HARNESS_DEVIATIONS": "two"},
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "deviations 'two': the most deviations from the ordinary " \
+        "run to try must be a whole number, 0 or more" in bad.stdout, bad.stdout[-2000:]
+
+
+def test_the_repro_test_fails_on_a_nearby_ordering_that_shows_its_failure():
+    # The generated test's own logic, over fakes of the two API calls: the trace's own
+    # ordering passes, one a deviation away does not.
+    from harness.tools.report import REPRO
+
+    text = REPRO.format(kind="leak", slug="leak", name="x", server="x", run_from="here",
+                        repro="test_repro.py", trace="{}")
+    namespace: dict[str, Any] = {}
+    exec(compile(text, "test_repro.py", "exec"), namespace)
+    asked: list[tuple[object, ...]] = []
+    namespace["replay_trace"] = lambda trace, server: {"failures": []}
+    namespace["exhaust_trace"] = lambda *args: asked.append(args) or {"runs": 186, "findings": [
+        {"kind": "other", "runs_to_find": 3, "deviations": 1, "message": "not this one"},
+        {"kind": "leak", "runs_to_find": 145, "deviations": 1, "message": "c1 leaked"}]}
+    test = namespace["test_the_trace_no_longer_shows_leak"]
+    test()  # HARNESS_DEVIATIONS unset: the trace's own ordering only
+    assert asked == []
+    namespace["DEVIATIONS"] = "1"
+    with pytest.raises(AssertionError, match="ordering 145, 1 deviations: c1 leaked") as failed:
+        test()
+    assert asked == [("\n{}", None, "1")] and "not this one" not in str(failed.value)
 
 
 def test_the_repro_test_runs_alone_without_its_folder(project: Path, tmp_path: Path):

@@ -255,7 +255,9 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
             f"{target.get('server')}==X`, or `HARNESS_SERVER={target.get('server')}==X "
             f"pytest {where.repro}`. A fix should hold in every ordering of this scenario, "
             f"not only this one: `harness exhaust {where.trace} --server PATH-OR-RELEASE` "
-            "runs each one with at most one deviation from the ordinary run.", "",
+            "runs each one with at most one deviation from the ordinary run, as does "
+            f"`HARNESS_SERVER=PATH-OR-RELEASE HARNESS_DEVIATIONS=1 pytest {where.repro}`.",
+            "",
             "## Details", "",
             f"**Kind:** `{kind}`: {KINDS.get(kind, '')}.", "",
             f"**Signature:** `{finding['signature']}`", "",
@@ -320,19 +322,33 @@ Point it at another release with HARNESS_SERVER={server}==X, or at a working cop
 or commit with HARNESS_SERVER=./path or git+REPO@REV (the trace is then replayed
 leniently, as the code paths may differ). Unset, it replays on the trace's own
 target, strictly.
+
+A fix should hold in every ordering of this scenario, not only the trace's own: with
+HARNESS_DEVIATIONS=K it also runs each ordering with at most K deviations from the
+ordinary run (as `harness exhaust` does; K=1 is typically hundreds of orderings, K=2
+tens of thousands) and fails if any of them shows {kind}.
 """
 
 import os
 
-from harness.api import replay_trace
+from harness.api import exhaust_trace, replay_trace
 
 SERVER = os.environ.get("HARNESS_SERVER") or None  # None: the trace's own target
+DEVIATIONS = os.environ.get("HARNESS_DEVIATIONS") or None  # None: its own ordering only
 
 
 def test_the_trace_no_longer_shows_{slug}():
     verdict = replay_trace(TRACE, SERVER)
     same = [f for f in verdict["failures"] if f["kind"] == "{kind}"]
     assert not same, "\\n".join(f["message"] for f in same)
+    if DEVIATIONS is not None:
+        walk = exhaust_trace(TRACE, SERVER, DEVIATIONS)
+        same = [f for f in walk["findings"] if f["kind"] == "{kind}"]
+        assert not same, "\\n".join(
+            f"ordering {{f['runs_to_find']}}, {{f['deviations']}} deviations: {{f['message']}}"
+            for f in same) + "\\n(harness exhaust on this trace writes a report of each)"
+        print(f"none of the {{walk['runs']}} orderings within {{DEVIATIONS}} deviations "
+              "of the ordinary run shows {kind}")
 
 
 TRACE = r"""
