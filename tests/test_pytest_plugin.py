@@ -4,6 +4,7 @@ race code of its own, run by pytest with the plugin loaded from its entry point.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 import shutil
 import subprocess
@@ -103,6 +104,35 @@ def test_disconnect_is_delivered_again(race):
         "- lost-disconnect: receive() after the response: blocked at *",
         "replay: harness replay once.json --server hypercorn --http h11"])
     passing = run(pytester, "test_regression.py", "--race-server", "reference")
+    passing.assert_outcomes(passed=1)
+
+
+def test_exhaust_fails_on_any_nearby_ordering_that_fails_and_passes_where_none_does(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]):
+    shutil.copy(ONCE, pytester.path / "once.json")
+    pytester.makepyfile(test_regression="""
+def test_disconnect_is_delivered_again_in_every_nearby_ordering(race):
+    race.exhaust("once.json", deviations=1)
+
+def test_a_bad_count_is_refused(race):
+    race.exhaust("once.json", deviations=-1)
+""")
+    failing = run(pytester, "test_regression.py", "--race-server", "hypercorn")
+    failing.assert_outcomes(failed=2)
+    failing.stdout.fnmatch_lines([
+        "* distinct failure* on hypercorn (h11) in the * orderings of the scenario of "
+        "once.json within 1 deviation of the ordinary run:",
+        "- lost-disconnect: receive() after the response: blocked at * (ordering *, *)",
+        "*replay: harness replay .harness-cache/race-failures/hypercorn-*-once-nearby-*.json "
+        "--server hypercorn --http h11",
+        "*race.exhaust's deviations must be a whole number, 0 or more; got -1"])
+    [command] = re.findall(r"replay: harness replay (\S+) ", failing.stdout.str())[:1]
+    monkeypatch.chdir(pytester.path)
+    assert harness_main(["replay", command]) == 1  # the kept trace fails again
+    capsys.readouterr()
+    passing = run(pytester, "test_regression.py", "--race-server", "reference",
+                  "-k", "nearby", "-rP")
     passing.assert_outcomes(passed=1)
 
 

@@ -15,7 +15,9 @@ failure naming them. Every item carries the `race` marker (`-m "not race"`).
 
 For a project's own regression tests, the `race` fixture runs on each target in
 turn: `race.replay("trace.json")` replays a stored trace and fails while it
-still fails; `race.explore("keepalive", budget=10)` searches one family. Without
+still fails; `race.exhaust("trace.json", deviations=1)` runs its scenario in every
+ordering within one deviation of the ordinary run and fails if any fails;
+`race.explore("keepalive", budget=10)` searches one family. Without
 a target such tests skip. A conftest.py can name default targets with the
 `pytest_race_default_servers(config)` hook (this repository's scenarios/ does).
 """
@@ -212,6 +214,19 @@ class Race:
 
         conclude(replay_trace(self.target, self.here / trace, self.config.rootpath))
 
+    def exhaust(self, trace: str | Path, deviations: int = 1) -> None:
+        """Run a stored trace's scenario in every ordering with at most `deviations`
+        deviations from the ordinary run, as `harness exhaust` does; fails, with each
+        failure and its replay command, if any ordering fails: a fix should hold in all
+        of them, not only in the trace's own."""
+        from harness.tools.race import exhaust_trace
+
+        if isinstance(deviations, bool) or not isinstance(deviations, int) or deviations < 0:
+            raise ValueError(f"race.exhaust's deviations must be a whole number, 0 or more; "
+                             f"got {deviations!r}")
+        conclude(exhaust_trace(self.target, self.here / trace, self.config.rootpath,
+                               deviations))
+
     def explore(self, family: str, budget: float | None = None,
                 seed: int | None = None) -> None:
         """Search one scenario family (default: --race-budget, --race-seed) and judge it
@@ -232,5 +247,6 @@ class Race:
 
 @pytest.fixture
 def race(request: pytest.FixtureRequest, race_target: RaceTarget) -> Race:
-    """Replays a stored trace or searches a family on each --race-server target."""
+    """Replays a stored trace, runs its nearby orderings, or searches a family on each
+    --race-server target."""
     return Race(race_target, request.config, request.path.parent)

@@ -1,5 +1,6 @@
 """Race runs for the pytest plugin: a scenario family searched, or a stored trace
-replayed, on one target, judged and put in words a test report can show.
+replayed or its scenario run in every nearby ordering, on one target, judged and put
+in words a test report can show.
 
 Nothing here knows pytest (harness/tools/pytest_plugin.py is the glue): each run
 returns an `Outcome`, a failure message or the known bugs that explain what was
@@ -135,11 +136,35 @@ def replay_trace(target: RaceTarget, path: Path, root: Path) -> Outcome:
     return Outcome(failure="\n".join(lines))
 
 
-def _save(finding: dict[str, Any], target: RaceTarget, family: str, root: Path) -> str:
-    """Keep a finding's trace where its replay command points; return that path."""
+def exhaust_trace(target: RaceTarget, path: Path, root: Path, deviations: int) -> Outcome:
+    """Run a stored trace's scenario on the target in every ordering with at most
+    `deviations` deviations from the ordinary run (`harness exhaust`): any failure in
+    any of them fails, each named with the ordering it first showed in, kept for replay."""
+    result: dict[str, Any] = run(target.spec, {
+        "op": "exhaust", "trace": Trace.load(path).to_json(), "deviations": deviations,
+        "max_runs": None}, lambda event, info: None)
+    found = result["findings"]
+    if not found:
+        return Outcome()
+    where = shown(path, root)
+    lines = [f"{len(found)} distinct failure{'' if len(found) == 1 else 's'} on "
+             f"{target.spec} in the {result['runs']} orderings of the scenario of {where} "
+             f"within {deviations} deviation{'' if deviations == 1 else 's'} of the "
+             "ordinary run:"]
+    for f in found:
+        trace = _save(f, target, f"{path.stem}-nearby", root)
+        lines += [f"- {f['kind']}: {f['signature']} (ordering {f['runs_to_find']}, "
+                  f"{f['deviations']} deviation{'' if f['deviations'] == 1 else 's'})",
+                  f"  {f['message']}", f"  replay: {replay_command(target, trace)}"]
+    return Outcome(failure="\n".join(lines))
+
+
+def _save(finding: dict[str, Any], target: RaceTarget, what: str, root: Path) -> str:
+    """Keep a finding's trace where its replay command points (named for the target,
+    `what` found it and the failure); return that path."""
     folder = root / FAILURES
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (f"{target.label}-{family}-"
+    path = folder / (f"{target.label}-{what}-"
                      f"{report_id(finding['kind'], finding['signature'])}.json")
     Trace.from_json(finding["trace"]).save(path)
     return shown(path, root)
