@@ -264,6 +264,9 @@ def terminate_workers(grace: float = 5.0) -> None:
     """Stop every worker this process started (an interrupt): SIGTERM, then SIGKILL."""
     with _LIVE_LOCK:
         live = list(_LIVE)
+    for proc in live:  # all told first, so that they end side by side
+        with contextlib.suppress(OSError):
+            proc.terminate()
     for proc in live:
         _stop(proc, grace)
 
