@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.search.profiles import EXHAUST_RUNS
 from harness.search.trace import Trace, TraceError
 from harness.targets.registry import TargetSpec, entry, target_specs
 from harness.targets.runner import run
@@ -68,12 +69,14 @@ def replay_trace(trace: Trace | str, server: str | None = None, http: str | None
 
 
 def exhaust_trace(trace: Trace | str, server: str | None = None, deviations: int | str = 1,
-                  http: str | None = None, max_runs: int | None = None) -> dict[str, Any]:
+                  http: str | None = None,
+                  max_runs: int | None = EXHAUST_RUNS) -> dict[str, Any]:
     """Run the scenario of `trace` (a trace, or the text of a trace.json) in every ordering
     with at most `deviations` deviations from the ordinary run, as `harness exhaust`
-    does, on `server` (default: the trace's own target). `deviations` may be text (an
-    environment variable's). Returns "findings" (each failure in its first ordering:
-    kind, signature, message, deviations, runs_to_find, trace), "runs", "complete"."""
+    does, on `server` (default: the trace's own target), up to `max_runs` orderings.
+    `deviations` may be text (an environment variable's). Returns "findings" (each
+    failure in its first ordering: kind, signature, message, deviations, runs_to_find,
+    trace), "runs", and "complete" (False: max_runs cut the walk short)."""
     try:
         count = int(deviations)
     except ValueError:

@@ -26,6 +26,9 @@ from harness.errors import InputError
 # random and PCT schedules. Named here, with the other search settings, so the commands
 # can offer them without importing the engine and, with it, Hypothesis.
 STRATEGIES = ("hypothesis", "random", "pct")
+# How many orderings `harness exhaust` and its API run at most, by default (a minute or
+# two): the count grows about as the number of decisions to the power of the deviations.
+EXHAUST_RUNS = 20_000
 
 
 @dataclass(frozen=True)

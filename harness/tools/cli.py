@@ -29,7 +29,7 @@ from harness.api import trace_target
 from harness.errors import HarnessError, HarnessFault, InputError, no_room
 from harness.http.families import FAMILIES, check_families
 from harness.search.claims import Claims
-from harness.search.profiles import PROFILES, STRATEGIES, check_budget, profile
+from harness.search.profiles import EXHAUST_RUNS, PROFILES, STRATEGIES, check_budget, profile
 from harness.search.trace import Trace
 from harness.targets.envs import ensure_target_env
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER
@@ -376,9 +376,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1
 
 
-MAX_ORDERINGS = 20_000  # exhaust's default run limit: a minute or two of runs
-
-
 def cmd_exhaust(args: argparse.Namespace) -> int:
     """Every ordering of a trace's scenario with at most --deviations deviations from the
     ordinary run (harness/search/exhaustive.py): does a fix hold for all of them?"""
@@ -536,8 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     xh.add_argument("--deviations", type=int, default=1, metavar="K",
                     help="the most deviations an ordering may have (default 1; the count "
                          "grows about a hundredfold with each)")
-    xh.add_argument("--max-runs", type=int, default=MAX_ORDERINGS, metavar="N",
-                    help=f"stop after N orderings (default {MAX_ORDERINGS:,}), saying how far "
+    xh.add_argument("--max-runs", type=int, default=EXHAUST_RUNS, metavar="N",
+                    help=f"stop after N orderings (default {EXHAUST_RUNS:,}), saying how far "
                          "the walk got")
     xh.add_argument("--server", default=None,
                     help="another release or working copy to run it on (default: the trace's)")

@@ -24,6 +24,7 @@ a target such tests skip. A conftest.py can name default targets with the
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -172,6 +173,8 @@ class RaceFamily(pytest.Item):
 
 
 def conclude(outcome: Outcome) -> None:
+    if outcome.unchecked is not None:
+        warnings.warn(outcome.unchecked, stacklevel=3)
     if outcome.unavailable is not None:  # nothing of the family applies to this release
         pytest.skip(outcome.unavailable)
     if outcome.failure is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.http.families import check_families
-from harness.search.profiles import check_budget
+from harness.search.profiles import EXHAUST_RUNS, check_budget
 from harness.search.trace import Trace
 from harness.targets.registry import TargetSpec, target_specs
 from harness.targets.runner import run
@@ -43,6 +43,7 @@ class Outcome:
     failure: str | None = None  # why the test fails
     explained_by: tuple[str, ...] = ()  # else: the known bugs it found (an expected failure)
     unavailable: str | None = None  # the target cannot run the family at all: why
+    unchecked: str | None = None  # a run limit cut the check short: what was not checked
 
 
 def resolve_targets(servers: Sequence[str], http: str) -> list[RaceTarget]:
@@ -142,11 +143,15 @@ def exhaust_trace(target: RaceTarget, path: Path, root: Path, deviations: int) -
     any of them fails, each named with the ordering it first showed in, kept for replay."""
     result: dict[str, Any] = run(target.spec, {
         "op": "exhaust", "trace": Trace.load(path).to_json(), "deviations": deviations,
-        "max_runs": None}, lambda event, info: None)
+        "max_runs": EXHAUST_RUNS}, lambda event, info: None)
     found = result["findings"]
-    if not found:
-        return Outcome()
     where = shown(path, root)
+    unchecked = None if result["complete"] else (
+        f"only the first {result['runs']:,} orderings of the scenario of {where} within "
+        f"{deviations} deviations ran on {target.spec} (the run limit): the rest were not "
+        "checked")
+    if not found:
+        return Outcome(unchecked=unchecked)
     lines = [f"{len(found)} distinct failure{'' if len(found) == 1 else 's'} on "
              f"{target.spec} in the {result['runs']} orderings of the scenario of {where} "
              f"within {deviations} deviation{'' if deviations == 1 else 's'} of the "
@@ -156,7 +161,7 @@ def exhaust_trace(target: RaceTarget, path: Path, root: Path, deviations: int) -
         lines += [f"- {f['kind']}: {f['signature']} (ordering {f['runs_to_find']}, "
                   f"{f['deviations']} deviation{'' if f['deviations'] == 1 else 's'})",
                   f"  {f['message']}", f"  replay: {replay_command(target, trace)}"]
-    return Outcome(failure="\n".join(lines))
+    return Outcome(failure="\n".join(lines), unchecked=unchecked)
 
 
 def _save(finding: dict[str, Any], target: RaceTarget, what: str, root: Path) -> str:
