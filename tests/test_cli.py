@@ -418,6 +418,32 @@ def test_a_job_that_dies_while_shrinking_gives_its_claims_back(tmp_path: Path, m
                          "killed (signal 9)")
 
 
+def test_parallel_jobs_stopped_by_an_interrupt_have_ended_when_it_reaches_the_caller():
+    # The caller then removes the jobs' claims folder: a job still running wrote into it
+    # meanwhile, and the removal failed ("Directory not empty"), exiting 2, not 130.
+    import subprocess
+
+    import harness.tools.cli as cli
+    from harness.targets import runner
+    from harness.targets.registry import target_specs
+    from harness.tools.progress import Progress
+
+    running: list[subprocess.Popen[str]] = []
+
+    def on_event(j: int, event: str, info: dict[str, object]) -> None:
+        running.extend(runner._LIVE)
+        raise KeyboardInterrupt
+
+    def request(j: int) -> dict[str, object]:
+        return {"op": "explore", "families": ["keepalive"], "budget": 600, "seed": j,
+                "strategy": "random"}
+
+    with pytest.raises(KeyboardInterrupt):
+        cli._parallel(target_specs("reference", "h11")[0], 2, request, on_event,
+                      Progress(tty=False), lambda key: None)
+    assert running and all(proc.poll() is not None for proc in running)
+
+
 def test_exhaust_runs_every_ordering_of_a_traces_scenario_on_its_target_and_another(
         found_report, tmp_path: Path, capsys):
     # The reported failure needs the deviations its trace shows, or fewer: walking every

@@ -137,7 +137,7 @@ def test_a_bad_count_is_refused(race):
     monkeypatch.setattr(race, "EXHAUST_RUNS", 5)  # a walk the run limit cuts short
     cut = run(pytester, "test_regression.py", "--race-server", "reference", "-k", "nearby",
               "-W", "default::UserWarning")  # not an error, as this project's own tests have
-    cut.assert_outcomes(passed=1, warnings=1)
+    cut.assert_outcomes(passed=1)  # (not counting warnings: assert-rewrite ones may come too)
     cut.stdout.fnmatch_lines(["*only the first 5 orderings of the scenario of once.json "
                               "within 1 deviations ran on reference (h11) (the run limit): "
                               "the rest were not checked"])

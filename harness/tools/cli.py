@@ -183,17 +183,23 @@ def _parallel(spec: TargetSpec, jobs: int, request: Callable[[int], dict[str, An
         threading.Thread(target=job, args=(j,), daemon=True).start()
     results: list[dict[str, Any]] = []
     errors: list[BaseException] = []
-    while len(results) + len(errors) < jobs:
-        what, j, payload = inbox.get()
-        if what == "event":
-            on_event(j, *payload)
-        elif what == "result":
-            results.append(payload)
-        else:
-            errors.append(payload)
-            first = str(payload).strip().splitlines()[0] if str(payload).strip() else "?"
-            for key in progress.stopped(j, first):  # (a killed job could not let go itself)
-                release(key)
+    try:
+        while len(results) + len(errors) < jobs:
+            what, j, payload = inbox.get()
+            if what == "event":
+                on_event(j, *payload)
+            elif what == "result":
+                results.append(payload)
+            else:
+                errors.append(payload)
+                first = str(payload).strip().splitlines()[0] if str(payload).strip() else "?"
+                for key in progress.stopped(j, first):  # (a killed job could not let go)
+                    release(key)
+    except BaseException:
+        # Stopped here (an interrupt, or a report that could not be written): the jobs
+        # end before the caller removes their claims folder, where they still write.
+        terminate_workers()
+        raise
     if not results:
         raise errors[0]
     return results
