@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import threading
 from importlib.metadata import version
 from pathlib import Path
 
@@ -396,7 +397,7 @@ def test_a_job_that_dies_while_shrinking_gives_its_claims_back(tmp_path: Path, m
         released.append(work)
         given_back.set()
 
-    def run(spec, request, on_event, line, force_worker=False):
+    def run(spec, request, on_event, line, force_worker=False, cancelled=None):
         if request["job"] == 0:
             assert claims(key) and claims(other)
             on_event("shrinking", {"kind": key[0], "signature": key[1], "runs": 3})
@@ -442,6 +443,59 @@ def test_parallel_jobs_stopped_by_an_interrupt_have_ended_when_it_reaches_the_ca
         cli._parallel(target_specs("reference", "h11")[0], 2, request, on_event,
                       Progress(tty=False), lambda key: None)
     assert running and all(proc.poll() is not None for proc in running)
+
+
+def test_a_parallel_job_slower_than_the_interrupt_starts_no_worker(monkeypatch):
+    # Job 1 reaches the point of starting its worker only after the interrupt has stopped
+    # the jobs: terminate_workers could not see a worker started then, and it would run on.
+    import subprocess
+
+    import harness.tools.cli as cli
+    from harness.targets import runner
+    from harness.targets.registry import target_specs
+    from harness.tools.progress import Progress
+
+    late = threading.Event()
+    refused: list[BaseException] = []
+    started: list[int] = []
+    ensure = runner.ensure_target_env
+    real_popen = subprocess.Popen
+    run_worker = runner._run_worker
+
+    def slow_ensure(spec, log):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name.endswith("job-1"):
+            late.wait()
+        return ensure(spec, log)
+
+    def counting_popen(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started.append(1)
+        return real_popen(*args, **kwargs)
+
+    def noting_run_worker(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return run_worker(*args, **kwargs)
+        except runner.Cancelled as exc:
+            refused.append(exc)
+            raise
+
+    def on_event(j: int, event: str, info: dict[str, object]) -> None:
+        raise KeyboardInterrupt
+
+    def request(j: int) -> dict[str, object]:
+        return {"op": "explore", "families": ["keepalive"], "budget": 600, "seed": j,
+                "strategy": "random"}
+
+    monkeypatch.setattr(runner, "ensure_target_env", slow_ensure)
+    monkeypatch.setattr(runner.subprocess, "Popen", counting_popen)
+    monkeypatch.setattr(runner, "_run_worker", noting_run_worker)
+    threads_before = set(threading.enumerate())
+    with pytest.raises(KeyboardInterrupt):
+        cli._parallel(target_specs("reference", "h11")[0], 2, request, on_event,
+                      Progress(tty=False), lambda key: None)
+    late.set()
+    for thread in set(threading.enumerate()) - threads_before:
+        thread.join(timeout=60)
+    assert started == [1] and len(refused) == 1 and not runner._LIVE
 
 
 def test_exhaust_runs_every_ordering_of_a_traces_scenario_on_its_target_and_another(

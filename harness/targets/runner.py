@@ -236,22 +236,24 @@ def handle(request: dict[str, Any], progress: Progress) -> dict[str, Any]:
 
 def run(spec: TargetSpec, request: dict[str, Any], progress: Progress,
         log: Callable[[str], None] = lambda s: None,
-        force_worker: bool = False) -> dict[str, Any]:
+        force_worker: bool = False, cancelled: threading.Event | None = None
+        ) -> dict[str, Any]:
     """Serve `request` on `spec`: here if its release is installed here, else in a worker.
 
-    `force_worker` runs even the installed release in a subprocess (parallel jobs)."""
+    `force_worker` runs even the installed release in a subprocess (parallel jobs). Once
+    `cancelled` is set, no worker is started for this call: see `_run_worker`."""
     request = {**request, "server": spec.server, "version": spec.version, "http": spec.http,
                "source": spec.source}
     env = ensure_target_env(spec, lambda line: log(f"installing: {line}"))
     if env is None:
         if not force_worker:
             return handle(request, progress)
-        return _run_worker(Env.current(), request, progress)
+        return _run_worker(Env.current(), request, progress, cancelled)
     if spec.http not in env.info.protocols:
         raise EnvError(f"{spec} has no importable {spec.http} protocol on this Python "
                        f"(importable: {', '.join(env.info.protocols) or 'none'})")
     request.update(version=env.info.version, site=str(env.site), key=env.info.key or None)
-    result = _run_worker(env, request, progress)
+    result = _run_worker(env, request, progress, cancelled)
     result["env"] = asdict(env.info)
     return result
 
@@ -282,12 +284,22 @@ def _stop(proc: subprocess.Popen[str], grace: float = 5.0) -> None:
         proc.wait()
 
 
-def _run_worker(env: Env, request: dict[str, Any], progress: Progress) -> dict[str, Any]:
+class Cancelled(Exception):
+    """A worker was asked for after its caller had stopped the jobs it belonged to."""
+
+
+def _run_worker(env: Env, request: dict[str, Any], progress: Progress,
+                cancelled: threading.Event | None = None) -> dict[str, Any]:
     # Not `with Popen`: on an exception its exit closes the pipes before the worker has
     # ended, and closing stderr blocks while the drain thread reads it. A worker still
     # waiting for its request then never sees its stdin close, and the harness hangs.
     # So the worker is stopped and reaped first, and only the drain thread closes stderr.
-    with interrupts_held():  # started and listed at once, or not at all
+    # Started and listed at once, or not at all. `cancelled` is read under the lock that
+    # terminate_workers takes: a job thread slower than its caller's interrupt either has
+    # its worker listed (and stopped) or starts none.
+    with interrupts_held(), _LIVE_LOCK:
+        if cancelled is not None and cancelled.is_set():
+            raise Cancelled("the jobs were stopped before this one started its worker")
         proc = subprocess.Popen(
             # -P: the current folder is not put first on sys.path. Run from a server's
             # own source tree (the pytest plugin in a maintainer's project), it would
@@ -296,8 +308,7 @@ def _run_worker(env: Env, request: dict[str, Any], progress: Progress) -> dict[s
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, env=env.python_env(),
         )
-        with _LIVE_LOCK:
-            _LIVE.add(proc)
+        _LIVE.add(proc)
     try:
         return _talk(proc, request, progress)
     finally:

@@ -171,16 +171,18 @@ def _parallel(spec: TargetSpec, jobs: int, request: Callable[[int], dict[str, An
     findings are written as they arrive. A job that dies is reported at once and the
     others go on; what it was shrinking is released to them."""
     inbox: queue.Queue[tuple[str, int, Any]] = queue.Queue()
+    cancelled = threading.Event()
 
     def job(j: int) -> None:
         try:
             inbox.put(("result", j, run(spec, request(j), lambda e, i: inbox.put(
-                ("event", j, (e, i))), progress.line, force_worker=True)))
+                ("event", j, (e, i))), progress.line, force_worker=True,
+                cancelled=cancelled)))
         except BaseException as exc:
             inbox.put(("died", j, exc))
 
     for j in range(jobs):
-        threading.Thread(target=job, args=(j,), daemon=True).start()
+        threading.Thread(target=job, args=(j,), name=f"harness-job-{j}", daemon=True).start()
     results: list[dict[str, Any]] = []
     errors: list[BaseException] = []
     try:
@@ -197,7 +199,9 @@ def _parallel(spec: TargetSpec, jobs: int, request: Callable[[int], dict[str, An
                     release(key)
     except BaseException:
         # Stopped here (an interrupt, or a report that could not be written): the jobs
-        # end before the caller removes their claims folder, where they still write.
+        # end before the caller removes their claims folder, where they still write; a job
+        # not yet started starts none.
+        cancelled.set()
         terminate_workers()
         raise
     if not results:
