@@ -9,6 +9,7 @@ fake one, and the real runs assert only counts.
 from __future__ import annotations
 
 import socket
+import subprocess
 import tempfile
 from collections.abc import Iterator
 
@@ -215,6 +216,35 @@ def test_the_server_is_killed_when_the_load_fails(scratch):
     with pytest.raises(RuntimeError, match="mid-load"), serving(installed("plain")) as port:
         raise RuntimeError("mid-load")
     assert refused(port)
+
+
+def test_the_server_is_killed_when_an_interrupt_comes_as_it_starts(monkeypatch):
+    # The moment between starting the server and knowing to kill it: the listener's close.
+    started: list[subprocess.Popen[bytes]] = []
+    popen = subprocess.Popen
+
+    def noted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    class Listener:
+        def __init__(self, real: socket.socket) -> None:
+            self.real = real
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.real, name)
+
+        def close(self) -> None:
+            self.real.close()
+            raise KeyboardInterrupt
+
+    create_server = socket.create_server
+    monkeypatch.setattr(loadtest.subprocess, "Popen", noted)
+    monkeypatch.setattr(loadtest.socket, "create_server",
+                        lambda *a, **k: Listener(create_server(*a, **k)))
+    with pytest.raises(KeyboardInterrupt), serving(installed("plain")):
+        pass
+    assert len(started) == 1 and started[0].poll() is not None
 
 
 def test_a_server_that_dies_before_serving_is_an_environment_fault():

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import EnvironmentFault, HarnessError, HarnessFault, InputError
+from harness.sim.interrupts import interrupts_held
 from harness.targets.envs import ensure_target_env
 from harness.targets.registry import entries, target_specs
 
@@ -207,19 +208,24 @@ def serving(load: Load, app: str | None = None) -> Iterator[int]:
             open(Path(tmp) / "stderr", "w+") as stderr:
         listener = socket.create_server(("127.0.0.1", 0))
         port = listener.getsockname()[1]
+        proc: subprocess.Popen[bytes] | None = None
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-P", module.__file__, str(listener.fileno()), spec.http,
-                 app or load.app, version], pass_fds=[listener.fileno()], env=child_env,
-                stdout=subprocess.DEVNULL, stderr=stderr)
-        finally:
-            listener.close()  # the server holds it now: if it dies, connections are refused
-        try:
+            # An interrupt between starting the server and this `try` would leave it
+            # running: it is held until the server is known to the `finally`.
+            with interrupts_held():
+                try:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-P", module.__file__, str(listener.fileno()),
+                         spec.http, app or load.app, version], pass_fds=[listener.fileno()],
+                        env=child_env, stdout=subprocess.DEVNULL, stderr=stderr)
+                finally:
+                    listener.close()  # the server holds it: if it dies, connections fail
             _wait_ready(proc, port, stderr)
             yield port
         finally:
-            proc.kill()
-            proc.wait()
+            if proc is not None:
+                proc.kill()
+                proc.wait()
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], port: int, stderr: IO[str]) -> None:
