@@ -6,12 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InputError
+from harness.errors import InputError, RunLimitWarning
 from harness.search.profiles import EXHAUST_RUNS
 from harness.search.trace import Trace, TraceError
 from harness.targets.registry import TargetSpec, entry, target_specs
 from harness.targets.runner import run
 from harness.targets.source import key_of, parse_source
+
+__all__ = ["RunLimitWarning", "exhaust_trace", "replay_trace", "replay_trace_file",
+           "source_key", "trace_target"]
 
 
 def trace_target(trace: Trace, server: str | None = None,

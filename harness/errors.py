@@ -43,6 +43,13 @@ class HarnessFault(HarnessError):
     who = "harness"
 
 
+class RunLimitWarning(UserWarning):
+    """A check that its run limit cut short: what ran passed, the rest was not checked.
+
+    Its own category, so that a project whose pytest makes warnings errors can let this
+    one through (`default::harness.api.RunLimitWarning`) and still keep the check."""
+
+
 BY_WHO: dict[str, type[HarnessError]] = {
     cls.who: cls for cls in (InputError, EnvironmentFault, TargetFault, HarnessFault)
 }

@@ -316,7 +316,9 @@ def test_the_repro_test_fails_on_a_nearby_ordering_that_shows_its_failure():
         test()
     assert asked == [("\n{}", None, "1")] and "not this one" not in str(failed.value)
     namespace["exhaust_trace"] = lambda *args: {"runs": 20, "findings": [], "complete": False}
-    with pytest.warns(UserWarning, match="only the first 20 orderings within 1 deviations "
+    from harness.api import RunLimitWarning
+
+    with pytest.warns(RunLimitWarning, match="only the first 20 orderings within 1 deviations "
                                          "ran .the run limit.: the rest were not checked"):
         test()
 

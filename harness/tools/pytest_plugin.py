@@ -174,7 +174,9 @@ class RaceFamily(pytest.Item):
 
 def conclude(outcome: Outcome) -> None:
     if outcome.unchecked is not None:
-        warnings.warn(outcome.unchecked, stacklevel=3)
+        from harness.errors import RunLimitWarning
+
+        warnings.warn(outcome.unchecked, RunLimitWarning, stacklevel=3)
     if outcome.unavailable is not None:  # nothing of the family applies to this release
         pytest.skip(outcome.unavailable)
     if outcome.failure is not None:

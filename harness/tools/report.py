@@ -332,7 +332,7 @@ tens of thousands) and fails if any of them shows {kind}.
 import os
 import warnings
 
-from harness.api import exhaust_trace, replay_trace
+from harness.api import RunLimitWarning, exhaust_trace, replay_trace
 
 SERVER = os.environ.get("HARNESS_SERVER") or None  # None: the trace's own target
 DEVIATIONS = os.environ.get("HARNESS_DEVIATIONS") or None  # None: its own ordering only
@@ -352,7 +352,8 @@ def test_the_trace_no_longer_shows_{slug}():
               "of the ordinary run shows {kind}")
         if not walk["complete"]:
             warnings.warn(f"only the first {{walk['runs']}} orderings within {{DEVIATIONS}} "
-                          "deviations ran (the run limit): the rest were not checked")
+                          "deviations ran (the run limit): the rest were not checked",
+                          RunLimitWarning)
 
 
 TRACE = r"""
