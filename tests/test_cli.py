@@ -301,12 +301,26 @@ def test_a_trace_from_a_newer_harness_is_refused(capsys, tmp_path: Path):
 
 def test_a_release_that_does_not_exist_is_named_with_the_fix(capsys, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch):
+    # Known only once the install is tried, after the reports folder was made: it is
+    # taken back, with the parents made for it.
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
-    code, _, err = run_cli(capsys, "explore", "--server", "uvicorn==99.0.0", "--budget", "1")
+    reports = tmp_path / "out" / "reports"
+    code, _, err = run_cli(capsys, "explore", "--server", "uvicorn==99.0.0", "--budget", "1",
+                           "--reports", str(reports))
     assert code == 2
     assert "uvicorn==99.0.0 does not exist on PyPI" in err
     assert "pip index versions uvicorn" in err
     assert not list((tmp_path / "envs").iterdir())  # nothing half-installed left behind
+    assert not (tmp_path / "out").exists()
+    trace = Path(__file__).parent / "traces" / "hypercorn-0.12.0-timer-rearmed.json"
+    code, _, err = run_cli(capsys, "exhaust", str(trace), "--server", "hypercorn==99.0.0",
+                           "--reports", str(reports))
+    assert code == 2 and "hypercorn==99.0.0 does not exist on PyPI" in err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()  # a folder the user made stays
+    code, _, _ = run_cli(capsys, "explore", "--server", "uvicorn==99.0.0", "--budget", "1",
+                         "--reports", str(tmp_path / "out"))
+    assert code == 2 and (tmp_path / "out").is_dir()
 
 
 def test_an_install_that_fails_shows_the_installers_last_lines_and_leaves_nothing(

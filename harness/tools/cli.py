@@ -43,10 +43,11 @@ from harness.targets.registry import (
 )
 from harness.targets.runner import examples_root, run, terminate_workers
 from harness.tools.environment import harness_line, installed_beside
+from harness.tools.outputs import check_output_folder, make_folder, take_back
 from harness.tools.progress import PLAIN_EVERY, Progress
 from harness.tools.reference_run import ReferenceRun
 from harness.tools.report import write_report
-from harness.tools.summary import Summary, check_output_folder
+from harness.tools.summary import Summary
 
 REFERENCE = target_specs(REFERENCE_SERVER)[0]
 
@@ -244,7 +245,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     if json_path is not None:
         check_output_folder(json_path.parent, f"--json {args.json}")
         json_path.parent.mkdir(parents=True, exist_ok=True)
-    Path(args.reports).mkdir(parents=True, exist_ok=True)
+    made = make_folder(Path(args.reports))
     examples = examples_root({"examples": None} if args.no_examples else {})
     progress = Progress()
     summary = Summary({"server": args.server, "http": args.http,
@@ -291,9 +292,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
         return code
     except HarnessError as exc:
         finish("error", exc.exit_code, str(exc))
+        take_back(made)
         raise
     except Exception as exc:  # a harness bug (main() prints it with its stack), or no room
         finish("error", 2, str(no_room(exc) or f"{type(exc).__name__}: {exc}"))
+        take_back(made)
         raise
     code = finish("completed", 1 if any(w.written for w in writers) else 0)
     _print_summary(results)
@@ -415,7 +418,7 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
     progress.line(f"running every ordering of the scenario of {args.trace} with at most "
                   f"{args.deviations} deviation{'' if args.deviations == 1 else 's'} on "
                   f"{spec} (at most {args.max_runs:,} runs)")
-    Path(args.reports).mkdir(parents=True, exist_ok=True)
+    made = make_folder(Path(args.reports))
     try:
         ensure_target_env(spec, lambda line: progress.line(f"installing: {line}"))
         result = run(spec, {"op": "exhaust", "trace": trace.to_json(),
@@ -426,6 +429,9 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
         what, code = _stopped_by(stop)
         _say_cut_short(f"{what}: not every ordering ran", list(writer.written.values()))
         return code
+    except Exception:
+        take_back(made)
+        raise
     finally:
         progress.finish()
     for finding in result["findings"]:  # normally all written already, as they were met

@@ -28,35 +28,13 @@ interrupt: its report is the run that met it, replayable but not shrunk.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InputError
 from harness.search.trace import write_atomically
 
 FORMAT = "asgi-race-harness/explore-summary"
 VERSION = 1
-
-
-def check_output_folder(folder: Path, option: str) -> None:
-    """Refuse, before the command does its work, a folder `option` could not write into:
-    a search must not end on an error about where its results go. It creates nothing
-    (a refused command leaves nothing behind): a probe file goes in the nearest folder
-    that exists, and is removed."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(20, f"{existing} is a file")
-        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise InputError(f"{option}: cannot write in {folder} ({exc.strerror or exc}); name "
-                         "a folder you can write") from None
 
 
 class Summary:

@@ -35,7 +35,7 @@ from harness.http.families import FAMILIES, check_families
 from harness.search.profiles import STRATEGIES, check_budget, profile
 from harness.targets.registry import TargetEntry, entry
 from harness.tools import bisect
-from harness.tools.summary import check_output_folder
+from harness.tools.outputs import check_output_folder
 from harness.tools.survey_bisect import Bisector, Verdict
 from harness.tools.survey_results import (
     Distinct,
