@@ -55,19 +55,27 @@ BY_WHO: dict[str, type[HarnessError]] = {
 }
 
 
-# Write errors that say the machine had no room, whatever the harness was doing: a full
-# disk, a quota, a file system mounted read-only under a running search. Any other
-# OSError stays a fault of the harness's own.
+# File errors that are the machine's, whatever the harness was doing: no room (a full
+# disk, a quota, a file system mounted read-only under a running search), or no
+# permission for a file the error names (a reports folder or cache made read-only, or
+# owned by another user). Any other OSError stays a fault of the harness's own.
 NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+NO_PERMISSION = frozenset({errno.EACCES, errno.EPERM})
 
 
-def no_room(exc: BaseException) -> EnvironmentFault | None:
-    """The environment fault `exc` is if it is a write that found no room, else None."""
-    if not isinstance(exc, OSError) or exc.errno not in NO_ROOM:
+def machine_fault(exc: BaseException) -> EnvironmentFault | None:
+    """The environment fault `exc` is if the machine refused a file (see above), else None."""
+    if not isinstance(exc, OSError):
         return None
-    where = f" {exc.filename}" if exc.filename else ""
-    return EnvironmentFault(f"cannot write{where}: {exc.strerror}; make room there, or "
-                            "write elsewhere (--reports, --json, HARNESS_CACHE)")
+    if exc.errno in NO_ROOM:
+        where = f" {exc.filename}" if exc.filename else ""
+        return EnvironmentFault(f"cannot write{where}: {exc.strerror}; make room there, or "
+                                "write elsewhere (--reports, --json, HARNESS_CACHE)")
+    if exc.errno in NO_PERMISSION and exc.filename:  # unnamed: not known to be a file's
+        return EnvironmentFault(f"cannot use {exc.filename}: {exc.strerror}; give this user "
+                                "access to it, or use another folder (--reports, --json, "
+                                "HARNESS_CACHE)")
+    return None
 
 
 def name_the_file(exc: BaseException, path: object) -> None:

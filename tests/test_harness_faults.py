@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from harness.decisions import OrdinarySource
-from harness.errors import EnvironmentFault, HarnessFault, rebuild
+from harness.errors import EnvironmentFault, HarnessFault, machine_fault, rebuild
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.scenario import HttpScenario, run_http
@@ -110,10 +110,16 @@ def test_a_disk_that_fills_up_during_an_explore_is_named_not_taken_for_a_harness
     assert list(summary.parent.iterdir()) == []  # nothing half-written
 
 
-def test_a_worker_that_finds_no_room_says_so_as_the_environment(
-        monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("code, says", [
+    (errno.ENOSPC, "cannot write /cache/examples/key.json: No space left on device; make "
+                   "room there"),
+    (errno.EACCES, "cannot use /cache/examples/key.json: Permission denied; give this user "
+                   "access to it, or use another folder"),
+], ids=["no-room", "no-permission"])
+def test_a_worker_that_the_machine_refuses_a_file_says_so_as_the_environment(
+        monkeypatch: pytest.MonkeyPatch, code: int, says: str):
     def handle(request: dict[str, Any], progress: Any) -> dict[str, Any]:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/cache/examples/key.json")
+        raise OSError(code, os.strerror(code), "/cache/examples/key.json")
 
     monkeypatch.setattr(runner, "handle", handle)
     monkeypatch.setattr(forks, "end_children_on_sigterm", lambda: None)  # pytest's own
@@ -123,7 +129,7 @@ def test_a_worker_that_finds_no_room_says_so_as_the_environment(
     assert worker.main() == 1
     message = json.loads(out.getvalue().splitlines()[-1])
     assert message["who"] == "environment"
-    assert message["message"].startswith("cannot write /cache/examples/key.json: No space")
+    assert message["message"].startswith(says)
     error = rebuild(message["who"], message["message"])
     assert isinstance(error, EnvironmentFault) and not isinstance(error, HarnessFault)
 
@@ -141,5 +147,29 @@ def test_a_report_that_meets_a_full_disk_names_its_folder_and_leaves_nothing(
     assert code == 2, err
     assert re.search(rf"harness: error: cannot write {re.escape(str(tmp_path))}/uvicorn-\S+/"
                      r"\S+: No space left on device; make room there", err), err
+    assert "bug in the harness" not in err, err
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # nothing half-written
+
+
+def test_a_permission_error_without_a_file_stays_the_harnesss_own():
+    # (os.kill on a process not ours says EPERM and names nothing: no file to blame)
+    assert machine_fault(PermissionError(errno.EPERM, os.strerror(errno.EPERM))) is None
+    assert machine_fault(OSError(errno.EBADF, os.strerror(errno.EBADF), "/x")) is None
+
+
+def test_a_reports_folder_made_read_only_mid_run_is_named_not_taken_for_a_harness_bug(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path):
+    # As root, chmod cannot take write permission away: the write is refused by a fake.
+    def refused(self: Path, *args: Any, **kwargs: Any) -> int:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+
+    monkeypatch.setattr(Path, "write_text", refused)
+    code = main(["explore", "--server", "uvicorn", "--http", "httptools", "--family",
+                 "pipelining", "--max-runs", "80", "--no-examples",
+                 "--reports", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert re.search(rf"harness: error: cannot use {re.escape(str(tmp_path))}/uvicorn-\S+/"
+                     r"\S+: Permission denied; give this user access to it", err), err
     assert "bug in the harness" not in err, err
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # nothing half-written

@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, no_room
+from harness.errors import HarnessError, machine_fault
 
 # What a worker runs of the harness: imported before the release is mounted.
 HARNESS = ("harness.targets.runner", "harness.search.explore",
@@ -83,7 +83,7 @@ def main() -> int:
         emit({"event": "error", "message": str(exc), "who": exc.who})
         return 1
     except Exception as exc:  # not raised on purpose: a fault of the harness itself
-        if (fault := no_room(exc)) is not None:  # or the machine's: a full disk
+        if (fault := machine_fault(exc)) is not None:  # or the machine's (a full disk...)
             emit({"event": "error", "message": str(fault), "who": fault.who})
             return 1
         emit({"event": "error", "message": f"{type(exc).__name__}: {exc}", "who": "harness",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.api import trace_target
-from harness.errors import HarnessError, HarnessFault, InputError, no_room
+from harness.errors import HarnessError, HarnessFault, InputError, machine_fault
 from harness.http.families import FAMILIES, check_families
 from harness.search.claims import Claims
 from harness.search.profiles import EXHAUST_RUNS, PROFILES, STRATEGIES, check_budget, profile
@@ -295,7 +295,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         take_back(made)
         raise
     except Exception as exc:  # a harness bug (main() prints it with its stack), or no room
-        finish("error", 2, str(no_room(exc) or f"{type(exc).__name__}: {exc}"))
+        finish("error", 2, str(machine_fault(exc) or f"{type(exc).__name__}: {exc}"))
         take_back(made)
         raise
     code = finish("completed", 1 if any(w.written for w in writers) else 0)
@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except Exception as exc:  # not raised on purpose: the harness's own client, oracles...
         terminate_workers()
-        if (fault := no_room(exc)) is not None:  # a full disk is the machine's, not ours
+        if (fault := machine_fault(exc)) is not None:  # a full disk, a permission: the machine's
             print(f"harness: error: {fault}", file=sys.stderr)
             return fault.exit_code
         print(f"harness: error: {type(exc).__name__}: {exc} (a bug in the harness itself: "
