@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,19 +135,28 @@ def test_a_worker_that_the_machine_refuses_a_file_says_so_as_the_environment(
     assert isinstance(error, EnvironmentFault) and not isinstance(error, HarnessFault)
 
 
-def test_a_report_that_meets_a_full_disk_names_its_folder_and_leaves_nothing(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path):
-    def full(self: Path, *args: Any, **kwargs: Any) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+@pytest.mark.parametrize("refusal, says", [
+    # ENOSPC comes from the write, which names no file; EACCES from the open, which does.
+    # (As root, chmod cannot take write permission away: a fake refuses the write.)
+    (lambda path: OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+     "cannot write {}: No space left on device; make room there"),
+    (lambda path: PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path)),
+     "cannot use {}: Permission denied; give this user access to it"),
+], ids=["full-disk", "read-only-folder"])
+def test_a_report_the_machine_refuses_names_its_file_and_leaves_nothing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path,
+        refusal: Callable[[Path], OSError], says: str):
+    def refused(self: Path, *args: Any, **kwargs: Any) -> int:
+        raise refusal(self)
 
-    monkeypatch.setattr(Path, "write_text", full)
+    monkeypatch.setattr(Path, "write_text", refused)
     code = main(["explore", "--server", "uvicorn", "--http", "httptools", "--family",
                  "pipelining", "--max-runs", "80", "--no-examples",
                  "--reports", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert re.search(rf"harness: error: cannot write {re.escape(str(tmp_path))}/uvicorn-\S+/"
-                     r"\S+: No space left on device; make room there", err), err
+    where = rf"{re.escape(str(tmp_path))}/uvicorn-\S+/\S+"
+    assert re.search("harness: error: " + re.escape(says).replace(r"\{\}", where), err), err
     assert "bug in the harness" not in err, err
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # nothing half-written
 
@@ -155,21 +165,3 @@ def test_a_permission_error_without_a_file_stays_the_harnesss_own():
     # (os.kill on a process not ours says EPERM and names nothing: no file to blame)
     assert machine_fault(PermissionError(errno.EPERM, os.strerror(errno.EPERM))) is None
     assert machine_fault(OSError(errno.EBADF, os.strerror(errno.EBADF), "/x")) is None
-
-
-def test_a_reports_folder_made_read_only_mid_run_is_named_not_taken_for_a_harness_bug(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path):
-    # As root, chmod cannot take write permission away: the write is refused by a fake.
-    def refused(self: Path, *args: Any, **kwargs: Any) -> int:
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
-
-    monkeypatch.setattr(Path, "write_text", refused)
-    code = main(["explore", "--server", "uvicorn", "--http", "httptools", "--family",
-                 "pipelining", "--max-runs", "80", "--no-examples",
-                 "--reports", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert re.search(rf"harness: error: cannot use {re.escape(str(tmp_path))}/uvicorn-\S+/"
-                     r"\S+: Permission denied; give this user access to it", err), err
-    assert "bug in the harness" not in err, err
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # nothing half-written
