@@ -488,6 +488,9 @@ def explore_command(argv: list[str]) -> int:
             return 2
 
 
+TRACE_HELP = "a trace.json: a report's, or one the pytest plugin kept"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     # What a bug report against the harness needs, worded as its reports word it.
@@ -533,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_explore)
 
     rp = sub.add_parser("replay", help="replay a trace and print its verdict and timeline")
-    rp.add_argument("trace")
+    rp.add_argument("trace", help=TRACE_HELP)
     rp.add_argument("--server", default=None, help="another release to replay it on")
     rp.add_argument("--http", default=None,
                     help="the protocol implementation to replay on (default: the trace's, "
@@ -545,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     xh = sub.add_parser("exhaust", help="run every ordering of a trace's scenario with at "
                                         "most K deviations from the ordinary run")
-    xh.add_argument("trace")
+    xh.add_argument("trace", help=TRACE_HELP)
     xh.add_argument("--deviations", type=int, default=1, metavar="K",
                     help="the most deviations an ordering may have (default 1; the count "
                          "grows about a hundredfold with each)")
@@ -561,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     xh.set_defaults(func=cmd_exhaust)
 
     rr = sub.add_parser("report", help="(re)write the report folder of a failing trace")
-    rr.add_argument("trace")
+    rr.add_argument("trace", help=TRACE_HELP)
     rr.add_argument("--reports", default="reports", help="where reports are written")
     rr.set_defaults(func=cmd_report)
 
