@@ -13,7 +13,7 @@ from harness.targets.registry import TargetSpec, entry, target_specs
 from harness.targets.runner import run
 from harness.targets.source import key_of, parse_source
 
-__all__ = ["RunLimitWarning", "exhaust_trace", "replay_trace", "replay_trace_file",
+__all__ = ["EXHAUST_RUNS", "RunLimitWarning", "exhaust_trace", "replay_trace", "replay_trace_file",
            "source_key", "trace_target"]
 
 
@@ -73,25 +73,34 @@ def replay_trace(trace: Trace | str, server: str | None = None, http: str | None
 
 def exhaust_trace(trace: Trace | str, server: str | None = None, deviations: int | str = 1,
                   http: str | None = None,
-                  max_runs: int | None = EXHAUST_RUNS) -> dict[str, Any]:
+                  max_runs: int | str | None = None) -> dict[str, Any]:
     """Run the scenario of `trace` (a trace, or the text of a trace.json) in every ordering
     with at most `deviations` deviations from the ordinary run, as `harness exhaust`
-    does, on `server` (default: the trace's own target), up to `max_runs` orderings.
-    `deviations` may be text (an environment variable's). Returns "findings" (each
-    failure in its first ordering: kind, signature, message, deviations, runs_to_find,
-    trace), "runs", and "complete" (False: max_runs cut the walk short)."""
-    try:
-        count = int(deviations)
-    except ValueError:
-        count = -1
-    if count < 0:
-        raise InputError(f"deviations {deviations!r}: the most deviations from the ordinary "
-                         "run to try must be a whole number, 0 or more (for example 1)")
+    does, on `server` (default: the trace's own target), up to `max_runs` orderings
+    (default, or None: harness exhaust's, EXHAUST_RUNS). `deviations` and `max_runs` may
+    be text (an environment variable's). Returns "findings" (each failure in its first
+    ordering: kind, signature, message, deviations, runs_to_find, trace), "runs", and
+    "complete" (False: max_runs cut the walk short)."""
+    count = _whole(deviations, 0, "deviations", "the most deviations from the ordinary run "
+                   "to try", "1")
+    limit = EXHAUST_RUNS if max_runs is None else _whole(
+        max_runs, 1, "max_runs", "the most orderings to run", f"{EXHAUST_RUNS * 5}")
     trace = _trace(trace)
     spec, _ = trace_target(trace, server, http)
     request = {"op": "exhaust", "trace": trace.to_json(), "deviations": count,
-               "max_runs": max_runs}
+               "max_runs": limit}
     return run(spec, request, lambda event, info: None)
+
+
+def _whole(value: int | str, least: int, name: str, what: str, example: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = least - 1
+    if number < least:
+        raise InputError(f"{name} {value!r}: {what} must be a whole number, {least} or more "
+                         f"(for example {example})")
+    return number
 
 
 def _trace(trace: Trace | str) -> Trace:

@@ -117,16 +117,23 @@ def test_disconnect_is_delivered_again_in_every_nearby_ordering(race):
 
 def test_a_bad_count_is_refused(race):
     race.exhaust("once.json", deviations=-1)
+
+def test_a_short_walk(race):
+    race.exhaust("once.json", deviations=1, max_runs=5)
+
+def test_a_bad_limit_is_refused(race):
+    race.exhaust("once.json", max_runs=-5)
 """)
     failing = run(pytester, "test_regression.py", "--race-server", "hypercorn")
-    failing.assert_outcomes(failed=2)
+    failing.assert_outcomes(failed=4)  # (the short walk too: its failure is in ordering 1)
     failing.stdout.fnmatch_lines([
         "* distinct failure* on hypercorn (h11) in the * orderings of the scenario of "
         "once.json within 1 deviation of the ordinary run:",
         "- lost-disconnect: receive() after the response: blocked at * (ordering *, *)",
         "*replay: harness replay .harness-cache/race-failures/hypercorn-*-once-nearby-*.json "
         "--server hypercorn --http h11",
-        "*race.exhaust's deviations must be a whole number, 0 or more; got -1"])
+        "*race.exhaust's deviations must be a whole number, 0 or more; got -1",
+        "*race.exhaust's max_runs must be a whole number, 1 or more; got -5"])
     [command] = re.findall(r"replay: harness replay (\S+) ", failing.stdout.str())[:1]
     monkeypatch.chdir(pytester.path)
     assert harness_main(["replay", command]) == 1  # the kept trace fails again
@@ -134,13 +141,13 @@ def test_a_bad_count_is_refused(race):
     passing = run(pytester, "test_regression.py", "--race-server", "reference",
                   "-k", "nearby")
     passing.assert_outcomes(passed=1)
-    monkeypatch.setattr(race, "EXHAUST_RUNS", 5)  # a walk the run limit cuts short
-    cut = run(pytester, "test_regression.py", "--race-server", "reference", "-k", "nearby",
+    cut = run(pytester, "test_regression.py", "--race-server", "reference", "-k", "short",
               "-W", "default::UserWarning")  # not an error, as this project's own tests have
     cut.assert_outcomes(passed=1)  # (not counting warnings: assert-rewrite ones may come too)
     cut.stdout.fnmatch_lines(["*RunLimitWarning: only the first 5 orderings of the scenario "
                               "of once.json within 1 deviations ran on reference (h11) "
-                              "(the run limit): the rest were not checked"])
+                              "(the run limit; race.exhaust's max_runs raises it): the rest "
+                              "were not checked"])
 
 
 def test_a_bad_option_is_a_usage_error_naming_it(pytester: pytest.Pytester):

@@ -292,6 +292,15 @@ def test_with_harness_deviations_the_repro_test_checks_every_nearby_ordering(pro
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "deviations 'two': the most deviations from the ordinary " \
         "run to try must be a whole number, 0 or more" in bad.stdout, bad.stdout[-2000:]
+    short = subprocess.run(command, cwd=project, env={**env, "HARNESS_MAX_RUNS": "3"},
+                           capture_output=True, text=True, timeout=300)
+    assert short.returncode == 0 and "none of the 3 orderings" in short.stdout and \
+        "RunLimitWarning: only the first 3 orderings within 1 deviations ran (the run limit; " \
+        "HARNESS_MAX_RUNS=N raises it)" in short.stdout, short.stdout[-2000:]
+    bad = subprocess.run(command, cwd=project, env={**env, "HARNESS_MAX_RUNS": "0"},
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "max_runs '0': the most orderings to run must be a whole " \
+        "number, 1 or more" in bad.stdout, bad.stdout[-2000:]
 
 
 def test_the_repro_test_fails_on_a_nearby_ordering_that_shows_its_failure():
@@ -305,21 +314,25 @@ def test_the_repro_test_fails_on_a_nearby_ordering_that_shows_its_failure():
     exec(compile(text, "test_repro.py", "exec"), namespace)
     asked: list[tuple[object, ...]] = []
     namespace["replay_trace"] = lambda trace, server: {"failures": []}
-    namespace["exhaust_trace"] = lambda *args: asked.append(args) or {"runs": 186, "findings": [
-        {"kind": "other", "runs_to_find": 3, "deviations": 1, "message": "not this one"},
-        {"kind": "leak", "runs_to_find": 145, "deviations": 1, "message": "c1 leaked"}]}
+    namespace["exhaust_trace"] = lambda *args, **kw: asked.append((args, kw)) or {
+        "runs": 186, "findings": [
+            {"kind": "other", "runs_to_find": 3, "deviations": 1, "message": "not this one"},
+            {"kind": "leak", "runs_to_find": 145, "deviations": 1, "message": "c1 leaked"}]}
     test = namespace["test_the_trace_no_longer_shows_leak"]
     test()  # HARNESS_DEVIATIONS unset: the trace's own ordering only
     assert asked == []
     namespace["DEVIATIONS"] = "1"
     with pytest.raises(AssertionError, match="ordering 145, 1 deviations: c1 leaked") as failed:
         test()
-    assert asked == [("\n{}", None, "1")] and "not this one" not in str(failed.value)
-    namespace["exhaust_trace"] = lambda *args: {"runs": 20, "findings": [], "complete": False}
+    assert asked == [(("\n{}", None, "1"), {"max_runs": None})]
+    assert "not this one" not in str(failed.value)
+    namespace["exhaust_trace"] = lambda *args, **kw: {"runs": 20, "findings": [],
+                                                      "complete": False}
     from harness.api import RunLimitWarning
 
     with pytest.warns(RunLimitWarning, match="only the first 20 orderings within 1 deviations "
-                                         "ran .the run limit.: the rest were not checked"):
+                                             "ran .the run limit; HARNESS_MAX_RUNS=N raises "
+                                             "it.: the rest were not checked"):
         test()
 
 

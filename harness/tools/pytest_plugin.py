@@ -219,18 +219,23 @@ class Race:
 
         conclude(replay_trace(self.target, self.here / trace, self.config.rootpath))
 
-    def exhaust(self, trace: str | Path, deviations: int = 1) -> None:
+    def exhaust(self, trace: str | Path, deviations: int = 1,
+                max_runs: int | None = None) -> None:
         """Run a stored trace's scenario in every ordering with at most `deviations`
-        deviations from the ordinary run, as `harness exhaust` does; fails, with each
-        failure and its replay command, if any ordering fails: a fix should hold in all
-        of them, not only in the trace's own."""
+        deviations from the ordinary run, as `harness exhaust` does, up to `max_runs`
+        orderings (default: harness exhaust's; a walk it cuts short warns); fails, with
+        each failure and its replay command, if any ordering fails: a fix should hold in
+        all of them, not only in the trace's own."""
+        from harness.search.profiles import EXHAUST_RUNS
         from harness.tools.race import exhaust_trace
 
-        if isinstance(deviations, bool) or not isinstance(deviations, int) or deviations < 0:
-            raise ValueError(f"race.exhaust's deviations must be a whole number, 0 or more; "
-                             f"got {deviations!r}")
+        for name, value, least in (("deviations", deviations, 0),
+                                   ("max_runs", max_runs or EXHAUST_RUNS, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"race.exhaust's {name} must be a whole number, {least} or "
+                                 f"more; got {value!r}")
         conclude(exhaust_trace(self.target, self.here / trace, self.config.rootpath,
-                               deviations))
+                               deviations, max_runs or EXHAUST_RUNS))
 
     def explore(self, family: str, budget: float | None = None,
                 seed: int | None = None) -> None:

@@ -137,19 +137,21 @@ def replay_trace(target: RaceTarget, path: Path, root: Path) -> Outcome:
     return Outcome(failure="\n".join(lines))
 
 
-def exhaust_trace(target: RaceTarget, path: Path, root: Path, deviations: int) -> Outcome:
+def exhaust_trace(target: RaceTarget, path: Path, root: Path, deviations: int,
+                  max_runs: int = EXHAUST_RUNS) -> Outcome:
     """Run a stored trace's scenario on the target in every ordering with at most
-    `deviations` deviations from the ordinary run (`harness exhaust`): any failure in
-    any of them fails, each named with the ordering it first showed in, kept for replay."""
+    `deviations` deviations from the ordinary run (`harness exhaust`), up to `max_runs`:
+    any failure in any of them fails, each named with the ordering it first showed in,
+    kept for replay."""
     result: dict[str, Any] = run(target.spec, {
         "op": "exhaust", "trace": Trace.load(path).to_json(), "deviations": deviations,
-        "max_runs": EXHAUST_RUNS}, lambda event, info: None)
+        "max_runs": max_runs}, lambda event, info: None)
     found = result["findings"]
     where = shown(path, root)
     unchecked = None if result["complete"] else (
         f"only the first {result['runs']:,} orderings of the scenario of {where} within "
-        f"{deviations} deviations ran on {target.spec} (the run limit): the rest were not "
-        "checked")
+        f"{deviations} deviations ran on {target.spec} (the run limit; race.exhaust's "
+        "max_runs raises it): the rest were not checked")
     if not found:
         return Outcome(unchecked=unchecked)
     lines = [f"{len(found)} distinct failure{'' if len(found) == 1 else 's'} on "

@@ -326,7 +326,9 @@ target, strictly.
 A fix should hold in every ordering of this scenario, not only the trace's own: with
 HARNESS_DEVIATIONS=K it also runs each ordering with at most K deviations from the
 ordinary run (as `harness exhaust` does; K=1 is typically hundreds of orderings, K=2
-tens of thousands) and fails if any of them shows {kind}.
+tens of thousands) and fails if any of them shows {kind}. It stops at harness
+exhaust's limit of orderings, and warns if that cut it short: HARNESS_MAX_RUNS=N
+raises it.
 """
 
 import os
@@ -336,6 +338,7 @@ from harness.api import RunLimitWarning, exhaust_trace, replay_trace
 
 SERVER = os.environ.get("HARNESS_SERVER") or None  # None: the trace's own target
 DEVIATIONS = os.environ.get("HARNESS_DEVIATIONS") or None  # None: its own ordering only
+MAX_RUNS = os.environ.get("HARNESS_MAX_RUNS") or None  # None: harness exhaust's limit
 
 
 def test_the_trace_no_longer_shows_{slug}():
@@ -343,7 +346,7 @@ def test_the_trace_no_longer_shows_{slug}():
     same = [f for f in verdict["failures"] if f["kind"] == "{kind}"]
     assert not same, "\\n".join(f["message"] for f in same)
     if DEVIATIONS is not None:
-        walk = exhaust_trace(TRACE, SERVER, DEVIATIONS)
+        walk = exhaust_trace(TRACE, SERVER, DEVIATIONS, max_runs=MAX_RUNS)
         same = [f for f in walk["findings"] if f["kind"] == "{kind}"]
         assert not same, "\\n".join(
             f"ordering {{f['runs_to_find']}}, {{f['deviations']}} deviations: {{f['message']}}"
@@ -352,7 +355,8 @@ def test_the_trace_no_longer_shows_{slug}():
               "of the ordinary run shows {kind}")
         if not walk["complete"]:
             warnings.warn(f"only the first {{walk['runs']}} orderings within {{DEVIATIONS}} "
-                          "deviations ran (the run limit): the rest were not checked",
+                          "deviations ran (the run limit; HARNESS_MAX_RUNS=N raises it): "
+                          "the rest were not checked",
                           RunLimitWarning)
 
 
