@@ -123,9 +123,12 @@ def test_a_short_walk(race):
 
 def test_a_bad_limit_is_refused(race):
     race.exhaust("once.json", max_runs=-5)
+
+def test_a_zero_limit_is_refused(race):
+    race.exhaust("once.json", max_runs=0)
 """)
     failing = run(pytester, "test_regression.py", "--race-server", "hypercorn")
-    failing.assert_outcomes(failed=4)  # (the short walk too: its failure is in ordering 1)
+    failing.assert_outcomes(failed=5)  # (the short walk too: its failure is in ordering 1)
     failing.stdout.fnmatch_lines([
         "* distinct failure* on hypercorn (h11) in the * orderings of the scenario of "
         "once.json within 1 deviation of the ordinary run:",
@@ -133,7 +136,8 @@ def test_a_bad_limit_is_refused(race):
         "*replay: harness replay .harness-cache/race-failures/hypercorn-*-once-nearby-*.json "
         "--server hypercorn --http h11",
         "*race.exhaust's deviations must be a whole number, 0 or more; got -1",
-        "*race.exhaust's max_runs must be a whole number, 1 or more; got -5"])
+        "*race.exhaust's max_runs must be a whole number, 1 or more; got -5",
+        "*race.exhaust's max_runs must be a whole number, 1 or more; got 0"])
     [command] = re.findall(r"replay: harness replay (\S+) ", failing.stdout.str())[:1]
     monkeypatch.chdir(pytester.path)
     assert harness_main(["replay", command]) == 1  # the kept trace fails again

@@ -229,13 +229,13 @@ class Race:
         from harness.search.profiles import EXHAUST_RUNS
         from harness.tools.race import exhaust_trace
 
-        for name, value, least in (("deviations", deviations, 0),
-                                   ("max_runs", max_runs or EXHAUST_RUNS, 1)):
+        limit = EXHAUST_RUNS if max_runs is None else max_runs
+        for name, value, least in (("deviations", deviations, 0), ("max_runs", limit, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"race.exhaust's {name} must be a whole number, {least} or "
                                  f"more; got {value!r}")
         conclude(exhaust_trace(self.target, self.here / trace, self.config.rootpath,
-                               deviations, max_runs or EXHAUST_RUNS))
+                               deviations, limit))
 
     def explore(self, family: str, budget: float | None = None,
                 seed: int | None = None) -> None:
