@@ -560,3 +560,27 @@ def test_exhaust_cut_short_by_its_run_limit_says_so_and_checks_its_options(
                      str(tmp_path / "bad")]) == 2
         assert why in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_exhaust_walks_under_the_traces_own_settings_as_replay_does(
+        found_report, tmp_path: Path, capsys):
+    # A trace recorded under other simulation settings (here a network window of 64
+    # bytes, so each request arrives in parts: other decisions than the default's): its
+    # ordinary run, the walk's first, is the one replay makes, and what the walk meets
+    # records those settings, so its trace replays strictly.
+    _, root = found_report
+    trace = json.loads(sorted(root.rglob("trace.json"))[0].read_text())
+    trace["settings"]["window"] = 64
+    trace["decisions"] = []
+    small = tmp_path / "small-window.json"
+    small.write_text(json.dumps(trace))
+    code = main(["exhaust", str(small), "--deviations", "1", "--reports",
+                 str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    written = sorted((tmp_path / "r").rglob("trace.json"))
+    assert written
+    for path in written:
+        assert json.loads(path.read_text())["settings"] == trace["settings"]
+        assert main(["replay", str(path)]) == 1
+        capsys.readouterr()

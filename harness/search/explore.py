@@ -134,12 +134,14 @@ def stored_failures(store: ExampleStore, target: Target) -> list[Stored[HttpScen
     return out
 
 
-def trace_of(found: Found[HttpScenario], target: Target) -> Trace:
+def trace_of(found: Found[HttpScenario], target: Target,
+             settings: Settings = SETTINGS) -> Trace:
+    """`found`'s trace: `settings` must be the ones its runs were made under."""
     failure: Failure = found.failure
     return Trace(
         scenario=found.scenario.to_json(),
         decisions=found.decisions,
-        settings=SETTINGS,
+        settings=settings,
         target=target.describe(),
         verdict={"kind": failure.kind, "signature": failure.signature,
                  "message": failure.message},

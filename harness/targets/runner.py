@@ -29,6 +29,7 @@ from harness.search.examples import root_from_env
 from harness.search.profiles import profile
 from harness.search.trace import Trace, TraceError
 from harness.sim.interrupts import interrupts_held
+from harness.sim.run import Settings
 from harness.targets.envs import Env, EnvError, ensure_target_env, harness_home
 from harness.targets.registry import TargetSpec, entry, translate_settings
 
@@ -61,14 +62,14 @@ def _acceptor(accept: dict[str, str] | None) -> Callable[[Any], bool] | None:
     return accepts
 
 
-def _finding(found: Any, target: Target) -> dict[str, Any]:
-    from harness.search.explore import trace_of
+def _finding(found: Any, target: Target, settings: Settings | None = None) -> dict[str, Any]:
+    from harness.search.explore import SETTINGS, trace_of
 
     return {
         "kind": found.key[0],
         "signature": found.key[1],
         "message": found.failure.message,
-        "trace": trace_of(found, target).to_json(),
+        "trace": trace_of(found, target, settings or SETTINGS).to_json(),
         "runs_to_find": found.runs_to_find,
         "seconds_to_find": found.seconds_to_find,
         "seconds_to_shrink": found.seconds_to_shrink,
@@ -155,21 +156,23 @@ def _exhaust_here(spec: TargetSpec, request: dict[str, Any], progress: Progress
                   ) -> dict[str, Any]:
     """Every ordering of a trace's scenario with at most request["deviations"] deviations
     (harness/search/exhaustive.py); each failure leaves as a "finding" event when met.
-    Under this harness's simulation settings, as its findings' traces record them."""
+    Under the trace's own simulation settings, as replay runs it (its ordinary run is the
+    walk's first), and its findings' traces record them."""
     from harness.search.exhaustive import exhaust, summary
     from harness.search.explore import execute_on, trace_scenario
 
     target = make_target(spec, request.get("key"))
     trace = _translated(Trace.from_json(request["trace"]), target)
     deviations = int(request["deviations"])
+    settings = trace.settings
     report = exhaust(
-        execute_on(target), trace_scenario(trace, target), deviations,
+        execute_on(target, settings), trace_scenario(trace, target), deviations,
         max_runs=request.get("max_runs"), progress=progress,
         on_found=lambda found: progress("finding", {"target": target.describe(),
-                                                    **_finding(found, target)}))
+                                                    **_finding(found, target, settings)}))
     return {"target": target.describe(), "runs": report.runs, "complete": report.complete,
             "summary": summary(report, deviations),
-            "findings": [_finding(found, target) for found in report.found]}
+            "findings": [_finding(found, target, settings) for found in report.found]}
 
 
 def _translated(trace: Trace, target: Target) -> Trace:
