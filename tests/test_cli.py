@@ -244,7 +244,17 @@ def test_a_malformed_trace_is_refused_with_its_path(capsys, tmp_path: Path):
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("verdict", "receive-hang", "'verdict' is 'receive-hang'; expected null or an object"),
     ("target", {"server": 3}, "'target' must be null or an object with string 'server'"),
-    ("settings", {"horizon": "long"}, "'settings.horizon' is 'long', expected a number"),
+    ("settings", {"horizon": "long"}, "'settings.horizon' is 'long', expected a number of "
+                                      "seconds above 0 (the default is 3600.0)"),
+    # A setting the simulation cannot take is the trace's fault: not a harness bug, and
+    # not the server's (a window of 0 failed as "mounting uvicorn failed").
+    ("settings", {"max_latency": -1}, "'settings.max_latency' is -1, expected a number"),
+    ("settings", {"horizon": float("inf")}, "'settings.horizon' is inf, expected a number"),
+    ("settings", {"window": 0}, "'settings.window' is 0, expected a whole number of bytes, "
+                                "1 or more (the default is 262144)"),
+    ("settings", {"window": 1.5}, "'settings.window' is 1.5, expected a whole number"),
+    ("settings", {"step_budget": True}, "'settings.step_budget' is True, expected a whole"),
+    ("settings", [], "'settings' is [], expected an object"),
     ("meta", [], "'meta' is [], expected an object"),
 ])
 def test_every_trace_field_is_checked_and_named_with_its_file(

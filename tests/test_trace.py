@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -78,6 +79,16 @@ def test_a_malformed_trace_is_rejected_with_its_path_and_the_reason(
     with pytest.raises(TraceError, match=message) as info:
         Trace.load(path)
     assert str(path) in str(info.value)
+
+
+def test_every_simulation_setting_has_a_rule_for_what_a_trace_may_set_it_to():
+    from harness.search import trace as trace_module
+    from harness.sim.run import Settings
+
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert set(trace_module._SETTING_RULES) == set(trace_module._SETTING_NEEDS) == fields
+    for name in fields:  # each default passes its own rule
+        assert trace_module._SETTING_RULES[name](getattr(Settings(), name)), name
 
 
 def test_a_trace_from_a_newer_harness_asks_for_an_upgrade(tmp_path: Path):

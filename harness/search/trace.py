@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -34,6 +35,26 @@ VERSION = 1
 
 class TraceError(InputError):
     """A trace file that cannot be used: malformed, unknown format, or from the future."""
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _span(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+# What each simulation setting must be: a bad one read from a file is the trace's fault,
+# and must not reach the simulated loop or network, whose errors would blame the harness
+# (or, raised while mounting, the server).
+_SETTING_RULES = {"max_latency": _span, "step_budget": _whole, "horizon": _span,
+                  "window": _whole}
+_SETTING_NEEDS = {"max_latency": "a number of seconds above 0",
+                  "step_budget": "a whole number, 1 or more",
+                  "horizon": "a number of seconds above 0",
+                  "window": "a whole number of bytes, 1 or more"}
 
 
 @dataclass
@@ -98,13 +119,18 @@ class Trace:
             if not ok:
                 raise bad(f"decision {i} is {item!r}; expected [what, options, choice]")
             decisions.append(Decision(item[0], item[1], item[2]))
+        raw_settings = data.get("settings")
+        raw_settings = {} if raw_settings is None else raw_settings
+        if not isinstance(raw_settings, dict):
+            raise bad(f"'settings' is {raw_settings!r}, expected an object")
         try:
-            settings = Settings(**(data.get("settings") or {}))
+            settings = Settings(**raw_settings)
         except TypeError as exc:
             raise bad(f"'settings' has unknown fields ({exc})") from None
-        for name, value in (data.get("settings") or {}).items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise bad(f"'settings.{name}' is {value!r}, expected a number")
+        for name, value in raw_settings.items():
+            if not _SETTING_RULES[name](value):
+                raise bad(f"'settings.{name}' is {value!r}, expected "
+                          f"{_SETTING_NEEDS[name]} (the default is {getattr(Settings, name)!r})")
         target = data.get("target")
         if target is not None and not (isinstance(target, dict) and all(
                 isinstance(target.get(k), str) for k in ("server", "version", "http"))):
