@@ -149,7 +149,8 @@ def test_a_bad_net_parameter_or_moment_is_named():
     with pytest.raises(ValueError, match="must be positive"):
         HttpScenario.from_json({**data, "net": {"window": 0}})
     data["connections"][0]["requests"][0]["after"] = "later"
-    with pytest.raises(ValueError, match="'after' must be one of"):
+    with pytest.raises(ValueError,
+                       match=r"requests\[0\]\.after is 'later'; expected one of 'response'"):
         HttpScenario.from_json(data)
 
 

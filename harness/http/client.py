@@ -41,13 +41,15 @@ AFTER = ("response", "sent", "head")
 END_MOMENTS = ("after-responses", "after-send", "mid-headers", "mid-body", "mid-response")
 # Rule-breaking client behaviours, the polite one first (see the module docstring).
 RUDE = ("none", "after-close", "crlf")
+FRAMINGS = ("none", "length", "chunked")  # a request's body: none, Content-Length, chunked
+CLIENT_READS = ("normal", "slow", "stop")  # how the client reads: as bytes come, 512 a poll, not
 EXPECT_TIMEOUT = 1.0  # curl waits 1 s for "100 Continue" before sending the body anyway
 
 
 @dataclass(frozen=True)
 class RequestSpec:
     method: str = "GET"
-    framing: str = "none"  # "none" | "length" | "chunked"
+    framing: str = "none"  # FRAMINGS
     body_size: int = 0
     body_chunks: int = 1
     expect_continue: bool = False
@@ -74,7 +76,7 @@ class ConnSpec:
     end_moment: str = "after-responses"
     end_request: int = 0  # which request mid-headers/mid-body/mid-response refers to
     end_delay: float = 0.0
-    read: str = "normal"  # "normal" | "slow" | "stop"
+    read: str = "normal"  # CLIENT_READS
     start: float = 0.0
     rude: str = "none"  # a rule-breaking behaviour (RUDE)
 
@@ -86,17 +88,6 @@ class ConnSpec:
         if self.rude == "none":
             del data["rude"]
         return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ConnSpec:
-        fields = dict(data)
-        fields["requests"] = tuple(RequestSpec(**r) for r in fields.get("requests", ()))
-        for r in fields["requests"]:
-            if r.after not in AFTER:
-                raise ValueError(f"request 'after' must be one of {AFTER}, got {r.after!r}")
-        if fields.get("rude", "none") not in RUDE:
-            raise ValueError(f"connection 'rude' must be one of {RUDE}, got {fields['rude']!r}")
-        return cls(**fields)
 
 
 # h11's events are immutable and validated when built: build each request's once per

@@ -19,6 +19,7 @@ from harness.errors import HarnessFault, InputError, TargetFault
 from harness.http.app import AppBehaviour, RecordingApp, asgi2
 from harness.http.client import ClientScript, ConnSpec
 from harness.http.failure import Failure
+from harness.http.fields import FieldError, behaviour, connection
 from harness.http.observations import ErrorCollector, Observations, observe
 from harness.http.oracles import check
 from harness.http.shutdown import ShutdownDriver, ShutdownSpec
@@ -144,16 +145,23 @@ class HttpScenario:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> HttpScenario:
         try:
+            connections, behaviours = data["connections"], data["behaviours"]
+            for name, value in (("connections", connections), ("behaviours", behaviours)):
+                if not isinstance(value, (list, tuple)):
+                    raise FieldError(f"{name} is {value!r}; expected a list")
             return cls(
                 family=str(data["family"]),
-                connections=tuple(ConnSpec.from_json(c) for c in data["connections"]),
-                behaviours=tuple((int(c), int(i), AppBehaviour(**b))
-                                 for c, i, b in data["behaviours"]),
+                connections=tuple(connection(c, f"connections[{n}]")
+                                  for n, c in enumerate(connections)),
+                behaviours=tuple(behaviour(b, f"behaviours[{n}]")
+                                 for n, b in enumerate(behaviours)),
                 server=dict(data.get("server") or {}),
                 net=net_validated(data.get("net") or {}),
                 shutdown=(None if data.get("shutdown") is None
                           else ShutdownSpec.from_json(data["shutdown"])),
             )
+        except FieldError as exc:  # its message names the field and what it must be
+            raise ValueError(str(exc)) from None
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed http scenario: {exc!r}") from None
 

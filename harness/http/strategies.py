@@ -44,7 +44,16 @@ from typing import Any
 from hypothesis import strategies as st
 
 from harness.http.app import READ_MODES, AppBehaviour
-from harness.http.client import AFTER, END_ACTIONS, END_MOMENTS, RUDE, ConnSpec, RequestSpec
+from harness.http.client import (
+    AFTER,
+    CLIENT_READS,
+    END_ACTIONS,
+    END_MOMENTS,
+    FRAMINGS,
+    RUDE,
+    ConnSpec,
+    RequestSpec,
+)
 from harness.http.families import FAMILIES
 from harness.http.scenario import NET_DEFAULTS, HttpScenario, Target, timeouts
 from harness.http.shutdown import ShutdownSpec
@@ -81,11 +90,11 @@ _BOOL = st.booleans()
 _READ_MODES = st.sampled_from(READ_MODES)
 _RAISE_AT = st.sampled_from(["never", "never", "never", "before-response", "after-start"])
 _CHUNK_SIZES = st.sampled_from(CHUNK_SIZES)
-_FRAMING = st.sampled_from(["none", "length", "chunked"])
+_FRAMING = st.sampled_from(FRAMINGS)
 _SIZES = {True: st.sampled_from([7, 300, 70_000, 300_000]), False: st.sampled_from([7, 0, 300])}
 _AFTER = st.sampled_from(AFTER)
 _RUDE = st.sampled_from(("none",) * POLITE_WEIGHT + RUDE[1:])
-_CLIENT_READ = st.sampled_from(["normal", "slow", "stop"])
+_CLIENT_READ = st.sampled_from(CLIENT_READS)
 _DISCONNECT_END = st.sampled_from(END_ACTIONS[1:])
 _END_MOMENTS = st.sampled_from(END_MOMENTS)
 _STOP_END = st.sampled_from(("close", "reset"))

@@ -1,0 +1,120 @@
+"""What each field of a scenario's parts may hold, as tables, checked when a scenario
+is read from JSON (a trace, an examples store, a worker's request).
+
+A scenario the search drew always passes; one edited by hand, or damaged, may not, and a
+bad value must be refused there, naming it: past this point it would fail somewhere in
+the run, where it reads as a bug in the harness or, raised while the target is mounted,
+as the server's fault.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from harness.http.app import RAISE_POINTS, READ_MODES, AppBehaviour
+from harness.http.client import (
+    AFTER,
+    CLIENT_READS,
+    END_ACTIONS,
+    END_MOMENTS,
+    FRAMINGS,
+    RUDE,
+    ConnSpec,
+    RequestSpec,
+)
+
+
+class FieldError(ValueError):
+    """A field of a scenario read from JSON that the scenario cannot hold."""
+
+
+Rule = tuple[Callable[[Any], bool], str]  # (does a value pass, what it must be)
+T = TypeVar("T")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _sequence(value: Any) -> bool:
+    return isinstance(value, (list, tuple))  # JSON's list, or to_json's tuple unwritten
+
+
+def _whole(least: int) -> Rule:
+    return (lambda v: _number(v) and isinstance(v, int) and v >= least,
+            f"a whole number, {least} or more")
+
+
+def _one_of(values: tuple[str, ...]) -> Rule:
+    return (lambda v: isinstance(v, str) and v in values,
+            "one of " + ", ".join(repr(v) for v in values))
+
+
+FLAG: Rule = (lambda v: isinstance(v, bool), "true or false")
+# A wait is at most this long: the strategies draw a few seconds, and one near the run's
+# horizon (an hour by default) would end the run before the scenario had played out.
+MAX_SECONDS = 600.0
+SECONDS: Rule = (lambda v: _number(v) and math.isfinite(v) and 0 <= v <= MAX_SECONDS,
+                 f"a number of seconds from 0 to {MAX_SECONDS:g}")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110's token: a method's name
+METHOD: Rule = (lambda v: isinstance(v, str) and _TOKEN.fullmatch(v) is not None,
+                "an HTTP method's name, such as 'GET'")
+
+REQUEST: dict[str, Rule] = {
+    "method": METHOD, "framing": _one_of(FRAMINGS), "body_size": _whole(0),
+    "body_chunks": _whole(1), "expect_continue": FLAG, "http10": FLAG, "close": FLAG,
+    "pause": SECONDS, "after": _one_of(AFTER),
+}
+CONNECTION: dict[str, Rule] = {
+    "requests": (_sequence, "a list of requests"),
+    "pipelined": FLAG, "end": _one_of(END_ACTIONS), "end_moment": _one_of(END_MOMENTS),
+    "end_request": _whole(0), "end_delay": SECONDS, "read": _one_of(CLIENT_READS),
+    "start": SECONDS, "rude": _one_of(RUDE),
+}
+BEHAVIOUR: dict[str, Rule] = {
+    "yields_before": _whole(0), "sleep_before": SECONDS, "read": _one_of(READ_MODES),
+    "watch_disconnect": FLAG, "raise_at": _one_of(RAISE_POINTS), "chunks": _whole(1),
+    "yields_between": _whole(0), "sleep_after": SECONDS, "receive_after": FLAG,
+    "chunk_size": _whole(0), "wait_disconnect": FLAG,
+}
+TABLES: dict[type, dict[str, Rule]] = {
+    RequestSpec: REQUEST, ConnSpec: CONNECTION, AppBehaviour: BEHAVIOUR}
+
+
+def checked(cls: Callable[..., T], data: Any, where: str, **built: Any) -> T:
+    """`cls(**data)`, each field first checked against its rule; `built` replaces fields
+    already read (a connection's requests). A FieldError names `where` and the field."""
+    rules = TABLES[cls]  # type: ignore[index]
+    if not isinstance(data, dict):
+        raise FieldError(f"{where} is {data!r}; expected an object")
+    unknown = sorted(set(data) - set(rules))
+    if unknown:
+        raise FieldError(f"{where} has unknown fields {unknown}; known: {sorted(rules)}")
+    for name, value in data.items():
+        ok, needs = rules[name]
+        if not ok(value):
+            raise FieldError(f"{where}.{name} is {value!r}; expected {needs}")
+    return cls(**{**data, **built})
+
+
+def connection(data: Any, where: str) -> ConnSpec:
+    if not isinstance(data, dict):
+        raise FieldError(f"{where} is {data!r}; expected an object")
+    requests = data.get("requests", [])
+    if not _sequence(requests):
+        raise FieldError(f"{where}.requests is {requests!r}; expected a list of requests")
+    return checked(ConnSpec, data, where, requests=tuple(
+        checked(RequestSpec, r, f"{where}.requests[{i}]") for i, r in enumerate(requests)))
+
+
+def behaviour(item: Any, where: str) -> tuple[int, int, AppBehaviour]:
+    """A behaviours entry: [connection number, request index, the app's behaviour]."""
+    if not (_sequence(item) and len(item) == 3
+            and all(_number(x) and isinstance(x, int) and x >= 0 for x in item[:2])):
+        raise FieldError(f"{where} is {item!r}; expected [connection, request, behaviour] "
+                         "with two whole numbers, 0 or more")
+    return item[0], item[1], checked(AppBehaviour, item[2], f"{where}[2]")
+
