@@ -72,6 +72,12 @@ def _scenario() -> dict[str, Any]:
                                                "expected a number of seconds from 0 to 600"),
     (("behaviours", 0, 2, "raise_at"), "later", "raise_at is 'later'; expected one of 'never'"),
     (("behaviours", 0, 0), "1", "behaviours[0] is ['1', 0, {"),
+    (("net",), {"window": 2.5}, "net.window is 2.5; expected a whole number, 1 or more"),
+    (("net",), {"write_high": "7"}, "net.write_high is '7'; expected a whole number"),
+    (("shutdown",), {"after": True}, "shutdown.after is True; expected a whole number"),
+    (("shutdown",), {"after": 3, "delay": "soon"}, "shutdown.delay is 'soon'; expected a "
+                                                   "number of seconds"),
+    (("shutdown",), {"at": 3}, "shutdown has unknown fields ['at']"),
 ])
 def test_a_bad_field_is_named_with_what_it_must_be(
         where: tuple[Any, ...], value: Any, message: str):

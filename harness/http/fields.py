@@ -25,6 +25,7 @@ from harness.http.client import (
     ConnSpec,
     RequestSpec,
 )
+from harness.http.shutdown import ShutdownSpec
 
 
 class FieldError(ValueError):
@@ -80,8 +81,9 @@ BEHAVIOUR: dict[str, Rule] = {
     "yields_between": _whole(0), "sleep_after": SECONDS, "receive_after": FLAG,
     "chunk_size": _whole(0), "wait_disconnect": FLAG,
 }
+SHUTDOWN: dict[str, Rule] = {"after": _whole(0), "delay": SECONDS}
 TABLES: dict[type, dict[str, Rule]] = {
-    RequestSpec: REQUEST, ConnSpec: CONNECTION, AppBehaviour: BEHAVIOUR}
+    RequestSpec: REQUEST, ConnSpec: CONNECTION, AppBehaviour: BEHAVIOUR, ShutdownSpec: SHUTDOWN}
 
 
 def checked(cls: Callable[..., T], data: Any, where: str, **built: Any) -> T:
@@ -118,3 +120,20 @@ def behaviour(item: Any, where: str) -> tuple[int, int, AppBehaviour]:
                          "with two whole numbers, 0 or more")
     return item[0], item[1], checked(AppBehaviour, item[2], f"{where}[2]")
 
+
+
+def shutdown(data: Any, where: str = "shutdown") -> ShutdownSpec:
+    return checked(ShutdownSpec, data, where)
+
+
+def net(data: Any, known: dict[str, int], where: str = "net") -> dict[str, int]:
+    """The scenario's network parameters: names from `known`, each a positive size."""
+    if not isinstance(data, dict):
+        raise FieldError(f"{where} is {data!r}; expected an object")
+    ok, needs = _whole(1)
+    for name, value in data.items():
+        if name not in known:
+            raise FieldError(f"{where} has unknown fields [{name!r}]; known: {sorted(known)}")
+        if not ok(value):
+            raise FieldError(f"{where}.{name} is {value!r}; expected {needs} (bytes)")
+    return dict(data)

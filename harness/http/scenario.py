@@ -20,6 +20,8 @@ from harness.http.app import AppBehaviour, RecordingApp, asgi2
 from harness.http.client import ClientScript, ConnSpec
 from harness.http.failure import Failure
 from harness.http.fields import FieldError, behaviour, connection
+from harness.http.fields import net as checked_net
+from harness.http.fields import shutdown as checked_shutdown
 from harness.http.observations import ErrorCollector, Observations, observe
 from harness.http.oracles import check
 from harness.http.shutdown import ShutdownDriver, ShutdownSpec
@@ -102,20 +104,10 @@ NET_DEFAULTS = {
 }
 
 
-def net_validated(net: dict[str, Any]) -> dict[str, int]:
-    net_settings(net)
-    return {k: int(v) for k, v in net.items()}
-
-
 def net_settings(net: dict[str, Any]) -> dict[str, int]:
-    """`net` with every default filled in; an unknown key or a bad value is a ValueError."""
-    unknown = sorted(set(net) - set(NET_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown net parameter(s) {unknown}; known: {sorted(NET_DEFAULTS)}")
-    out = {**NET_DEFAULTS, **{k: int(v) for k, v in net.items()}}
-    if out["window"] <= 0 or out["write_high"] <= 0:
-        raise ValueError(f"net window and write_high must be positive, got {net}")
-    return out
+    """`net` with every default filled in; an unknown key or a bad value is a ValueError
+    (a FieldError, naming it)."""
+    return {**NET_DEFAULTS, **checked_net(net, NET_DEFAULTS)}
 
 
 @dataclass(frozen=True)
@@ -156,9 +148,9 @@ class HttpScenario:
                 behaviours=tuple(behaviour(b, f"behaviours[{n}]")
                                  for n, b in enumerate(behaviours)),
                 server=dict(data.get("server") or {}),
-                net=net_validated(data.get("net") or {}),
+                net=checked_net(data.get("net") or {}, NET_DEFAULTS),
                 shutdown=(None if data.get("shutdown") is None
-                          else ShutdownSpec.from_json(data["shutdown"])),
+                          else checked_shutdown(data["shutdown"])),
             )
         except FieldError as exc:  # its message names the field and what it must be
             raise ValueError(str(exc)) from None

@@ -41,15 +41,6 @@ class ShutdownSpec:
     def to_json(self) -> dict[str, Any]:
         return {"after": self.after, "delay": self.delay}
 
-    @classmethod
-    def from_json(cls, data: Any) -> ShutdownSpec:
-        if not isinstance(data, dict) or set(data) - {"after", "delay"}:
-            raise ValueError(f"shutdown must be an object with 'after' and 'delay', got {data!r}")
-        spec = cls(int(data.get("after", 0)), float(data.get("delay", 0.0)))
-        if spec.after < 0 or spec.delay < 0:
-            raise ValueError(f"shutdown 'after' and 'delay' must not be negative, got {data!r}")
-        return spec
-
 
 @dataclass(frozen=True)
 class ShutdownFacts:
