@@ -274,6 +274,8 @@ def test_every_trace_field_is_checked_and_named_with_its_file(
     ({"server": {"timeout_keep_alive": 5, "no_such_setting": 1}}, "no_such_setting"),
     # Read as it was, this failed while mounting the target: the server's fault, it said.
     ({"connections": [{"read": "fast"}]}, "connections[0].read is 'fast'; expected one of "),
+    # Read as it was, uvicorn failed the run with a server-error (exit 1): its fault, it said.
+    ({"server": {"timeout_keep_alive": "x"}}, "to 'x', which "),
 ])
 def test_a_malformed_scenario_is_an_input_error_on_any_target(
         capsys, tmp_path: Path, server: str, scenario: dict[str, object], message: str):

@@ -137,3 +137,14 @@ def net(data: Any, known: dict[str, int], where: str = "net") -> dict[str, int]:
         if not ok(value):
             raise FieldError(f"{where}.{name} is {value!r}; expected {needs} (bytes)")
     return dict(data)
+
+
+def setting_fits(value: Any, legal: list[Any]) -> bool:
+    """Whether a server setting may be `value`, given the values the search tries for it
+    (the target's settings space): one of those, or another of their kind. Every setting
+    the registry lists is a number (a size, a count, seconds), some also None (off)."""
+    if value is None or isinstance(value, bool):
+        return any(v is value for v in legal)
+    kinds = [v for v in legal if v is not None]
+    return bool(kinds) and all(_number(v) for v in kinds) and _number(value) \
+        and math.isfinite(value) and value >= 0

@@ -10,6 +10,7 @@ and stores each new finding's trace there.
 from __future__ import annotations
 
 import functools
+import json
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from harness.decisions import (
 )
 from harness.http.failure import Failure
 from harness.http.families import FAMILIES, check_families
+from harness.http.fields import setting_fits
 from harness.http.scenario import (
     HttpRun,
     HttpScenario,
@@ -174,6 +176,13 @@ def trace_scenario(trace: Trace, target: Target) -> HttpScenario:
         raise TraceError(f"the trace sets {', '.join(map(repr, unknown))}, which "
                          f"{target.name} {target.version} does not offer (it offers "
                          f"{', '.join(space) or 'no settings'})")
+    for name, value in scenario.server.items():
+        legal = space[name]
+        if not setting_fits(value, legal):
+            raise TraceError(f"the trace sets {name} to {value!r}, which {target.name} "
+                             f"{target.version} cannot take: expected a number, 0 or more"
+                             + (", or null" if None in legal else "")
+                             + f" (the search tries {', '.join(map(json.dumps, legal))})")
     return scenario
 
 
