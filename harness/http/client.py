@@ -42,7 +42,7 @@ END_MOMENTS = ("after-responses", "after-send", "mid-headers", "mid-body", "mid-
 # Rule-breaking client behaviours, the polite one first (see the module docstring).
 RUDE = ("none", "after-close", "crlf")
 FRAMINGS = ("none", "length", "chunked")  # a request's body: none, Content-Length, chunked
-CLIENT_READS = ("normal", "slow", "stop")  # how the client reads: as bytes come, 512 a poll, not
+CLIENT_READS = ("normal", "slow", "stop")  # as bytes come, 512 bytes a poll, or not at all
 EXPECT_TIMEOUT = 1.0  # curl waits 1 s for "100 Continue" before sending the body anyway
 
 

@@ -121,7 +121,6 @@ def behaviour(item: Any, where: str) -> tuple[int, int, AppBehaviour]:
     return item[0], item[1], checked(AppBehaviour, item[2], f"{where}[2]")
 
 
-
 def shutdown(data: Any, where: str = "shutdown") -> ShutdownSpec:
     return checked(ShutdownSpec, data, where)
 
