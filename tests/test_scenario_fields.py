@@ -94,7 +94,7 @@ def test_a_bad_field_is_named_with_what_it_must_be(
 
 @pytest.mark.parametrize(("value", "legal", "fits"), [
     (5, [5, 1], True), (2.5, [5, 1], True), (0, [5, 1], True),
-    (None, [None, 2], True), (None, [5, 1], False), (-1, [None, 2], False),
+    (None, [None, 2], True), (None, [5, 1], True), (-1, [None, 2], False),
     (True, [5, 1], False), ("5", [5, 1], False), (float("nan"), [5, 1], False),
 ])
 def test_a_server_setting_fits_when_it_is_of_the_kind_the_search_tries(

@@ -180,9 +180,8 @@ def trace_scenario(trace: Trace, target: Target) -> HttpScenario:
         legal = space[name]
         if not setting_fits(value, legal):
             raise TraceError(f"the trace sets {name} to {value!r}, which {target.name} "
-                             f"{target.version} cannot take: expected a number, 0 or more"
-                             + (", or null" if None in legal else "")
-                             + f" (the search tries {', '.join(map(json.dumps, legal))})")
+                             f"{target.version} cannot take: expected a number, 0 or more, "
+                             f"or null (the search tries {', '.join(map(json.dumps, legal))})")
     return scenario
 
 
