@@ -40,7 +40,7 @@ def kinds(obs: Observations) -> set[str]:
 def test_every_failure_kind_has_a_description():
     assert set(KINDS) == {"receive-hang", "lost-disconnect", "response-integrity",
                           "body-integrity", "server-error", "premature-close", "leak", "stuck",
-                          "shutdown-hang"}
+                          "livelock", "shutdown-hang"}
 
 
 def test_an_app_that_got_another_requests_body_is_a_body_integrity_failure():

@@ -48,10 +48,28 @@ def test_a_task_that_never_stops_yielding_is_a_livelock_not_a_stuck_process():
     async def program(loop: SimLoop) -> None:
         loop.create_task(spin())
 
-    result = simulate(program, OrdinarySource(), Settings(step_budget=500))
+    result = simulate(program, OrdinarySource(), Settings(step_budget=4000))
     assert result.outcome == "livelock"
-    assert "500 loop iterations" in result.detail
+    assert "4000 loop iterations" in result.detail
     assert [b.coroutine.rsplit(".", 1)[-1] for b in result.blocked] == ["spin"]
+
+
+def test_a_budget_too_small_to_tell_a_spin_from_a_slow_run_leaves_the_run_unsettled():
+    async def spin() -> None:
+        while True:
+            await asyncio.sleep(0)
+
+    async def ticking() -> None:  # time passes at every poll: never a livelock
+        while True:
+            await asyncio.sleep(0.001)
+
+    for body, budget in ((spin, 500), (ticking, 4000)):
+        async def program(loop: SimLoop, body=body) -> None:
+            loop.create_task(body())
+
+        result = simulate(program, OrdinarySource(), Settings(step_budget=budget))
+        assert result.outcome == "unsettled", body
+        assert f"of {budget}" in result.detail
 
 
 def test_a_periodic_timer_ends_the_run_at_the_horizon():

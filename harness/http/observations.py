@@ -19,7 +19,7 @@ from harness.http.client import ClientScript
 from harness.http.shutdown import ShutdownFacts
 from harness.net.network import Connection
 from harness.sim.loop import SimLoop
-from harness.sim.quiescence import BlockedTask, Frame, await_stack, blocked_tasks
+from harness.sim.quiescence import BlockedTask, Frame, await_stack, blocked_tasks, ready_work
 from harness.sim.watchdog import StuckRun
 
 
@@ -83,6 +83,8 @@ class Observations:
     shutdown: ShutdownFacts | None = None  # set in a run whose scenario shuts the server down
     # receive() calls a shutdown cut (observations.shutdown_cuts): "exit" or "grace"
     cuts: dict[tuple[int, int, int], str] = field(default_factory=dict)
+    # in a livelock, what the loop still had queued to run when the run was cut
+    spinning: list[BlockedTask] = field(default_factory=list)
 
 
 def shutdown_cuts(requests: dict[tuple[int, int], RequestRecord],
@@ -211,4 +213,5 @@ def observe(
         unknown_paths=list(app.unknown_paths),
         stuck=[list(stack) for stack in loop.stuck_runs],
         shutdown=shutdown,
+        spinning=ready_work(loop) if loop.outcome == "livelock" else [],
     )

@@ -40,11 +40,20 @@ KINDS: dict[str, str] = {
     "leak": "tasks or timers still alive after every connection had closed, or a connection "
     "the server had to close left open",
     "stuck": "a callback never gave control back to the loop (it spins or blocks)",
+    "livelock": "the loop never went quiet: for half the step budget it kept running "
+    "callbacks while no byte moved and no time passed",
     "shutdown-hang": "a graceful shutdown never completed: the server's shutdown routine, "
     "or the process exit after it, still waited when nothing else could happen",
 }
 
 def check(obs: Observations) -> list[Failure]:
+    if obs.outcome == "unsettled":
+        return []  # cut while still under way: not judged (run_http's callers refuse it)
+    if obs.outcome == "livelock":
+        # Hangs are found at quiescence (Rule 3), which this run never reached: a request
+        # still waiting might yet have been served. Only what holds at any moment counts.
+        return _unique(server_error_failures(obs) + stuck_failures(obs)
+                       + spin_failures(obs) + livelock_failures(obs))
     failures: list[Failure] = []
     for rec in sorted(obs.requests.values(), key=lambda r: (r.cid, r.index)):
         facts = obs.connections.get(rec.cid)
@@ -64,7 +73,11 @@ def check(obs: Observations) -> list[Failure]:
         failures += shutdown_failures(obs, failures)
     failures += spin_failures(obs)
     failures += leak_failures(obs, failures)
-    # One failure per (kind, signature) is enough to report a run.
+    return _unique(failures)
+
+
+def _unique(failures: list[Failure]) -> list[Failure]:
+    """One failure per (kind, signature) is enough to report a run."""
     unique: dict[tuple[str, str], Failure] = {}
     for f in failures:
         unique.setdefault(f.key(), f)
@@ -538,6 +551,15 @@ def stuck_failures(obs: Observations) -> list[Failure]:
                            "a callback never returned to the loop; stopped by the watchdog "
                            "at:\n" + "\n".join(stack[-8:])))
     return out
+
+
+def livelock_failures(obs: Observations) -> list[Failure]:
+    """Signed by where each callback the loop still had queued would run next."""
+    places = sorted({server_frame(work.stack) for work in obs.spinning}) or ["?"]
+    queued = "\n".join(f"{work.coroutine} at {server_frame(work.stack)}" for work in obs.spinning)
+    return [Failure("livelock", "loop never idle; queued at " + "; ".join(places),
+                    "the loop kept running callbacks with no byte moving and no time "
+                    f"passing; queued when the run was cut:\n{queued or '(nothing)'}")]
 
 
 def spin_failures(obs: Observations) -> list[Failure]:

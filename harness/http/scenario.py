@@ -162,6 +162,17 @@ class ShutdownUnsupported(InputError):
     """A shutdown scenario for a target that has no graceful shutdown in the harness."""
 
 
+class UnsettledRun(InputError):
+    """A run its step budget cut while bytes still moved or time still passed: it was
+    getting somewhere, so it is neither a livelock nor a pass, and cannot be judged.
+    The search's own scenarios always settle (search/explore.py makes this a harness
+    fault there); a trace's may not, and the user's budget is then too small."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
 @dataclass
 class HttpRun:
     result: SimResult
@@ -275,5 +286,11 @@ def run_http(
     if state["app"].faults:  # the harness's app model broke: nothing here is the server's
         raise HarnessFault(f"the app model failed on {target.name} {target.version}: "
                            + state["app"].faults[0])
+    if result.outcome == "unsettled":
+        budget = (settings or Settings()).step_budget
+        raise UnsettledRun(f"the run on {target.name} {target.version} was still under way "
+                           f"when its step budget ran out ({result.detail}), so it cannot "
+                           f"be judged; raise settings.step_budget (now {budget}) in the "
+                           "trace", result.detail)
     obs: Observations = result.extras["observations"]
     return HttpRun(result, obs, check(obs))

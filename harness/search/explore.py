@@ -24,6 +24,7 @@ from harness.decisions import (
     ReplaySource,
     TraceDivergence,
 )
+from harness.errors import HarnessFault
 from harness.http.failure import Failure
 from harness.http.families import FAMILIES, check_families
 from harness.http.fields import setting_fits
@@ -32,6 +33,7 @@ from harness.http.scenario import (
     HttpScenario,
     ShutdownUnsupported,
     Target,
+    UnsettledRun,
     run_http,
     shutdown_unsupported,
 )
@@ -46,10 +48,18 @@ from harness.sim.run import Settings
 SETTINGS = Settings()
 
 
-def execute_on(target: Target, settings: Settings = SETTINGS) -> Any:
+def execute_on(target: Target, settings: Settings = SETTINGS, drawn: bool = True) -> Any:
+    """Runs of scenarios on `target`: ones the search `drawn`, or a trace's (exhaust)."""
     def execute(scenario: HttpScenario, source: DecisionSource) -> Outcome:
         recorder = source if isinstance(source, Recorder) else Recorder(source)
-        run = run_http(scenario, target, recorder, settings)
+        try:
+            run = run_http(scenario, target, recorder, settings)
+        except UnsettledRun as exc:
+            if not drawn:
+                raise
+            raise HarnessFault(f"a {scenario.family} scenario the search drew did not "
+                               f"settle ({exc.detail}); the strategies must draw only "
+                               "runs the step budget can finish") from None
         return Outcome(run.failures, list(recorder.decisions))
 
     return execute

@@ -22,6 +22,12 @@ every choice happens here, in this order:
    runs what waits for quiescence (`at_quiescence`, a signal sent when all is
    quiet), or records that and stops the loop.
 
+A run that never gets there is cut after `step_budget` polls. If for the last
+half of them (and at least `SPIN_POLLS`) no byte moved and virtual time stood
+still, the loop was busy doing nothing: a livelock (Rule 3). Otherwise the run
+was still getting somewhere (a 1-byte window carrying a large body, say) and the
+budget was too small to judge it: "unsettled", which no oracle judges.
+
 A loop that only polls is quiescent too: a server that waits by sleeping
 0.1 s in a loop (uvicorn's shutdown) always has a timer, so time never stops.
 When for `POLL_WINDOW` virtual seconds nothing but timers has happened, every
@@ -50,6 +56,7 @@ def _deliver_signal(loop: Runtime, name: str, handler: Callable[[], None]) -> No
 
 POLL_PERIOD = 1.0  # a timer due within this is a poll, not a wait for something
 POLL_WINDOW = 60.0  # virtual seconds of nothing but polling before the run is quiescent
+SPIN_POLLS = 1000  # the fewest polls without progress that make a livelock
 
 
 class Poller:
@@ -67,16 +74,20 @@ class Poller:
         self._aloop = as_asyncio(loop)  # where the handles it makes want their loop
         self._steady_since: float | None = None  # when only polling began (see above)
         self._seen = 0  # event log entries already looked at by the polling check
+        self.moved_at = 0  # the last poll at which a byte moved or virtual time passed
+        self._moved_time = 0.0
 
     # The selector interface `_run_once` uses.
     def select(self, timeout: float | None) -> list[asyncio.Handle]:
         loop = self.loop
         self.polls += 1
+        now = loop.now  # (only _advance_time moves it, at the end of a poll)
+        if now != self._moved_time:
+            self.moved_at, self._moved_time = self.polls - 1, now
         if self.polls > self.step_budget:
-            loop.finish("livelock", f"no quiescence after {self.step_budget} loop iterations")
+            self._cut()
             return []
         net = loop.network
-        now = loop.now  # (only _advance_time moves it, at the end of a poll)
         due = net.next_action_time()
         if due is not None and due <= now:
             for action in net.pop_due_actions(now):
@@ -99,11 +110,23 @@ class Poller:
             if down.rx or down.fin_arrived or down.rst_arrived:  # else nothing to take
                 arrived |= peer.take_arrivals()
 
+        if arrived:
+            self.moved_at = self.polls
         events = self._io_events()  # (closed receivers answer with RST there first)
         if events or arrived or timeout == 0:
             return events
         self._advance_time(timeout)
         return []
+
+    def _cut(self) -> None:
+        still = self.polls - 1 - self.moved_at
+        if still >= max(SPIN_POLLS, self.step_budget // 2):
+            self.loop.finish("livelock", f"no quiescence after {self.step_budget} loop "
+                             f"iterations, the last {still} with no byte moved and no "
+                             "time passed")
+        else:
+            self.loop.finish("unsettled", f"a byte moved or time passed at iteration "
+                             f"{self.moved_at} of {self.step_budget}")
 
     def _arrive(self, stream: Stream, can_hold: bool, now: float) -> bool:
         forced = (

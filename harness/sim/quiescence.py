@@ -133,6 +133,30 @@ def callback_stack(frame: FrameType | None) -> tuple[Frame, ...]:
     return tuple(reversed(frames))
 
 
+def ready_work(loop: asyncio.AbstractEventLoop) -> list[BlockedTask]:
+    """What a loop that never went quiet had queued to run when the run was cut (a
+    livelock): each ready task with its await stack, each plain callback with its
+    function. In queue order, which is deterministic."""
+    ready: Any = getattr(loop, "_ready", ())
+    result = []
+    for handle in ready:
+        if handle.cancelled():
+            continue
+        callback = handle._callback
+        task = getattr(callback, "__self__", None)
+        if isinstance(task, asyncio.Task):
+            coro = task.get_coro()
+            result.append(BlockedTask(getattr(coro, "__qualname__", type(coro).__qualname__),
+                                      await_stack(coro)))
+            continue
+        code = getattr(getattr(callback, "__func__", callback), "__code__", None)
+        name = getattr(callback, "__qualname__", type(callback).__qualname__)
+        stack = () if code is None else (
+            Frame(short_path(code.co_filename), code.co_firstlineno, code.co_qualname),)
+        result.append(BlockedTask(name, stack))
+    return result
+
+
 def blocked_tasks(
     loop: asyncio.AbstractEventLoop, exclude: asyncio.Task[Any] | None = None
 ) -> list[BlockedTask]:

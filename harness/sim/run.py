@@ -40,7 +40,7 @@ class Settings:
 
 @dataclass
 class SimResult:
-    outcome: str  # "quiescent" | "horizon" | "livelock"
+    outcome: str  # "quiescent" | "polling" | "horizon" | "livelock" | "unsettled"
     detail: str
     log: EventLog
     decisions: list[Decision]

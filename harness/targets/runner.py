@@ -166,7 +166,7 @@ def _exhaust_here(spec: TargetSpec, request: dict[str, Any], progress: Progress
     deviations = int(request["deviations"])
     settings = trace.settings
     report = exhaust(
-        execute_on(target, settings), trace_scenario(trace, target), deviations,
+        execute_on(target, settings, drawn=False), trace_scenario(trace, target), deviations,
         max_runs=request.get("max_runs"), progress=progress,
         on_found=lambda found: progress("finding", {"target": target.describe(),
                                                     **_finding(found, target, settings)}))
