@@ -268,6 +268,16 @@ def test_every_trace_field_is_checked_and_named_with_its_file(
         assert code == 2 and str(bad) in err and message in err, err
 
 
+def test_a_count_setting_must_be_whole(capsys, tmp_path: Path):
+    trace = json.loads((Path(__file__).resolve().parent.parent / "reports" / "uvicorn-0.11.3-h11"
+                        / "receive-hang-e2bf0886" / "trace.json").read_text())
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**trace, "scenario": {
+        **trace["scenario"], "server": {"timeout_keep_alive": 5, "limit_concurrency": 2.5}}}))
+    code, _, err = run_cli(capsys, "replay", str(bad), "--server", "uvicorn")
+    assert code == 2 and "limit_concurrency to 2.5" in err and "a whole number, 0 or more" in err
+
+
 @pytest.mark.parametrize("server", ["reference", "uvicorn"])
 @pytest.mark.parametrize(("scenario", "message"), [
     ({"connections": "x"}, "the trace's scenario is malformed"),

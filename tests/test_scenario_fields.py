@@ -92,11 +92,21 @@ def test_a_bad_field_is_named_with_what_it_must_be(
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize(("value", "legal", "fits"), [
-    (5, [5, 1], True), (2.5, [5, 1], True), (0, [5, 1], True),
-    (None, [None, 2], True), (None, [5, 1], True), (-1, [None, 2], False),
-    (True, [5, 1], False), ("5", [5, 1], False), (float("nan"), [5, 1], False),
+@pytest.mark.parametrize(("value", "legal", "means", "fits"), [
+    (5, [5, 1], "", True), (2.5, [5, 1], "keep-alive-timeout", True), (0, [5, 1], "", True),
+    (None, [None, 2], "", True), (None, [5, 1], "", True), (-1, [None, 2], "", False),
+    (True, [5, 1], "", False), ("5", [5, 1], "", False), (float("nan"), [5, 1], "", False),
+    # a count is whole: 2.5 connections at once is no setting a server can mean
+    (2, [None, 2], "concurrency-limit", True), (2.0, [None, 2], "concurrency-limit", True),
+    (2.5, [None, 2], "concurrency-limit", False), (0.5, [10, 1], "receive-queue-size", False),
 ])
 def test_a_server_setting_fits_when_it_is_of_the_kind_the_search_tries(
-        value: Any, legal: list[Any], fits: bool):
-    assert rules.setting_fits(value, legal) is fits
+        value: Any, legal: list[Any], means: str, fits: bool):
+    assert rules.setting_fits(value, legal, means) is fits
+
+
+def test_every_setting_meaning_is_a_count_or_seconds():
+    from harness.targets.registry import MEANINGS
+    seconds = {m for m, text in MEANINGS.items() if text.startswith("seconds ")}
+    assert set(MEANINGS) - seconds == rules.COUNTED
+    assert rules.COUNTED.isdisjoint(seconds)

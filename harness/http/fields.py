@@ -138,15 +138,23 @@ def net(data: Any, known: dict[str, int], where: str = "net") -> dict[str, int]:
     return dict(data)
 
 
-def setting_fits(value: Any, legal: list[Any]) -> bool:
+# Setting meanings (harness/targets/registry.py, MEANINGS) that count something:
+# requests, bytes, connections, messages. The others are seconds.
+COUNTED = frozenset({"max-requests", "max-incomplete-size", "concurrency-limit",
+                     "receive-queue-size"})
+
+
+def setting_fits(value: Any, legal: list[Any], means: str = "") -> bool:
     """Whether a server setting may be `value`, given the values the search tries for it
-    (the target's settings space): a number of their kind, 0 or more, or null. Every
-    setting the registry lists is a number (a size, a count, seconds); null is how a
-    trace says a setting is off, and translation carries it from a server where it is
-    (uvicorn's timeout_graceful_shutdown) to one whose search never draws it (the
-    reference server's shutdown_grace, which takes it)."""
+    (the target's settings space) and what it `means`: a number of their kind, 0 or
+    more, whole if it counts something, or null. Every setting the registry lists is a
+    number (a size, a count, seconds); null is how a trace says a setting is off, and
+    translation carries it from a server where it is (uvicorn's
+    timeout_graceful_shutdown) to one whose search never draws it (the reference
+    server's shutdown_grace, which takes it)."""
     if value is None:
         return True
     kinds = [v for v in legal if v is not None]
     return bool(kinds) and all(_number(v) for v in kinds) and _number(value) \
-        and math.isfinite(value) and value >= 0
+        and math.isfinite(value) and value >= 0 \
+        and (means not in COUNTED or float(value).is_integer())

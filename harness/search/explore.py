@@ -27,7 +27,7 @@ from harness.decisions import (
 from harness.errors import HarnessFault
 from harness.http.failure import Failure
 from harness.http.families import FAMILIES, check_families
-from harness.http.fields import setting_fits
+from harness.http.fields import COUNTED, setting_fits
 from harness.http.scenario import (
     HttpRun,
     HttpScenario,
@@ -186,11 +186,13 @@ def trace_scenario(trace: Trace, target: Target) -> HttpScenario:
         raise TraceError(f"the trace sets {', '.join(map(repr, unknown))}, which "
                          f"{target.name} {target.version} does not offer (it offers "
                          f"{', '.join(space) or 'no settings'})")
+    meanings = target.setting_meanings()
     for name, value in scenario.server.items():
-        legal = space[name]
-        if not setting_fits(value, legal):
+        legal, means = space[name], meanings.get(name, "")
+        if not setting_fits(value, legal, means):
+            kind = "a whole number" if means in COUNTED else "a number"
             raise TraceError(f"the trace sets {name} to {value!r}, which {target.name} "
-                             f"{target.version} cannot take: expected a number, 0 or more, "
+                             f"{target.version} cannot take: expected {kind}, 0 or more, "
                              f"or null (the search tries {', '.join(map(json.dumps, legal))})")
     return scenario
 
