@@ -275,7 +275,8 @@ def test_a_count_setting_must_be_whole(capsys, tmp_path: Path):
     bad.write_text(json.dumps({**trace, "scenario": {
         **trace["scenario"], "server": {"timeout_keep_alive": 5, "limit_concurrency": 2.5}}}))
     code, _, err = run_cli(capsys, "replay", str(bad), "--server", "uvicorn")
-    assert code == 2 and "limit_concurrency to 2.5" in err and "a whole number, 0 or more" in err
+    assert code == 2 and "limit_concurrency to 2.5" in err, err
+    assert "expected a whole number, 0 or more, or null (the search tries null, 2)" in err
 
 
 @pytest.mark.parametrize("server", ["reference", "uvicorn"])
@@ -285,7 +286,9 @@ def test_a_count_setting_must_be_whole(capsys, tmp_path: Path):
     # Read as it was, this failed while mounting the target: the server's fault, it said.
     ({"connections": [{"read": "fast"}]}, "connections[0].read is 'fast'; expected one of "),
     # Read as it was, uvicorn failed the run with a server-error (exit 1): its fault, it said.
-    ({"server": {"timeout_keep_alive": "x"}}, "to 'x', which "),
+    ({"server": {"timeout_keep_alive": "x"}}, 'to "x", which '),
+    # So did a null keep-alive, which no server takes (it is no "off" switch).
+    ({"server": {"timeout_keep_alive": None}}, "to null, which "),
 ])
 def test_a_malformed_scenario_is_an_input_error_on_any_target(
         capsys, tmp_path: Path, server: str, scenario: dict[str, object], message: str):

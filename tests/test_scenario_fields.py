@@ -94,11 +94,14 @@ def test_a_bad_field_is_named_with_what_it_must_be(
 
 @pytest.mark.parametrize(("value", "legal", "means", "fits"), [
     (5, [5, 1], "", True), (2.5, [5, 1], "keep-alive-timeout", True), (0, [5, 1], "", True),
-    (None, [None, 2], "", True), (None, [5, 1], "", True), (-1, [None, 2], "", False),
+    (None, [None, 2], "", True), (-1, [None, 2], "", False),
     (True, [5, 1], "", False), ("5", [5, 1], "", False), (float("nan"), [5, 1], "", False),
     # a count is whole: 2.5 connections at once is no setting a server can mean
     (2, [None, 2], "concurrency-limit", True), (2.0, [None, 2], "concurrency-limit", True),
     (2.5, [None, 2], "concurrency-limit", False), (0.5, [10, 1], "receive-queue-size", False),
+    # null where the search tries it, or where it means "no limit" (carried by translation)
+    (None, [None, 1], "graceful-timeout", True), (None, [30.0, 1.0], "graceful-timeout", True),
+    (None, [5, 1], "keep-alive-timeout", False), (None, [10, 1], "receive-queue-size", False),
 ])
 def test_a_server_setting_fits_when_it_is_of_the_kind_the_search_tries(
         value: Any, legal: list[Any], means: str, fits: bool):
@@ -110,3 +113,4 @@ def test_every_setting_meaning_is_a_count_or_seconds():
     seconds = {m for m, text in MEANINGS.items() if text.startswith("seconds ")}
     assert set(MEANINGS) - seconds == rules.COUNTED
     assert rules.COUNTED.isdisjoint(seconds)
+    assert seconds >= rules.UNLIMITED

@@ -142,18 +142,21 @@ def net(data: Any, known: dict[str, int], where: str = "net") -> dict[str, int]:
 # requests, bytes, connections, messages. The others are seconds.
 COUNTED = frozenset({"max-requests", "max-incomplete-size", "concurrency-limit",
                      "receive-queue-size"})
+# Meanings whose null is "no limit" on every server that has them, so a null carries
+# across servers by meaning: uvicorn's timeout_graceful_shutdown defaults to null, and
+# translation hands it to the reference server's shutdown_grace and hypercorn's
+# graceful_timeout, whose searches never draw it but which wait as long as it takes.
+UNLIMITED = frozenset({"graceful-timeout"})
 
 
 def setting_fits(value: Any, legal: list[Any], means: str = "") -> bool:
     """Whether a server setting may be `value`, given the values the search tries for it
     (the target's settings space) and what it `means`: a number of their kind, 0 or
-    more, whole if it counts something, or null. Every setting the registry lists is a
-    number (a size, a count, seconds); null is how a trace says a setting is off, and
-    translation carries it from a server where it is (uvicorn's
-    timeout_graceful_shutdown) to one whose search never draws it (the reference
-    server's shutdown_grace, which takes it)."""
+    more, whole if it counts something; or null where the search tries null or the
+    meaning takes it (UNLIMITED). Every setting the registry lists is a number (a size,
+    a count, seconds)."""
     if value is None:
-        return True
+        return None in legal or means in UNLIMITED
     kinds = [v for v in legal if v is not None]
     return bool(kinds) and all(_number(v) for v in kinds) and _number(value) \
         and math.isfinite(value) and value >= 0 \

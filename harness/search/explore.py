@@ -27,7 +27,7 @@ from harness.decisions import (
 from harness.errors import HarnessFault
 from harness.http.failure import Failure
 from harness.http.families import FAMILIES, check_families
-from harness.http.fields import COUNTED, setting_fits
+from harness.http.fields import COUNTED, UNLIMITED, setting_fits
 from harness.http.scenario import (
     HttpRun,
     HttpScenario,
@@ -191,9 +191,11 @@ def trace_scenario(trace: Trace, target: Target) -> HttpScenario:
         legal, means = space[name], meanings.get(name, "")
         if not setting_fits(value, legal, means):
             kind = "a whole number" if means in COUNTED else "a number"
-            raise TraceError(f"the trace sets {name} to {value!r}, which {target.name} "
-                             f"{target.version} cannot take: expected {kind}, 0 or more, "
-                             f"or null (the search tries {', '.join(map(json.dumps, legal))})")
+            null = ", or null" if None in legal or means in UNLIMITED else ""
+            raise TraceError(f"the trace sets {name} to {json.dumps(value)}, which "
+                             f"{target.name} {target.version} cannot take: expected {kind}, "
+                             f"0 or more{null} (the search tries "
+                             f"{', '.join(map(json.dumps, legal))})")
     return scenario
 
 
