@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -81,9 +82,9 @@ def exhaust_trace(trace: Trace | str, server: str | None = None, deviations: int
     be text (an environment variable's). Returns "findings" (each failure in its first
     ordering: kind, signature, message, deviations, runs_to_find, trace), "runs", and
     "complete" (False: max_runs cut the walk short)."""
-    count = _whole(deviations, 0, "deviations", "the most deviations from the ordinary run "
+    count = whole(deviations, 0, "deviations", "the most deviations from the ordinary run "
                    "to try", "1")
-    limit = EXHAUST_RUNS if max_runs is None else _whole(
+    limit = EXHAUST_RUNS if max_runs is None else whole(
         max_runs, 1, "max_runs", "the most orderings to run", f"{EXHAUST_RUNS * 5}")
     trace = _trace(trace)
     spec, _ = trace_target(trace, server, http)
@@ -92,11 +93,13 @@ def exhaust_trace(trace: Trace | str, server: str | None = None, deviations: int
     return run(spec, request, lambda event, info: None)
 
 
-def _whole(value: int | str, least: int, name: str, what: str, example: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = least - 1
+def whole(value: object, least: int, name: str, what: str, example: str) -> int:
+    """`value` as a whole number, `least` or more: an int or its text (an environment
+    variable's). A bool or a fraction is refused, not read as 1 or cut to a whole."""
+    number = least - 1
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            number = int(value)
     if number < least:
         raise InputError(f"{name} {value!r}: {what} must be a whole number, {least} or more "
                          f"(for example {example})")

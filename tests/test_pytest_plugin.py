@@ -135,9 +135,12 @@ def test_a_zero_limit_is_refused(race):
         "- lost-disconnect: receive() after the response: blocked at * (ordering *, *)",
         "*replay: harness replay .harness-cache/race-failures/hypercorn-*-once-nearby-*.json "
         "--server hypercorn --http h11",
-        "*race.exhaust's deviations must be a whole number, 0 or more; got -1",
-        "*race.exhaust's max_runs must be a whole number, 1 or more; got -5",
-        "*race.exhaust's max_runs must be a whole number, 1 or more; got 0"])
+        "*race.exhaust's deviations -1: the most deviations from the ordinary run to try "
+        "must be a whole number, 0 or more (for example 1)",
+        "*race.exhaust's max_runs -5: the most orderings to run must be a whole number, "
+        "1 or more (for example 100000)",
+        "*race.exhaust's max_runs 0: the most orderings to run must be a whole number, "
+        "1 or more (for example 100000)"])
     [command] = re.findall(r"replay: harness replay (\S+) ", failing.stdout.str())[:1]
     monkeypatch.chdir(pytester.path)
     assert harness_main(["replay", command]) == 1  # the kept trace fails again

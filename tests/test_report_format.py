@@ -336,6 +336,21 @@ def test_the_repro_test_fails_on_a_nearby_ordering_that_shows_its_failure():
         test()
 
 
+@pytest.mark.parametrize(("value", "least", "read"), [
+    (2, 0, 2), ("3", 0, 3), (0, 0, 0), (1, 1, 1),
+    (-1, 0, None), (0, 1, None), ("two", 0, None), ("", 0, None),
+    (True, 0, None), (2.7, 0, None), (None, 0, None),  # never read as 1, cut to 2 or 0
+])
+def test_a_repro_tests_counts_are_whole_numbers_or_their_text(value, least, read):
+    from harness.api import whole
+    from harness.errors import InputError
+    if read is not None:
+        assert whole(value, least, "n", "the count", "1") == read
+        return
+    with pytest.raises(InputError, match=f"must be a whole number, {least} or more"):
+        whole(value, least, "n", "the count", "1")
+
+
 def test_the_repro_test_runs_alone_without_its_folder(project: Path, tmp_path: Path):
     """What goes with a bug report may be the one file: it carries its trace."""
     alone = tmp_path / "attached"

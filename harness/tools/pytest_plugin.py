@@ -226,16 +226,18 @@ class Race:
         orderings (default: harness exhaust's; a walk it cuts short warns); fails, with
         each failure and its replay command, if any ordering fails: a fix should hold in
         all of them, not only in the trace's own."""
+        from harness.api import whole
         from harness.search.profiles import EXHAUST_RUNS
         from harness.tools.race import exhaust_trace
 
-        limit = EXHAUST_RUNS if max_runs is None else max_runs
-        for name, value, least in (("deviations", deviations, 0), ("max_runs", limit, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"race.exhaust's {name} must be a whole number, {least} or "
-                                 f"more; got {value!r}")
+        # (an InputError, which is a ValueError: the test's own mistake)
+        count = whole(deviations, 0, "race.exhaust's deviations",
+                      "the most deviations from the ordinary run to try", "1")
+        limit = EXHAUST_RUNS if max_runs is None else whole(
+            max_runs, 1, "race.exhaust's max_runs", "the most orderings to run",
+            f"{EXHAUST_RUNS * 5}")
         conclude(exhaust_trace(self.target, self.here / trace, self.config.rootpath,
-                               deviations, limit))
+                               count, limit))
 
     def explore(self, family: str, budget: float | None = None,
                 seed: int | None = None) -> None:
