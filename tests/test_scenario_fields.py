@@ -78,6 +78,8 @@ def _scenario() -> dict[str, Any]:
     (("shutdown",), {"after": 3, "delay": "soon"}, "shutdown.delay is 'soon'; expected a "
                                                    "number of seconds"),
     (("shutdown",), {"at": 3}, "shutdown has unknown fields ['at']"),
+    (("family",), "chaos", "family is 'chaos'; expected one of 'keepalive', 'pipelining', "),
+    (("family",), None, "family is None; expected one of"),
 ])
 def test_a_bad_field_is_named_with_what_it_must_be(
         where: tuple[Any, ...], value: Any, message: str):

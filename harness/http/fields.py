@@ -25,6 +25,7 @@ from harness.http.client import (
     ConnSpec,
     RequestSpec,
 )
+from harness.http.families import FAMILIES
 from harness.http.shutdown import ShutdownSpec
 
 
@@ -119,6 +120,14 @@ def behaviour(item: Any, where: str) -> tuple[int, int, AppBehaviour]:
         raise FieldError(f"{where} is {item!r}; expected [connection, request, behaviour] "
                          "with two whole numbers, 0 or more")
     return item[0], item[1], checked(AppBehaviour, item[2], f"{where}[2]")
+
+
+def family(data: Any, where: str = "family") -> str:
+    """The family a scenario was drawn from: a label in reports, but one of FAMILIES."""
+    ok, needs = _one_of(FAMILIES)
+    if not ok(data):
+        raise FieldError(f"{where} is {data!r}; expected {needs}")
+    return str(data)
 
 
 def shutdown(data: Any, where: str = "shutdown") -> ShutdownSpec:

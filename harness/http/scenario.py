@@ -19,7 +19,7 @@ from harness.errors import HarnessFault, InputError, TargetFault
 from harness.http.app import AppBehaviour, RecordingApp, asgi2
 from harness.http.client import ClientScript, ConnSpec
 from harness.http.failure import Failure
-from harness.http.fields import FieldError, behaviour, connection
+from harness.http.fields import FieldError, behaviour, connection, family
 from harness.http.fields import net as checked_net
 from harness.http.fields import shutdown as checked_shutdown
 from harness.http.observations import ErrorCollector, Observations, observe
@@ -142,7 +142,7 @@ class HttpScenario:
                 if not isinstance(value, (list, tuple)):
                     raise FieldError(f"{name} is {value!r}; expected a list")
             return cls(
-                family=str(data["family"]),
+                family=family(data["family"]),
                 connections=tuple(connection(c, f"connections[{n}]")
                                   for n, c in enumerate(connections)),
                 behaviours=tuple(behaviour(b, f"behaviours[{n}]")
