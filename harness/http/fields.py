@@ -90,7 +90,12 @@ TABLES: dict[type, dict[str, Rule]] = {
 def checked(cls: Callable[..., T], data: Any, where: str, **built: Any) -> T:
     """`cls(**data)`, each field first checked against its rule; `built` replaces fields
     already read (a connection's requests). A FieldError names `where` and the field."""
-    rules = TABLES[cls]  # type: ignore[index]
+    _check(TABLES[cls], data, where)  # type: ignore[index]
+    return cls(**{**data, **built})
+
+
+def _check(rules: dict[str, Rule], data: Any, where: str) -> None:
+    """`data` is an object whose every field is in `rules` and passes its rule."""
     if not isinstance(data, dict):
         raise FieldError(f"{where} is {data!r}; expected an object")
     unknown = sorted(set(data) - set(rules))
@@ -100,7 +105,6 @@ def checked(cls: Callable[..., T], data: Any, where: str, **built: Any) -> T:
         ok, needs = rules[name]
         if not ok(value):
             raise FieldError(f"{where}.{name} is {value!r}; expected {needs}")
-    return cls(**{**data, **built})
 
 
 def connection(data: Any, where: str) -> ConnSpec:
@@ -136,14 +140,8 @@ def shutdown(data: Any, where: str = "shutdown") -> ShutdownSpec:
 
 def net(data: Any, known: dict[str, int], where: str = "net") -> dict[str, int]:
     """The scenario's network parameters: names from `known`, each a positive size."""
-    if not isinstance(data, dict):
-        raise FieldError(f"{where} is {data!r}; expected an object")
     ok, needs = _whole(1)
-    for name, value in data.items():
-        if name not in known:
-            raise FieldError(f"{where} has unknown fields [{name!r}]; known: {sorted(known)}")
-        if not ok(value):
-            raise FieldError(f"{where}.{name} is {value!r}; expected {needs} (bytes)")
+    _check({name: (ok, f"{needs} (bytes)") for name in known}, data, where)
     return dict(data)
 
 
@@ -158,15 +156,25 @@ COUNTED = frozenset({"max-requests", "max-incomplete-size", "concurrency-limit",
 UNLIMITED = frozenset({"graceful-timeout"})
 
 
+def setting_rule(legal: list[Any], means: str = "") -> Rule:
+    """What a server setting may be, given the values the search tries for it (the
+    target's settings space) and what it `means`: a number of their kind, 0 or more,
+    whole if it counts something; or null where the search tries null or the meaning
+    takes it (UNLIMITED). Every setting the registry lists is a number (a size, a count,
+    seconds)."""
+    counted, nullable = means in COUNTED, None in legal or means in UNLIMITED
+    numbers = [v for v in legal if v is not None]
+    numeric = bool(numbers) and all(_number(v) for v in numbers)
+
+    def ok(value: Any) -> bool:
+        if value is None:
+            return nullable
+        return numeric and _number(value) and math.isfinite(value) and value >= 0 \
+            and (not counted or float(value).is_integer())
+
+    kind = "a whole number" if counted else "a number"
+    return ok, f"{kind}, 0 or more" + (", or null" if nullable else "")
+
+
 def setting_fits(value: Any, legal: list[Any], means: str = "") -> bool:
-    """Whether a server setting may be `value`, given the values the search tries for it
-    (the target's settings space) and what it `means`: a number of their kind, 0 or
-    more, whole if it counts something; or null where the search tries null or the
-    meaning takes it (UNLIMITED). Every setting the registry lists is a number (a size,
-    a count, seconds)."""
-    if value is None:
-        return None in legal or means in UNLIMITED
-    kinds = [v for v in legal if v is not None]
-    return bool(kinds) and all(_number(v) for v in kinds) and _number(value) \
-        and math.isfinite(value) and value >= 0 \
-        and (means not in COUNTED or float(value).is_integer())
+    return setting_rule(legal, means)[0](value)

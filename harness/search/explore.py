@@ -27,7 +27,7 @@ from harness.decisions import (
 from harness.errors import HarnessFault
 from harness.http.failure import Failure
 from harness.http.families import FAMILIES, check_families
-from harness.http.fields import COUNTED, UNLIMITED, setting_fits
+from harness.http.fields import setting_rule
 from harness.http.scenario import (
     HttpRun,
     HttpScenario,
@@ -188,14 +188,12 @@ def trace_scenario(trace: Trace, target: Target) -> HttpScenario:
                          f"{', '.join(space) or 'no settings'})")
     meanings = target.setting_meanings()
     for name, value in scenario.server.items():
-        legal, means = space[name], meanings.get(name, "")
-        if not setting_fits(value, legal, means):
-            kind = "a whole number" if means in COUNTED else "a number"
-            null = ", or null" if None in legal or means in UNLIMITED else ""
+        legal = space[name]
+        ok, needs = setting_rule(legal, meanings.get(name, ""))
+        if not ok(value):
             raise TraceError(f"the trace sets {name} to {json.dumps(value)}, which "
-                             f"{target.name} {target.version} cannot take: expected {kind}, "
-                             f"0 or more{null} (the search tries "
-                             f"{', '.join(map(json.dumps, legal))})")
+                             f"{target.name} {target.version} cannot take: expected {needs} "
+                             f"(the search tries {', '.join(map(json.dumps, legal))})")
     return scenario
 
 
