@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError, RunLimitWarning
 from harness.search.profiles import EXHAUST_RUNS
 from harness.search.trace import Trace, TraceError
+from harness.search.walk_lines import walk_progress
 from harness.targets.registry import TargetSpec, entry, target_specs
 from harness.targets.runner import run
 from harness.targets.source import key_of, parse_source
@@ -73,15 +75,17 @@ def replay_trace(trace: Trace | str, server: str | None = None, http: str | None
 
 
 def exhaust_trace(trace: Trace | str, server: str | None = None, deviations: int | str = 1,
-                  http: str | None = None,
-                  max_runs: int | str | None = None) -> dict[str, Any]:
+                  http: str | None = None, max_runs: int | str | None = None,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the scenario of `trace` (a trace, or the text of a trace.json) in every ordering
     with at most `deviations` deviations from the ordinary run, as `harness exhaust`
     does, on `server` (default: the trace's own target), up to `max_runs` orderings
     (default, or None: harness exhaust's, EXHAUST_RUNS). `deviations` and `max_runs` may
     be text (an environment variable's). Returns "findings" (each failure in its first
     ordering: kind, signature, message, deviations, runs_to_find, trace), "runs", and
-    "complete" (False: max_runs cut the walk short)."""
+    "complete" (False: max_runs cut the walk short). `progress`, if given, is called with
+    a line as each level of the walk begins and every few seconds within it, as
+    `harness exhaust` prints them: tens of thousands of orderings take minutes."""
     count = whole(deviations, 0, "deviations", "the most deviations from the ordinary run "
                    "to try", "1")
     limit = EXHAUST_RUNS if max_runs is None else whole(
@@ -90,7 +94,8 @@ def exhaust_trace(trace: Trace | str, server: str | None = None, deviations: int
     spec, _ = trace_target(trace, server, http)
     request = {"op": "exhaust", "trace": trace.to_json(), "deviations": count,
                "max_runs": limit}
-    return run(spec, request, lambda event, info: None)
+    return run(spec, request, walk_progress(progress) if progress is not None
+               else lambda event, info: None)
 
 
 def whole(value: object, least: int, name: str, what: str, example: str) -> int:

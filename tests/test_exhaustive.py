@@ -12,6 +12,7 @@ from harness.decisions import Decision, DecisionSource, PrefixSource, Recorder
 from harness.errors import HarnessFault
 from harness.search.engine import Outcome
 from harness.search.exhaustive import exhaust, summary
+from harness.search.walk_lines import LINE_EVERY, walk_progress
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,21 @@ def test_the_prefix_source_replays_its_prefix_strictly_then_answers_zero():
     assert [source.choose(3, "a"), source.choose(2, "b"), source.choose(5, "c")] == [2, 1, 0]
     with pytest.raises(Exception, match="decision 0"):
         PrefixSource([Decision("a", 3, 2)]).choose(4, "a")
+
+
+def test_an_exhaust_walk_says_each_level_and_how_far_it_is_every_few_seconds():
+    # One wording for harness exhaust, harness.api.exhaust_trace and race.exhaust.
+    lines: list[str] = []
+    now = [0.0]
+    on_event = walk_progress(lines.append, lambda: now[0])
+    on_event("level", {"deviations": 0, "orderings": 1, "runs": 0})
+    on_event("level", {"deviations": 1, "orderings": 2400, "runs": 1})
+    for run in range(100, 2401, 100):  # a "runs" event every 100 runs, a second apart
+        now[0] = run / 100
+        on_event("runs", {"runs": run + 1, "deviations": 1, "of_level": run, "level": 2400})
+    on_event("finding", {"kind": "leak"})  # not a progress event: the caller's
+    assert lines[:2] == ["1 ordering with 0 deviations to run",
+                         "2,400 orderings with 1 deviation to run"]
+    assert lines[2:] == [f"  {run:,} of 2,400 run ({run + 1:,} in all)"
+                         for run in range(500, 2401, 500)]  # every LINE_EVERY seconds
+    assert LINE_EVERY == 5.0

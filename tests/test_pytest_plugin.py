@@ -148,6 +148,11 @@ def test_a_zero_limit_is_refused(race):
     passing = run(pytester, "test_regression.py", "--race-server", "reference",
                   "-k", "nearby")
     passing.assert_outcomes(passed=1)
+    # The walk's progress reaches the terminal past the test's capture, a level at a time.
+    passing.stdout.fnmatch_lines(["race.exhaust on reference (h11): 1 ordering with 0 "
+                                  "deviations to run",
+                                  "race.exhaust on reference (h11): * orderings with 1 "
+                                  "deviation to run"])
     cut = run(pytester, "test_regression.py", "--race-server", "reference", "-k", "short",
               "-W", "default::UserWarning")  # not an error, as this project's own tests have
     cut.assert_outcomes(passed=1)  # (not counting warnings: assert-rewrite ones may come too)

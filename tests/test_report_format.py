@@ -7,6 +7,8 @@ and fast); the committed showcase reports are checked for the same properties.""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.metadata
 import json
 import os
@@ -14,6 +16,7 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +291,10 @@ def test_with_harness_deviations_the_repro_test_checks_every_nearby_ordering(pro
     [line] = re.findall(r"^none of the (\d+) orderings within 1 deviations of the ordinary "
                         r"run shows lost-disconnect$", passing.stdout, re.M)
     assert int(line) > 1  # the ordinary run and each single deviation from it
+    # The walk's progress, past pytest's capture: each level as it begins.
+    [level] = re.findall(r"^exhaust: (\d+) orderings with 1 deviation to run$",
+                         passing.stdout, re.M)
+    assert int(level) == int(line) - 1
     bad = subprocess.run(command, cwd=project, env={**env, "HARNESS_DEVIATIONS": "two"},
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "deviations 'two': the most deviations from the ordinary " \
@@ -301,6 +308,18 @@ def test_with_harness_deviations_the_repro_test_checks_every_nearby_ordering(pro
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "max_runs '0': the most orderings to run must be a whole " \
         "number, 1 or more" in bad.stdout, bad.stdout[-2000:]
+
+
+class FakeCapsys:
+    """pytest's capsys, as far as the generated test uses it."""
+
+    def __init__(self) -> None:
+        self.disabled_for = 0
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        self.disabled_for += 1
+        yield
 
 
 def test_the_repro_test_fails_on_a_nearby_ordering_that_shows_its_failure():
@@ -318,13 +337,15 @@ def test_the_repro_test_fails_on_a_nearby_ordering_that_shows_its_failure():
         "runs": 186, "findings": [
             {"kind": "other", "runs_to_find": 3, "deviations": 1, "message": "not this one"},
             {"kind": "leak", "runs_to_find": 145, "deviations": 1, "message": "c1 leaked"}]}
-    test = namespace["test_the_trace_no_longer_shows_leak"]
+    captured = FakeCapsys()
+    test = functools.partial(namespace["test_the_trace_no_longer_shows_leak"], captured)
     test()  # HARNESS_DEVIATIONS unset: the trace's own ordering only
-    assert asked == []
+    assert asked == [] and captured.disabled_for == 0
     namespace["DEVIATIONS"] = "1"
     with pytest.raises(AssertionError, match="ordering 145, 1 deviations: c1 leaked") as failed:
         test()
-    assert asked == [(("\n{}", None, "1"), {"max_runs": None})]
+    assert asked == [(("\n{}", None, "1"), {"max_runs": None, "progress": namespace["say"]})]
+    assert captured.disabled_for == 1  # the walk's progress goes past the capture
     assert "not this one" not in str(failed.value)
     namespace["exhaust_trace"] = lambda *args, **kw: {"runs": 20, "findings": [],
                                                       "complete": False}

@@ -17,7 +17,6 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from harness.http.families import FAMILIES, check_families
 from harness.search.claims import Claims
 from harness.search.profiles import EXHAUST_RUNS, PROFILES, STRATEGIES, check_budget, profile
 from harness.search.trace import Trace
+from harness.search.walk_lines import walk_progress
 from harness.targets.envs import ensure_target_env
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER
 from harness.targets.registry import (
@@ -44,7 +44,7 @@ from harness.targets.registry import (
 from harness.targets.runner import examples_root, run, terminate_workers
 from harness.tools.environment import harness_line, installed_beside
 from harness.tools.outputs import check_output_folder, make_folder, take_back
-from harness.tools.progress import PLAIN_EVERY, Progress
+from harness.tools.progress import Progress
 from harness.tools.reference_run import ReferenceRun
 from harness.tools.report import write_report
 from harness.tools.summary import Summary
@@ -401,19 +401,13 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
     spec, _ = trace_target(trace, args.server, args.http)
     progress = Progress()
     writer = Writer(spec, Path(args.reports), progress)
-    last_line = [time.monotonic()]
+    walk = walk_progress(progress.line)
 
     def on_event(event: str, info: dict[str, Any]) -> None:
         if event == "finding":
             writer(info)
-        elif event == "level":
-            d, n = info["deviations"], info["orderings"]
-            progress.line(f"{n:,} ordering{'' if n == 1 else 's'} with {d} deviation"
-                          f"{'' if d == 1 else 's'} to run")
-        elif event == "runs" and time.monotonic() - last_line[0] >= PLAIN_EVERY:
-            last_line[0] = time.monotonic()
-            progress.line(f"  {info['of_level']:,} of {info['level']:,} run "
-                          f"({info['runs']:,} in all)")
+        else:
+            walk(event, info)
 
     progress.line(f"running every ordering of the scenario of {args.trace} with at most "
                   f"{args.deviations} deviation{'' if args.deviations == 1 else 's'} on "

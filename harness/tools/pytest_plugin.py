@@ -24,6 +24,7 @@ a target such tests skip. A conftest.py can name default targets with the
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,7 +238,18 @@ class Race:
             max_runs, 1, "race.exhaust's max_runs", "the most orderings to run",
             f"{EXHAUST_RUNS * 5}")
         conclude(exhaust_trace(self.target, self.here / trace, self.config.rootpath,
-                               count, limit))
+                               count, limit, self._say))
+
+    def _say(self, line: str) -> None:
+        """A progress line on the terminal, past the test's output capture, as pytest's
+        live logging writes its records: a walk can run for minutes."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return  # (-p no:terminal)
+        with (capture.global_and_fixture_disabled() if capture is not None
+              else contextlib.nullcontext()):
+            reporter.write_line(f"race.exhaust on {self.target.spec}: {line.strip()}")
 
     def explore(self, family: str, budget: float | None = None,
                 seed: int | None = None) -> None:

@@ -11,7 +11,7 @@ and whose path works from the project's root.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from harness.http.families import check_families
 from harness.search.profiles import EXHAUST_RUNS, check_budget
 from harness.search.trace import Trace
+from harness.search.walk_lines import walk_progress
 from harness.targets.registry import TargetSpec, target_specs
 from harness.targets.runner import run
 from harness.tools.judgement import judge
@@ -138,14 +139,15 @@ def replay_trace(target: RaceTarget, path: Path, root: Path) -> Outcome:
 
 
 def exhaust_trace(target: RaceTarget, path: Path, root: Path, deviations: int,
-                  max_runs: int = EXHAUST_RUNS) -> Outcome:
+                  max_runs: int = EXHAUST_RUNS,
+                  say: Callable[[str], None] = lambda line: None) -> Outcome:
     """Run a stored trace's scenario on the target in every ordering with at most
     `deviations` deviations from the ordinary run (`harness exhaust`), up to `max_runs`:
     any failure in any of them fails, each named with the ordering it first showed in,
-    kept for replay."""
+    kept for replay. `say` gets the walk's progress lines."""
     result: dict[str, Any] = run(target.spec, {
         "op": "exhaust", "trace": Trace.load(path).to_json(), "deviations": deviations,
-        "max_runs": max_runs}, lambda event, info: None)
+        "max_runs": max_runs}, walk_progress(say))
     found = result["findings"]
     where = shown(path, root)
     unchecked = None if result["complete"] else (

@@ -326,9 +326,9 @@ target, strictly.
 A fix should hold in every ordering of this scenario, not only the trace's own: with
 HARNESS_DEVIATIONS=K it also runs each ordering with at most K deviations from the
 ordinary run (as `harness exhaust` does; K=1 is typically hundreds of orderings, K=2
-tens of thousands) and fails if any of them shows {kind}. It stops at harness
-exhaust's limit of orderings, and warns if that cut it short: HARNESS_MAX_RUNS=N
-raises it.
+tens of thousands, minutes) and fails if any of them shows {kind}. It prints its
+progress as it goes, past pytest's output capture, and stops at harness exhaust's
+limit of orderings, warning if that cut it short: HARNESS_MAX_RUNS=N raises it.
 """
 
 import os
@@ -341,12 +341,17 @@ DEVIATIONS = os.environ.get("HARNESS_DEVIATIONS") or None  # None: its own order
 MAX_RUNS = os.environ.get("HARNESS_MAX_RUNS") or None  # None: harness exhaust's limit
 
 
-def test_the_trace_no_longer_shows_{slug}():
+def say(line):
+    print("exhaust:", line.strip(), flush=True)
+
+
+def test_the_trace_no_longer_shows_{slug}(capsys):
     verdict = replay_trace(TRACE, SERVER)
     same = [f for f in verdict["failures"] if f["kind"] == "{kind}"]
     assert not same, "\\n".join(f["message"] for f in same)
     if DEVIATIONS is not None:
-        walk = exhaust_trace(TRACE, SERVER, DEVIATIONS, max_runs=MAX_RUNS)
+        with capsys.disabled():  # the walk's progress, on the terminal as it goes
+            walk = exhaust_trace(TRACE, SERVER, DEVIATIONS, max_runs=MAX_RUNS, progress=say)
         same = [f for f in walk["findings"] if f["kind"] == "{kind}"]
         assert not same, "\\n".join(
             f"ordering {{f['runs_to_find']}}, {{f['deviations']}} deviations: {{f['message']}}"
