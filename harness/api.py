@@ -90,6 +90,9 @@ def exhaust_trace(trace: Trace | str, server: str | None = None, deviations: int
                    "to try", "1")
     limit = EXHAUST_RUNS if max_runs is None else whole(
         max_runs, 1, "max_runs", "the most orderings to run", f"{EXHAUST_RUNS * 5}")
+    if progress is not None and not callable(progress):  # else a TypeError mid-walk
+        raise InputError(f"progress {progress!r}: must be a callable taking one line of "
+                         "text (for example print), or None")
     trace = _trace(trace)
     spec, _ = trace_target(trace, server, http)
     request = {"op": "exhaust", "trace": trace.to_json(), "deviations": count,

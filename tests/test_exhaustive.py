@@ -4,6 +4,7 @@ fewest deviations first."""
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -129,3 +130,25 @@ def test_an_exhaust_walk_says_each_level_and_how_far_it_is_every_few_seconds():
     assert lines[2:] == [f"  {run:,} of 2,400 run ({run + 1:,} in all)"
                          for run in range(500, 2401, 500)]  # every LINE_EVERY seconds
     assert LINE_EVERY == 5.0
+
+
+def test_the_api_hands_the_walks_progress_to_a_callable_and_refuses_anything_else():
+    from pathlib import Path
+
+    from harness.api import exhaust_trace
+    from harness.errors import InputError
+
+    trace = (Path(__file__).parent.parent / "reports" / "uvicorn-0.3.26-h11"
+             / "lost-disconnect-7039c262" / "trace.json").read_text()
+    lines: list[str] = []
+    walk = exhaust_trace(trace, "reference", 1, progress=lines.append)
+    assert walk["complete"] and not walk["findings"]
+    n = walk["runs"] - 1
+    assert lines[:2] == ["1 ordering with 0 deviations to run",
+                         f"{n:,} orderings with 1 deviation to run"]
+    # (a second or two here; on a machine slow enough, how far it is every 5 s)
+    assert all(re.fullmatch(rf"  [\d,]+ of {n:,} run \([\d,]+ in all\)", line)
+               for line in lines[2:])
+    with pytest.raises(InputError, match="progress 'lines': must be a callable taking one "
+                                         "line of text"):
+        exhaust_trace(trace, "reference", 1, progress="lines")  # type: ignore[arg-type]
