@@ -92,6 +92,9 @@ def test_the_run_limit_stops_the_walk_and_the_summary_says_how_far_it_got():
     assert report.levels[:2] == [1, 6]  # the ordinary run and all single deviations
     assert summary(report, 2).endswith(
         "stopped at the run limit; every ordering with at most 1 deviation ran")
+    _, one = walked(0)
+    assert summary(one, 0) == ("1 ordering ran (1 with 0): every ordering with at most "
+                               "0 deviations")
 
 
 def test_a_run_that_does_not_follow_its_prefix_is_a_harness_fault():

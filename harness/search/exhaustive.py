@@ -119,8 +119,12 @@ def summary(report: Exhausted[Any], max_deviations: int) -> str:
                  f"{'s' if max_deviations != 1 else ''}" if deepest == max_deviations
                  else f"every ordering there is (none has more than {deepest} deviation"
                       f"{'s' if deepest != 1 else ''})")
-        return f"{report.runs:,} orderings ran ({counts}): {reach}"
+        return f"{_orderings(report.runs)} ran ({counts}): {reach}"
     done = len(report.levels) - 2
-    return (f"{report.runs:,} orderings ran ({counts}): stopped at the run limit; "
+    return (f"{_orderings(report.runs)} ran ({counts}): stopped at the run limit; "
             + (f"every ordering with at most {done} deviation{'s' if done != 1 else ''} ran"
                if done >= 0 else "not even the ordinary run"))
+
+
+def _orderings(n: int) -> str:
+    return f"{n:,} ordering{'' if n == 1 else 's'}"
