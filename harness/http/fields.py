@@ -102,9 +102,13 @@ def _check(rules: dict[str, Rule], data: Any, where: str) -> None:
     if unknown:
         raise FieldError(f"{where} has unknown fields {unknown}; known: {sorted(rules)}")
     for name, value in data.items():
-        ok, needs = rules[name]
-        if not ok(value):
-            raise FieldError(f"{where}.{name} is {value!r}; expected {needs}")
+        _require(rules[name], value, f"{where}.{name}")
+
+
+def _require(rule: Rule, value: Any, where: str) -> None:
+    ok, needs = rule
+    if not ok(value):
+        raise FieldError(f"{where} is {value!r}; expected {needs}")
 
 
 def connection(data: Any, where: str) -> ConnSpec:
@@ -128,9 +132,7 @@ def behaviour(item: Any, where: str) -> tuple[int, int, AppBehaviour]:
 
 def family(data: Any, where: str = "family") -> str:
     """The family a scenario was drawn from: a label in reports, but one of FAMILIES."""
-    ok, needs = _one_of(FAMILIES)
-    if not ok(data):
-        raise FieldError(f"{where} is {data!r}; expected {needs}")
+    _require(_one_of(FAMILIES), data, where)
     return str(data)
 
 

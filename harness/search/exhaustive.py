@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from harness.decisions import Decision, DecisionSource, PrefixSource, TraceDivergence
 from harness.errors import HarnessFault
 from harness.search.engine import Found, Outcome, Progress, confirm
+from harness.search.walk_lines import orderings
 
 X = TypeVar("X")
 RUNS_EVERY = 100  # a "runs" progress event every this many runs
@@ -119,12 +120,8 @@ def summary(report: Exhausted[Any], max_deviations: int) -> str:
                  f"{'s' if max_deviations != 1 else ''}" if deepest == max_deviations
                  else f"every ordering there is (none has more than {deepest} deviation"
                       f"{'s' if deepest != 1 else ''})")
-        return f"{_orderings(report.runs)} ran ({counts}): {reach}"
+        return f"{orderings(report.runs)} ran ({counts}): {reach}"
     done = len(report.levels) - 2
-    return (f"{_orderings(report.runs)} ran ({counts}): stopped at the run limit; "
+    return (f"{orderings(report.runs)} ran ({counts}): stopped at the run limit; "
             + (f"every ordering with at most {done} deviation{'s' if done != 1 else ''} ran"
                if done >= 0 else "not even the ordinary run"))
-
-
-def _orderings(n: int) -> str:
-    return f"{n:,} ordering{'' if n == 1 else 's'}"

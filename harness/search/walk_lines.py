@@ -24,10 +24,15 @@ def walk_progress(say: Callable[[str], None], clock: Callable[[], float] = time.
     def on_event(event: str, info: dict[str, Any]) -> None:
         if event == "level":
             d, n = info["deviations"], info["orderings"]
-            say(f"{n:,} ordering{'' if n == 1 else 's'} with {d} deviation"
-                f"{'' if d == 1 else 's'} to run")
+            say(f"{orderings(n)} with {d} deviation{'' if d == 1 else 's'} to run")
         elif event == "runs" and clock() - last[0] >= every:
             last[0] = clock()
             say(f"  {info['of_level']:,} of {info['level']:,} run ({info['runs']:,} in all)")
 
     return on_event
+
+
+def orderings(n: int) -> str:
+    """A count of orderings in words ("1 ordering", "2,400 orderings"), as the walk's
+    lines and exhaustive.py's summary say it."""
+    return f"{n:,} ordering{'' if n == 1 else 's'}"
