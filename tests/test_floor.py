@@ -88,3 +88,57 @@ def test_a_protocol_without_a_server_picks_the_servers_that_have_it(monkeypatch,
     assert measured == [("uvicorn", "httptools")]
     assert floor.main(["--http", "spdy"]) == 2
     assert "no server with a stock side has the protocol 'spdy'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("phase", floor.PHASES)
+def test_a_doubled_phase_runs_twice_in_a_passing_ordinary_run(monkeypatch, phase):
+    from contextlib import contextmanager
+
+    from harness.http import scenario
+    from harness.sim import run
+
+    calls: list[str] = []
+    check, observe, sim_loop, collect = (scenario.check, scenario.observe, run.SimLoop,
+                                         scenario.collect_errors)
+
+    @contextmanager
+    def counted_collect():  # type: ignore[no-untyped-def]
+        calls.append("errors")
+        with collect() as collector:
+            yield collector
+
+    # Counting stand-ins first, so that run_twice doubles them (monkeypatch undoes both).
+    monkeypatch.setattr(scenario, "check", lambda obs: calls.append("oracles") or check(obs))
+    monkeypatch.setattr(scenario, "observe",
+                        lambda *a: calls.append("observations") or observe(*a))
+    monkeypatch.setattr(run, "SimLoop", lambda *a, **k: calls.append("loop") or sim_loop(*a, **k))
+    monkeypatch.setattr(scenario, "collect_errors", counted_collect)
+    floor.run_twice(phase)
+    floor.ordinary_runner("reference", "h11")()  # raises if the run failed
+    assert {p: calls.count(p) for p in floor.PHASES} == {
+        p: 2 if p == phase else 1 for p in floor.PHASES}
+
+
+def test_phase_counts_are_what_a_second_pass_adds(monkeypatch):
+    extra = {"oracles": 180.0, "observations": 90.0, "loop": 60.0, "errors": 40.0}
+    monkeypatch.setattr(floor, "instructions_per_run",
+                        lambda which, server, http, runs=20, twice=None:
+                        3900.0 + (extra[twice] if twice else 0.0))
+    said: list[str] = []
+    counts = floor.phase_instructions("reference", "h11", say=said.append)
+    assert counts == {"ordinary": 3900.0, **extra, "rest": 3530.0}
+    assert said == [f"counting {floor.PHASE_NAMES[p]}" for p in floor.PHASES]
+    assert "the oracles 0.000 M" in floor.phases_line(counts)
+    assert floor.phases_line(counts).endswith("the rest (simulation, mount, teardown) 0.004 M")
+
+
+def test_phases_without_valgrind_exit_2_naming_the_fix(monkeypatch, capsys):
+    monkeypatch.setattr(floor, "VALGRIND", "/nonexistent/valgrind")
+    assert floor.main(["--server", "reference", "--runs", "1", "--phases"]) == 2
+    assert "no valgrind at /nonexistent/valgrind: install Debian's valgrind" in (
+        capsys.readouterr().err)
+
+
+def test_an_unknown_phase_is_an_input_error():
+    with pytest.raises(InputError, match="unknown phase 'mount'"):
+        floor.run_twice("mount")

@@ -21,8 +21,11 @@ that reads the body and answers with one chunk, then the client closes.
 several batches of many runs) and their ratio; with `instructions=True` it also
 counts instructions per run under valgrind's callgrind, from two child processes
 that differ only in their number of runs (so start-up and imports cancel out).
-Run it as `python -m harness.tools.floor [--server NAME] [--http H] [--instructions]`:
-without --server, every server whose adapter has a stock side.
+`--phases` counts, the same way, what four parts of the ordinary run cost on their own
+(`PHASES`: its oracles, its observations, making and closing its loop, its error
+collection), each as what a second pass of it adds, and leaves the rest.
+Run it as `python -m harness.tools.floor [--server NAME] [--http H] [--instructions]
+[--phases]`: without --server, every server whose adapter has a stock side.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import h11
@@ -264,6 +267,56 @@ def runner(which: str, server: str, http: str) -> Callable[[], None]:
     raise InputError(f"unknown floor side {which!r}; use 'stock' or 'ordinary'")
 
 
+# The parts of an ordinary run that can be counted on their own: each reads the run and
+# makes something new, so running it twice changes nothing but the count, and what a
+# second pass adds is exactly its cost. (The simulation, the mount and the teardown
+# act on the run, so they are only the rest: the ordinary run less these.)
+PHASES = ("oracles", "observations", "loop", "errors")
+PHASE_NAMES = {"oracles": "the oracles", "observations": "the observations",
+               "loop": "making and closing the loop", "errors": "error collection"}
+
+
+def run_twice(phase: str) -> None:
+    """Make every ordinary run in this process do `phase` twice (a --child's setting)."""
+    from contextlib import contextmanager
+
+    from harness.http import scenario
+    from harness.sim import run
+
+    def called_twice(once: Callable[..., Any]) -> Callable[..., Any]:
+        def twice(*args: Any, **kwargs: Any) -> Any:
+            once(*args, **kwargs)
+            return once(*args, **kwargs)
+        return twice
+
+    def made_twice(make: Callable[..., Any]) -> Callable[..., Any]:
+        def twice(*args: Any, **kwargs: Any) -> Any:
+            make(*args, **kwargs).close()
+            return make(*args, **kwargs)
+        return twice
+
+    def entered_twice(collect: Callable[[], Any]) -> Callable[[], Any]:
+        @contextmanager
+        def twice() -> Iterator[Any]:
+            with collect():
+                pass
+            with collect() as collector:
+                yield collector
+        return twice
+
+    # phase: (module, the name a run calls it by there, its doubling)
+    doubled: dict[str, tuple[Any, str, Callable[[Any], Any]]] = {
+        "oracles": (scenario, "check", called_twice),
+        "observations": (scenario, "observe", called_twice),
+        "loop": (run, "SimLoop", made_twice),
+        "errors": (scenario, "collect_errors", entered_twice),
+    }
+    if phase not in doubled:
+        raise InputError(f"unknown phase {phase!r}; use one of {', '.join(PHASES)}")
+    module, name, double = doubled[phase]
+    setattr(module, name, double(getattr(module, name)))
+
+
 def cpu_per_run(run_once: Callable[[], None], runs: int, batches: int = BATCHES) -> float:
     """Median over `batches` of CPU seconds per run, each batch `runs` runs."""
     for _ in range(max(3, runs // 10)):  # warm up: imports, caches, first-call costs
@@ -277,23 +330,38 @@ def cpu_per_run(run_once: Callable[[], None], runs: int, batches: int = BATCHES)
     return statistics.median(per_batch)
 
 
-def instructions_per_run(which: str, server: str, http: str, runs: int = 20) -> float:
-    """Instructions per run under callgrind: (count(2n runs) - count(n runs)) / n."""
+def instructions_per_run(which: str, server: str, http: str, runs: int = 20,
+                         twice: str | None = None) -> float:
+    """Instructions per run under callgrind: (count(2n runs) - count(n runs)) / n; with
+    `twice`, of ordinary runs that do that phase twice."""
     if not os.access(VALGRIND, os.X_OK):
         raise EnvironmentFault(f"no valgrind at {VALGRIND}: install Debian's valgrind "
                                "(apt-get install valgrind) or leave instructions off")
-    counts = [_callgrind_total(which, server, http, n) for n in (runs, 2 * runs)]
+    counts = [_callgrind_total(which, server, http, n, twice) for n in (runs, 2 * runs)]
     return (counts[1] - counts[0]) / runs
 
 
-def _callgrind_total(which: str, server: str, http: str, runs: int) -> int:
+def phase_instructions(server: str, http: str, runs: int = 20,
+                       say: Callable[[str], None] = lambda line: None) -> dict[str, float]:
+    """Instructions per ordinary run: "ordinary" in all, each of PHASES, and "rest"."""
+    ordinary = instructions_per_run("ordinary", server, http, runs)
+    out = {"ordinary": ordinary}
+    for phase in PHASES:
+        say(f"counting {PHASE_NAMES[phase]}")
+        out[phase] = instructions_per_run("ordinary", server, http, runs, phase) - ordinary
+    out["rest"] = ordinary - sum(out[p] for p in PHASES)
+    return out
+
+
+def _callgrind_total(which: str, server: str, http: str, runs: int,
+                     twice: str | None = None) -> int:
     folder = tempfile.mkdtemp(prefix="floor-callgrind-")
     out = os.path.join(folder, "callgrind.out")
     try:
         subprocess.run(
             [VALGRIND, "--tool=callgrind", f"--callgrind-out-file={out}",
              sys.executable, "-m", "harness.tools.floor", "--child", which, "--server", server,
-             "--http", http, "--runs", str(runs)],
+             "--http", http, "--runs", str(runs)] + (["--twice", twice] if twice else []),
             check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"})
         with open(out) as f:
             found = re.search(r"^(?:summary|totals):\s*(\d+)", f.read(), re.MULTILINE)
@@ -333,7 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=300, help="stock runs per batch")
     parser.add_argument("--instructions", action="store_true",
                         help="also count instructions per run with valgrind's callgrind")
+    parser.add_argument("--phases", action="store_true",
+                        help="also count, with callgrind, the instructions of the ordinary "
+                        "run's oracles, observations, loop and error collection")
     parser.add_argument("--child", choices=("stock", "ordinary"), help=argparse.SUPPRESS)
+    parser.add_argument("--twice", choices=PHASES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         return _main(args)
@@ -358,6 +430,8 @@ def _main(args: argparse.Namespace) -> int:
     for server, http in chosen:
         _adapter(server, http)  # every refusal before any measurement
     if args.child:  # one side, `--runs` times, for callgrind to count
+        if args.twice:
+            run_twice(args.twice)
         run_once = runner(args.child, *chosen[0])
         for _ in range(args.runs):
             run_once()
@@ -371,7 +445,18 @@ def _main(args: argparse.Namespace) -> int:
             print(f"  instructions: stock {result['stock_instructions'] / 1e6:.2f} M/run, "
                   f"ordinary {result['ordinary_instructions'] / 1e6:.2f} M/run: "
                   f"{result['instruction_ratio']:.2f}x", flush=True)
+        if args.phases:
+            counts = phase_instructions(server, http, say=lambda line: print(
+                f"  ({line})", file=sys.stderr, flush=True))
+            print("  " + phases_line(counts), flush=True)
     return 0
+
+
+def phases_line(counts: dict[str, float]) -> str:
+    parts = [f"{PHASE_NAMES[p]} {counts[p] / 1e6:.3f} M" for p in PHASES]
+    return (f"of the ordinary run's {counts['ordinary'] / 1e6:.3f} M instructions: "
+            + ", ".join(parts) + f"; the rest (simulation, mount, teardown) "
+            f"{counts['rest'] / 1e6:.3f} M")
 
 
 if __name__ == "__main__":
