@@ -130,6 +130,11 @@ def test_phase_counts_are_what_a_second_pass_adds(monkeypatch):
     assert said == [f"counting {floor.PHASE_NAMES[p]}" for p in floor.PHASES]
     assert "the oracles 0.000 M" in floor.phases_line(counts)
     assert floor.phases_line(counts).endswith("the rest (simulation, mount, teardown) 0.004 M")
+    # An ordinary count already taken (--instructions with --phases) is not taken again.
+    monkeypatch.setattr(floor, "instructions_per_run",
+                        lambda which, server, http, runs=20, twice=None:
+                        4000.0 + extra[twice] if twice else pytest.fail("counted again"))
+    assert floor.phase_instructions("reference", "h11", ordinary=4000.0)["rest"] == 3630.0
 
 
 def test_phases_without_valgrind_exit_2_naming_the_fix(monkeypatch, capsys):

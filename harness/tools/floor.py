@@ -271,9 +271,9 @@ def runner(which: str, server: str, http: str) -> Callable[[], None]:
 # makes something new, so running it twice changes nothing but the count, and what a
 # second pass adds is exactly its cost. (The simulation, the mount and the teardown
 # act on the run, so they are only the rest: the ordinary run less these.)
-PHASES = ("oracles", "observations", "loop", "errors")
 PHASE_NAMES = {"oracles": "the oracles", "observations": "the observations",
                "loop": "making and closing the loop", "errors": "error collection"}
+PHASES = tuple(PHASE_NAMES)
 
 
 def run_twice(phase: str) -> None:
@@ -342,9 +342,12 @@ def instructions_per_run(which: str, server: str, http: str, runs: int = 20,
 
 
 def phase_instructions(server: str, http: str, runs: int = 20,
-                       say: Callable[[str], None] = lambda line: None) -> dict[str, float]:
-    """Instructions per ordinary run: "ordinary" in all, each of PHASES, and "rest"."""
-    ordinary = instructions_per_run("ordinary", server, http, runs)
+                       say: Callable[[str], None] = lambda line: None,
+                       ordinary: float | None = None) -> dict[str, float]:
+    """Instructions per ordinary run: "ordinary" in all (counted here unless given), each
+    of PHASES, and "rest"."""
+    if ordinary is None:
+        ordinary = instructions_per_run("ordinary", server, http, runs)
     out = {"ordinary": ordinary}
     for phase in PHASES:
         say(f"counting {PHASE_NAMES[phase]}")
@@ -447,7 +450,8 @@ def _main(args: argparse.Namespace) -> int:
                   f"{result['instruction_ratio']:.2f}x", flush=True)
         if args.phases:
             counts = phase_instructions(server, http, say=lambda line: print(
-                f"  ({line})", file=sys.stderr, flush=True))
+                f"  ({line})", file=sys.stderr, flush=True),
+                ordinary=result.get("ordinary_instructions"))  # counted once, with both
             print("  " + phases_line(counts), flush=True)
     return 0
 
