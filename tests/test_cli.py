@@ -157,6 +157,16 @@ def test_max_runs_alone_bounds_the_search_by_runs_not_by_seconds(capsys, tmp_pat
     assert re.search(r"reference-\S+\s+40\s", out), out
 
 
+@pytest.mark.parametrize("jobs,runs", [(2, 5), (3, 2)])
+def test_max_runs_is_shared_among_the_jobs_and_adds_up_to_it(capsys, tmp_path: Path,
+                                                              jobs: int, runs: int):
+    code, out, err = run_cli(capsys, "explore", "--server", "reference", "--jobs", str(jobs),
+                             "--max-runs", str(runs), "--no-examples",
+                             "--reports", str(tmp_path))
+    assert code == 0, err
+    assert re.search(rf"reference-\S+\s+{runs}\s", out), out
+
+
 def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_report, capsys):
     _, root = found_report
     trace = next(root.glob("*/lost-disconnect-*/trace.json"))

@@ -40,6 +40,7 @@ the machine and its load. Timing lives here, never in tests.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import resource
@@ -244,7 +245,14 @@ def _or_dash(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    # No options: --help says what the run does (and how long) before it starts.
+    argparse.ArgumentParser(
+        prog="python -m harness.tools.bench", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Section 3 alone searches each find over {SEEDS} seeds of up to {BUDGET:g} s: "
+        "expect a long run. `make bench` installs what it needs (valgrind, wrk) first.",
+    ).parse_args(argv)
     print(f"machine: {machine()}; at the start: {load()}", flush=True)
     print(f"\n1. throughput: explore runs per second per core, whole scenario space "
           f"({THROUGHPUT_SECONDS:g} s of search, nothing shrunk)")

@@ -113,11 +113,15 @@ class Writer:
 
 def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
                  write: Writer) -> dict[str, Any]:
-    per_job_runs = None if args.max_runs is None else max(1, args.max_runs // args.jobs)
+    def share(j: int) -> int | None:  # job j's part of --max-runs: the parts add up to it
+        if args.max_runs is None:
+            return None
+        runs, jobs = int(args.max_runs), int(args.jobs)
+        return runs // jobs + (j < runs % jobs)
 
     def request(j: int) -> dict[str, Any]:
         return {"op": "explore", "families": args.family or list(FAMILIES),
-                "budget": args.budget, "max_runs": per_job_runs,
+                "budget": args.budget, "max_runs": share(j),
                 "seed": args.seed + 7919 * j, "strategy": args.strategy,
                 "profile": args.profile, **({"examples": None} if args.no_examples else {})}
 
@@ -227,6 +231,8 @@ def _check_explore(args: argparse.Namespace) -> None:
     if not 1 <= args.jobs <= MAX_JOBS:
         raise UsageError(f"--jobs must be from 1 to {MAX_JOBS}, got {args.jobs} (this machine "
                          f"has {os.cpu_count()} cores; one job per core is the most that helps)")
+    if args.max_runs is not None:
+        args.jobs = min(args.jobs, args.max_runs)  # no job without a run of its own
     check_families(args.family or [])
     reports = Path(args.reports)
     if reports.exists() and not reports.is_dir():
@@ -506,8 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds of search per target, shrinking not counted (default: the "
                          "profile's, or no limit when --max-runs is given alone)")
     ex.add_argument("--max-runs", type=int, default=None, metavar="N",
-                    help="stop each target's search after N runs (with --budget, whichever "
-                         "comes first)")
+                    help="stop each target's search after N runs, shared among the "
+                         "--jobs (with --budget, whichever comes first)")
     ex.add_argument("--seed", type=int, default=0,
                     help="the search's seed (default 0): with --max-runs, --jobs and "
                          "--no-examples the same, and no time budget reached, a search "
