@@ -12,7 +12,7 @@ from harness.errors import InputError, RunLimitWarning
 from harness.search.profiles import EXHAUST_RUNS
 from harness.search.trace import Trace, TraceError
 from harness.search.walk_lines import walk_progress
-from harness.targets.registry import TargetSpec, entry, target_specs
+from harness.targets.registry import TargetSpec, entry, target_spec, target_specs
 from harness.targets.runner import run
 from harness.targets.source import key_of, parse_source
 
@@ -40,7 +40,7 @@ def trace_target(trace: Trace, server: str | None = None,
     if http is None:  # the trace's protocol, where the other server has it
         impls = (first or target_specs(server)[0]).entry.protocols
         http = str(own.get("http")) if own.get("http") in impls else impls[0]
-    spec = target_specs(server, http)[0]
+    spec = target_spec(server, http)
     if spec.source is not None:  # the same code: the same commit, or unedited copy
         return spec, (spec.source == own.get("source") and spec.http == own.get("http")
                       and source_key(spec.source) == own.get("key"))

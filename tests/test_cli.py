@@ -14,6 +14,9 @@ import pytest
 
 from harness.tools.cli import main
 
+# a committed trace of uvicorn 0.11.3 (h11)
+SHOWCASE = "reports/uvicorn-0.11.3-h11/receive-hang-e2bf0886/trace.json"
+
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(list(args))
@@ -235,6 +238,19 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
         (["bisect", "--server", "uvicorn", "--good", "0.11.3", "--bad", "0.11.03",
           "--scenario", "pipelining"],
          "--good and --bad are both uvicorn 0.11.3: a bisect needs two different releases"),
+        # A command that runs on one protocol refuses --http all instead of taking the first.
+        (["replay", SHOWCASE, "--http", "all"],
+         "--http all: this command runs on one protocol implementation; give one of h11, "
+         "httptools"),
+        (["exhaust", SHOWCASE, "--http", "all"],
+         "--http all: this command runs on one protocol implementation; give one of h11, "
+         "httptools"),
+        (["replay", SHOWCASE, "--http", "spdy"],
+         "uvicorn has no HTTP implementation 'spdy'; use one of h11, httptools\n"),
+        (["bisect", "--server", "uvicorn", "--good", "0.11.3", "--bad", "0.12.0",
+          "--scenario", "pipelining", "--http", "all"],
+         "--http all: bisect runs on one protocol implementation of uvicorn; give one of h11, "
+         "httptools"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(capsys, args: list[str], message: str):

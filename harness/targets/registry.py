@@ -394,7 +394,18 @@ def target_specs(spec: str, http: str = "default") -> list[TargetSpec]:
     return chosen_targets(spec, http)[0]
 
 
-def chosen_targets(spec: str, http: str) -> tuple[list[TargetSpec], dict[str, str]]:
+def target_spec(spec: str, http: str = "default") -> TargetSpec:
+    """The one target a --server/--http pair names, for a command that runs on one
+    (replay, exhaust, report, bisect): --http all is refused, not cut to its first."""
+    if http == "all":
+        every = ", ".join(s.http for s in target_specs(spec, "all"))
+        raise TargetError(f"--http all: this command runs on one protocol implementation; "
+                          f"give one of {every}")
+    return chosen_targets(spec, http, one=True)[0][0]
+
+
+def chosen_targets(spec: str, http: str,
+                   one: bool = False) -> tuple[list[TargetSpec], dict[str, str]]:
     """target_specs, and the protocols `--http all` (or default) left out of a release
     because the harness cannot run them there, each with the reason: what a command
     says it skipped."""
@@ -433,7 +444,7 @@ def chosen_targets(spec: str, http: str) -> tuple[list[TargetSpec], dict[str, st
     else:
         release = f" {version}" if version is not None and impls != found.protocols else ""
         raise TargetError(f"{name}{release} has no HTTP implementation {http!r}; use one of "
-                          f"{', '.join(impls)} or all")
+                          f"{', '.join(impls)}{'' if one else ' or all'}")
     return [TargetSpec(name, version, h, source) for h in chosen], blocked
 
 

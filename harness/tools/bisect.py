@@ -39,7 +39,14 @@ from harness.http.families import check_families
 from harness.http.oracles import KINDS
 from harness.search.profiles import check_budget
 from harness.search.trace import Trace, TraceError
-from harness.targets.registry import TargetError, entries, entry, parse_server, target_specs
+from harness.targets.registry import (
+    TargetError,
+    entries,
+    entry,
+    parse_server,
+    target_spec,
+    target_specs,
+)
 from harness.targets.runner import run
 from harness.targets.source import (
     Source,
@@ -91,7 +98,7 @@ def verdict_of(server_spec: str, http: str, args: argparse.Namespace,
                trace: Trace | None) -> tuple[bool | None, str]:
     """(fails?, why) on one version; None when it cannot be tried (it does not install)."""
     try:
-        spec = target_specs(server_spec, http)[0]
+        spec = target_spec(server_spec, http)
         if trace is not None:
             try:
                 return _replayed(spec, trace)
@@ -207,6 +214,10 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     protocols = entry(server).protocols
     own = str((trace.target or {}).get("http", "")) if trace else ""
     http = args.http or (own if own in protocols else protocols[0])
+    http = protocols[0] if http == "default" else http
+    if http not in protocols:  # checked here, not skipped at every version
+        raise BisectError(f"--http {http}: bisect runs on one protocol implementation of "
+                          f"{server}; give one of {', '.join(protocols)}")
     return _bisect(history, http, args, trace)
 
 
