@@ -1,7 +1,7 @@
 """Decision sources: every nondeterministic choice of a run goes through one of these.
 
 The interface is one method, `choose(n, what) -> int in range(n)`, where 0 is
-always the most ordinary behaviour (DESIGN.md, Rule 2). Each backend is a small
+always the most ordinary behaviour (README, Rule 1). Each backend is a small
 file; `Recorder` wraps any of them and keeps the list a trace stores.
 
 HypothesisSource is imported from its own module (hypothesis_source.py): importing

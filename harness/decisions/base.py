@@ -25,7 +25,7 @@ class Decision:
 class TraceDivergence(Exception):
     """A replayed run asked for a different decision than the trace recorded.
 
-    Replay is exact (DESIGN.md, Rule 2), so on the trace's own target this is a
+    Replay is exact (README, Rule 2), so on the trace's own target this is a
     harness bug; on another release it means the code paths differ."""
 
 

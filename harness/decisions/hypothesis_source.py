@@ -1,7 +1,7 @@
 """Hypothesis draws every choice from the test's data, so it can shrink them.
 
 Integers shrink toward 0, and 0 is the ordinary choice: a shrunk failure is
-"an ordinary run, except for these few deviations" (DESIGN.md, Rule 1).
+"an ordinary run, except for these few deviations" (README, Rule 1).
 """
 
 from __future__ import annotations

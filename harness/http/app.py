@@ -20,12 +20,12 @@ after `SPIN_ANSWERS` such answers in a row with no loop iteration between call a
 answer the model stops that loop and records a "spin" event, which the oracles report
 as the stuck run a real app (Starlette's disconnect listener) would be. Without it the
 wall-clock watchdog would stop the spin at whatever point the alarm found it, and the
-run would depend on the machine's speed (DESIGN.md, Rule 2).
+run would depend on the machine's speed (README, Rule 2).
 
 `RecordingApp` runs the behaviour for each request (chosen by its path,
 /c<conn>/r<index>) and records every ASGI call with the virtual time and
 the number of server reads of that connection so far: the oracles see only
-these ASGI events and the wire (DESIGN.md, Rule 4). The app is ASGI 3; `asgi2`
+these ASGI events and the wire (README, Rule 4). The app is ASGI 3; `asgi2`
 wraps it in the ASGI 2 calling convention for releases older than uvicorn 0.7.
 """
 

@@ -4,7 +4,7 @@
 messages per request), the client scripts (bytes and parsed responses), the
 network's streams (when each side's FIN or RST left, how much the server
 read), ERROR log records, and the tasks and timers still alive. No field is
-read from the server under test (DESIGN.md, Rule 4).
+read from the server under test (README, Rule 4).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Oracles: from Observations to failures, one function per failure kind.
 
 Rules as data: `KINDS` is the table docs and reports are generated from.
-Every oracle judges only ASGI messages and the wire (DESIGN.md, Rule 4). A
+Every oracle judges only ASGI messages and the wire (README, Rule 4). A
 failure's `signature` is what makes two runs "the same bug": for anything
 blocked, the await stack's frame inside the server; for a premature close, the
 server frames of the call that closed the connection; otherwise a short,
@@ -416,7 +416,7 @@ def owed_response_failures(facts: ConnFacts, obs: Observations) -> list[Failure]
 
 def unanswered_failures(facts: ConnFacts, obs: Observations,
                         found: list[Failure] | None = None) -> list[Failure]:
-    """DESIGN.md, Rule 3: a polite client's request still waiting for its response on a
+    """README, Rule 3: a polite client's request still waiting for its response on a
     connection the server keeps open at quiescence is a hang, when nothing but the
     server stands in its way: the client wrote it whole, reads everything (one that
     stopped may hold the server up by back-pressure) and has not closed or reset the

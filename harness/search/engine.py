@@ -31,7 +31,7 @@ strictly first, so an interrupt while it shrinks loses nothing. Then Hypothesis
 replays the detecting run's choices and shrinks scenario and decisions together
 (the shrunk sequence goes to the database for step 2), a greedy pass resets each
 remaining deviation to 0 where the failure survives, and the result is replayed
-strictly before it is reported (DESIGN.md, Rule 2): a replay that does not fail
+strictly before it is reported (README, Rule 2): a replay that does not fail
 again is a harness bug and raises.
 
 Time: the budget counts searching only, and shrinking has its own limit per failure
@@ -620,7 +620,7 @@ def confirm(
     run: str = "shrunk run",
 ) -> Any:
     """The failure `target` of a strict replay of `decisions`: a finding is handed out only
-    once it replays exactly (DESIGN.md, Rule 2); a ReplayMismatch if it does not."""
+    once it replays exactly (README, Rule 2); a ReplayMismatch if it does not."""
     outcome = execute(scenario, ReplaySource(decisions, strict=True))
     for f in outcome.failures:
         if f.key() == target:

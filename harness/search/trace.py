@@ -1,6 +1,6 @@
 """Traces: a scenario plus the decision list, as versioned JSON.
 
-A trace is everything needed to repeat a run exactly (DESIGN.md, Rule 2):
+A trace is everything needed to repeat a run exactly (README, Rule 2):
 which program ran (the scenario), against which target, with which
 simulation settings, and every decision in order. `replay` runs it again
 under a strict `ReplaySource`, so a run that asks a different question than

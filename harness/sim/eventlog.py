@@ -1,6 +1,6 @@
 """The event log: everything observable a run did, in order.
 
-Replay is judged on this log (DESIGN.md, Rule 2): two runs of one trace must
+Replay is judged on this log (README, Rule 2): two runs of one trace must
 produce byte-identical logs. So entries hold only deterministic text (virtual
 time, connection ids, byte counts, qualified names), never ids or addresses.
 """

@@ -4,7 +4,7 @@ The stock `BaseEventLoop._run_once` calls `self._selector.select(timeout)`,
 queues the I/O callbacks it returns, then the expired timers, then runs
 exactly the callbacks that were ready when the iteration began. `SimLoop`
 keeps that method unchanged and swaps the selector for a `Poller`, so ready
-callbacks run FIFO exactly as on the stock loop (DESIGN.md, Rule 1), and
+callbacks run FIFO exactly as on the stock loop (README, Rule 1), and
 every choice happens here, in this order:
 
 1. scripted peer actions due at the current virtual time run (the client

@@ -1,4 +1,4 @@
-"""Hangs at quiescence (DESIGN.md, Rule 3): who is still waiting, and where.
+"""Hangs at quiescence (README, Rule 3): who is still waiting, and where.
 
 When the poller finds nothing ready, nothing in flight and no timer before the
 horizon, every task that is not done is blocked for good. Its await stack

@@ -1,6 +1,6 @@
 """Environments: each target release installed once, into its own cached folder.
 
-Rule 5 (DESIGN.md): one target version per process. Nothing here names a
+Rule 5 (README): one target version per process. Nothing here names a
 server: the registry entry says which distribution to install and which
 modules must import for each protocol implementation. targets/install.py puts
 the release and what it declares into `<cache>/<server>-<version>/site`; what

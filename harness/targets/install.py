@@ -1,6 +1,6 @@
 """Installing one release of a target, with what it declares, into a folder.
 
-Rule 5 (DESIGN.md): install what the release declares where it installs on
+Rule 5 (README): install what the release declares where it installs on
 this Python, a stand-in for a dependency where it does not, and record which.
 Two installers, the fast one first:
 

@@ -2,7 +2,7 @@
 
 A target is a server + version + protocol implementation. Everything the
 harness knows about a server lives in its `TargetEntry`, declared beside its
-adapter under `servers/` (DESIGN.md, "Target registry"): the distribution it
+adapter under `servers/`: the distribution it
 installs from, its protocol implementations and what must import for each,
 its settings space, how each range of releases is constructed, and its known
 bugs. The CLI, `pytest scenarios/`, bisect, reports and environments read
