@@ -5,9 +5,11 @@ a release that cannot run is skipped, not the end of the bisect."""
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
+from harness.tools import bisect
 from harness.tools.bisect import shape, verdict_of
 
 
@@ -45,3 +47,22 @@ def test_a_release_the_registry_refuses_is_skipped_not_the_end_of_the_bisect(
     fails, said = verdict_of(release, http, args, trace=None)
     assert fails is None
     assert said.startswith("skipped: ") and why in said
+
+
+def test_releases_are_listed_from_the_index_installs_use_without_pre_releases_or_yanked(
+        monkeypatch: pytest.MonkeyPatch):
+    from harness.targets import era
+
+    asked: list[str] = []
+
+    def fetch(url: str, accept: str, timeout: float) -> bytes:
+        asked.append(url)
+        files = [{"filename": f"uvicorn-{v}.tar.gz", "upload-time": "2020-01-01T00:00:00Z",
+                  "yanked": v == "0.10.1"} for v in ("0.11.3", "0.9.0", "0.12.0b1", "0.10.1")]
+        return json.dumps({"files": files}).encode()
+
+    monkeypatch.setattr(era, "_fetch", fetch)
+    monkeypatch.delenv("UV_DEFAULT_INDEX", raising=False)
+    monkeypatch.setenv("UV_INDEX_URL", "https://mirror.example/simple")
+    assert bisect.releases("uvicorn") == ["0.9.0", "0.11.3"]
+    assert asked == ["https://mirror.example/simple/uvicorn/"]

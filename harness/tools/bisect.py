@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +37,7 @@ from harness.http.families import check_families
 from harness.http.oracles import KINDS
 from harness.search.profiles import check_budget
 from harness.search.trace import Trace, TraceError
+from harness.targets import era
 from harness.targets.registry import (
     TargetError,
     entries,
@@ -64,24 +63,14 @@ class BisectError(TargetError):
 
 
 def releases(server: str) -> list[str]:
-    """Every final release of `server`'s distribution on the package index, oldest first."""
+    """Every final release of `server`'s distribution on the package index, oldest first:
+    the index installs read (targets/era.py: PyPI, or the one UV_DEFAULT_INDEX,
+    UV_INDEX_URL or PIP_INDEX_URL names); as `pip index versions`, not the yanked ones."""
     distribution = entry(server).distribution
     if distribution is None:
         raise BisectError(f"{server} has no releases to bisect")
-    proc = subprocess.run([sys.executable, "-m", "pip", "index", "versions", distribution],
-                          capture_output=True, text=True, timeout=300)
-    m = re.search(r"Available versions:\s*(.+)", proc.stdout)
-    if proc.returncode != 0 or not m:
-        raise BisectError(f"cannot list the releases of {server!r} from the package index: "
-                          f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}")
-    out = []
-    for v in m.group(1).split(","):
-        try:
-            if not Version(v.strip()).is_prerelease:
-                out.append(v.strip())
-        except InvalidVersion:
-            continue
-    return sorted(out, key=Version)
+    return [str(v) for v, r in era.releases(distribution).items()
+            if not v.is_prerelease and not r.yanked]
 
 
 # A source file in a signature, with its line if it has one ("uvicorn/x/h11.py:203").
