@@ -14,8 +14,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # The pipeline, first stage first: a stage may import itself and the stages before it.
-# `errors` is the one module every stage may use; `api` is the public face the tools use.
-STAGES = ("errors", "decisions", "net", "sim", "http", "search", "targets", "api", "tools")
+# `errors` is the one module every stage may use; `api` is the public face the tools use;
+# `__main__` (python -m harness) is the command, last.
+STAGES = ("errors", "decisions", "net", "sim", "http", "search", "targets", "api", "tools",
+          "__main__")
 
 
 def modules() -> dict[str, Path]:

@@ -290,11 +290,17 @@ def add_parser(sub: Any) -> None:
     bi.add_argument("--bad", required=True, help="the release or revision that fails")
     bi.add_argument("--trace", default=None,
                     help="a failing trace (trace.json) each version replays; where it does "
-                         "not apply, its family is searched for its failure kind")
-    bi.add_argument("--scenario", default=None, help="a scenario family to re-search")
-    bi.add_argument("--kind", default="receive-hang", help="failure kind for --scenario")
+                         "not apply, its family is searched for its failure kind (give this "
+                         "or --scenario)")
+    bi.add_argument("--scenario", default=None, metavar="FAMILY",
+                    help="instead of --trace: a scenario family each version's search "
+                         "explores for --kind")
+    bi.add_argument("--kind", default="receive-hang",
+                    help=f"the failure kind a search looks for: {', '.join(KINDS)} "
+                         "(default receive-hang)")
     bi.add_argument("--budget", type=float, default=30.0,
-                    help="seconds of search per version, where a search decides the verdict")
+                    help="seconds of search per version, where a search decides the verdict "
+                         "(default 30)")
     bi.add_argument("--http", default=None,
                     help="the protocol implementation (default: the trace's, else the "
                          "server's first)")

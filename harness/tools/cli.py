@@ -492,7 +492,13 @@ TRACE_HELP = "a trace.json: a report's, or one the pytest plugin kept"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="harness", description=__doc__.splitlines()[0],
+        epilog="Exit codes: 1 the target has a failure (explore and exhaust found one; replay: "
+        "the trace fails; survey: one no known bug explains), 0 it has none (report, bisect, "
+        "serve: done), 2 a usage or environment error, or a fault of the harness itself "
+        "(which says so), 130 or 143 interrupted (SIGINT, SIGTERM), every report found until "
+        "then written whole.")
     # What a bug report against the harness needs, worded as its reports word it.
     parser.add_argument("--version", action="version",
                         version=harness_line(platform.python_version()).removeprefix(
@@ -507,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--http", default="default",
                     help=f"a protocol implementation ({', '.join(protocols())}), all of the "
                          "server's, or (default) its first")
-    ex.add_argument("--family", action="append", help=f"scenario family ({', '.join(FAMILIES)})")
+    ex.add_argument("--family", action="append",
+                    help=f"a scenario family ({', '.join(FAMILIES)}); repeatable (default: all)")
     ex.add_argument("--budget", type=float, default=None,
                     help="seconds of search per target, shrinking not counted (default: the "
                          "profile's, or no limit when --max-runs is given alone)")
@@ -523,8 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "8 a deviation; random: each decision a deviation with "
                          "probability 0.2, from a seed per run; pct: 3 deviations "
                          "at random places among the first 200 decisions")
-    ex.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
-    ex.add_argument("--reports", default="reports", help="where reports are written")
+    ex.add_argument("--jobs", type=int, default=1,
+                    help=f"parallel worker processes (default 1, at most {MAX_JOBS})")
+    ex.add_argument("--reports", default="reports",
+                    help="where reports are written (default: reports)")
     ex.add_argument("--profile", default=None,
                     help="search profile: " + "; ".join(f"{p.name}: {p.about}"
                                                        for p in PROFILES.values())
@@ -537,7 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("replay", help="replay a trace and print its verdict and timeline")
     rp.add_argument("trace", help=TRACE_HELP)
-    rp.add_argument("--server", default=None, help="another release to replay it on")
+    rp.add_argument("--server", default=None,
+                    help="another release, working copy or git+REPO@REV to replay it on "
+                         "(default: the trace's)")
     rp.add_argument("--http", default=None,
                     help="the protocol implementation to replay on (default: the trace's, "
                          "where the server has it, else the server's first)")
@@ -556,16 +567,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"stop after N orderings (default {EXHAUST_RUNS:,}), saying how far "
                          "the walk got")
     xh.add_argument("--server", default=None,
-                    help="another release or working copy to run it on (default: the trace's)")
+                    help="another release, working copy or git+REPO@REV to run it on "
+                         "(default: the trace's)")
     xh.add_argument("--http", default=None,
                     help="the protocol implementation (default: the trace's, where the "
                          "server has it, else the server's first)")
-    xh.add_argument("--reports", default="reports", help="where reports are written")
+    xh.add_argument("--reports", default="reports",
+                    help="where reports are written (default: reports)")
     xh.set_defaults(func=cmd_exhaust)
 
     rr = sub.add_parser("report", help="(re)write the report folder of a failing trace")
     rr.add_argument("trace", help=TRACE_HELP)
-    rr.add_argument("--reports", default="reports", help="where reports are written")
+    rr.add_argument("--reports", default="reports",
+                    help="where reports are written (default: reports)")
     rr.set_defaults(func=cmd_report)
 
     from harness.tools.bisect import add_parser as add_bisect

@@ -323,7 +323,7 @@ def add_parser(sub: Any, func: Callable[[Any], int]) -> None:
                     help="a protocol implementation, all (default) or default (the first)")
     sv.add_argument("--budget", type=float, default=15.0,
                     help="seconds of search per release and protocol (default 15)")
-    sv.add_argument("--max-runs", type=int, default=None,
+    sv.add_argument("--max-runs", type=int, default=None, metavar="N",
                     help="also stop each search after N runs")
     sv.add_argument("--seed", type=int, default=0,
                     help="every search's seed (default 0)")
