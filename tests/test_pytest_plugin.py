@@ -198,3 +198,26 @@ def test_an_unexplained_finding_fails_with_a_replay_command_that_reproduces_it(
         capsys.readouterr()
         assert harness_main(shlex.split(command)[1:]) == 1
         assert f"verdict: {kind}: " in capsys.readouterr().out
+
+
+def test_runs_a_race_item_could_not_judge_are_a_warning_with_the_first_kept_for_replay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Not a failure of the server, and not silence either."""
+    import harness.search.explore
+
+    real = harness.search.explore.run_http
+
+    def tight(scenario: Any, target: Any, source: Any, settings: Any) -> Any:
+        # The real run, under a budget most scenarios cannot finish in: a real cut.
+        return real(scenario, target, source, dataclasses.replace(settings, step_budget=40))
+
+    monkeypatch.setattr(harness.search.explore, "run_http", tight)
+    target = RaceTarget("reference", target_specs("reference", "h11")[0])
+    outcome = explore_family(target, "pipelining", 1, 0, tmp_path, max_runs=30)
+    assert outcome.failure is None and outcome.unchecked is not None
+    assert re.match(r"\d+ of 30 runs in family 'pipelining' on reference \(h11\) could not be "
+                    "judged", outcome.unchecked), outcome.unchecked
+    command = outcome.unchecked.split("The first: ", 1)[1]
+    kept = "harness replay .harness-cache/race-failures/reference-0.1.0-h11-pipelining-unjudged"
+    assert command.startswith(kept)
+    assert (tmp_path / shlex.split(command)[2]).is_file()

@@ -7,7 +7,11 @@ of HTTP or pytest:
     execute(X, source) -> Outcome  runs it, every choice from `source`
 
 `Outcome.failures` are objects with `.key()`; `Outcome.decisions` is what the
-run recorded. A run's choices are drawn at random through Hypothesis's strategies
+run recorded; `Outcome.unjudged` says why a run could not be judged at all (its step
+budget ran out while it was still under way): the search counts such runs, hands the
+first to `on_unjudged` and goes on.
+
+A run's choices are drawn at random through Hypothesis's strategies
 (random_data.py), one sequence for the scenario and then the run; strategies differ
 in how a run makes its decisions:
 
@@ -87,6 +91,7 @@ class HasKey(Protocol):
 class Outcome:
     failures: list[Any]
     decisions: list[Decision]
+    unjudged: str | None = None  # why no verdict could be given (then failures is empty)
 
 
 @dataclass
@@ -123,6 +128,7 @@ class SearchReport(Generic[X]):
     shrink_seconds: float = 0.0
     found: list[Found[X]] = field(default_factory=list)
     cpu_seconds: float = 0.0  # this process's CPU time while searching (not its children's)
+    unjudged: int = 0  # runs counted in `runs` that could not be judged (Outcome.unjudged)
 
     @property
     def runs_per_second(self) -> float:
@@ -224,6 +230,17 @@ class _Search(Generic[X]):
     elsewhere: set[tuple[str, str]] = field(default_factory=set)  # another job's to shrink
     collect: Callable[[bool], None] = lambda block: None  # keeps what children have shrunk
     announce: Callable[[Found[X]], None] = lambda found: None  # detected, not yet shrunk
+    on_unjudged: Callable[[X, list[Decision], str], None] = lambda x, d, why: None
+
+    def judged(self, scenario: X, outcome: Outcome) -> bool:
+        """False for a run that could not be judged: counted, the first handed on."""
+        if outcome.unjudged is None:
+            return True
+        report = self.clock.report
+        report.unjudged += 1
+        if report.unjudged == 1:
+            self.on_unjudged(scenario, outcome.decisions, outcome.unjudged)
+        return False
 
     def claim(self, work: tuple[str, ...]) -> bool:
         return self.claims is None or self.claims(work)
@@ -317,6 +334,7 @@ def search(
     now: Callable[[], float] = time.monotonic,
     shrink: str = "inline",
     claims: Claims | None = None,
+    on_unjudged: Callable[[X, list[Decision], str], None] = lambda x, d, why: None,
 ) -> SearchReport[X]:
     """Search until the budget is spent (or `max_found` distinct failures).
 
@@ -331,7 +349,9 @@ def search(
     `claims`, which parallel jobs share (harness/search/claims.py), says which work is
     this search's, so each piece is done by one of them: a failure it meets to shrink
     (its key), a stored example to retry, the database to reuse. If the search stops on
-    an error, the failures it claimed and did not shrink are let go for the others."""
+    an error, the failures it claimed and did not shrink are let go for the others.
+    `on_unjudged` gets the first run that could not be judged (scenario, decisions, why);
+    the report counts them all."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
     if shrink not in SHRINK_MODES:
@@ -373,6 +393,7 @@ def search(
     if children is not None:
         state.collect = collect
     state.announce = announce
+    state.on_unjudged = on_unjudged
     cpu_start = time.process_time()
     try:
         _searching(state, stored, database, database_key, seed, enough, keep)
@@ -423,6 +444,8 @@ def _generate(state: _Search[X], seed: int, database: ExampleDatabase | None,
         scenario = state.generate(data.draw)
         outcome = state.execute(scenario, state.source(data))
         clock.ran()
+        if not state.judged(scenario, outcome):
+            continue
         new = state.new(outcome.failures)
         if not new:
             continue
@@ -472,6 +495,8 @@ def _replay_stored(state: _Search[X], example: Stored[X]) -> Found[X] | None:
         example.forget()
         return None
     state.clock.ran()
+    if not state.judged(example.scenario, outcome):
+        return None  # kept: it may fail again where it can be judged
     if not outcome.failures:
         state.clock.progress("stored", {"name": example.name, "state": "passes now"})
         example.forget()
@@ -528,6 +553,8 @@ def _reuse(state: _Search[X], database: ExampleDatabase, database_key: bytes,
         scenario = state.generate(data.draw)
         outcome = state.execute(scenario, state.source(data))
         state.clock.ran()
+        if not state.judged(scenario, outcome):
+            raise _Interesting()  # kept in the database, as a failure is: not judged
         for failure in state.new(outcome.failures):
             key = failure.key()
             if key not in hits:

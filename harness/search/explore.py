@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.decisions import (
+    Decision,
     DecisionSource,
     RandomSource,
     Recorder,
     ReplaySource,
     TraceDivergence,
 )
-from harness.errors import HarnessFault
 from harness.http.failure import Failure
 from harness.http.families import FAMILIES, check_families
 from harness.http.fields import setting_rule
@@ -49,7 +49,14 @@ SETTINGS = Settings()
 
 
 def execute_on(target: Target, settings: Settings = SETTINGS, drawn: bool = True) -> Any:
-    """Runs of scenarios on `target`: ones the search `drawn`, or a trace's (exhaust)."""
+    """Runs of scenarios on `target`: ones the search `drawn`, or a trace's (exhaust).
+
+    A drawn run its step budget cut while still under way is not judged, and not blamed
+    on anyone: the strategies draw runs a budget can finish on a server that finishes
+    what it is asked, so one that does not is the target keeping the loop busy (a
+    response that never ends, timers under a millisecond for ever) or a scenario the
+    harness should not have drawn; its trace, kept, tells which. A trace's own run
+    (exhaust) that does not settle is the trace's budget: an UnsettledRun."""
     def execute(scenario: HttpScenario, source: DecisionSource) -> Outcome:
         recorder = source if isinstance(source, Recorder) else Recorder(source)
         try:
@@ -57,9 +64,7 @@ def execute_on(target: Target, settings: Settings = SETTINGS, drawn: bool = True
         except UnsettledRun as exc:
             if not drawn:
                 raise
-            raise HarnessFault(f"a {scenario.family} scenario the search drew did not "
-                               f"settle ({exc.detail}); the strategies must draw only "
-                               "runs the step budget can finish") from None
+            return Outcome([], list(recorder.decisions), unjudged=exc.detail)
         return Outcome(run.failures, list(recorder.decisions))
 
     return execute
@@ -88,11 +93,13 @@ def explore(
     examples: Path | None = None,
     shrink: str = "inline",
     claims: Claims | None = None,
+    on_unjudged: Callable[[Trace], None] = lambda trace: None,
 ) -> SearchReport[HttpScenario]:
     """Search `target` for failures; `examples`, if given, is the examples store's root;
     `shrink="fork"` shrinks each failure in a forked child while the search goes on.
     `on_found` sees each failure when detected and again once shrunk; `claims` says
-    which work is this search's, among parallel jobs (engine.search)."""
+    which work is this search's, among parallel jobs (engine.search); `on_unjudged`
+    gets the trace of the first run that could not be judged (see execute_on)."""
     check_families(families)  # (an InputError is a ValueError too)
     for family, why in unavailable_families(target, tuple(families)).items():
         raise ShutdownUnsupported(f"{target.name} {target.version} ({target.http}) cannot run "
@@ -124,7 +131,18 @@ def explore(
         progress=progress or (lambda event, info: None),
         shrink=shrink,
         claims=claims,
+        on_unjudged=lambda scenario, decisions, why: on_unjudged(
+            unjudged_trace(scenario, decisions, why, target)),
     )
+
+
+def unjudged_trace(scenario: HttpScenario, decisions: list[Decision], why: str,
+                   target: Target, settings: Settings = SETTINGS) -> Trace:
+    """A run that could not be judged, as a trace: no verdict; its replay stops where
+    the budget runs out and says which setting to raise."""
+    return Trace(scenario=scenario.to_json(), decisions=decisions, settings=settings,
+                 target=target.describe(), verdict=None,
+                 meta={"python": platform.python_version(), "unjudged": why})
 
 
 def stored_failures(store: ExampleStore, target: Target) -> list[Stored[HttpScenario]]:

@@ -122,11 +122,14 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
         shrink=str(request.get("shrink", "fork")),
         # Parallel jobs share a claims folder: each failure is shrunk by one job (claims.py).
         claims=Claims(Path(request["claims"])) if request.get("claims") else None,
+        # The first run that could not be judged leaves at once too, as a trace.
+        on_unjudged=lambda trace: progress("unjudged", {"target": target.describe(),
+                                                        "trace": trace.to_json()}),
     )
     return {"target": target.describe(), "runs": report.runs, "seconds": report.seconds,
             "shrink_seconds": report.shrink_seconds, "cpu_seconds": report.cpu_seconds,
             "findings": [_finding(found, target) for found in report.found],
-            "unavailable": unavailable}
+            "unavailable": unavailable, "unjudged": report.unjudged}
 
 
 def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:

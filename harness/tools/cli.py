@@ -29,7 +29,7 @@ from harness.errors import HarnessError, HarnessFault, InputError, machine_fault
 from harness.http.families import FAMILIES, check_families
 from harness.search.claims import Claims
 from harness.search.profiles import EXHAUST_RUNS, PROFILES, STRATEGIES, check_budget, profile
-from harness.search.trace import Trace
+from harness.search.trace import Trace, write_atomically
 from harness.search.walk_lines import walk_progress
 from harness.targets.envs import ensure_target_env
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER
@@ -87,6 +87,21 @@ class Writer:
         self.spec, self.root, self.progress = spec, root, progress
         self.written: dict[tuple[str, str], Path] = {}
         self.shrunk: set[tuple[str, str]] = set()
+        self.unjudged: Path | None = None  # the trace of the first run not judged
+
+    def keep_unjudged(self, info: dict[str, Any]) -> None:
+        """The first run that could not be judged, kept as a trace the moment it is met
+        (once, whichever job met it): not a failure, but what the user must look at."""
+        if self.unjudged is not None:
+            return
+        trace = Trace.from_json(info["trace"])
+        path = self.root / label_of(info["target"]) / "unjudged-run.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, trace.dumps())
+        self.unjudged = path
+        self.progress.line(f"  a run could not be judged: its step budget ran out while it "
+                           f"was still under way ({trace.meta.get('unjudged')}); kept, not "
+                           f"counted as a failure\n    -> {path}")
 
     def __call__(self, finding: dict[str, Any]) -> None:
         key = (str(finding["kind"]), str(finding["signature"]))
@@ -129,6 +144,8 @@ def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
         progress.event(j, event, info)  # first: the JSON summary lists it even if
         if event == "finding":          # an interrupt comes while its report is written
             write(info)
+        elif event == "unjudged":
+            write.keep_unjudged(info)
 
     if args.jobs == 1:  # in this (main) thread, where the run's watchdog can work
         results = [run(spec, request(0), functools.partial(on_event, 0), progress.line)]
@@ -152,7 +169,9 @@ def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
             "seconds": max(r["seconds"] for r in results),
             "shrink_seconds": max(r.get("shrink_seconds", 0.0) for r in results),
             "findings": list(distinct.values()),  # two jobs may find the same failure
-            "target": results[0]["target"]}
+            "target": results[0]["target"],
+            "unjudged": sum(r.get("unjudged", 0) for r in results),
+            "unjudged_trace": write.unjudged and str(write.unjudged)}
 
 
 @contextlib.contextmanager
@@ -374,6 +393,15 @@ def _print_summary(summary: list[tuple[str, dict[str, Any]]]) -> None:
             by_kind += f" ({stored} retried from the examples store)"
         print(f"{label:32} {result['runs']:>8} {rate:>8.0f} {result['seconds']:>9.1f} "
               f"{result.get('shrink_seconds', 0.0):>9.1f}  {by_kind}")
+    for label, result in summary:  # not failures, and not to be missed
+        if result.get("unjudged"):
+            print(f"{label}: {result['unjudged']} of {result['runs']} runs could not be "
+                  "judged: their step budget ran out while bytes still moved or time still "
+                  f"passed. The first is kept in {result['unjudged_trace']}: raise its "
+                  "settings.step_budget and `harness replay` it. If it settles then, the "
+                  "harness drew a scenario too long for its budget: please report it "
+                  "against the harness; if it never does, the server keeps the loop busy "
+                  "for ever (a response that never ends, timers under a millisecond).")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ Events come from the search engine (harness/search/engine.py), through the
 runner, tagged with the job that sent them: "runs" {runs, searched, shrinking},
 "stored" {name, state}, "shrinking" and "shrunk" {kind, signature}, "shrinking
 elsewhere" (with parallel jobs: detected here, shrunk by the job that claimed it),
-"found" {kind, signature, source}, and "finding" (the whole finding, for the reports).
+"found" {kind, signature, source}, "finding" (the whole finding, for the reports) and
+"unjudged" {target, trace} (the first run that could not be judged, kept by the CLI).
 """
 
 from __future__ import annotations

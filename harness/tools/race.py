@@ -44,7 +44,9 @@ class Outcome:
     failure: str | None = None  # why the test fails
     explained_by: tuple[str, ...] = ()  # else: the known bugs it found (an expected failure)
     unavailable: str | None = None  # the target cannot run the family at all: why
-    unchecked: str | None = None  # a run limit cut the check short: what was not checked
+    # What was not checked, said as a warning: a run limit cut the check short, or
+    # runs of the search could not be judged (their step budget ran out).
+    unchecked: str | None = None
 
 
 def resolve_targets(servers: Sequence[str], http: str) -> list[RaceTarget]:
@@ -82,13 +84,28 @@ def explore_family(target: RaceTarget, family: str, budget: float, seed: int,
     """Search `family` on the target for `budget` seconds (or, given `max_runs`, for that
     many runs and no time limit: a repeatable search) and judge what was found."""
     limits = {"budget": budget} if max_runs is None else {"budget": 0, "max_runs": max_runs}
+    unjudged: list[dict[str, Any]] = []  # the first run that could not be judged, if any
+
+    def heard(event: str, info: dict[str, Any]) -> None:
+        if event == "unjudged":
+            unjudged.append(info["trace"])
+
     result = run(target.spec, {"op": "explore", "families": [family], "seed": seed, **limits},
-                 lambda event, info: None)
+                 heard)
     found, version = result["findings"], str(result["target"]["version"])
     spec = target.spec
     if family in (result.get("unavailable") or {}):
         return Outcome(unavailable=f"{spec} cannot run the {family} family: "
                        f"{result['unavailable'][family]}")
+    unchecked = None
+    if unjudged:  # not a failure: said as a warning, with the run kept for replay
+        path = root / FAILURES / f"{target.label}-{family}-unjudged-run.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Trace.from_json(unjudged[0]).save(path)
+        unchecked = (f"{result.get('unjudged', 1)} of {result['runs']} runs in family "
+                     f"{family!r} on {spec} could not be judged: their step budget ran out "
+                     "while bytes still moved or time still passed. The first: "
+                     f"{replay_command(target, shown(path, root))}")
     verdict = judge(found, spec.entry, version, spec.http, family, spec.source is not None)
     problems = []
     if verdict.unexplained:
@@ -110,8 +127,8 @@ def explore_family(target: RaceTarget, family: str, budget: float, seed: int,
         problems += ["it found:"] + [f"- {f['kind']}: {f['signature']}" for f in found] \
             if found else ["it found nothing"]
     if problems:
-        return Outcome(failure="\n".join(problems))
-    return Outcome(explained_by=tuple(verdict.explained_by))
+        return Outcome(failure="\n".join(problems), unchecked=unchecked)
+    return Outcome(explained_by=tuple(verdict.explained_by), unchecked=unchecked)
 
 
 def replay_trace(target: RaceTarget, path: Path, root: Path) -> Outcome:

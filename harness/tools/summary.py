@@ -13,6 +13,7 @@ stopped on an error. Its shape:
                  "strategy", "jobs", "profile", "examples"},
      "targets": [{"server", "version", "http", "state": "completed" | "searching",
                   "runs", "seconds_searching", "seconds_shrinking", "runs_per_second",
+                  "unjudged_runs",
                   "failures": [{"kind", "signature", "message", "report",
                                 "runs_to_find", "seconds_to_find", "seconds_to_shrink",
                                 "seconds_to_report",
@@ -21,6 +22,9 @@ stopped on an error. Its shape:
 
 "source" says how the failure was found this time: by the search, by replaying a
 trace stored by an earlier explore, or by replaying an example Hypothesis stored.
+"unjudged_runs" counts the runs that could not be judged (their step budget ran out
+while they were still under way; the first is kept as unjudged-run.json beside the
+target's reports), once the target's search has completed.
 "shrunk" is false for a failure listed as detected, its shrinking cut short by an
 interrupt: its report is the run that met it, replayable but not shrunk.
 """
@@ -49,7 +53,7 @@ class Summary:
         self.targets.append({"server": spec.server, "version": spec.version, "http": spec.http,
                              "state": "searching", "runs": 0, "seconds_searching": 0.0,
                              "seconds_shrinking": 0.0, "runs_per_second": 0.0,
-                             "failures": []})
+                             "unjudged_runs": 0, "failures": []})
 
     def event(self, job: int, event: str, info: dict[str, Any]) -> None:
         if not self.targets:
@@ -72,6 +76,7 @@ class Summary:
         current = self.targets[-1]
         current["version"] = result["target"]["version"]
         current["state"] = "completed"
+        current["unjudged_runs"] = int(result.get("unjudged", 0))
         self._totals(current, int(result["runs"]), float(result["seconds"]),
                      float(result.get("shrink_seconds", 0.0)))
         for finding in result["findings"]:
