@@ -123,3 +123,18 @@ class OneAppCall(asyncio.Protocol):
                 "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
                 "query_string": b"", "root_path": "", "headers": [],
                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
+
+
+def tighten_search_budget(monkeypatch: Any, polls: int) -> None:
+    """Make every run a search draws stop after `polls` loop iterations: the real
+    simulation, really cut, so most scenarios end unsettled (not judged)."""
+    import dataclasses
+
+    import harness.search.explore
+
+    real = harness.search.explore.run_http
+
+    def tight(scenario: Any, target: Any, source: Any, settings: Any) -> Any:
+        return real(scenario, target, source, dataclasses.replace(settings, step_budget=polls))
+
+    monkeypatch.setattr(harness.search.explore, "run_http", tight)

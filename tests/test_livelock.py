@@ -11,10 +11,8 @@ server.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,7 +25,7 @@ from harness.search.trace import Trace
 from harness.sim.run import Settings
 from harness.tools.cli import main
 from servers.reference.target import ReferenceTarget
-from tests.programs import FakeTarget
+from tests.programs import FakeTarget, tighten_search_budget
 
 
 class Spinner(asyncio.Protocol):
@@ -93,15 +91,7 @@ def test_a_search_counts_runs_it_cannot_judge_keeps_the_first_and_goes_on():
 def test_explore_says_how_many_runs_it_could_not_judge_and_keeps_the_first_as_a_trace(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         tmp_path: Path) -> None:
-    import harness.search.explore
-
-    real = harness.search.explore.run_http
-
-    def tight(scenario: HttpScenario, target: Any, source: Any, settings: Settings) -> Any:
-        # The real run, under a budget most scenarios cannot finish in: a real cut.
-        return real(scenario, target, source, dataclasses.replace(settings, step_budget=40))
-
-    monkeypatch.setattr(harness.search.explore, "run_http", tight)
+    tighten_search_budget(monkeypatch, 40)  # a real run, really cut
     summary = tmp_path / "summary.json"
     code = main(["explore", "--server", "reference", "--max-runs", "30", "--no-examples",
                  "--reports", str(tmp_path), "--json", str(summary)])

@@ -18,6 +18,7 @@ from harness.targets.registry import target_specs
 from harness.tools import race
 from harness.tools.cli import main as harness_main
 from harness.tools.race import RaceTarget, explore_family
+from tests.programs import tighten_search_budget
 
 pytest_plugins = ["pytester"]
 
@@ -203,15 +204,7 @@ def test_an_unexplained_finding_fails_with_a_replay_command_that_reproduces_it(
 def test_runs_a_race_item_could_not_judge_are_a_warning_with_the_first_kept_for_replay(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Not a failure of the server, and not silence either."""
-    import harness.search.explore
-
-    real = harness.search.explore.run_http
-
-    def tight(scenario: Any, target: Any, source: Any, settings: Any) -> Any:
-        # The real run, under a budget most scenarios cannot finish in: a real cut.
-        return real(scenario, target, source, dataclasses.replace(settings, step_budget=40))
-
-    monkeypatch.setattr(harness.search.explore, "run_http", tight)
+    tighten_search_budget(monkeypatch, 40)  # a real run, really cut
     target = RaceTarget("reference", target_specs("reference", "h11")[0])
     outcome = explore_family(target, "pipelining", 1, 0, tmp_path, max_runs=30)
     assert outcome.failure is None and outcome.unchecked is not None
