@@ -81,6 +81,37 @@ def test_a_malformed_trace_is_rejected_with_its_path_and_the_reason(
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xd4\x01binary", "not UTF-8 text"),
+        (b"[" * 100_000, "JSON nested too deep for a trace"),
+    ],
+)
+def test_a_file_that_is_no_json_text_at_all_is_rejected_not_a_harness_fault(
+        tmp_path: Path, content: bytes, message: str):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(TraceError, match=message):
+        Trace.load(path)
+
+
+def test_a_file_larger_than_any_trace_is_not_read_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from harness.search import trace as trace_module
+
+    monkeypatch.setattr(trace_module, "MAX_TRACE_BYTES", 2**20)
+    with pytest.raises(TraceError, match="/dev/zero: larger than 1 MiB"):
+        Trace.load("/dev/zero")  # endless: read up to the bound, no further
+
+
+def test_a_trace_with_a_byte_order_mark_loads(tmp_path: Path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(Trace({"kind": "program", "ref": "x:y"},
+                                                        []).to_json()).encode())
+    assert Trace.load(path).scenario == {"kind": "program", "ref": "x:y"}
+
+
 def test_every_simulation_setting_has_a_rule_for_what_a_trace_may_set_it_to():
     from harness.search import trace as trace_module
     from harness.sim.run import Settings

@@ -31,6 +31,9 @@ from harness.sim.run import Program, Settings, SimResult, simulate
 
 FORMAT = "asgi-race-harness/trace"
 VERSION = 1
+# A run's trace is its scenario and one short entry per decision: a run cut by its
+# 200,000-poll budget makes at most a few hundred thousand, well under this.
+MAX_TRACE_BYTES = 256 * 2**20
 
 
 class TraceError(InputError):
@@ -149,14 +152,24 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
+        # Read with a bound: a device that never ends (/dev/zero) is not read for ever.
         try:
-            text = Path(path).read_text()
+            with open(path, "rb") as f:
+                raw = f.read(MAX_TRACE_BYTES + 1)
         except OSError as exc:
             raise TraceError(f"{path}: cannot read trace ({exc.strerror})") from None
+        if len(raw) > MAX_TRACE_BYTES:
+            raise TraceError(f"{path}: larger than {MAX_TRACE_BYTES // 2**20} MiB, more than "
+                             "any trace the harness writes; is this a trace.json?")
         try:
-            data = json.loads(text)
+            data = json.loads(raw.decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            raise TraceError(f"{path}: not UTF-8 text; is this a trace.json?") from None
         except json.JSONDecodeError as exc:
             raise TraceError(f"{path}: not valid JSON ({exc}); is this a trace.json?") from None
+        except RecursionError:  # (json nests by recursion: 100,000 '[' exhaust the stack)
+            raise TraceError(f"{path}: JSON nested too deep for a trace; is this a "
+                             "trace.json?") from None
         return cls.from_json(data, str(path))
 
 
