@@ -60,14 +60,21 @@ def _scenario() -> dict[str, Any]:
     (("connections", 0, "requests", 0, "method"), "GE T", "method is 'GE T'"),
     (("connections", 0, "requests", 0, "pause"), -1.0, "requests[0].pause is -1.0"),
     (("connections", 0, "requests", 0, "body_size"), 2.5, "body_size is 2.5; expected a whole "
-                                                          "number, 0 or more"),
+                                                          "number from 0 to 16,777,216"),
+    # Sizes and counts a run could not hold in memory, or play out within its budget.
+    (("connections", 0, "requests", 0, "body_size"), 10**12,
+     "body_size is 1000000000000; expected a whole number from 0 to 16,777,216"),
+    (("behaviours", 0, 2, "chunk_size"), 2**30, "chunk_size is 1073741824; expected a whole "
+                                                "number from 0 to 1,048,576"),
+    (("behaviours", 0, 2, "chunks"), 10**9, "chunks is 1000000000; expected a whole number "
+                                            "from 1 to 100"),
     (("connections", 0, "requests", 0, "size"), 3, "connections[0].requests[0] has unknown "
                                                    "fields ['size']"),
     (("connections", 0, "requests"), "GET", "connections[0].requests is 'GET'; expected a list"),
     (("connections", 0), [], "connections[0] is []; expected an object"),
     (("connections",), {}, "connections is {}; expected a list"),
     (("behaviours", 1, 2, "yields_before"), True, "behaviours[1][2].yields_before is True; "
-                                                  "expected a whole number, 0 or more"),
+                                                  "expected a whole number from 0 to 1,000"),
     (("behaviours", 0, 2, "sleep_after"), 1e7, "behaviours[0][2].sleep_after is 10000000.0; "
                                                "expected a number of seconds from 0 to 600"),
     (("behaviours", 0, 2, "raise_at"), "later", "raise_at is 'later'; expected one of 'never'"),

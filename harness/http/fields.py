@@ -45,9 +45,22 @@ def _sequence(value: Any) -> bool:
     return isinstance(value, (list, tuple))  # JSON's list, or to_json's tuple unwritten
 
 
-def _whole(least: int) -> Rule:
-    return (lambda v: _number(v) and isinstance(v, int) and v >= least,
-            f"a whole number, {least} or more")
+def _whole(least: int, most: int | None = None) -> Rule:
+    if most is None:
+        return (lambda v: _number(v) and isinstance(v, int) and v >= least,
+                f"a whole number, {least} or more")
+    return (lambda v: _number(v) and isinstance(v, int) and least <= v <= most,
+            f"a whole number from {least} to {most:,}")
+
+
+# What a count or a size may be: far above what the strategies draw (bodies up to 300 KB
+# in at most 40 chunks of 64 KiB, a few yields), far below what would exhaust memory or
+# the step budget before the scenario played out: a run the harness could not judge, or
+# a MemoryError that would read as the harness's own fault.
+MAX_BODY = 2**24  # bytes: 16 MiB
+MAX_CHUNK = 2**20  # bytes: 1 MiB a chunk of the app's response
+MAX_CHUNKS = 100  # chunks of a body or a response (the app's response: at most 100 MiB)
+MAX_COUNT = 1_000  # yields, requests
 
 
 def _one_of(values: tuple[str, ...]) -> Rule:
@@ -66,23 +79,24 @@ METHOD: Rule = (lambda v: isinstance(v, str) and _TOKEN.fullmatch(v) is not None
                 "an HTTP method's name, such as 'GET'")
 
 REQUEST: dict[str, Rule] = {
-    "method": METHOD, "framing": _one_of(FRAMINGS), "body_size": _whole(0),
-    "body_chunks": _whole(1), "expect_continue": FLAG, "http10": FLAG, "close": FLAG,
+    "method": METHOD, "framing": _one_of(FRAMINGS), "body_size": _whole(0, MAX_BODY),
+    "body_chunks": _whole(1, MAX_CHUNKS), "expect_continue": FLAG, "http10": FLAG, "close": FLAG,
     "pause": SECONDS, "after": _one_of(AFTER),
 }
 CONNECTION: dict[str, Rule] = {
     "requests": (_sequence, "a list of requests"),
     "pipelined": FLAG, "end": _one_of(END_ACTIONS), "end_moment": _one_of(END_MOMENTS),
-    "end_request": _whole(0), "end_delay": SECONDS, "read": _one_of(CLIENT_READS),
+    "end_request": _whole(0, MAX_COUNT), "end_delay": SECONDS, "read": _one_of(CLIENT_READS),
     "start": SECONDS, "rude": _one_of(RUDE),
 }
 BEHAVIOUR: dict[str, Rule] = {
-    "yields_before": _whole(0), "sleep_before": SECONDS, "read": _one_of(READ_MODES),
-    "watch_disconnect": FLAG, "raise_at": _one_of(RAISE_POINTS), "chunks": _whole(1),
-    "yields_between": _whole(0), "sleep_after": SECONDS, "receive_after": FLAG,
-    "chunk_size": _whole(0), "wait_disconnect": FLAG,
+    "yields_before": _whole(0, MAX_COUNT), "sleep_before": SECONDS, "read": _one_of(READ_MODES),
+    "watch_disconnect": FLAG, "raise_at": _one_of(RAISE_POINTS),
+    "chunks": _whole(1, MAX_CHUNKS), "yields_between": _whole(0, MAX_COUNT),
+    "sleep_after": SECONDS, "receive_after": FLAG, "chunk_size": _whole(0, MAX_CHUNK),
+    "wait_disconnect": FLAG,
 }
-SHUTDOWN: dict[str, Rule] = {"after": _whole(0), "delay": SECONDS}
+SHUTDOWN: dict[str, Rule] = {"after": _whole(0, MAX_COUNT), "delay": SECONDS}
 TABLES: dict[type, dict[str, Rule]] = {
     RequestSpec: REQUEST, ConnSpec: CONNECTION, AppBehaviour: BEHAVIOUR, ShutdownSpec: SHUTDOWN}
 
