@@ -74,3 +74,31 @@ def test_serve_names_a_busy_port(capsys: pytest.CaptureFixture[str]):
 def test_serve_rejects_an_impossible_port(capsys: pytest.CaptureFixture[str]):
     assert main(["serve", "servers.reference.demo:app", "--port", "70000"]) == 2
     assert "--port must be 0..65535, got 70000" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--keep-alive", "nan"], "--keep-alive must be a positive number of seconds, got nan"),
+    (["--keep-alive", "0"], "--keep-alive must be a positive number of seconds, got 0"),
+    (["--shutdown-grace", "nan"], "--shutdown-grace must be a number of seconds, 0 or more, "
+                                  "got nan"),
+    (["--shutdown-grace", "-1"], "--shutdown-grace must be a number of seconds, 0 or more, "
+                                 "got -1"),
+    (["--max-body-bytes", "-5"], "--max-body-bytes must be a whole number, 0 or more, got -5"),
+    (["--max-header-bytes", "0"], "--max-header-bytes must be a whole number, 1 or more, "
+                                  "got 0"),
+])
+def test_serve_names_a_setting_it_cannot_serve_with_before_it_listens(
+        option: list[str], message: str, capsys: pytest.CaptureFixture[str]):
+    # NaN passed the old `<= 0` checks, and the first request then crashed the server.
+    assert main(["serve", "servers.reference.demo:app", "--port", "0", *option]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_serve_names_an_app_module_that_exits_as_it_is_imported(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["serve", "exits_on_import:app", "--port", "0"]) == 2
+    assert "importing 'exits_on_import' called sys.exit(3)" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -44,6 +45,9 @@ def load_app(spec: str) -> App:
     except Exception as exc:
         raise ServeError(f"importing {module_name!r} raised {type(exc).__name__}: {exc}; "
                          "fix the module") from None
+    except SystemExit as exc:  # the module ended the process as it was imported
+        raise ServeError(f"importing {module_name!r} called sys.exit({exc.code!r}); an app's "
+                         "module must not exit when imported") from None
     app = getattr(module, attribute, None)
     if app is None:
         raise ServeError(f"module {module_name!r} has no attribute {attribute!r}; "
@@ -97,8 +101,16 @@ def run(app: App, host: str, port: int, backend: str, config: Config) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ServeError(f"--port must be 0..65535, got {args.port}")
-    if args.keep_alive <= 0 or args.shutdown_grace < 0:
-        raise ServeError("--keep-alive must be positive and --shutdown-grace not negative")
+    for flag, value, least in (("--keep-alive", args.keep_alive, 0.0),
+                               ("--shutdown-grace", args.shutdown_grace, 0.0),
+                               ("--max-header-bytes", args.max_header_bytes, 1),
+                               ("--max-body-bytes", args.max_body_bytes, 0)):
+        # (NaN passes every comparison but !=: "not finite" catches it, and infinity)
+        if not math.isfinite(value) or value < least or (flag == "--keep-alive" and value == 0):
+            need = ("a positive number of seconds" if flag == "--keep-alive" else
+                    "a number of seconds, 0 or more" if flag == "--shutdown-grace" else
+                    f"a whole number, {least} or more")
+            raise ServeError(f"{flag} must be {need}, got {value:g}")
     app = load_app(args.app)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = Config(keep_alive=args.keep_alive, max_header_bytes=args.max_header_bytes,
