@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.decisions import Decision, RandomSource, TraceDivergence
-from harness.search.trace import Trace, TraceError, build_program, replay
+from harness.search.trace import _UMASK, Trace, TraceError, build_program, replay
 from harness.sim.run import simulate
 
 SCENARIO = {"kind": "program", "ref": "tests.programs:busy_echo", "params": {"clients": 2}}
@@ -137,3 +137,24 @@ def test_a_missing_trace_file_names_the_path(tmp_path: Path):
 def test_only_a_program_scenario_runs_as_a_program():
     with pytest.raises(TraceError, match="a 'http' scenario is replayed on a target"):
         build_program({"kind": "http"})
+
+
+def test_writing_through_a_link_replaces_what_it_points_to_and_keeps_the_link(tmp_path: Path):
+    from harness.search.trace import write_atomically
+
+    (tmp_path / "summary.json").write_text("old")
+    link = tmp_path / "latest.json"
+    link.symlink_to("summary.json")
+    write_atomically(link, "new")
+    assert link.is_symlink() and (tmp_path / "summary.json").read_text() == "new"
+    # Made as open() makes a file (the umask says), not mkstemp's owner-only 0600.
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o666 & ~_UMASK
+
+
+def test_writing_to_a_device_writes_to_it_and_leaves_the_device_in_place():
+    import stat
+
+    from harness.search.trace import write_atomically
+
+    write_atomically(Path("/dev/null"), "{}")  # a rename would have put a file there
+    assert stat.S_ISCHR(Path("/dev/null").stat().st_mode)

@@ -206,11 +206,33 @@ def replay(trace: Trace, strict: bool = True) -> SimResult:
     return result
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # (the only way to read it is to set it)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import: setting it later could race a thread's open()
+
+
 def write_atomically(path: Path, text: str) -> None:
     """A temporary file renamed into place: a crash leaves the old file or the new one,
-    and a reader (another job) sees all of it or nothing, never half."""
+    and a reader (another job) sees all of it or nothing, never half. Through a symbolic
+    link, the file it points to is replaced, not the link; what is no regular file (a
+    device such as /dev/stdout, a pipe) is written to as it is: a rename would put a
+    file in its place."""
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        try:
+            with open(path, "w") as out:
+                out.write(text)
+        except BaseException as exc:
+            name_the_file(exc, path)
+            raise
+        return
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would make it, not mkstemp's 0600
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
