@@ -58,9 +58,11 @@ BY_WHO: dict[str, type[HarnessError]] = {
 # File errors that are the machine's, whatever the harness was doing: no room (a full
 # disk, a quota, a file system mounted read-only under a running search), or no
 # permission for a file the error names (a reports folder or cache made read-only, or
-# owned by another user). Any other OSError stays a fault of the harness's own.
+# owned by another user), or something else in the way of a file or folder it names (a
+# file where a report's folder goes). Any other OSError stays a fault of the harness's own.
 NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 NO_PERMISSION = frozenset({errno.EACCES, errno.EPERM})
+IN_THE_WAY = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR})
 
 
 def machine_fault(exc: BaseException) -> EnvironmentFault | None:
@@ -75,6 +77,10 @@ def machine_fault(exc: BaseException) -> EnvironmentFault | None:
         return EnvironmentFault(f"cannot use {exc.filename}: {exc.strerror}; give this user "
                                 "access to it, or use another folder (--reports, --json, "
                                 "HARNESS_CACHE)")
+    if exc.errno in IN_THE_WAY and exc.filename:
+        return EnvironmentFault(f"cannot write {exc.filename}: {exc.strerror} (a file stands "
+                                "where a folder goes, or a folder where a file goes); move "
+                                "it, or write elsewhere (--reports, --json, HARNESS_CACHE)")
     return None
 
 

@@ -165,3 +165,18 @@ def test_a_permission_error_without_a_file_stays_the_harnesss_own():
     # (os.kill on a process not ours says EPERM and names nothing: no file to blame)
     assert machine_fault(PermissionError(errno.EPERM, os.strerror(errno.EPERM))) is None
     assert machine_fault(OSError(errno.EBADF, os.strerror(errno.EBADF), "/x")) is None
+
+
+def test_a_file_where_a_report_folder_goes_is_named_as_in_the_way_not_a_harness_bug(
+        capsys: pytest.CaptureFixture[str], tmp_path):
+    blocker = tmp_path / "uvicorn-0.11.3-h11"
+    blocker.write_text("")  # a file, where the target's folder of reports goes
+    trace = Path(__file__).resolve().parent.parent / "reports" / "uvicorn-0.11.3-h11" / \
+        "receive-hang-e2bf0886" / "trace.json"
+    code = main(["report", str(trace), "--reports", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"harness: error: cannot write {blocker}: File exists (a file "
+                          "stands where a folder goes"), err
+    assert "bug in the harness" not in err and err.count("\n") == 1, err
+    assert [p.name for p in tmp_path.iterdir()] == [blocker.name]  # nothing else left
