@@ -248,6 +248,10 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
         (["replay", SHOWCASE, "--http", "spdy"],
          "uvicorn has no HTTP implementation 'spdy'; use one of h11, httptools\n"),
         (["bisect", "--server", "uvicorn", "--good", "0.11.3", "--bad", "0.12.0",
+          "--trace", SHOWCASE, "--kind", "lost-disconnect"],
+         "--kind lost-disconnect goes with --scenario: with --trace, the kind looked for is "
+         "the trace's own verdict's"),
+        (["bisect", "--server", "uvicorn", "--good", "0.11.3", "--bad", "0.12.0",
           "--scenario", "pipelining", "--http", "all"],
          "--http all: bisect runs on one protocol implementation of uvicorn; give one of h11, "
          "httptools"),

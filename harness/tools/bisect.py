@@ -62,6 +62,9 @@ class BisectError(TargetError):
     pass
 
 
+DEFAULT_KIND = "receive-hang"  # what --scenario looks for when --kind is not given
+
+
 def releases(server: str) -> list[str]:
     """Every final release of `server`'s distribution on the package index, oldest first:
     the index installs read (targets/era.py: PyPI, or the one UV_DEFAULT_INDEX,
@@ -179,6 +182,10 @@ def commit_history(source: Source, good: str, bad: str) -> History:
 def cmd_bisect(args: argparse.Namespace) -> int:
     if (args.trace is None) == (args.scenario is None):
         raise BisectError("give exactly one of --trace TRACE or --scenario FAMILY")
+    if args.trace is not None and args.kind is not None:
+        raise BisectError(f"--kind {args.kind} goes with --scenario: with --trace, the kind "
+                          "looked for is the trace's own verdict's")
+    args.kind = args.kind or DEFAULT_KIND
     # Checked before any version is tried: a bad value found later costs two searches
     # and was blamed on the harness, or, for a kind no oracle reports, on the releases.
     check_budget(args.budget)
@@ -295,9 +302,9 @@ def add_parser(sub: Any) -> None:
     bi.add_argument("--scenario", default=None, metavar="FAMILY",
                     help="instead of --trace: a scenario family each version's search "
                          "explores for --kind")
-    bi.add_argument("--kind", default="receive-hang",
-                    help=f"the failure kind a search looks for: {', '.join(KINDS)} "
-                         "(default receive-hang)")
+    bi.add_argument("--kind", default=None,
+                    help=f"with --scenario, the failure kind its search looks for: "
+                         f"{', '.join(KINDS)} (default {DEFAULT_KIND})")
     bi.add_argument("--budget", type=float, default=30.0,
                     help="seconds of search per version, where a search decides the verdict "
                          "(default 30)")
