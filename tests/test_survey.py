@@ -240,6 +240,11 @@ def data_order(data: dict[str, Any]) -> list[tuple[str, str]]:
     (["--server", "uvicorn", "--family", "chaos"], "unknown scenario family 'chaos'"),
     (["--server", "uvicorn", "--reports", "README.md"], "--reports README.md is a file"),
     (["--server", "uvicorn", "--profile", "weekly"], "--profile 'weekly' is not a search"),
+    (["--server", "uvicorn==0.11.3"], "--server uvicorn==0.11.3: a survey explores many "
+                                      "releases; give --server uvicorn and bound them with "
+                                      "--since and --until"),
+    (["--server", "uvicorn", "--json", "s.out", "--markdown", "./s.out"],
+     "--json and --markdown both name s.out; give each its own file"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args: list[str], message: str):
     code = main(["survey", *args])

@@ -115,6 +115,10 @@ def protocols_of(target: TargetEntry, version: str, http: str) -> list[str]:
 
 def check(args: Any) -> TargetEntry:
     """Every value checked before anything runs: one line naming it and the fix."""
+    name, _, pinned = args.server.partition("==")
+    if pinned:
+        raise SurveyError(f"--server {args.server}: a survey explores many releases; give "
+                          f"--server {name} and bound them with --since and --until")
     target = entry(args.server)  # an unknown server is a TargetError naming the known ones
     if target.distribution is None:
         raise SurveyError(f"--server {args.server}: it has no releases of its own to survey; "
@@ -140,6 +144,11 @@ def check(args: Any) -> TargetEntry:
     for option, value in (("--json", args.json), ("--markdown", args.markdown)):
         if value is not None and Path(value).is_dir():
             raise SurveyError(f"{option} {value} is a folder; name the file to write")
+    written = [Path(args.json or Path(args.reports) / "survey.json"),
+               Path(args.markdown or Path(args.reports) / "survey.md")]
+    if written[0].resolve() == written[1].resolve():
+        raise SurveyError(f"--json and --markdown both name {written[0]}; give each its own "
+                          "file (one would overwrite the other)")
     return target
 
 
