@@ -158,11 +158,20 @@ def test_an_unknown_find_or_app_is_the_users_error():
         compare("uvicorn#748", repeats=1, app="nothing")
 
 
-def test_bad_options_and_a_missing_wrk_exit_2_with_the_fix(monkeypatch, capsys):
+@pytest.mark.parametrize(("args", "message"), [
+    (["--repeats", "0"], "--repeats 0: give at least one try"),
+    (["--bound", "nan"], "--bound nan: give a number of seconds above 0"),  # NaN passed `<= 0`
+    (["--bound", "-1"], "--bound -1: give a number of seconds above 0"),
+    (["--changed-repeats", "-1"], "--changed-repeats -1: give 0 or more tries"),
+])
+def test_bad_options_exit_2_naming_the_option(capsys, args: list[str], message: str):
     with pytest.raises(SystemExit) as exited:
-        loadtest.main(["--repeats", "0"])
+        loadtest.main(args)
     assert exited.value.code == 2
-    assert "--repeats 0 --bound 30: give at least one try" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_wrk_exits_2_with_the_fix(monkeypatch, capsys):
     monkeypatch.setattr(loadtest.shutil, "which", lambda name: None)
     assert loadtest.main(["--repeats", "1"]) == 2
     assert "error: wrk is not installed; run `make wrk`" in capsys.readouterr().err

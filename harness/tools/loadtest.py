@@ -334,9 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changed-repeats", type=int, default=1,
                         help="tries with the app changed by one await (1; 0: none)")
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.bound <= 0:
-        parser.error(f"--repeats {args.repeats} --bound {args.bound:g}: give at least one try "
-                     "and a bound above 0 seconds")
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: give at least one try")
+    if not (math.isfinite(args.bound) and args.bound > 0):  # (NaN fails every comparison)
+        parser.error(f"--bound {args.bound:g}: give a number of seconds above 0")
+    if args.changed_repeats < 0:
+        parser.error(f"--changed-repeats {args.changed_repeats}: give 0 or more tries")
     try:
         _table(args.repeats, args.bound, args.changed_repeats)
     except HarnessError as exc:
