@@ -128,3 +128,22 @@ def test_an_interrupted_exhaust_keeps_the_reports_it_wrote_and_says_it_did_not_f
     written = [p.parent for p in tmp_path.rglob("trace.json")]
     assert written and all(f"{p}/" in err for p in written)
     assert not [p for p in tmp_path.rglob(".*")]
+
+
+def test_an_explore_interrupted_before_any_report_leaves_no_reports_folder(tmp_path: Path):
+    reports = tmp_path / "new" / "reports"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.tools.cli", "explore", "--server", "reference",
+         "--budget", "300", "--reports", str(reports)],
+        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        start_new_session=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the search has begun: its folders are made
+        if line.startswith("exploring "):
+            break
+    assert reports.is_dir()
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "0 report(s) were written whole" in err
+    assert list(tmp_path.iterdir()) == []  # the folders it made, empty, are gone

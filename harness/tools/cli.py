@@ -311,6 +311,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         what, code = _stopped_by(stop)
         finish(what, code)
         unshrunk = sum(len(w.written.keys() - w.shrunk) for w in writers)
+        take_back(made)  # the folders it made for reports, where none was written
         _say_cut_short(f"{what}: the search was cut short",
                        [path for w in writers for path in w.written.values()],
                        f", {unshrunk} of them not shrunk" if unshrunk else "")
@@ -445,7 +446,7 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
 
     progress.line(f"running every ordering of the scenario of {args.trace} with at most "
                   f"{args.deviations} deviation{'' if args.deviations == 1 else 's'} on "
-                  f"{spec} (at most {args.max_runs:,} runs)")
+                  f"{spec} (at most {args.max_runs:,} run{'' if args.max_runs == 1 else 's'})")
     made = make_folder(Path(args.reports))
     try:
         ensure_target_env(spec, lambda line: progress.line(f"installing: {line}"))
@@ -455,6 +456,7 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, Terminated) as stop:
         terminate_workers()
         what, code = _stopped_by(stop)
+        take_back(made)  # the folders it made for reports, where none was written
         _say_cut_short(f"{what}: not every ordering ran", list(writer.written.values()))
         return code
     except Exception:
