@@ -180,3 +180,19 @@ def test_a_file_where_a_report_folder_goes_is_named_as_in_the_way_not_a_harness_
                           "stands where a folder goes"), err
     assert "bug in the harness" not in err and err.count("\n") == 1, err
     assert [p.name for p in tmp_path.iterdir()] == [blocker.name]  # nothing else left
+
+
+def test_code_under_test_that_calls_sys_exit_is_the_target_s_fault_not_the_harness_s(
+        monkeypatch: pytest.MonkeyPatch):
+    def handle(request: dict[str, Any], progress: Any) -> dict[str, Any]:
+        raise SystemExit(0)  # as a server module that exits when imported does
+
+    monkeypatch.setattr(runner, "handle", handle)
+    monkeypatch.setattr(forks, "end_children_on_sigterm", lambda: None)  # pytest's own
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps({"op": "explore"})))
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert worker.main() == 1
+    message = json.loads(out.getvalue().splitlines()[-1])
+    assert message["who"] == "target"
+    assert message["message"].startswith("the code under test called sys.exit(0)")

@@ -21,15 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = HttpScenario("keepalive", (ConnSpec((RequestSpec(),)),), ((1, 0, AppBehaviour()),))
 
 
-class NoisyEnv(Env):
-    """The harness's own environment, plus a sitecustomize that writes 1 MB to stderr
-    before the worker reads its request: far more than a pipe buffers."""
+class SiteEnv(Env):
+    """The harness's own environment, plus a sitecustomize the worker runs first."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, code: str) -> None:
         current = Env.current()
         super().__init__(current.path, current.info)
-        (folder / "sitecustomize.py").write_text(
-            "import sys\nsys.stderr.write('x' * 1024 * 1024 + '\\\\nlast words\\\\n')\n")
+        (folder / "sitecustomize.py").write_text(code)
         self.folder = folder
 
     def python_env(self) -> dict[str, str]:
@@ -38,13 +36,19 @@ class NoisyEnv(Env):
         return env
 
 
+# 1 MB to stderr before the worker reads its request: far more than a pipe buffers.
+NOISY = "import sys\nsys.stderr.write('x' * 1024 * 1024 + '\\nlast words\\n')\n"
+# The process ended by code it imports, as by a server module that does so on import.
+EXITING = "import os\nos._exit(0)\n"
+
+
 def test_a_target_that_floods_stderr_still_gets_its_run(tmp_path: Path):
     request = {"op": "run", "server": "reference", "version": None, "http": "h11",
                "scenario": SCENARIO.to_json(), "seed": 0}
     outcome: dict[str, Any] = {}
 
     def call() -> None:
-        outcome["result"] = _run_worker(NoisyEnv(tmp_path), request, lambda e, i: None)
+        outcome["result"] = _run_worker(SiteEnv(tmp_path, NOISY), request, lambda e, i: None)
 
     worker = threading.Thread(target=call, daemon=True)
     worker.start()
@@ -53,6 +57,18 @@ def test_a_target_that_floods_stderr_still_gets_its_run(tmp_path: Path):
         pytest.fail("the worker deadlocked on a full stderr pipe")
     assert outcome["result"]["failures"] == []
     assert outcome["result"]["responses"]["1"][0]["status"] == 200
+
+
+def test_a_worker_ended_by_the_code_under_test_without_an_answer_is_the_target_s_fault(
+        tmp_path: Path):
+    from harness.errors import HarnessFault, TargetFault
+
+    request = {"op": "run", "server": "reference", "version": None, "http": "h11",
+               "scenario": SCENARIO.to_json(), "seed": 0}
+    with pytest.raises(TargetFault, match=r"the worker for reference ended \(exit 0\) "
+                       "without an answer: the code under test ended the process") as info:
+        _run_worker(SiteEnv(tmp_path, EXITING), request, lambda e, i: None)
+    assert not isinstance(info.value, HarnessFault)
 
 
 def test_a_pipe_closed_under_its_reader_ends_the_drain_quietly():

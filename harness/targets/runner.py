@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.decisions import TraceDivergence
-from harness.errors import HarnessError, HarnessFault, rebuild
+from harness.errors import HarnessError, HarnessFault, TargetFault, rebuild
 from harness.http.scenario import Target
 from harness.search.examples import root_from_env
 from harness.search.profiles import profile
@@ -366,6 +366,11 @@ def _talk(proc: subprocess.Popen[str], request: dict[str, Any],
     if code != 0 or result is None:
         tail = "".join(stderr_tail).strip().splitlines()[-8:]
         pin = f"=={request['version']}" if request.get("version") else ""
-        raise WorkerError(f"the worker for {request['server']}{pin} failed (exit {code})"
+        what = request.get("source") or f"{request['server']}{pin}"
+        if code == 0:  # the worker answers before it exits 0: something else ended it
+            raise TargetFault(f"the worker for {what} ended (exit 0) without an answer: the "
+                              "code under test ended the process (os._exit?); it cannot be "
+                              "tested as it is")
+        raise WorkerError(f"the worker for {what} failed (exit {code})"
                           + "".join(f"\n{line}" for line in tail))
     return result

@@ -82,6 +82,12 @@ def main() -> int:
     except HarnessError as exc:
         emit({"event": "error", "message": str(exc), "who": exc.who})
         return 1
+    except SystemExit as exc:  # the harness never exits from here: the code under test did
+        emit({"event": "error", "who": "target",
+              "message": f"the code under test called sys.exit({exc.code!r}) as it was "
+                         "imported or run, which would end the server's process: it cannot "
+                         "be tested as it is"})
+        return 1
     except Exception as exc:  # not raised on purpose: a fault of the harness itself
         if (fault := machine_fault(exc)) is not None:  # or the machine's (a full disk...)
             emit({"event": "error", "message": str(fault), "who": fault.who})
