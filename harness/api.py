@@ -27,6 +27,10 @@ def trace_target(trace: Trace, server: str | None = None,
     own = trace.target or {}
     first: TargetSpec | None = None  # the server's first target, once looked up
     if server is None:
+        if not (own.get("source") or own.get("server")):
+            raise TraceError("the trace names no target (its 'target' is null or has no "
+                             "'server'); give one with --server NAME==VERSION or --server "
+                             "PATH (replay, exhaust)")
         server = str(own.get("source") or own.get("server"))
         try:
             if not own.get("source") and entry(server).distribution is not None:
@@ -36,7 +40,7 @@ def trace_target(trace: Trace, server: str | None = None,
             why = str(exc).removeprefix(f"--server {server}: ").split(";")[0]
             raise TraceError(f"the trace was recorded on {server}, which cannot be used here "
                              f"({why}); replay it with --server NAME==VERSION or --server "
-                             "PATH") from None
+                             "PATH (replay, exhaust)") from None
     if http is None:  # the trace's protocol, where the other server has it
         impls = (first or target_specs(server)[0]).entry.protocols
         http = str(own.get("http")) if own.get("http") in impls else impls[0]

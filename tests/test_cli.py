@@ -9,6 +9,7 @@ import re
 import threading
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -346,7 +347,25 @@ def test_a_trace_whose_own_target_is_gone_says_so_and_how_to_replay_it(
     code, _, err = run_cli(capsys, "replay", str(moved))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"the trace was recorded on {why}; replay it with --server NAME==VERSION or " \
-           "--server PATH" in err
+           "--server PATH (replay, exhaust)" in err
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda t: {**t, "target": None}, "the trace names no target (its 'target' is null or "
+                                      "has no 'server'); give one with --server"),
+    (lambda t: {**t, "scenario": {k: v for k, v in t["scenario"].items()
+                                  if k != "behaviours"}},
+     "the trace's scenario is malformed: it has no 'behaviours'; an http scenario has "
+     "'family', 'connections' and 'behaviours'"),
+], ids=["no-target", "no-behaviours"])
+def test_a_trace_missing_a_part_names_the_part(capsys, tmp_path: Path, change: Any,
+                                               message: str):
+    trace = json.loads(Path(SHOWCASE).read_text())
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(change(trace)))
+    code, _, err = run_cli(capsys, "replay", str(edited))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert message in err, err
 
 
 def test_a_trace_from_a_newer_harness_is_refused(capsys, tmp_path: Path):

@@ -154,7 +154,10 @@ class HttpScenario:
             )
         except FieldError as exc:  # its message names the field and what it must be
             raise ValueError(str(exc)) from None
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise ValueError(f"it has no {exc.args[0]!r}; an http scenario has 'family', "
+                             "'connections' and 'behaviours'") from None
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"malformed http scenario: {exc!r}") from None
 
 
