@@ -660,3 +660,15 @@ def test_exhaust_walks_under_the_traces_own_settings_as_replay_does(
         assert json.loads(path.read_text())["settings"] == trace["settings"]
         assert main(["replay", str(path)]) == 1
         capsys.readouterr()
+
+
+def test_report_on_a_trace_that_fails_otherwise_than_recorded_says_how_it_fails_now(
+        capsys, tmp_path: Path):
+    trace = json.loads(Path(SHOWCASE).read_text())
+    trace["verdict"]["kind"] = "leak"  # it fails with receive-hang
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(trace))
+    code, _, err = run_cli(capsys, "report", str(edited), "--reports", str(tmp_path / "r"))
+    assert code == 2 and not (tmp_path / "r").exists()
+    assert "no longer fails on uvicorn==0.11.3 (h11) with its recorded leak (it fails with " \
+           "receive-hang instead" in err, err

@@ -368,9 +368,11 @@ def cmd_report(args: argparse.Namespace) -> int:
                    lambda e, i: None)
     same = [f for f in replayed["failures"] if f["kind"] == trace.verdict["kind"]]
     if not same:
-        raise UsageError(f"{args.trace} no longer fails on {spec} (verdict: "
-                         f"{replayed['failures'][0]['kind'] if replayed['failures'] else 'pass'})"
-                         "; there is nothing to report")
+        now = sorted({f["kind"] for f in replayed["failures"]})
+        raise UsageError(
+            f"{args.trace} no longer fails on {spec} with its recorded {trace.verdict['kind']}"
+            + (f" (it fails with {', '.join(now)} instead: `harness replay` it to see)" if now
+               else " (it passes)") + "; there is nothing to report")
     finding = {**same[0], "signature": trace.verdict["signature"], "trace": trace.to_json(),
                "runs_to_find": trace.meta.get("runs_to_find")}
     label = label_of(replayed["target"])
