@@ -248,6 +248,8 @@ def test_replaying_a_written_trace_prints_the_timeline_and_the_verdict(found_rep
          "httptools"),
         (["replay", SHOWCASE, "--http", "spdy"],
          "uvicorn has no HTTP implementation 'spdy'; use one of h11, httptools\n"),
+        (["explore", "--server", "./README.md"],
+         "--server ./README.md: a file, not a folder; give the path of a working copy"),
         (["bisect", "--server", "uvicorn", "--good", "0.11.3", "--bad", "0.12.0",
           "--trace", SHOWCASE, "--kind", "lost-disconnect"],
          "--kind lost-disconnect goes with --scenario: with --trace, the kind looked for is "
@@ -672,3 +674,13 @@ def test_report_on_a_trace_that_fails_otherwise_than_recorded_says_how_it_fails_
     assert code == 2 and not (tmp_path / "r").exists()
     assert "no longer fails on uvicorn==0.11.3 (h11) with its recorded leak (it fails with " \
            "receive-hang instead" in err, err
+
+
+def test_bisect_refuses_a_trace_that_records_no_failure(capsys, tmp_path: Path):
+    trace = json.loads(Path(SHOWCASE).read_text())
+    passed = tmp_path / "passed.json"
+    passed.write_text(json.dumps({**trace, "verdict": None}))
+    code, _, err = run_cli(capsys, "bisect", "--server", "uvicorn", "--good", "0.12.3",
+                           "--bad", "0.11.3", "--trace", str(passed))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{passed} records no failure" in err, err

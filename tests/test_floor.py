@@ -55,6 +55,9 @@ def test_an_unknown_server_or_protocol_exits_2_before_measuring(capsys):
     assert "unknown server 'daphne'" in capsys.readouterr().err
     assert floor.main(["--server", "hypercorn", "--http", "httptools"]) == 2
     assert "hypercorn has no protocol 'httptools'; use one of h11" in capsys.readouterr().err
+    assert floor.main(["--server", "uvicorn==0.11.3"]) == 2
+    assert "--server uvicorn==0.11.3: the floor measures the release installed beside the " \
+           "harness; give --server uvicorn" in capsys.readouterr().err
 
 
 def test_the_memory_transport_closes_once():

@@ -74,7 +74,8 @@ def parse_source(text: str) -> Source:
         return _parse_git(text.removeprefix("git+"), text)
     path = Path(os.path.expanduser(text)).resolve()
     if not path.is_dir():
-        raise SourceError(f"--server {text}: no such folder; give the path of a working copy "
+        what = "a file, not a folder" if path.exists() else "no such folder"
+        raise SourceError(f"--server {text}: {what}; give the path of a working copy "
                           "(the folder holding its pyproject.toml or setup.py)")
     return Source("path", path)
 

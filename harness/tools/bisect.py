@@ -193,6 +193,10 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     if args.scenario is not None and args.kind not in KINDS:
         raise BisectError(f"unknown failure kind {args.kind!r}; known: {', '.join(KINDS)}")
     trace = Trace.load(args.trace) if args.trace else None
+    if trace is not None and trace.verdict is None:
+        raise BisectError(f"{args.trace} records no failure (a trace saved from a run that "
+                          "passed or could not be judged): bisect a trace that explore, "
+                          "exhaust or pytest scenarios/ saved from a failure")
     if is_source(args.server):
         source = parse_source(args.server.split("@")[0] if args.server.startswith("git+")
                               else args.server)

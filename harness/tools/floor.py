@@ -422,6 +422,9 @@ def _main(args: argparse.Namespace) -> int:
 
     if args.runs < 1:
         raise InputError(f"--runs must be at least 1, got {args.runs}")
+    if args.server and "==" in args.server:
+        raise InputError(f"--server {args.server}: the floor measures the release installed "
+                         f"beside the harness; give --server {args.server.partition('==')[0]}")
     if args.server:
         servers = [args.server]
     else:  # every server with a stock side (that has the protocol asked for)
