@@ -684,3 +684,14 @@ def test_bisect_refuses_a_trace_that_records_no_failure(capsys, tmp_path: Path):
                            "--bad", "0.11.3", "--trace", str(passed))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{passed} records no failure" in err, err
+
+
+@pytest.mark.parametrize("command", [["explore", "--server", "reference"],
+                                     ["report", SHOWCASE], ["exhaust", SHOWCASE],
+                                     ["survey", "--server", "uvicorn"]])
+def test_an_empty_reports_folder_is_refused_not_taken_for_the_current_one(
+        capsys, command: list[str]):
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--reports", ""])
+    assert stop.value.code == 2
+    assert "error: argument --reports: empty; name a folder" in capsys.readouterr().err

@@ -43,7 +43,7 @@ from harness.targets.registry import (
 )
 from harness.targets.runner import examples_root, run, terminate_workers
 from harness.tools.environment import harness_line, installed_beside
-from harness.tools.outputs import check_output_folder, make_folder, take_back
+from harness.tools.outputs import check_output_folder, folder_name, make_folder, take_back
 from harness.tools.progress import Progress
 from harness.tools.reference_run import ReferenceRun
 from harness.tools.report import write_report
@@ -523,6 +523,7 @@ def explore_command(argv: list[str]) -> int:
 TRACE_HELP = "a trace.json: a report's, or one the pytest plugin kept"
 
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description=__doc__.splitlines()[0],
@@ -564,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "at random places among the first 200 decisions")
     ex.add_argument("--jobs", type=int, default=1,
                     help=f"parallel worker processes (default 1, at most {MAX_JOBS})")
-    ex.add_argument("--reports", default="reports",
+    ex.add_argument("--reports", default="reports", type=folder_name,
                     help="where reports are written (default: reports)")
     ex.add_argument("--profile", default=None,
                     help="search profile: " + "; ".join(f"{p.name}: {p.about}"
@@ -604,13 +605,13 @@ def build_parser() -> argparse.ArgumentParser:
     xh.add_argument("--http", default=None,
                     help="the protocol implementation (default: the trace's, where the "
                          "server has it, else the server's first)")
-    xh.add_argument("--reports", default="reports",
+    xh.add_argument("--reports", default="reports", type=folder_name,
                     help="where reports are written (default: reports)")
     xh.set_defaults(func=cmd_exhaust)
 
     rr = sub.add_parser("report", help="(re)write the report folder of a failing trace")
     rr.add_argument("trace", help=TRACE_HELP)
-    rr.add_argument("--reports", default="reports",
+    rr.add_argument("--reports", default="reports", type=folder_name,
                     help="where reports are written (default: reports)")
     rr.set_defaults(func=cmd_report)
 

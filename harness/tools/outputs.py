@@ -5,11 +5,20 @@ installed is known only once the install is tried)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from pathlib import Path
 
 from harness.errors import InputError
+
+
+def folder_name(text: str) -> str:
+    """A folder option's value (argparse type): an empty one would quietly mean the
+    current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty; name a folder")
+    return text
 
 
 def check_output_folder(folder: Path, option: str) -> None:
