@@ -125,3 +125,21 @@ def test_an_examples_store_that_cannot_be_written_is_an_environment_error(
     data = summary(tmp_path / "s.json")
     assert (data["state"], data["exit_code"]) == ("error", 2)
     assert "the examples store cannot be written" in data["error"]
+
+
+def test_an_interrupt_during_the_install_says_so_in_words_and_in_the_summary(
+        capsys, monkeypatch, tmp_path):
+    import harness.tools.cli
+
+    def installing(spec: Any, say: Any) -> None:
+        say("uv pip install ...")
+        raise KeyboardInterrupt  # Ctrl-C while the release installs
+
+    monkeypatch.setattr(harness.tools.cli, "ensure_target_env", installing)
+    code, err = explore(capsys, "--server", "reference", "--max-runs", "5",
+                        "--reports", str(tmp_path / "r"), "--json", str(tmp_path / "s.json"))
+    assert code == 130
+    assert "interrupted: the install was cut short" in err, err
+    data = summary(tmp_path / "s.json")
+    assert data["state"] == "interrupted"
+    assert [t["state"] for t in data["targets"]] == ["installing"]

@@ -284,6 +284,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         progress.line(f"skipping {args.server} ({http}): {reason}")
     results = []
     writers: list[Writer] = []
+    stage = "the search was"  # what an interrupt cuts short
 
     def finish(state: str, code: int, error: str | None = None) -> int:
         progress.finish()
@@ -302,7 +303,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
             writers.append(Writer(spec, Path(args.reports), progress))
             summary.begin(spec)
             # Here, in the main thread, where an interrupt stops the installer and cleans up.
+            stage = "the install was"
             ensure_target_env(spec, lambda s: progress.line(f"installing: {s}"))
+            stage = "the search was"
+            summary.installed()
             result = _explore_one(spec, args, progress, writers[-1])
             summary.end(result)
             results.append((label_of(result["target"]), result))
@@ -312,7 +316,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         finish(what, code)
         unshrunk = sum(len(w.written.keys() - w.shrunk) for w in writers)
         take_back(made)  # the folders it made for reports, where none was written
-        _say_cut_short(f"{what}: the search was cut short",
+        _say_cut_short(f"{what}: {stage} cut short",
                        [path for w in writers for path in w.written.values()],
                        f", {unshrunk} of them not shrunk" if unshrunk else "")
         return code

@@ -11,7 +11,8 @@ stopped on an error. Its shape:
      "exit_code": 0 | 1 | 2 | 130 | 143, "error": null | "the one-line message",
      "command": {"server", "http", "families", "budget", "max_runs", "seed",
                  "strategy", "jobs", "profile", "examples"},
-     "targets": [{"server", "version", "http", "state": "completed" | "searching",
+     "targets": [{"server", "version", "http",
+                  "state": "completed" | "searching" | "installing",
                   "runs", "seconds_searching", "seconds_shrinking", "runs_per_second",
                   "unjudged_runs",
                   "failures": [{"kind", "signature", "message", "report",
@@ -51,9 +52,14 @@ class Summary:
         """A target's search starts (spec: a TargetSpec; its version may be unknown yet)."""
         self.jobs = {}
         self.targets.append({"server": spec.server, "version": spec.version, "http": spec.http,
-                             "state": "searching", "runs": 0, "seconds_searching": 0.0,
+                             "state": "installing", "runs": 0, "seconds_searching": 0.0,
                              "seconds_shrinking": 0.0, "runs_per_second": 0.0,
                              "unjudged_runs": 0, "failures": []})
+
+    def installed(self) -> None:
+        """The target's environment is ready: its search begins."""
+        if self.targets:
+            self.targets[-1]["state"] = "searching"
 
     def event(self, job: int, event: str, info: dict[str, Any]) -> None:
         if not self.targets:
