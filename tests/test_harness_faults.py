@@ -111,6 +111,21 @@ def test_a_disk_that_fills_up_during_an_explore_is_named_not_taken_for_a_harness
     assert list(summary.parent.iterdir()) == []  # nothing half-written
 
 
+def worker_says(monkeypatch: pytest.MonkeyPatch, raised: BaseException) -> dict[str, Any]:
+    """The worker's last message when handling a request raised `raised`."""
+    def handle(request: dict[str, Any], progress: Any) -> dict[str, Any]:
+        raise raised
+
+    monkeypatch.setattr(runner, "handle", handle)
+    monkeypatch.setattr(forks, "end_children_on_sigterm", lambda: None)  # pytest's own
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps({"op": "explore"})))
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert worker.main() == 1
+    message: dict[str, Any] = json.loads(out.getvalue().splitlines()[-1])
+    return message
+
+
 @pytest.mark.parametrize("code, says", [
     (errno.ENOSPC, "cannot write /cache/examples/key.json: No space left on device; make "
                    "room there"),
@@ -119,16 +134,8 @@ def test_a_disk_that_fills_up_during_an_explore_is_named_not_taken_for_a_harness
 ], ids=["no-room", "no-permission"])
 def test_a_worker_that_the_machine_refuses_a_file_says_so_as_the_environment(
         monkeypatch: pytest.MonkeyPatch, code: int, says: str):
-    def handle(request: dict[str, Any], progress: Any) -> dict[str, Any]:
-        raise OSError(code, os.strerror(code), "/cache/examples/key.json")
-
-    monkeypatch.setattr(runner, "handle", handle)
-    monkeypatch.setattr(forks, "end_children_on_sigterm", lambda: None)  # pytest's own
-    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps({"op": "explore"})))
-    out = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", out)
-    assert worker.main() == 1
-    message = json.loads(out.getvalue().splitlines()[-1])
+    message = worker_says(monkeypatch,
+                          OSError(code, os.strerror(code), "/cache/examples/key.json"))
     assert message["who"] == "environment"
     assert message["message"].startswith(says)
     error = rebuild(message["who"], message["message"])
@@ -184,15 +191,7 @@ def test_a_file_where_a_report_folder_goes_is_named_as_in_the_way_not_a_harness_
 
 def test_code_under_test_that_calls_sys_exit_is_the_target_s_fault_not_the_harness_s(
         monkeypatch: pytest.MonkeyPatch):
-    def handle(request: dict[str, Any], progress: Any) -> dict[str, Any]:
-        raise SystemExit(0)  # as a server module that exits when imported does
-
-    monkeypatch.setattr(runner, "handle", handle)
-    monkeypatch.setattr(forks, "end_children_on_sigterm", lambda: None)  # pytest's own
-    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps({"op": "explore"})))
-    out = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", out)
-    assert worker.main() == 1
-    message = json.loads(out.getvalue().splitlines()[-1])
+    # as a server module that exits when imported does
+    message = worker_says(monkeypatch, SystemExit(0))
     assert message["who"] == "target"
     assert message["message"].startswith("the code under test called sys.exit(0)")
