@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,8 @@ def test_replaying_a_trace_whose_budget_is_too_small_exits_2_naming_the_setting(
     assert code == 2, out
     assert "cannot be judged; raise settings.step_budget (now 2000)" in err
     assert "verdict" not in out
+    # What kept it busy is shown: the run's last events, one byte arriving at a time.
+    head, *events = err.strip().splitlines()
+    assert re.search(r"Its last 12 events of [\d,]+:$", head), head
+    assert len(events) == 12 and all(line.startswith("    ") for line in events)
+    assert any("arrive c1>s 1B" in line for line in events), events

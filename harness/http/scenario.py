@@ -165,6 +165,9 @@ class ShutdownUnsupported(InputError):
     """A shutdown scenario for a target that has no graceful shutdown in the harness."""
 
 
+UNSETTLED_TAIL = 12  # events of an unsettled run its error shows
+
+
 class UnsettledRun(InputError):
     """A run its step budget cut while bytes still moved or time still passed: it was
     getting somewhere, so it is neither a livelock nor a pass, and cannot be judged.
@@ -291,9 +294,13 @@ def run_http(
                            + state["app"].faults[0])
     if result.outcome == "unsettled":
         budget = (settings or Settings()).step_budget
+        # What kept it busy, in its last events: all a user sees of a run that never ends.
+        entries = result.log.entries
+        tail = "".join(f"\n    {e.line()}" for e in entries[-UNSETTLED_TAIL:])
         raise UnsettledRun(f"the run on {target.name} {target.version} was still under way "
                            f"when its step budget ran out ({result.detail}), so it cannot "
                            f"be judged; raise settings.step_budget (now {budget}) in the "
-                           "trace", result.detail)
+                           f"trace. Its last {min(len(entries), UNSETTLED_TAIL)} events of "
+                           f"{len(entries):,}:{tail}", result.detail)
     obs: Observations = result.extras["observations"]
     return HttpRun(result, obs, check(obs))

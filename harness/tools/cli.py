@@ -404,11 +404,12 @@ def _print_summary(summary: list[tuple[str, dict[str, Any]]]) -> None:
         if result.get("unjudged"):
             print(f"{label}: {result['unjudged']} of {result['runs']} runs could not be "
                   "judged: their step budget ran out while bytes still moved or time still "
-                  f"passed. The first is kept in {result['unjudged_trace']}: raise its "
-                  "settings.step_budget and `harness replay` it. If it settles then, the "
-                  "harness drew a scenario too long for its budget: please report it "
-                  "against the harness; if it never does, the server keeps the loop busy "
-                  "for ever (a response that never ends, timers under a millisecond).")
+                  f"passed. The first is kept in {result['unjudged_trace']}: `harness "
+                  "replay` shows its last events, what kept the loop busy. Raise its "
+                  "settings.step_budget and replay it: if it settles then, the harness drew "
+                  "a scenario too long for its budget (please report it against the "
+                  "harness); if it never does, the server keeps the loop busy for ever (a "
+                  "response that never ends, timers under a millisecond).")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
