@@ -140,9 +140,7 @@ def unjudged_trace(scenario: HttpScenario, decisions: list[Decision], why: str,
                    target: Target, settings: Settings = SETTINGS) -> Trace:
     """A run that could not be judged, as a trace: no verdict; its replay stops where
     the budget runs out and says which setting to raise."""
-    return Trace(scenario=scenario.to_json(), decisions=decisions, settings=settings,
-                 target=target.describe(), verdict=None,
-                 meta={"python": platform.python_version(), "unjudged": why})
+    return run_trace(scenario, decisions, target, settings, None, unjudged=why)
 
 
 def stored_failures(store: ExampleStore, target: Target) -> list[Stored[HttpScenario]]:
@@ -168,15 +166,17 @@ def trace_of(found: Found[HttpScenario], target: Target,
              settings: Settings = SETTINGS) -> Trace:
     """`found`'s trace: `settings` must be the ones its runs were made under."""
     failure: Failure = found.failure
-    return Trace(
-        scenario=found.scenario.to_json(),
-        decisions=found.decisions,
-        settings=settings,
-        target=target.describe(),
-        verdict={"kind": failure.kind, "signature": failure.signature,
-                 "message": failure.message},
-        meta={"python": platform.python_version(), "runs_to_find": found.runs_to_find},
-    )
+    return run_trace(found.scenario, found.decisions, target, settings,
+                     {"kind": failure.kind, "signature": failure.signature,
+                      "message": failure.message}, runs_to_find=found.runs_to_find)
+
+
+def run_trace(scenario: HttpScenario, decisions: list[Decision], target: Target,
+              settings: Settings, verdict: dict[str, Any] | None, **meta: Any) -> Trace:
+    """One run on `target` as a trace; its meta names the Python it ran on, and `meta`."""
+    return Trace(scenario=scenario.to_json(), decisions=decisions, settings=settings,
+                 target=target.describe(), verdict=verdict,
+                 meta={"python": platform.python_version(), **meta})
 
 
 @dataclass

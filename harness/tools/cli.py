@@ -29,7 +29,7 @@ from harness.errors import HarnessError, HarnessFault, InputError, machine_fault
 from harness.http.families import FAMILIES, check_families
 from harness.search.claims import Claims
 from harness.search.profiles import EXHAUST_RUNS, PROFILES, STRATEGIES, check_budget, profile
-from harness.search.trace import Trace, write_atomically
+from harness.search.trace import Trace
 from harness.search.walk_lines import walk_progress
 from harness.targets.envs import ensure_target_env
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER
@@ -97,7 +97,7 @@ class Writer:
         trace = Trace.from_json(info["trace"])
         path = self.root / label_of(info["target"]) / "unjudged-run.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, trace.dumps())
+        trace.save(path)
         self.unjudged = path
         self.progress.line(f"  a run could not be judged: its step budget ran out while it "
                            f"was still under way ({trace.meta.get('unjudged')}); kept, not "
@@ -526,7 +526,6 @@ def explore_command(argv: list[str]) -> int:
 
 
 TRACE_HELP = "a trace.json: a report's, or one the pytest plugin kept"
-
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -144,12 +144,18 @@ def check(args: Any) -> TargetEntry:
     for option, value in (("--json", args.json), ("--markdown", args.markdown)):
         if value is not None and Path(value).is_dir():
             raise SurveyError(f"{option} {value} is a folder; name the file to write")
-    written = [Path(args.json or Path(args.reports) / "survey.json"),
-               Path(args.markdown or Path(args.reports) / "survey.md")]
-    if written[0].resolve() == written[1].resolve():
-        raise SurveyError(f"--json and --markdown both name {written[0]}; give each its own "
+    json_path, markdown_path = outputs(args)
+    if json_path.resolve() == markdown_path.resolve():
+        raise SurveyError(f"--json and --markdown both name {json_path}; give each its own "
                           "file (one would overwrite the other)")
     return target
+
+
+def outputs(args: Any) -> tuple[Path, Path]:
+    """Where the survey's JSON and Markdown go: --json and --markdown, else in --reports."""
+    reports = Path(args.reports)
+    return (Path(args.json or reports / "survey.json"),
+            Path(args.markdown or reports / "survey.md"))
 
 
 class Survey:
@@ -160,8 +166,7 @@ class Survey:
         self.target = check(args)
         self.verdict = verdict(args.budget)
         reports = Path(args.reports)
-        self.json_path = Path(args.json or reports / "survey.json")
-        self.markdown_path = Path(args.markdown or reports / "survey.md")
+        self.json_path, self.markdown_path = outputs(args)
         self.settings = {"server": args.server, "budget": args.budget,
                          "max_runs": args.max_runs, "seed": args.seed,
                          "strategy": args.strategy, "profile": args.profile,

@@ -101,15 +101,19 @@ def run(app: App, host: str, port: int, backend: str, config: Config) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ServeError(f"--port must be 0..65535, got {args.port}")
-    for flag, value, least in (("--keep-alive", args.keep_alive, 0.0),
-                               ("--shutdown-grace", args.shutdown_grace, 0.0),
-                               ("--max-header-bytes", args.max_header_bytes, 1),
-                               ("--max-body-bytes", args.max_body_bytes, 0)):
-        # (NaN passes every comparison but !=: "not finite" catches it, and infinity)
-        if not math.isfinite(value) or value < least or (flag == "--keep-alive" and value == 0):
-            need = ("a positive number of seconds" if flag == "--keep-alive" else
-                    "a number of seconds, 0 or more" if flag == "--shutdown-grace" else
-                    f"a whole number, {least} or more")
+    # (flag, value, whether it serves, what it must be); NaN fails no `<` test, hence
+    # isfinite for the seconds (argparse's int() makes no NaN of the byte counts).
+    for flag, value, ok, need in (
+        ("--keep-alive", args.keep_alive, math.isfinite(args.keep_alive)
+         and args.keep_alive > 0, "a positive number of seconds"),
+        ("--shutdown-grace", args.shutdown_grace, math.isfinite(args.shutdown_grace)
+         and args.shutdown_grace >= 0, "a number of seconds, 0 or more"),
+        ("--max-header-bytes", args.max_header_bytes, args.max_header_bytes >= 1,
+         "a whole number, 1 or more"),
+        ("--max-body-bytes", args.max_body_bytes, args.max_body_bytes >= 0,
+         "a whole number, 0 or more"),
+    ):
+        if not ok:
             raise ServeError(f"{flag} must be {need}, got {value:g}")
     app = load_app(args.app)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
