@@ -695,3 +695,17 @@ def test_an_empty_reports_folder_is_refused_not_taken_for_the_current_one(
         main([*command, "--reports", ""])
     assert stop.value.code == 2
     assert "error: argument --reports: empty; name a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("command", "option"), [(["explore", "--server", "reference"], "--json"),
+                                                 (["survey", "--server", "uvicorn"], "--json"),
+                                                 (["survey", "--server", "uvicorn"], "--markdown")])
+@pytest.mark.parametrize(("value", "message"), [("-", "'-' would be a file named '-'"),
+                                                ("", "empty; name a file")])
+def test_a_file_option_refuses_a_dash_and_an_empty_name(
+        capsys, tmp_path: Path, command: list[str], option: str, value: str, message: str):
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--reports", str(tmp_path / "r"), option, value])
+    assert stop.value.code == 2
+    assert f"error: argument {option}: {message}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

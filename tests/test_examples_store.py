@@ -179,6 +179,10 @@ def test_profiles_are_chosen_by_name_or_environment(monkeypatch):
     with pytest.raises(InputError, match="HARNESS_PROFILE 'weekly' is not a search profile; "
                                          "use one of default, ci, nightly"):
         profile()
+    monkeypatch.setenv("HARNESS_PROFILE", "")  # empty is unset, as for any variable
+    assert profile().name == "default"
+    with pytest.raises(InputError, match="--profile '' is not a search profile"):
+        profile("")
 
 
 def test_the_store_is_found_from_the_request_or_the_environment(monkeypatch, tmp_path):

@@ -86,6 +86,7 @@ def test_no_examples_neither_retries_nor_stores(capsys, monkeypatch, tmp_path: P
     ("args", "message"),
     [(["--profile", "weekly"], "--profile 'weekly' is not a search profile; use one of "
                                "default, ci, nightly"),
+     (["--profile", ""], "--profile '' is not a search profile"),
      (["--json", "."], "--json . is a folder; name the file")],
 )
 def test_a_bad_profile_or_json_path_is_refused_in_one_line(capsys, tmp_path: Path,

@@ -58,11 +58,13 @@ PROFILES = {
 
 def profile(name: str | None = None) -> Profile:
     """The named profile, else HARNESS_PROFILE's, else "default"."""
-    chosen = name or os.environ.get("HARNESS_PROFILE") or "default"
+    # An empty HARNESS_PROFILE is unset, as for any variable; an empty --profile is a
+    # mistake, not a request for the default.
+    chosen = name if name is not None else os.environ.get("HARNESS_PROFILE") or "default"
     try:
         return PROFILES[chosen]
     except KeyError:
-        source = "--profile" if name else "HARNESS_PROFILE"
+        source = "--profile" if name is not None else "HARNESS_PROFILE"
         raise InputError(f"{source} {chosen!r} is not a search profile; use one of "
                          f"{', '.join(PROFILES)}") from None
 

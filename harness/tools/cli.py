@@ -43,7 +43,13 @@ from harness.targets.registry import (
 )
 from harness.targets.runner import examples_root, run, terminate_workers
 from harness.tools.environment import harness_line, installed_beside
-from harness.tools.outputs import check_output_folder, folder_name, make_folder, take_back
+from harness.tools.outputs import (
+    check_output_folder,
+    file_name,
+    folder_name,
+    make_folder,
+    take_back,
+)
 from harness.tools.progress import Progress
 from harness.tools.reference_run import ReferenceRun
 from harness.tools.report import write_report
@@ -577,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
                          + " (default: HARNESS_PROFILE, else default)")
     ex.add_argument("--no-examples", action="store_true",
                     help="neither retry nor store earlier failures (also HARNESS_EXAMPLES=off)")
-    ex.add_argument("--json", default=None, metavar="PATH",
+    ex.add_argument("--json", default=None, metavar="PATH", type=file_name,
                     help="also write a machine-readable summary to PATH")
     ex.set_defaults(func=cmd_explore)
 

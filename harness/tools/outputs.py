@@ -21,6 +21,17 @@ def folder_name(text: str) -> str:
     return text
 
 
+def file_name(text: str) -> str:
+    """A file option's value (argparse type). "-" is no stream here: the file is written
+    whole, by a rename, and the command's own report goes to standard output."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty; name a file")
+    if text == "-":
+        raise argparse.ArgumentTypeError("'-' would be a file named '-': this is written "
+                                         "whole to a file; name it, e.g. summary.json")
+    return text
+
+
 def check_output_folder(folder: Path, option: str) -> None:
     """Refuse, before the command does its work, a folder `option` could not write into:
     a search must not end on an error about where its results go. It creates nothing

@@ -35,7 +35,7 @@ from harness.http.families import FAMILIES, check_families
 from harness.search.profiles import STRATEGIES, check_budget, profile
 from harness.targets.registry import TargetEntry, entry
 from harness.tools import bisect
-from harness.tools.outputs import check_output_folder, folder_name
+from harness.tools.outputs import check_output_folder, file_name, folder_name
 from harness.tools.survey_bisect import Bisector, Verdict
 from harness.tools.survey_results import (
     Distinct,
@@ -352,8 +352,8 @@ def add_parser(sub: Any, func: Callable[[Any], int]) -> None:
                     help="bisect the failures known bugs explain too")
     sv.add_argument("--reports", default="reports/survey", type=folder_name,
                     help="where reports and the survey's per-release results go")
-    sv.add_argument("--json", default=None, metavar="PATH",
+    sv.add_argument("--json", default=None, metavar="PATH", type=file_name,
                     help="the survey as JSON (default: REPORTS/survey.json)")
-    sv.add_argument("--markdown", default=None, metavar="PATH",
+    sv.add_argument("--markdown", default=None, metavar="PATH", type=file_name,
                     help="the table as Markdown (default: REPORTS/survey.md)")
     sv.set_defaults(func=func)
