@@ -127,3 +127,23 @@ def test_replaying_a_trace_whose_budget_is_too_small_exits_2_naming_the_setting(
     assert re.search(r"Its last 12 events of [\d,]+:$", head), head
     assert len(events) == 12 and all(line.startswith("    ") for line in events)
     assert any("arrive c1>s 1B" in line for line in events), events
+
+
+def test_replay_prints_the_start_and_end_of_a_long_log_unless_asked_for_all(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    trace = {"format": "asgi-race-harness/trace", "version": 1, "decisions": [],
+             "scenario": POST.to_json(),
+             "settings": {"window": 1, "step_budget": 200000, "max_latency": 0.5,
+                          "horizon": 3600.0},
+             "target": {"server": "reference", "version": "0.1.0", "http": "h11"}}
+    path = tmp_path / "trace.json"
+    path.write_text(json.dumps(trace))
+    assert main(["replay", "--lenient", "--full", str(path)]) == 0
+    full = capsys.readouterr().out.splitlines()
+    assert main(["replay", "--lenient", str(path)]) == 0
+    short = capsys.readouterr().out.splitlines()
+    log, ending = full[:-3], full[-3:]  # the log, then a blank line, target and verdict
+    assert len(log) > 5000 and ending == short[-3:] and ending[-1] == "verdict: pass"
+    [omitted] = [line for line in short if "events omitted" in line]
+    assert omitted == f"... {len(log) - 300:,} events omitted (--full prints all {len(log):,}) ..."
+    assert short[:-3] == [*log[:60], omitted, *log[-240:]]

@@ -418,11 +418,24 @@ def _print_summary(summary: list[tuple[str, dict[str, Any]]]) -> None:
                   "response that never ends, timers under a millisecond).")
 
 
+# How much of a long replay's event log is printed: its start, and its end, where a hang
+# or a loop kept busy shows (a run near its step budget logs hundreds of thousands).
+LOG_HEAD, LOG_TAIL = 60, 240
+
+
+def abridged(log: list[str]) -> list[str]:
+    if len(log) <= LOG_HEAD + LOG_TAIL + 1:
+        return log
+    omitted = len(log) - LOG_HEAD - LOG_TAIL
+    return [*log[:LOG_HEAD], f"... {omitted:,} events omitted (--full prints all "
+                             f"{len(log):,}) ...", *log[-LOG_TAIL:]]
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from harness.api import replay_trace_file
 
     verdict = replay_trace_file(args.trace, args.server, args.http, args.lenient)
-    for line in verdict["log"]:
+    for line in verdict["log"] if args.full else abridged(verdict["log"]):
         print(line)
     target = verdict["target"]
     source = f" from {target['source']}" if target.get("source") else ""
@@ -598,6 +611,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--lenient", action="store_true",
                     help="on the trace's own target too, go on where the run asks other "
                          "questions than the trace recorded (default: stop with an error)")
+    rp.add_argument("--full", action="store_true",
+                    help=f"print every event of the run (default: a log longer than "
+                         f"{LOG_HEAD + LOG_TAIL + 1} events shows its first {LOG_HEAD} and "
+                         f"last {LOG_TAIL})")
     rp.set_defaults(func=cmd_replay)
 
     xh = sub.add_parser("exhaust", help="run every ordering of a trace's scenario with at "
