@@ -186,11 +186,19 @@ def test_an_unexplained_finding_fails_with_a_replay_command_that_reproduces_it(
 
     monkeypatch.setattr(race, "judge", forgetful)
     target = RaceTarget("hypercorn", target_specs("hypercorn", "h11")[0])
-    outcome = explore_family(target, "keepalive", 1, 0, tmp_path, max_runs=100)
+    said: list[str] = []
+    outcome = explore_family(target, "keepalive", 1, 0, tmp_path, max_runs=100,
+                             say=said.append)
     assert outcome.failure is not None
     assert "no known bug of hypercorn" in outcome.failure
     lines = outcome.failure.splitlines()
     kinds = [line[2:].split(":")[0] for line in lines if line.startswith("- ")]
+    # While it searched, it said what it met and when (pytest shows nothing until the end).
+    met = [line for line in said if line.startswith("met ")]
+    assert len(met) == len(kinds) and all(re.fullmatch(r"met [a-z-]+: .+ at run \d+; shrinking",
+                                                       line) for line in met), said
+    assert sorted(line.split(":")[0] for line in said if line.startswith("found ")) == \
+        sorted(f"found {kind}" for kind in kinds)
     commands = [line.split("replay: ", 1)[1] for line in lines if "replay: " in line]
     assert kinds and len(commands) == len(kinds)
     assert all(c.startswith("harness replay .harness-cache/race-failures/") for c in commands)
@@ -214,3 +222,12 @@ def test_runs_a_race_item_could_not_judge_are_a_warning_with_the_first_kept_for_
     kept = "harness replay .harness-cache/race-failures/reference-0.1.0-h11-pipelining-unjudged"
     assert command.startswith(kept)
     assert (tmp_path / shlex.split(command)[2]).is_file()
+
+
+def test_a_family_search_says_how_far_it_is_every_few_seconds():
+    ticks = iter(range(0, 100, 3))  # each look at the clock, 3 s later
+    said: list[str] = []
+    heard = race.search_lines(said.append, "budget 20 s", clock=lambda: next(ticks), every=5)
+    for runs in (10, 20, 30, 40):
+        heard("runs", {"runs": runs, "searched": runs / 4, "shrinking": 0.0})
+    assert said == ["20 runs in 5 s (budget 20 s)", "40 runs in 10 s (budget 20 s)"]

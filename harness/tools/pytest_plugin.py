@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,7 +159,8 @@ class RaceFamily(pytest.Item):
         found = options(self.config)
         assert found is not None
         conclude(explore_family(self.target, self.family, found.budget, found.seed,
-                                found.root))
+                                found.root, say=terminal_lines(
+                                    self.config, f"race {self.family} on {self.target.spec}")))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> Any:
@@ -171,6 +173,22 @@ class RaceFamily(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"race {self.family} on {self.target.spec}"
+
+
+def terminal_lines(config: pytest.Config, prefix: str) -> Callable[[str], None]:
+    """Where a long race check's progress lines go: the terminal, past the test's output
+    capture, as pytest's live logging writes its records (a search or a walk runs for
+    a minute or more, and pytest shows nothing of a test until it ends)."""
+    def say(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return  # (-p no:terminal)
+        with (capture.global_and_fixture_disabled() if capture is not None
+              else contextlib.nullcontext()):
+            reporter.write_line(f"{prefix}: {line.strip()}")
+
+    return say
 
 
 def conclude(outcome: Outcome) -> None:
@@ -238,18 +256,8 @@ class Race:
             max_runs, 1, "race.exhaust's max_runs", "the most orderings to run",
             f"{EXHAUST_RUNS * 5}")
         conclude(exhaust_trace(self.target, self.here / trace, self.config.rootpath,
-                               count, limit, self._say))
-
-    def _say(self, line: str) -> None:
-        """A progress line on the terminal, past the test's output capture, as pytest's
-        live logging writes its records: a walk can run for minutes."""
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None:
-            return  # (-p no:terminal)
-        with (capture.global_and_fixture_disabled() if capture is not None
-              else contextlib.nullcontext()):
-            reporter.write_line(f"race.exhaust on {self.target.spec}: {line.strip()}")
+                               count, limit,
+                               terminal_lines(self.config, f"race.exhaust on {self.target.spec}")))
 
     def explore(self, family: str, budget: float | None = None,
                 seed: int | None = None) -> None:
@@ -266,7 +274,9 @@ class Race:
         except InputError as exc:
             raise ValueError(str(exc)) from None
         conclude(explore_family(self.target, family, budget,
-                                found.seed if seed is None else seed, found.root))
+                                found.seed if seed is None else seed, found.root,
+                                say=terminal_lines(self.config,
+                                                   f"race.explore {family} on {self.target.spec}")))
 
 
 @pytest.fixture

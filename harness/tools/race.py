@@ -11,6 +11,7 @@ and whose path works from the project's root.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 from harness.http.families import check_families
 from harness.search.profiles import EXHAUST_RUNS, check_budget
 from harness.search.trace import Trace
-from harness.search.walk_lines import walk_progress
+from harness.search.walk_lines import LINE_EVERY, walk_progress
 from harness.targets.registry import TargetSpec, target_specs
 from harness.targets.runner import run
 from harness.tools.judgement import judge
@@ -79,14 +80,42 @@ def replay_command(target: RaceTarget, trace: str) -> str:
             f"--http {target.spec.http}")
 
 
+def search_lines(say: Callable[[str], None], limit: str,
+                 clock: Callable[[], float] = time.monotonic,
+                 every: float = LINE_EVERY) -> Callable[[str, dict[str, Any]], None]:
+    """A family search's progress events as lines for `say`: each failure as it is met
+    and once shrunk, and the runs so far at most every `every` seconds (`limit`: the
+    budget or run limit, as the line ends with it). A race item searches for its whole
+    budget, a minute or more, and pytest shows nothing of it until it ends."""
+    last = [clock()]
+
+    def on_event(event: str, info: dict[str, Any]) -> None:
+        if event == "shrinking":
+            say(f"met {info['kind']}: {info['signature']} at run {info['runs']:,}; shrinking")
+        elif event == "shrinking elsewhere":
+            say(f"met {info['kind']}: {info['signature']} at run {info['runs']:,}")
+        elif event == "found":
+            say(f"found {info['kind']}: {info['signature']}")
+        elif event == "runs" and (now := clock()) - last[0] >= every:
+            last[0] = now
+            say(f"{info['runs']:,} runs in {info['searched']:.0f} s ({limit})")
+
+    return on_event
+
+
 def explore_family(target: RaceTarget, family: str, budget: float, seed: int,
-                   root: Path, max_runs: int | None = None) -> Outcome:
+                   root: Path, max_runs: int | None = None,
+                   say: Callable[[str], None] = lambda line: None) -> Outcome:
     """Search `family` on the target for `budget` seconds (or, given `max_runs`, for that
-    many runs and no time limit: a repeatable search) and judge what was found."""
+    many runs and no time limit: a repeatable search) and judge what was found; `say`
+    gets the search's progress lines."""
     limits = {"budget": budget} if max_runs is None else {"budget": 0, "max_runs": max_runs}
     unjudged: list[dict[str, Any]] = []  # the first run that could not be judged, if any
+    progress = search_lines(say, f"budget {budget:g} s" if max_runs is None
+                            else f"of {max_runs:,}")
 
     def heard(event: str, info: dict[str, Any]) -> None:
+        progress(event, info)
         if event == "unjudged":
             unjudged.append(info["trace"])
 
