@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from harness.search.trace import Trace
 from harness.tools.cli import main
 
 # a committed trace of uvicorn 0.11.3 (h11)
@@ -674,6 +675,42 @@ def test_report_on_a_trace_that_fails_otherwise_than_recorded_says_how_it_fails_
     assert code == 2 and not (tmp_path / "r").exists()
     assert "no longer fails on uvicorn==0.11.3 (h11) with its recorded leak (it fails with " \
            "receive-hang instead" in err, err
+
+
+def test_report_writes_what_the_run_shows_not_an_edited_signature(capsys, tmp_path: Path):
+    trace = json.loads(Path(SHOWCASE).read_text())
+    real = trace["verdict"]["signature"]
+    trace["verdict"]["signature"] = "receive() never returned: blocked at somewhere/else.py:1"
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(trace))
+    code, _, err = run_cli(capsys, "report", str(edited), "--reports", str(tmp_path / "r"))
+    assert code == 0 and f"fails now with {real}: the report is of what it does now" in err
+    [folder] = (tmp_path / "r").glob("*/*")
+    assert Trace.load(folder / "trace.json").verdict["signature"] == real
+    report = (folder / "report.md").read_text()
+    assert "somewhere/else.py" not in report and real.split("blocked at ")[1] in report
+
+
+def test_report_refuses_a_trace_whose_own_target_is_not_one_here(capsys, tmp_path: Path):
+    trace = json.loads(Path(SHOWCASE).read_text())
+    trace["target"]["http"] = "h2"  # uvicorn has no h2: it would replay on h11
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(trace))
+    code, _, err = run_cli(capsys, "report", str(edited), "--reports", str(tmp_path / "r"))
+    assert code == 2 and not (tmp_path / "r").exists()
+    assert (f"{edited} was recorded on uvicorn 0.11.3 (h2), which is not a target here: it "
+            "replays on uvicorn 0.11.3 (h11)") in err, err
+
+
+def test_a_report_of_a_trace_that_was_never_shrunk_still_says_so(capsys, tmp_path: Path):
+    trace = json.loads(Path(SHOWCASE).read_text())
+    trace["meta"]["shrunk"] = False  # as an explore interrupted while shrinking saves it
+    saved = tmp_path / "detected.json"
+    saved.write_text(json.dumps(trace))
+    assert run_cli(capsys, "report", str(saved), "--reports", str(tmp_path / "r"))[0] == 0
+    [folder] = (tmp_path / "r").glob("*/*")
+    report = (folder / "report.md").read_text()
+    assert "**Not shrunk:**" in report and "the shrunk trace" not in report
 
 
 def test_bisect_refuses_a_trace_that_records_no_failure(capsys, tmp_path: Path):

@@ -71,6 +71,9 @@ def test_an_interrupted_explore_keeps_what_it_wrote_and_leaves_nothing_running(
     for f in target["failures"]:
         said = "**Not shrunk:**" in Path(f["report"], "report.md").read_text()
         assert said == (not f["shrunk"])
+        # ... and its trace says so, for a report written again from it alone
+        meta = json.loads(Path(f["report"], "trace.json").read_text())["meta"]
+        assert meta.get("shrunk", True) == f["shrunk"]
     capsys.readouterr()
 
 

@@ -168,7 +168,9 @@ def trace_of(found: Found[HttpScenario], target: Target,
     failure: Failure = found.failure
     return run_trace(found.scenario, found.decisions, target, settings,
                      {"kind": failure.kind, "signature": failure.signature,
-                      "message": failure.message}, runs_to_find=found.runs_to_find)
+                      "message": failure.message}, runs_to_find=found.runs_to_find,
+                     # (a report written from the trace alone must still say so)
+                     **({} if found.shrunk else {"shrunk": False}))
 
 
 def run_trace(scenario: HttpScenario, decisions: list[Decision], target: Target,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import os
 import platform
@@ -42,6 +43,7 @@ from harness.targets.registry import (
     target_specs,
 )
 from harness.targets.runner import examples_root, run, terminate_workers
+from harness.tools.diagnosis import target_name
 from harness.tools.environment import harness_line, installed_beside
 from harness.tools.outputs import (
     check_output_folder,
@@ -376,6 +378,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     spec, strict = trace_target(trace)
     replayed = run(spec, {"op": "replay", "trace": trace.to_json(), "strict": strict},
                    lambda e, i: None)
+    own, ran = trace.target or {}, replayed["target"]
+    if [own.get(k) for k in ("server", "version", "http")] != \
+            [ran.get(k) for k in ("server", "version", "http")]:
+        raise UsageError(f"{args.trace} was recorded on {target_name(own)}, which is not a "
+                         f"target here: it replays on {target_name(ran)}, and a report is of "
+                         "the trace's own target; `harness replay` it to see what it does "
+                         "there")
     same = [f for f in replayed["failures"] if f["kind"] == trace.verdict["kind"]]
     if not same:
         now = sorted({f["kind"] for f in replayed["failures"]})
@@ -383,8 +392,16 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"{args.trace} no longer fails on {spec} with its recorded {trace.verdict['kind']}"
             + (f" (it fails with {', '.join(now)} instead: `harness replay` it to see)" if now
                else " (it passes)") + "; there is nothing to report")
-    finding = {**same[0], "signature": trace.verdict["signature"], "trace": trace.to_json(),
-               "runs_to_find": trace.meta.get("runs_to_find")}
+    # What the run shows now, not what the file says: a trace's verdict may be edited.
+    [now, *_] = [f for f in same if f["signature"] == trace.verdict["signature"]] or same
+    if now["signature"] != trace.verdict["signature"]:
+        print(f"harness: {args.trace} recorded {trace.verdict['kind']}: "
+              f"{trace.verdict['signature']}, and fails now with {now['signature']}: the "
+              "report is of what it does now", file=sys.stderr)
+        trace = dataclasses.replace(trace, verdict={
+            k: now[k] for k in ("kind", "signature", "message")})
+    finding = {**now, "trace": trace.to_json(), "runs_to_find": trace.meta.get("runs_to_find"),
+               "shrunk": trace.meta.get("shrunk", True)}
     label = label_of(replayed["target"])
     env = replayed.get("env") or (installed_beside(spec.entry) if spec.in_process() else None)
     path = _write_report(Path(args.reports), label, finding, replayed, env)

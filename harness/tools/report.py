@@ -266,7 +266,7 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
             "### Timeline", "", "```mermaid", *_mermaid(replay_log), "```", "",
             "### Scenario", "",
             f"Scenario family `{scenario.get('family')}`; "
-            + (f"the search needed {finding['runs_to_find']} runs to find it; "
+            + (f"the search needed {plural(finding['runs_to_find'], 'run')} to find it; "
                if finding.get("runs_to_find") else "")
             + f"the {'shrunk ' if finding.get('shrunk', True) else ''}trace makes "
             f"{plural(len(trace.decisions), 'decision')}. As JSON, "
