@@ -45,6 +45,7 @@ from harness.targets.registry import (
 from harness.targets.runner import examples_root, run, terminate_workers
 from harness.tools.diagnosis import target_name
 from harness.tools.environment import harness_line, installed_beside
+from harness.tools.log_lines import HEAD, TAIL, abridged
 from harness.tools.outputs import (
     check_output_folder,
     file_name,
@@ -435,19 +436,6 @@ def _print_summary(summary: list[tuple[str, dict[str, Any]]]) -> None:
                   "response that never ends, timers under a millisecond).")
 
 
-# How much of a long replay's event log is printed: its start, and its end, where a hang
-# or a loop kept busy shows (a run near its step budget logs hundreds of thousands).
-LOG_HEAD, LOG_TAIL = 60, 240
-
-
-def abridged(log: list[str]) -> list[str]:
-    if len(log) <= LOG_HEAD + LOG_TAIL + 1:
-        return log
-    omitted = len(log) - LOG_HEAD - LOG_TAIL
-    return [*log[:LOG_HEAD], f"... {omitted:,} events omitted (--full prints all "
-                             f"{len(log):,}) ...", *log[-LOG_TAIL:]]
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     from harness.api import replay_trace_file
 
@@ -629,9 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="on the trace's own target too, go on where the run asks other "
                          "questions than the trace recorded (default: stop with an error)")
     rp.add_argument("--full", action="store_true",
-                    help=f"print every event of the run (default: a log longer than "
-                         f"{LOG_HEAD + LOG_TAIL + 1} events shows its first {LOG_HEAD} and "
-                         f"last {LOG_TAIL})")
+                    help="print every event of the run (default: repeats are folded into "
+                         f"a line, and of a log still longer than {HEAD + TAIL + 1} lines "
+                         f"its first {HEAD} and last {TAIL} are shown)")
     rp.set_defaults(func=cmd_replay)
 
     xh = sub.add_parser("exhaust", help="run every ordering of a trace's scenario with at "
