@@ -420,3 +420,20 @@ def test_a_message_of_several_lines_stays_whole_in_the_details_and_one_line_abov
     assert text.splitlines()[2] == "someserver 1.2 (h11), stuck: a callback never gave " \
                                    "control back to the loop (it spins or blocks): stuck in " \
                                    "srv.py in spin."
+
+
+def test_the_reference_section_says_when_the_app_is_never_called_there():
+    where = Where("reports/x", True)
+    log = ["0.000000 connect c1 -> 127.0.0.1:8000", "0.000000 signal SIGTERM",
+           *(f"{t / 10:.6f} timer poll" for t in range(1, 20)),
+           "2.000000 close server[c1] buffered=0"]
+    none = ReferenceRun({"failures": [], "log": log}, None, ["/c1/r1"]).section(where)
+    assert "There the app is never called; what happened instead" in none
+    assert "2.000000 close server[c1]" in none and "more times" in none
+    assert "What the app saw there for the request /c1/r1" not in none
+    other = ["0.000000 asgi /c1/r0 call /c1/r0", "0.000000 asgi /c1/r0 returned"]
+    some = ReferenceRun({"failures": [], "log": log + other}, None, ["/c1/r1"]).section(where)
+    assert ("There the app is never called for the request /c1/r1; what it saw for the "
+            "others") in some and "0.000000 asgi /c1/r0 returned" in some
+    seen = ReferenceRun({"failures": [], "log": other}, None, ["/c1/r0"]).section(where)
+    assert "What the app saw there for the request /c1/r0 (virtual" in seen

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.tools.log_lines import folded
+
 MAX_SHOWN = 120  # ASGI events of the reference run shown at most
 
 
@@ -104,11 +106,20 @@ class ReferenceRun:
                        "questions than the trace records, and took the ordinary choice for "
                        "each.")
         asgi = [line for line in self.verdict["log"] if line.split(" ", 2)[1:2] == ["asgi"]]
-        shown = [line for line in asgi if any(f" {r} " in line for r in self.focus)] or asgi
-        what = f"the request{'s' if len(self.focus) > 1 else ''} {', '.join(self.focus)}" \
-            if self.focus else "every request"
-        out += ["", f"What the app saw there for {what} (virtual seconds, ASGI events):", "",
-                "```", *shown[:MAX_SHOWN], "```", "",
+        focused = [line for line in asgi if any(f" {r} " in line for r in self.focus)]
+        named = f"the request{'s' if len(self.focus) > 1 else ''} {', '.join(self.focus)}"
+        if focused or (asgi and not self.focus):
+            shown, heading = focused or asgi, (
+                f"What the app saw there for {named if self.focus else 'every request'} "
+                "(virtual seconds, ASGI events):")
+        elif asgi:  # the failure's requests never reached the app there: the others did
+            shown, heading = asgi, (f"There the app is never called for {named}; what it "
+                                    "saw for the others (virtual seconds, ASGI events):")
+        else:  # no request reached the app: the wire says why
+            shown, heading = folded(self.verdict["log"]), (
+                "There the app is never called; what happened instead (virtual seconds, "
+                "events):")
+        out += ["", heading, "", "```", *shown[:MAX_SHOWN], "```", "",
                 f"Its whole timeline, {where.run_from}: `{cmd}`. How it avoids the race: "
                 "servers/reference/README.md."]
         return "\n".join(out)
