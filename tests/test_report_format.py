@@ -437,3 +437,14 @@ def test_the_reference_section_says_when_the_app_is_never_called_there():
             "others") in some and "0.000000 asgi /c1/r0 returned" in some
     seen = ReferenceRun({"failures": [], "log": other}, None, ["/c1/r0"]).section(where)
     assert "What the app saw there for the request /c1/r0 (virtual" in seen
+
+
+def test_the_app_account_says_which_requests_the_server_never_handed_to_the_app():
+    from harness.tools.diagnosis import app_account, behaviour_words
+
+    plan = AppBehaviour().to_json()
+    scenario = {"behaviours": [[1, 0, plan], [1, 1, plan]]}
+    log = ["0.000000 asgi /c1/r0 call /c1/r0", "0.000000 asgi /c1/r0 returned"]
+    words = behaviour_words(plan)
+    assert app_account(scenario, log) == [
+        f"/c1/r0: {words}", f"/c1/r1: never called by the server (it would have: {words})"]

@@ -228,8 +228,14 @@ def shutdown_account(scenario: dict[str, Any], log: list[str]) -> str | None:
     return said + f"; {done.detail} at t={done.time:g}"
 
 
-def app_account(scenario: dict[str, Any]) -> list[str]:
-    return [f"/c{cid}/r{index}: {behaviour_words(b)}"
+def app_account(scenario: dict[str, Any], log: list[str]) -> list[str]:
+    """What the app was to do per request; one the server never handed to the app says
+    so (its plan, a scenario's, never ran)."""
+    called = {words[2] for words in (line.split(" ", 4) for line in log)
+              if words[1:4:2] == ["asgi", "call"]}
+    return [f"/c{cid}/r{index}: {behaviour_words(b)}" if f"/c{cid}/r{index}" in called
+            else f"/c{cid}/r{index}: never called by the server (it would have: "
+                 f"{behaviour_words(b)})"
             for cid, index, b in scenario.get("behaviours", [])]
 
 

@@ -232,7 +232,7 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
         *([] if finding.get("shrunk", True) else [NOT_SHRUNK, ""]),
         f"- **The client** sent {client_account(scenario)}.",
         "- **The app**, per request:",
-        *(f"  - {line}" for line in app_account(scenario)),
+        *(f"  - {line}" for line in app_account(scenario, replay_log)),
         *([f"- **The shutdown:** {said}."] if (said := shutdown_account(scenario, replay_log))
           else []),
         f"- **What went wrong:** {_what_went_wrong(finding['message'])}"
