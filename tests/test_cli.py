@@ -746,3 +746,17 @@ def test_a_file_option_refuses_a_dash_and_an_empty_name(
     assert stop.value.code == 2
     assert f"error: argument {option}: {message}" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_report_names_the_other_failures_of_the_same_run(capsys, tmp_path: Path):
+    # hypercorn 0.12.0 writes after write_eof (a RuntimeError), and its task then leaks.
+    trace = "tests/traces/hypercorn-0.12.0-write-after-eof.json"
+    code, _, err = run_cli(capsys, "report", trace, "--reports", str(tmp_path))
+    assert code == 0, err
+    [folder] = tmp_path.glob("*/*")
+    report = (folder / "report.md").read_text()
+    assert ("- **The same run also fails** (`harness replay` shows each): `leak: task alive "
+            "at hypercorn/protocol/http_stream.py:101 in HTTPStream.handle`.") in report
+    assert run_cli(capsys, "report", SHOWCASE, "--reports", str(tmp_path / "one"))[0] == 0
+    [alone] = (tmp_path / "one").glob("*/*")  # a run with one failure: no such line
+    assert "also fails" not in (alone / "report.md").read_text()

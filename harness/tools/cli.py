@@ -365,6 +365,10 @@ def _write_report(root: Path, label: str, finding: dict[str, Any], replayed: dic
     own = next((f for f in same if f["signature"] == finding["signature"]), None)
     if own is not None:
         finding = {**finding, "request": own.get("request", "")}
+    # What else the same run fails with: each a report of its own, if the search met it.
+    also = [f"{f['kind']}: {f['signature']}" for f in replayed["failures"]
+            if (f["kind"], f["signature"]) != (finding["kind"], finding["signature"])]
+    finding = {**finding, "also": also}
     reference = ReferenceRun(verdict, error, focus, installed_beside(REFERENCE.entry))
     return write_report(root, label, trace, finding, replayed["log"], env, reference,
                         replayed.get("waiting"))

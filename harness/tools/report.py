@@ -239,6 +239,9 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
         + (f"; it waits at `{_blocked_at(finding['signature'])}`"
            if "blocked at " in finding["signature"] else "") + ".",
     ]
+    if finding.get("also"):
+        out.append("- **The same run also fails** (`harness replay` shows each): "
+                   + "; ".join(f"`{also}`" for also in finding["also"]) + ".")
     if deviations:
         out.append(f"- **Deviations from an ordinary run** ({len(deviations)} of "
                    f"{len(trace.decisions)} scheduling decisions):")
