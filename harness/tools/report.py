@@ -252,7 +252,9 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
                    "is the ordinary one: the scenario alone triggers it.")
     call = (focus.path, focus.call) if focus is not None and focus.call is not None else None
     out += [f"- **Reference server:** {reference.summary(call)}.", "",
-            f"Replay it {where.run_from} (each exits 1 while the bug is present):", "",
+            f"Replay it {where.run_from} (each exits 1 while the bug is present; both need "
+            "the harness installed: `pip install` of its repository, it is not on PyPI):",
+            "",
             "```", f"harness replay {where.trace}", f"pytest {where.repro}", "```", "",
             f"On another release: `harness replay {where.trace} --server "
             f"{target.get('server')}==X`, or `HARNESS_SERVER={target.get('server')}==X "
@@ -320,7 +322,10 @@ Run it {run_from}:
     pytest {repro}
 
 It carries its trace (TRACE, below: the trace.json beside it), so it also runs alone,
-copied anywhere or attached to a bug report, wherever asgi-race-harness is installed.
+copied anywhere or attached to a bug report, wherever asgi-race-harness is installed
+(`pip install` of its repository, or of a checkout: it is not on PyPI). Its first run
+installs the release under test into .harness-cache (HARNESS_CACHE moves it), about
+100 MB, with every release's dependencies as of its own date.
 Point it at another release with HARNESS_SERVER={server}==X, or at a working copy
 or commit with HARNESS_SERVER=./path or git+REPO@REV (the trace is then replayed
 leniently, as the code paths may differ). Unset, it replays on the trace's own
