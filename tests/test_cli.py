@@ -275,6 +275,16 @@ def test_a_malformed_trace_is_refused_with_its_path(capsys, tmp_path: Path):
     assert code == 2 and str(bad) in err and "not valid JSON" in err
 
 
+@pytest.mark.parametrize("command", ["replay", "report", "exhaust"])
+def test_a_report_folder_given_for_its_trace_is_refused_naming_the_trace(
+        capsys, command: str):
+    folder = str(Path(SHOWCASE).parent)
+    code, _, err = run_cli(capsys, command, folder)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{folder}: cannot read trace (Is a directory); a report's trace is its " \
+           f"trace.json: {SHOWCASE}" in err, err
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("verdict", "receive-hang", "'verdict' is 'receive-hang'; expected null or an object"),
     ("target", {"server": 3}, "'target' must be null or an object with string 'server'"),

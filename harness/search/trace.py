@@ -157,7 +157,9 @@ class Trace:
             with open(path, "rb") as f:
                 raw = f.read(MAX_TRACE_BYTES + 1)
         except OSError as exc:
-            raise TraceError(f"{path}: cannot read trace ({exc.strerror})") from None
+            inside = Path(path) / "trace.json"
+            hint = f"; a report's trace is its trace.json: {inside}" if inside.is_file() else ""
+            raise TraceError(f"{path}: cannot read trace ({exc.strerror}){hint}") from None
         if len(raw) > MAX_TRACE_BYTES:
             raise TraceError(f"{path}: larger than {MAX_TRACE_BYTES // 2**20} MiB, more than "
                              "any trace the harness writes; is this a trace.json?")

@@ -150,8 +150,8 @@ def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
     except TraceDivergence as exc:
         where = f"{target.name} {target.version} ({target.http})"
         raise TraceError(f"the trace no longer replays on {where}: {exc}; the code under test "
-                         "is not the code that recorded it, or the trace was edited (replay "
-                         "with --lenient to follow the trace as far as it applies)") from None
+                         "is not the code that recorded it, or the trace was edited (`harness "
+                         "replay --lenient` follows the trace as far as it applies)") from None
     return _verdict(target, verdict)
 
 
