@@ -448,3 +448,17 @@ def test_the_app_account_says_which_requests_the_server_never_handed_to_the_app(
     words = behaviour_words(plan)
     assert app_account(scenario, log) == [
         f"/c1/r0: {words}", f"/c1/r1: never called by the server (it would have: {words})"]
+
+
+@pytest.mark.parametrize(("how", "said"), [
+    ("raised LocalProtocolError before the grace period",
+     "ends by raising LocalProtocolError before the grace period, never by http.disconnect"),
+    ("returned http.request after the grace period",
+     "ends by returning http.request after the grace period, never by http.disconnect")])
+def test_a_receive_during_shutdown_that_ends_otherwise_is_said_in_words(how: str, said: str):
+    from harness.tools.diagnosis import _receive_clause
+
+    clause = _receive_clause("lost-disconnect", f"receive() during shutdown: {how}",
+                             "the request", None)  # type: ignore[arg-type]
+    assert clause == ("the app's receive() for the request, left waiting while the server "
+                      f"shut down, {said}")

@@ -289,7 +289,8 @@ def _receive_clause(kind: str, signature: str, who: str, focus: Focus) -> str:
         if how.startswith("blocked at"):
             return f"the app's receive() for {who}, {which}, never returns: no " \
                    "http.disconnect before the process exits"
-        return f"the app's receive() for {who}, {which}, ends by {how}, never by " \
+        ending = re.sub(r"^(rais|return)ed ", r"\1ing ", how)  # "ends by raising X"
+        return f"the app's receive() for {who}, {which}, ends by {ending}, never by " \
                "http.disconnect"
     if variant == "receive() after http.disconnect":
         return f"the app's receive() for {who} never returns after an earlier one had " \
