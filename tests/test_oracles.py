@@ -381,6 +381,38 @@ def test_observations_are_not_changed_by_the_teardown_after_quiescence():
     assert run.failures == []
 
 
+def test_a_timeline_names_connections_deviations_errors_and_the_app_s_own_end():
+    from harness.tools.report import _mermaid
+
+    log = ["0.000000 client-send client[c1] 42B", "0.000000 hold c1>s 42B (decision 3)",
+           "0.500000 arrive c1>s 10B (decision 4)", "0.500000 arrive c1>s 32B",
+           "0.500000 recv server[c1] 42B", "0.500000 asgi /c1/r0 call /c1/r0",
+           "0.500000 asgi /c1/r0 raised RuntimeError",
+           "5.000000 loop-error Exception in callback H.timeout(): LocalProtocolError",
+           "5.000000 close server[c2] buffered=0"]
+    assert _mermaid(log)[4:] == [
+        "    C->>S: c1 42B (t=0)",
+        "    Note over C,S: c1#62;s held back (decision 3) (t=0)",
+        "    Note over C,S: c1#62;s only 10B arrived (decision 4) (t=0.5)",
+        "    Note over S: reads 42B on c1",
+        "    S->>A: call /c1/r0",
+        "    Note over A: /c1/r0 raised RuntimeError",
+        "    Note over S: error logged: Exception in callback H.timeout(): "
+        "LocalProtocolError (t=5)",
+        "    S->>C: c2 close (t=5)"]
+
+
+def test_a_long_timeline_keeps_its_start_and_its_end():
+    from harness.tools.report import MAX_TIMELINE, TIMELINE_HEAD, _mermaid
+
+    log = [f"0.000000 client-send client[c1] {n}B" for n in range(1, 501)]
+    lines = _mermaid(log)
+    assert len(lines) == MAX_TIMELINE
+    assert lines[4] == "    C->>S: c1 1B (t=0)" and lines[-1] == "    C->>S: c1 500B (t=0)"
+    kept = MAX_TIMELINE - 4 - 1
+    assert lines[4 + TIMELINE_HEAD] == f"    Note over C,A: ... {500 - kept} events omitted ..."
+
+
 def test_timeline_labels_escape_what_mermaid_would_eat():
     from harness.tools.report import _mermaid
 

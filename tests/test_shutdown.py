@@ -349,6 +349,6 @@ def test_a_timeline_shows_a_polling_server_as_one_note_per_stretch():
     log[25:25] = ["2.550000 signal SIGTERM"]
     lines = _mermaid(log)[4:]
     assert lines == [
-        "    Note over S: timer _set_result_unless_cancelled (t=0.1 to t=2.5, 25 times)",
+        "    Note over S,A: timer _set_result_unless_cancelled (t=0.1 to t=2.5, 25 times)",
         "    Note over S: signal SIGTERM (t=2.55)",
-        "    Note over S: timer _set_result_unless_cancelled (t=2.6 to t=5, 25 times)"]
+        "    Note over S,A: timer _set_result_unless_cancelled (t=2.6 to t=5, 25 times)"]

@@ -159,9 +159,9 @@ def test_the_report_timeline_shows_the_pause_and_the_overlapping_request():
     log = ["0.000000 pause_writing server[c1] buffer 61522B",
            "0.000000 client-overlap client[c1] request 1 while response 0 streams",
            "0.250000 resume_writing server[c1] buffer 82B"]
-    assert _mermaid(log)[4:] == ["    Note over S: pause_writing (t=0)",
+    assert _mermaid(log)[4:] == ["    Note over S: pause_writing c1 (t=0)",
                                  "    Note over C: request 1 while response 0 streams",
-                                 "    Note over S: resume_writing (t=0.25)"]
+                                 "    Note over S: resume_writing c1 (t=0.25)"]
 
 
 # -- pauses placed around the scenario's timers ------------------------------------

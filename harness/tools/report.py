@@ -51,6 +51,7 @@ from harness.tools.environment import harness_line, target_lines
 from harness.tools.reference_run import ReferenceRun, Where
 
 MAX_TIMELINE = 120
+TIMELINE_HEAD = 30  # of a timeline longer than MAX_TIMELINE: its first events kept
 
 
 def report_id(kind: str, signature: str) -> str:
@@ -95,6 +96,12 @@ def mermaid_text(text: str) -> str:
     return re.sub(r"[#;<>%]", lambda m: f"#{ord(m.group())};", text)
 
 
+def _conn(detail: str) -> str:
+    """The connection a log detail names ("server[c2] ..." or "client[c2] ..."): "c2"."""
+    found = re.match(r"\w+\[(c\d+)\]", detail)
+    return found.group(1) if found else "?"
+
+
 def _mermaid(log: list[str]) -> list[str]:
     lines = ["sequenceDiagram", "    participant C as Client", "    participant S as Server",
              "    participant A as App"]
@@ -105,24 +112,33 @@ def _mermaid(log: list[str]) -> list[str]:
             continue
         t, kind, detail = parts
         at = f"t={float(t):g}"
+        last = detail.split()[-1] if detail.split() else ""
         if kind == "client-send":
-            lines.append(f"    C->>S: {detail.split()[-1]} ({at})")
+            lines.append(f"    C->>S: {_conn(detail)} {last} ({at})")
         elif kind in ("client-close", "client-reset", "client-shutdown"):
-            lines.append(f"    C->>S: {kind.split('-')[1]} ({at})")
+            lines.append(f"    C->>S: {_conn(detail)} {kind.split('-')[1]} ({at})")
         elif kind == "recv":
-            lines.append(f"    Note over S: reads {detail.split()[-1]}")
+            lines.append(f"    Note over S: reads {last} on {_conn(detail)}")
         elif kind == "send":
-            lines.append(f"    S->>C: {detail.split()[-1]}")
+            lines.append(f"    S->>C: {_conn(detail)} {last}")
         elif kind == "client-recv":
-            lines.append(f"    Note over C: receives {detail.split()[-1]}")
+            lines.append(f"    Note over C: receives {last} on {_conn(detail)}")
+        elif kind == "hold" or (kind == "arrive" and "(decision " in detail):
+            # a deviation: bytes held back in flight, or only some of them arrived
+            stream, size, *tag = detail.split(" ")
+            what = "held back" if kind == "hold" else f"only {size} arrived"
+            lines.append(f"    Note over C,S: {mermaid_text(stream)} {what} "
+                         f"{mermaid_text(' '.join(tag))} ({at})")
         elif kind in ("close", "abort", "write_eof"):
-            lines.append(f"    S->>C: {kind} ({at})")
+            lines.append(f"    S->>C: {_conn(detail)} {kind} ({at})")
         elif kind in ("pause_writing", "resume_writing"):
-            lines.append(f"    Note over S: {kind} ({at})")
+            lines.append(f"    Note over S: {kind} {_conn(detail)} ({at})")
         elif kind in ("client-overlap", "client-rude"):
             lines.append(f"    Note over C: {mermaid_text(detail.split(' ', 1)[1])}")
-        elif kind == "timer":
-            note = f"    Note over S: timer {mermaid_text(detail)}"
+        elif kind == "loop-error":
+            lines.append(f"    Note over S: error logged: {mermaid_text(detail)} ({at})")
+        elif kind == "timer":  # whose, the server's or the app's, the log does not say
+            note = f"    Note over S,A: timer {mermaid_text(detail)}"
             if polls and lines[-1].startswith(note + " ("):  # a server polling: one note
                 polls[1] += 1
                 lines[-1] = f"{note} ({polls[0]} to {at}, {polls[1]} times)"
@@ -137,17 +153,22 @@ def _mermaid(log: list[str]) -> list[str]:
         elif kind == "asgi":
             req, rest = detail.split(" ", 1)
             word = rest.split(" ", 1)[0]
-            text = mermaid_text(rest)
-            arrow = "A->>S" if word in ("receive", "send") else "S-->>A"
-            if word in ("call",):
-                arrow = "S->>A"
-            lines.append(f"    {arrow}: {mermaid_text(req)} {text}")
+            text = f"{mermaid_text(req)} {mermaid_text(rest)}"
+            if word in ("returned", "raised", "watch"):  # the app's own doing: no message
+                lines.append(f"    Note over A: {text}")
+            elif word == "call":
+                lines.append(f"    S->>A: call {mermaid_text(req)}")
+            else:
+                arrow = "A->>S" if word in ("receive", "send") else "S-->>A"
+                lines.append(f"    {arrow}: {text}")
         elif kind == "end":
             lines.append(f"    Note over C,A: {mermaid_text(detail)}")
-    if len(lines) > MAX_TIMELINE:
-        cut = len(lines) - MAX_TIMELINE
-        lines = [*lines[:4], f"    Note over C,A: ... {cut} earlier events omitted ...",
-                 *lines[4 + cut + 1:]]
+    if len(lines) > MAX_TIMELINE:  # its start (what was sent) and its end (what went wrong)
+        head = TIMELINE_HEAD + 4
+        tail = MAX_TIMELINE - head - 1
+        cut = len(lines) - head - tail
+        lines = [*lines[:head], f"    Note over C,A: ... {cut} events omitted ...",
+                 *lines[-tail:]]
     return lines
 
 
