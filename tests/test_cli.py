@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import shutil
 import threading
 from importlib.metadata import version
 from pathlib import Path
@@ -80,6 +81,30 @@ def test_report_rewrites_the_folder_of_a_failing_trace(found_report, capsys, tmp
         assert (folder / name).read_text().replace(str(folder.resolve()), "<dir>") == \
             (trace.parent / name).read_text().replace(str(trace.parent.resolve()), "<dir>")
     assert str(folder) in out
+
+
+def test_report_rewrites_a_report_where_it_is_from_any_folder(
+        found_report, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    _, root = found_report
+    [original] = root.glob("*/lost-disconnect-*")
+    copied = tmp_path / "kept" / original.parent.name / original.name
+    shutil.copytree(original, copied)
+    (copied / "report.md").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run_cli(capsys, "report", str(copied / "trace.json"))
+    assert code == 0, err
+    assert (copied / "report.md").is_file() and list(elsewhere.iterdir()) == []
+    monkeypatch.chdir(copied)  # from inside the report's folder too
+    assert run_cli(capsys, "report", "trace.json")[0] == 0
+    assert not (copied / "reports").exists() and (copied / "report.md").is_file()
+    # A trace anywhere else: ./reports, as before.
+    loose = tmp_path / "loose.json"
+    shutil.copy(copied / "trace.json", loose)
+    monkeypatch.chdir(elsewhere)
+    assert run_cli(capsys, "report", str(loose))[0] == 0
+    assert [p.name for p in elsewhere.iterdir()] == ["reports"]
 
 
 def test_report_refuses_a_trace_that_records_no_failure(found_report, capsys, tmp_path: Path):

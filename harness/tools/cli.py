@@ -55,7 +55,7 @@ from harness.tools.outputs import (
 )
 from harness.tools.progress import Progress
 from harness.tools.reference_run import ReferenceRun
-from harness.tools.report import write_report
+from harness.tools.report import report_dir, write_report
 from harness.tools.summary import Summary
 
 REFERENCE = target_specs(REFERENCE_SERVER)[0]
@@ -374,11 +374,25 @@ def _write_report(root: Path, label: str, finding: dict[str, Any], replayed: dic
                         replayed.get("waiting"))
 
 
+def reports_holding(path: Path, trace: Trace) -> Path:
+    """The reports folder whose report `path` is the trace.json of (REPORTS/LABEL/KIND-ID/
+    trace.json, as written): rewriting a report rewrites it where it is. Any other trace's
+    report goes to ./reports."""
+    verdict, target = trace.verdict or {}, trace.target or {}
+    folder = path.resolve().parent
+    own = report_dir(folder.parent.parent, label_of(target), str(verdict.get("kind")),
+                     str(verdict.get("signature")))
+    return Path(os.path.relpath(folder.parent.parent)) \
+        if path.name == "trace.json" and own == folder else Path("reports")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     trace = Trace.load(args.trace)
     if trace.verdict is None:
         raise UsageError(f"{args.trace} records no failure (a trace saved from a passing run); "
                          "report a trace that explore or pytest scenarios/ saved")
+    if args.reports is None:
+        args.reports = str(reports_holding(Path(args.trace), trace))
     check_output_folder(Path(args.reports), f"--reports {args.reports}")
     spec, strict = trace_target(trace)
     replayed = run(spec, {"op": "replay", "trace": trace.to_json(), "strict": strict},
@@ -647,8 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rr = sub.add_parser("report", help="(re)write the report folder of a failing trace")
     rr.add_argument("trace", help=TRACE_HELP)
-    rr.add_argument("--reports", default="reports", type=folder_name,
-                    help="where reports are written (default: reports)")
+    rr.add_argument("--reports", default=None, type=folder_name,
+                    help="where reports are written (default: where the trace's own report "
+                         "folder is, for a report's trace.json; else reports)")
     rr.set_defaults(func=cmd_report)
 
     from harness.tools.bisect import add_parser as add_bisect
