@@ -231,3 +231,38 @@ def test_a_family_search_says_how_far_it_is_every_few_seconds():
     for runs in (10, 20, 30, 40):
         heard("runs", {"runs": runs, "searched": runs / 4, "shrinking": 0.0})
     assert said == ["20 runs in 5 s (budget 20 s)", "40 runs in 10 s (budget 20 s)"]
+
+
+def test_race_explore_refuses_a_bad_seed_or_budget_naming_it(pytester: pytest.Pytester):
+    """The test's own mistake, said as such: not a harness fault from inside the worker."""
+    pytester.makepyfile(test_own="""
+def test_a_text_seed(race):
+    race.explore("keepalive", budget=1, seed="x")
+
+def test_a_text_budget(race):
+    race.explore("keepalive", budget="abc")
+""")
+    result = run(pytester, "test_own.py", "--race-server", "reference")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*ValueError: race.explore's seed must be a whole number, "
+                                 "got 'x'",
+                                 "*ValueError: its budget must be a positive, finite number "
+                                 "of seconds, got 'abc'"], consecutive=False)
+    assert "HarnessFault" not in result.stdout.str()
+
+
+def test_a_target_that_cannot_be_installed_stops_the_session_as_a_usage_error(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    from harness.targets.install import EnvError
+
+    def missing(*args: Any, **kwargs: Any) -> Any:
+        raise EnvError("uvicorn==99.0 does not exist on PyPI; list releases with 'pip index "
+                       "versions uvicorn'")
+
+    monkeypatch.setattr(race, "explore_family", missing)
+    pytester.makepyfile(test_own=OWN_TESTS)
+    result = run(pytester, "--race-server", "reference", "--race-family", "keepalive",
+                 "--race-family", "pipelining")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # not "tests failed"
+    result.stdout.fnmatch_lines(["*harness: error: uvicorn==99.0 does not exist on PyPI*"])
+    assert "failed" not in result.stdout.str().splitlines()[-1]

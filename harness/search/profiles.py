@@ -72,6 +72,9 @@ def profile(name: str | None = None) -> Profile:
 def check_budget(seconds: float, option: str = "--budget", hint: str = "") -> None:
     """Refuse a budget that is not a positive, finite number of seconds: one check, one
     message for every command and the pytest plugin; `hint` is what else to give."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise InputError(f"{option} must be a positive, finite number of seconds, got "
+                         f"{seconds!r}{hint}")
     if not (math.isfinite(seconds) and seconds > 0):
         raise InputError(f"{option} must be a positive, finite number of seconds, got "
                          f"{seconds:g}{hint}")

@@ -154,13 +154,20 @@ class RaceFamily(pytest.Item):
         self.add_marker("race")
 
     def runtest(self) -> None:
+        from harness.errors import EnvironmentFault, InputError
         from harness.tools.race import explore_family
 
         found = options(self.config)
         assert found is not None
-        conclude(explore_family(self.target, self.family, found.budget, found.seed,
-                                found.root, say=terminal_lines(
-                                    self.config, f"race {self.family} on {self.target.spec}")))
+        try:
+            outcome = explore_family(self.target, self.family, found.budget, found.seed,
+                                     found.root, say=terminal_lines(
+                                         self.config, f"race {self.family} on {self.target.spec}"))
+        except (InputError, EnvironmentFault) as exc:
+            # A release that does not exist, an index out of reach: every item would fail
+            # alike, and none of it is the target's failure. A usage error, as a bad option.
+            pytest.exit(f"harness: error: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        conclude(outcome)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> Any:
@@ -271,6 +278,8 @@ class Race:
         budget = found.budget if budget is None else budget
         try:
             check_options([family], budget, ("race.explore's family", "its budget"))
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+                raise InputError(f"race.explore's seed must be a whole number, got {seed!r}")
         except InputError as exc:
             raise ValueError(str(exc)) from None
         conclude(explore_family(self.target, family, budget,
