@@ -108,15 +108,22 @@ def test_explore_says_how_many_runs_it_could_not_judge_and_keeps_the_first_as_a_
             and str(kept) in out), out
 
 
-def test_replaying_a_trace_whose_budget_is_too_small_exits_2_naming_the_setting(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def post_trace(folder: Path, step_budget: int) -> Path:
+    """POST's trace (no decisions: replayed leniently) on the reference server through a
+    1-byte window, under `step_budget`."""
     trace = {"format": "asgi-race-harness/trace", "version": 1, "decisions": [],
              "scenario": POST.to_json(),
-             "settings": {"window": 1, "step_budget": 2000, "max_latency": 0.5,
+             "settings": {"window": 1, "step_budget": step_budget, "max_latency": 0.5,
                           "horizon": 3600.0},
              "target": {"server": "reference", "version": "0.1.0", "http": "h11"}}
-    path = tmp_path / "trace.json"
+    path = folder / "trace.json"
     path.write_text(json.dumps(trace))
+    return path
+
+
+def test_replaying_a_trace_whose_budget_is_too_small_exits_2_naming_the_setting(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = post_trace(tmp_path, step_budget=2000)
     code = main(["replay", "--lenient", str(path)])
     out, err = capsys.readouterr()
     assert code == 2, out
@@ -131,13 +138,7 @@ def test_replaying_a_trace_whose_budget_is_too_small_exits_2_naming_the_setting(
 
 def test_replay_folds_a_long_log_s_repeats_unless_asked_for_all(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    trace = {"format": "asgi-race-harness/trace", "version": 1, "decisions": [],
-             "scenario": POST.to_json(),
-             "settings": {"window": 1, "step_budget": 200000, "max_latency": 0.5,
-                          "horizon": 3600.0},
-             "target": {"server": "reference", "version": "0.1.0", "http": "h11"}}
-    path = tmp_path / "trace.json"
-    path.write_text(json.dumps(trace))
+    path = post_trace(tmp_path, step_budget=200000)
     assert main(["replay", "--lenient", "--full", str(path)]) == 0
     full = capsys.readouterr().out.splitlines()
     assert main(["replay", "--lenient", str(path)]) == 0
