@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness.targets.registry import target_specs
+from harness.targets.registry import TargetSpec, target_specs
 from harness.tools import race
 from harness.tools.cli import main as harness_main
 from harness.tools.race import RaceTarget, explore_family
@@ -266,3 +266,90 @@ def test_a_target_that_cannot_be_installed_stops_the_session_as_a_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR  # not "tests failed"
     result.stdout.fnmatch_lines(["*harness: error: uvicorn==99.0 does not exist on PyPI*"])
     assert "failed" not in result.stdout.str().splitlines()[-1]
+
+
+def test_a_failed_race_item_is_rerun_by_last_failed_and_by_its_node_id(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """As a project's own test is: `--lf`, and the node id its summary line printed, from
+    the root or (as `../race::...`) from a folder below it. The search is faked: what is
+    tested is which items run."""
+    ran: list[str] = []
+
+    def fake(target: RaceTarget, family: str, *args: Any, **kwargs: Any) -> race.Outcome:
+        ran.append(family)
+        return race.Outcome(failure="boom" if family == "pipelining" else None)
+
+    monkeypatch.setattr(race, "explore_family", fake)
+    pytester.makepyfile(test_own=OWN_TESTS)
+    (pytester.path / "sub").mkdir()
+    label = target_specs("reference", "h11")[0].label
+    failed = f"race::pipelining[{label}]"
+    options = ("--race-server", "reference", "--race-http", "h11",
+               "--race-family", "keepalive", "--race-family", "pipelining")
+    first = run(pytester, *options)
+    first.assert_outcomes(passed=2, failed=1)
+    first.stdout.fnmatch_lines([f"FAILED {failed} - Failed: boom"])
+    for args in (["--lf"], [failed], ["race::pipelining"]):
+        ran.clear()
+        again = run(pytester, *options, *args)
+        again.assert_outcomes(failed=1)
+        assert ran == ["pipelining"], args
+    ran.clear()
+    monkeypatch.chdir(pytester.path / "sub")
+    below = run(pytester, *options, f"../{failed}", "../test_own.py")
+    below.assert_outcomes(passed=1, failed=1)
+    assert ran == ["pipelining"]
+    for args, message in [([*options, "race::pipelinin"],
+                           "ERROR: race::pipelinin names no race item of this session; "
+                           f"they are: race::keepalive[{label}], {failed}"),
+                          ([failed], f"ERROR: {failed} is a race item: name its target with "
+                           "--race-server")]:
+        wrong = run(pytester, *args)
+        assert wrong.ret == pytest.ExitCode.USAGE_ERROR
+        wrong.stderr.fnmatch_lines([message])
+
+
+def test_a_working_copys_replay_command_names_it_from_the_root(tmp_path: Path):
+    """The user may name it from a folder below the root (`--race-server=../uvicorn`);
+    the trace's path in the command is the root's, so the copy's must be too."""
+    root, copy = tmp_path / "project", tmp_path / "project" / "uvicorn"
+    copy.mkdir(parents=True)
+    spec = dataclasses.replace(target_specs("reference", "h11")[0], source=str(copy))
+    command = race.replay_command(RaceTarget("../uvicorn", spec), "t.json", root)
+    assert command == "harness replay t.json --server ./uvicorn --http h11"
+    assert race.replay_command(RaceTarget(".", dataclasses.replace(spec, source=str(root))),
+                               "t.json", root).endswith("--server . --http h11")
+    at = dataclasses.replace(spec, source=f"git+{copy}@{'a' * 40}")
+    assert f"--server git+{copy}@{'a' * 40} " in \
+        race.replay_command(RaceTarget("git+../uvicorn@HEAD", at), "t.json", root)
+
+
+def test_target_errors_name_the_plugins_own_options(pytester: pytest.Pytester):
+    (pytester.path / "uvicorn-main").mkdir()
+    for args, message in [(["--race-server=./nowhere"], "ERROR: --race-server ./nowhere: no "
+                            "such folder; give the path of a working copy*"),
+                          (["--race-server", "reference", "--race-http", "h2"],
+                           "ERROR: reference has no HTTP implementation 'h2'*"),
+                          (["--race-server", "uvicorn-main"], "ERROR: unknown server "
+                           "'uvicorn-main', and a folder of that name is here: to run that "
+                           "working copy, write its path as ./uvicorn-main")]:
+        result = run(pytester, *args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([message])
+
+
+def test_a_known_bug_not_met_says_a_longer_budget_may_meet_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A search that met nothing (faked here: no runs at all) fails, naming the bug it
+    should have found and what to raise."""
+    monkeypatch.setattr(race, "run", lambda spec, op, heard: {
+        "findings": [], "target": {"version": "0.11.3"}, "runs": 3})
+    target = RaceTarget("uvicorn==0.11.3", TargetSpec("uvicorn", "0.11.3", "h11"))
+    outcome = explore_family(target, "pipelining", 0.05, 0, tmp_path)
+    assert outcome.failure is not None
+    lines = outcome.failure.splitlines()
+    assert lines[0].startswith("the harness no longer finds uvicorn#748: ")
+    assert lines[0].endswith(" on uvicorn==0.11.3 (h11) in 3 runs (0.05s)")
+    assert "(a search of 0.05s may be too short to meet it: a longer budget, --race-budget " \
+           "or race.explore's budget=, searches more runs)" in lines
+    assert lines[-1] == "it found nothing"

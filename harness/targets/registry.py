@@ -346,6 +346,9 @@ def parse_server(spec: str) -> tuple[str, str | None]:
         raise TargetError(f"malformed server {spec!r}; write it as NAME or NAME==VERSION, "
                           f"for example {examples()[0]}")
     name, version = m.group(1).lower(), m.group(2)
+    if name not in entries() and version is None and Path(spec.strip()).is_dir():
+        raise TargetError(f"unknown server {name!r}, and a folder of that name is here: to "
+                          f"run that working copy, write its path as ./{spec.strip()}")
     found = entry(name)
     if found.distribution is None and version is not None:
         raise TargetError(f"the {name} server has no releases of its own; write "

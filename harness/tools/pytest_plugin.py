@@ -25,6 +25,7 @@ a target such tests skip. A conftest.py can name default targets with the
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "takes it) or all (default all)")
     group.addoption("--race-budget", type=float, default=None, metavar="SECONDS",
                     help="seconds of search per family and target (default: the search "
-                         "profile's, HARNESS_PROFILE: 5 by default, 2 in ci)")
+                         "profile's, HARNESS_PROFILE: 5 by default, 2 in ci); shrinking "
+                         "each failure found comes on top, often longer than the search")
     group.addoption("--race-seed", type=int, default=0, metavar="N",
                     help="seed of the search (default 0)")
     group.addoption("--race-family", action="append", default=None, metavar="FAMILY",
@@ -69,6 +71,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "race: a race scenario of the asgi-race-harness "
                                        "plugin (a searched family or a replayed trace)")
+    picked = _race_ids(config)
+    if picked:
+        found = options(config)
+        if found is None:
+            raise pytest.UsageError(f"{picked[0]} is a race item: name its target with "
+                                    "--race-server")
+        every = [f"race::{family}[{target.label}]"
+                 for family in found.families for target in found.targets]
+        for wanted in picked:
+            if not any(_names(wanted, item) for item in every):
+                raise pytest.UsageError(f"{wanted} names no race item of this session; "
+                                        f"they are: {', '.join(every)}")
+        config.stash[_PICKED] = picked
+
+
+_PICKED = pytest.StashKey[list[str]]()
+
+
+def _race_ids(config: pytest.Config) -> list[str]:
+    """The race items the command line names by node id (`race::keepalive[...]`, as a
+    failure's summary line prints them, from the root or, as `../race::...`, from below
+    it), taken out of the arguments: they name no file, and pytest would look for one."""
+    here, race = config.invocation_params.dir, config.rootpath / "race"
+    picked, rest = [], []
+    for arg in config.args:
+        head, sep, tail = arg.partition("::")
+        if not (here / head).exists() and (here / head).resolve() == race.resolve():
+            picked.append("race" + sep + tail)
+        else:
+            rest.append(arg)
+    if picked:
+        config.args[:] = rest
+    return picked
 
 
 @dataclass(frozen=True)
@@ -105,8 +140,14 @@ def _resolve(config: pytest.Config, servers: list[str]) -> Options:
         check_options(families, budget)
         targets = resolve_targets(servers, str(config.getoption("race_http")))
     except InputError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(in_plugin_terms(str(exc))) from None
     return Options(targets, list(dict.fromkeys(families)), budget, seed, config.rootpath)
+
+
+def in_plugin_terms(message: str) -> str:
+    """A harness message as a pytest user should read it: the targets' own errors name
+    harness's options (--server, --http), which are --race-server and --race-http here."""
+    return re.sub(r"(?<![\w-])--(server|http)\b", r"--race-\1", message)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -121,8 +162,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_make_collect_report(collector: pytest.Collector) -> Any:
     """The session's own collection gains the race items, beside the project's tests."""
     report = yield
-    if isinstance(collector, pytest.Session) and report.passed \
-            and not _picked_tests(collector.config) and options(collector.config):
+    config = collector.config
+    if isinstance(collector, pytest.Session) and report.passed and options(config) \
+            and (_PICKED in config.stash or not _picked_tests(config)):
         report.result.append(RaceScenarios.from_parent(collector, name="race", nodeid="race"))
     return report
 
@@ -140,9 +182,21 @@ class RaceScenarios(pytest.Collector):
     def collect(self) -> list[pytest.Item]:
         found = options(self.config)
         assert found is not None
-        return [RaceFamily.from_parent(self, name=f"{family}[{target.label}]",
-                                       family=family, target=target)
-                for family in found.families for target in found.targets]
+        # The node id given whole, as a parametrized test's is: pytest 9 keeps a node id's
+        # [...] apart, and --lf, which reads the ids back, looks for it there.
+        items: list[pytest.Item] = [
+            RaceFamily.from_parent(self, name=f"{family}[{target.label}]",
+                                   nodeid=f"race::{family}[{target.label}]",
+                                   family=family, target=target)
+            for family in found.families for target in found.targets]
+        picked = self.config.stash.get(_PICKED, None)
+        return items if picked is None else \
+            [item for item in items if any(_names(wanted, item.nodeid) for wanted in picked)]
+
+
+def _names(wanted: str, nodeid: str) -> bool:
+    """Does a node id from the command line name this item's (or its family, or all)?"""
+    return nodeid == wanted or nodeid.startswith((f"{wanted}::", f"{wanted}["))
 
 
 class RaceFamily(pytest.Item):
@@ -166,7 +220,8 @@ class RaceFamily(pytest.Item):
         except (InputError, EnvironmentFault) as exc:
             # A release that does not exist, an index out of reach: every item would fail
             # alike, and none of it is the target's failure. A usage error, as a bad option.
-            pytest.exit(f"harness: error: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+            pytest.exit(f"harness: error: {in_plugin_terms(str(exc))}",
+                        returncode=pytest.ExitCode.USAGE_ERROR)
         conclude(outcome)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],

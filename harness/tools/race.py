@@ -75,8 +75,17 @@ def shown(path: Path, root: Path) -> str:
         else str(path)
 
 
-def replay_command(target: RaceTarget, trace: str) -> str:
-    return (f"harness replay {shlex.quote(trace)} --server {shlex.quote(target.server)} "
+def replay_command(target: RaceTarget, trace: str, root: Path) -> str:
+    """The command that replays `trace` (a path as `shown` prints it) on the target, from
+    the project's root: a working copy is named by its path from there too (the user may
+    have named it from a folder below), a commit by its hash (a branch moves on)."""
+    server, source = target.server, target.spec.source
+    if source is not None and source.startswith("git+"):
+        server = source
+    elif source is not None:
+        server = shown(Path(source), root)
+        server = server if server.startswith((".", "/")) else f"./{server}"
+    return (f"harness replay {shlex.quote(trace)} --server {shlex.quote(server)} "
             f"--http {target.spec.http}")
 
 
@@ -134,7 +143,7 @@ def explore_family(target: RaceTarget, family: str, budget: float, seed: int,
         unchecked = (f"{result.get('unjudged', 1)} of {result['runs']} runs in family "
                      f"{family!r} on {spec} could not be judged: their step budget ran out "
                      "while bytes still moved or time still passed. The first: "
-                     f"{replay_command(target, shown(path, root))}")
+                     f"{replay_command(target, shown(path, root), root)}")
     verdict = judge(found, spec.entry, version, spec.http, family, spec.source is not None)
     problems = []
     if verdict.unexplained:
@@ -149,9 +158,12 @@ def explore_family(target: RaceTarget, family: str, budget: float, seed: int,
             problems += [f"  matches {b.name}, fixed upstream in {b.fixed}: this code has the "
                          "bug again, or predates the fix"
                          for b in verdict.fixed_upstream.get((f["kind"], f["signature"]), [])]
-            problems.append(f"  replay: {replay_command(target, trace)}")
+            problems.append(f"  replay: {replay_command(target, trace, root)}")
     problems += [f"the harness no longer finds {bug.name} on {spec} in {result['runs']} runs"
                  + (f" ({budget:g}s)" if max_runs is None else "") for bug in verdict.not_found]
+    if verdict.not_found and max_runs is None:
+        problems.append(f"(a search of {budget:g}s may be too short to meet it: a longer "
+                        "budget, --race-budget or race.explore's budget=, searches more runs)")
     if verdict.not_found:
         problems += ["it found:"] + [f"- {f['kind']}: {f['signature']}" for f in found] \
             if found else ["it found nothing"]
@@ -180,7 +192,7 @@ def replay_trace(target: RaceTarget, path: Path, root: Path) -> Outcome:
                 "ordinary choice from there)" if result.get("diverged_at") is not None else "")
              + ":"]
     lines += [f"- {f['kind']}: {f['signature']}\n  {f['message']}" for f in result["failures"]]
-    lines.append(f"replay: {replay_command(target, where)}")
+    lines.append(f"replay: {replay_command(target, where, root)}")
     return Outcome(failure="\n".join(lines))
 
 
@@ -210,7 +222,7 @@ def exhaust_trace(target: RaceTarget, path: Path, root: Path, deviations: int,
         trace = _save(f, target, f"{path.stem}-nearby", root)
         lines += [f"- {f['kind']}: {f['signature']} (ordering {f['runs_to_find']}, "
                   f"{f['deviations']} deviation{'' if f['deviations'] == 1 else 's'})",
-                  f"  {f['message']}", f"  replay: {replay_command(target, trace)}"]
+                  f"  {f['message']}", f"  replay: {replay_command(target, trace, root)}"]
     return Outcome(failure="\n".join(lines), unchecked=unchecked)
 
 
