@@ -353,3 +353,23 @@ def test_a_known_bug_not_met_says_a_longer_budget_may_meet_it(
     assert "(a search of 0.05s may be too short to meet it: a longer budget, --race-budget " \
            "or race.explore's budget=, searches more runs)" in lines
     assert lines[-1] == "it found nothing"
+
+
+def test_a_race_tests_own_bad_trace_fails_it_in_one_line(pytester: pytest.Pytester):
+    """The test's mistake, said as the harness says it: not a traceback through the
+    harness's trace loader."""
+    pytester.makefile(".json", bad='{"x": 1}')
+    pytester.makepyfile(test_own="""
+def test_a_missing_trace(race):
+    race.replay("nothere.json")
+
+def test_not_a_trace(race):
+    race.exhaust("bad.json")
+""")
+    result = run(pytester, "test_own.py", "--race-server", "reference")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["harness: error: */nothere.json: cannot read trace (No such "
+                                 "file or directory)",
+                                 "harness: error: */bad.json: not a usable trace: format is "
+                                 "None, expected 'asgi-race-harness/trace'"], consecutive=False)
+    assert "trace.py" not in result.stdout.str()

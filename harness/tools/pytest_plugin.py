@@ -27,10 +27,10 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -218,10 +218,7 @@ class RaceFamily(pytest.Item):
                                      found.root, say=terminal_lines(
                                          self.config, f"race {self.family} on {self.target.spec}"))
         except (InputError, EnvironmentFault) as exc:
-            # A release that does not exist, an index out of reach: every item would fail
-            # alike, and none of it is the target's failure. A usage error, as a bad option.
-            pytest.exit(f"harness: error: {in_plugin_terms(str(exc))}",
-                        returncode=pytest.ExitCode.USAGE_ERROR)
+            stop_session(exc)
         conclude(outcome)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
@@ -235,6 +232,29 @@ class RaceFamily(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"race {self.family} on {self.target.spec}"
+
+
+def stop_session(exc: Exception) -> NoReturn:
+    """A release that does not exist, an index out of reach: every race test would fail
+    alike, and none of it is the target's failure. A usage error, as a bad option."""
+    pytest.exit(f"harness: error: {in_plugin_terms(str(exc))}",
+                returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+@contextlib.contextmanager
+def plain_errors() -> Iterator[None]:
+    """A race test's own mistake (a trace file that is missing or is not a trace) fails it
+    with the harness's one-line message, not a traceback through the harness; this
+    machine's fault (the target cannot be installed) stops the session."""
+    from harness.errors import EnvironmentFault, InputError
+
+    try:
+        yield
+    except EnvironmentFault as exc:
+        stop_session(exc)
+    except InputError as exc:
+        raise pytest.fail.Exception(f"harness: error: {in_plugin_terms(str(exc))}",
+                                    pytrace=False) from None
 
 
 def terminal_lines(config: pytest.Config, prefix: str) -> Callable[[str], None]:
@@ -298,7 +318,9 @@ class Race:
         fails, with the failure and its replay command, while the trace still fails."""
         from harness.tools.race import replay_trace
 
-        conclude(replay_trace(self.target, self.here / trace, self.config.rootpath))
+        with plain_errors():
+            outcome = replay_trace(self.target, self.here / trace, self.config.rootpath)
+        conclude(outcome)
 
     def exhaust(self, trace: str | Path, deviations: int = 1,
                 max_runs: int | None = None) -> None:
@@ -317,9 +339,11 @@ class Race:
         limit = EXHAUST_RUNS if max_runs is None else whole(
             max_runs, 1, "race.exhaust's max_runs", "the most orderings to run",
             f"{EXHAUST_RUNS * 5}")
-        conclude(exhaust_trace(self.target, self.here / trace, self.config.rootpath,
-                               count, limit,
-                               terminal_lines(self.config, f"race.exhaust on {self.target.spec}")))
+        with plain_errors():
+            outcome = exhaust_trace(self.target, self.here / trace, self.config.rootpath,
+                                    count, limit, terminal_lines(
+                                        self.config, f"race.exhaust on {self.target.spec}"))
+        conclude(outcome)
 
     def explore(self, family: str, budget: float | None = None,
                 seed: int | None = None) -> None:
@@ -337,10 +361,11 @@ class Race:
                 raise InputError(f"race.explore's seed must be a whole number, got {seed!r}")
         except InputError as exc:
             raise ValueError(str(exc)) from None
-        conclude(explore_family(self.target, family, budget,
-                                found.seed if seed is None else seed, found.root,
-                                say=terminal_lines(self.config,
-                                                   f"race.explore {family} on {self.target.spec}")))
+        with plain_errors():
+            say = terminal_lines(self.config, f"race.explore {family} on {self.target.spec}")
+            outcome = explore_family(self.target, family, budget,
+                                     found.seed if seed is None else seed, found.root, say=say)
+        conclude(outcome)
 
 
 @pytest.fixture
