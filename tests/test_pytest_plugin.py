@@ -368,6 +368,8 @@ def test_not_a_trace(race):
 """)
     result = run(pytester, "test_own.py", "--race-server", "reference")
     result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["race: reference-*-h11 (the race fixture's tests; no family "
+                                 "is searched)"])
     result.stdout.fnmatch_lines(["harness: error: */nothere.json: cannot read trace (No such "
                                  "file or directory)",
                                  "harness: error: */bad.json: not a usable trace: format is "

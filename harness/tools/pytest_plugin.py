@@ -154,8 +154,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     found = options(config)
     if found is None:
         return []
-    return [f"race: {', '.join(t.label for t in found.targets)}; families "
-            f"{', '.join(found.families)}; {found.budget:g}s each, seed {found.seed}"]
+    targets = ", ".join(t.label for t in found.targets)
+    if _PICKED not in config.stash and _picked_tests(config):
+        return [f"race: {targets} (the race fixture's tests; no family is searched)"]
+    return [f"race: {targets}; families {', '.join(found.families)}; {found.budget:g}s each, "
+            f"seed {found.seed}"]
 
 
 @pytest.hookimpl(wrapper=True)
