@@ -73,3 +73,13 @@ def test_uvicorn_748_in_a_working_copy_of_0_11_3_fails_and_names_the_fix():
     copy = judge([hang, late], uvicorn, "0.11.3", "h11", "keepalive", source=True)
     assert copy.unexplained == [hang, late]
     assert {b.fixed for bugs in copy.fixed_upstream.values() for b in bugs} == {"0.12.3"}
+
+
+def test_on_a_working_copy_newer_than_a_fix_the_fixed_bug_it_matches_is_named():
+    """A maintainer's branch that brings a fixed bug back: still unexplained (it fails),
+    and named; a release past the fix is judged as any release is, and names nothing."""
+    verdict = judge([HANG], ENTRY, "2.1.dev0", "h11", "flow", source=True)
+    assert verdict.unexplained == [HANG]
+    assert verdict.fixed_upstream == {(HANG["kind"], HANG["signature"]): [FIXED]}
+    assert judge([HANG], ENTRY, "2.1", "h11", "flow", source=False).fixed_upstream == {}
+    assert judge([HANG], ENTRY, "2.1", "httptools", "flow", source=True).fixed_upstream == {}

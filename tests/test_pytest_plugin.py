@@ -4,6 +4,7 @@ race code of its own, run by pytest with the plugin loaded from its entry point.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shlex
 import shutil
@@ -375,3 +376,23 @@ def test_not_a_trace(race):
                                  "harness: error: */bad.json: not a usable trace: format is "
                                  "None, expected 'asgi-race-harness/trace'"], consecutive=False)
     assert "trace.py" not in result.stdout.str()
+
+
+def test_a_working_copy_newer_than_a_fix_hears_which_fixed_bug_it_brought_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """#748 met again on uvicorn 0.54.1's working copy (the search faked: what is tested
+    is what the failure says)."""
+    hang = REPORTS / "uvicorn-0.11.3-h11" / "receive-hang-e2bf0886" / "trace.json"
+    met = {"kind": "receive-hang", "message": "/c1/r1: receive() #1 never returned",
+           "signature": "blocked at uvicorn/protocols/http/h11_impl.py:600 in "
+                        "RequestResponseCycle.receive",
+           "trace": json.loads(hang.read_text())}
+    monkeypatch.setattr(race, "run", lambda spec, op, heard: {
+        "findings": [met], "target": {"version": "0.54.1"}, "runs": 40})
+    copy = tmp_path / "uvicorn"
+    spec = TargetSpec("uvicorn", None, "h11", str(copy))
+    outcome = explore_family(RaceTarget("./uvicorn", spec), "pipelining", 1, 0, tmp_path)
+    assert outcome.failure is not None
+    assert "  matches uvicorn#748: request cycles share one wake-up event; receive() hangs, " \
+           "fixed upstream in 0.12.3: this code (0.54.1) is newer than the fix: a regression " \
+           "of it?" in outcome.failure.splitlines()

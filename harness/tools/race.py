@@ -23,7 +23,7 @@ from harness.search.trace import Trace
 from harness.search.walk_lines import LINE_EVERY, walk_progress
 from harness.targets.registry import TargetSpec, target_specs
 from harness.targets.runner import run
-from harness.tools.judgement import judge
+from harness.tools.judgement import at_or_after, judge
 from harness.tools.report import report_id
 
 # Under the project's root: where each unexplained finding's trace is kept for replay.
@@ -155,8 +155,10 @@ def explore_family(target: RaceTarget, family: str, budget: float, seed: int,
         for f in verdict.unexplained:
             trace = _save(f, target, family, root)
             problems.append(f"- {f['kind']}: {f['signature']}\n  {f['message']}")
-            problems += [f"  matches {b.name}, fixed upstream in {b.fixed}: this code has the "
-                         "bug again, or predates the fix"
+            problems += [f"  matches {b.name}, fixed upstream in {b.fixed}: "
+                         + ("this code has the bug again, or predates the fix"
+                            if b.fixed is None or not at_or_after(version, b.fixed) else
+                            f"this code ({version}) is newer than the fix: a regression of it?")
                          for b in verdict.fixed_upstream.get((f["kind"], f["signature"]), [])]
             problems.append(f"  replay: {replay_command(target, trace, root)}")
     problems += [f"the harness no longer finds {bug.name} on {spec} in {result['runs']} runs"
