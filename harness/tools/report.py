@@ -265,7 +265,8 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
                    + "; ".join(f"`{also}`" for also in finding["also"]) + ".")
     if deviations:
         out.append(f"- **Deviations from an ordinary run** ({len(deviations)} of "
-                   f"{len(trace.decisions)} scheduling decisions):")
+                   f"{len(trace.decisions)} scheduling decisions, numbered from 0 as in "
+                   "trace.json):")
         out += [f"  - decision {i}: {describe_decision(d.what, d.n, d.choice, i, replay_log)}"
                 for i, d in deviations]
     else:
