@@ -234,22 +234,38 @@ def test_a_family_search_says_how_far_it_is_every_few_seconds():
     assert said == ["20 runs in 5 s (budget 20 s)", "40 runs in 10 s (budget 20 s)"]
 
 
-def test_race_explore_refuses_a_bad_seed_or_budget_naming_it(pytester: pytest.Pytester):
-    """The test's own mistake, said as such: not a harness fault from inside the worker."""
+def test_a_race_tests_own_mistakes_are_said_as_such(pytester: pytest.Pytester):
+    """A bad argument is the test's ValueError, not a harness fault from inside the
+    worker; a bad trace file fails in the harness's one line, not a traceback through
+    its trace loader."""
+    pytester.makefile(".json", bad='{"x": 1}')
     pytester.makepyfile(test_own="""
 def test_a_text_seed(race):
     race.explore("keepalive", budget=1, seed="x")
 
 def test_a_text_budget(race):
     race.explore("keepalive", budget="abc")
+
+def test_a_missing_trace(race):
+    race.replay("nothere.json")
+
+def test_not_a_trace(race):
+    race.exhaust("bad.json")
 """)
     result = run(pytester, "test_own.py", "--race-server", "reference")
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(["race: reference-*-h11 (the race fixture's tests; no family "
+                                 "is searched)"])
     result.stdout.fnmatch_lines(["*ValueError: race.explore's seed must be a whole number, "
                                  "got 'x'",
                                  "*ValueError: its budget must be a positive, finite number "
-                                 "of seconds, got 'abc'"], consecutive=False)
+                                 "of seconds, got 'abc'",
+                                 "harness: error: */nothere.json: cannot read trace (No such "
+                                 "file or directory)",
+                                 "harness: error: */bad.json: not a usable trace: format is "
+                                 "None, expected 'asgi-race-harness/trace'"], consecutive=False)
     assert "HarnessFault" not in result.stdout.str()
+    assert "trace.py" not in result.stdout.str()
 
 
 def test_a_target_that_cannot_be_installed_stops_the_session_as_a_usage_error(
@@ -354,28 +370,6 @@ def test_a_known_bug_not_met_says_a_longer_budget_may_meet_it(
     assert "(a search of 0.05s may be too short to meet it: a longer budget, --race-budget " \
            "or race.explore's budget=, searches more runs)" in lines
     assert lines[-1] == "it found nothing"
-
-
-def test_a_race_tests_own_bad_trace_fails_it_in_one_line(pytester: pytest.Pytester):
-    """The test's mistake, said as the harness says it: not a traceback through the
-    harness's trace loader."""
-    pytester.makefile(".json", bad='{"x": 1}')
-    pytester.makepyfile(test_own="""
-def test_a_missing_trace(race):
-    race.replay("nothere.json")
-
-def test_not_a_trace(race):
-    race.exhaust("bad.json")
-""")
-    result = run(pytester, "test_own.py", "--race-server", "reference")
-    result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(["race: reference-*-h11 (the race fixture's tests; no family "
-                                 "is searched)"])
-    result.stdout.fnmatch_lines(["harness: error: */nothere.json: cannot read trace (No such "
-                                 "file or directory)",
-                                 "harness: error: */bad.json: not a usable trace: format is "
-                                 "None, expected 'asgi-race-harness/trace'"], consecutive=False)
-    assert "trace.py" not in result.stdout.str()
 
 
 def test_a_working_copy_newer_than_a_fix_hears_which_fixed_bug_it_brought_back(
