@@ -390,3 +390,19 @@ def test_a_working_copy_newer_than_a_fix_hears_which_fixed_bug_it_brought_back(
     assert "  matches uvicorn#748: request cycles share one wake-up event; receive() hangs, " \
            "fixed upstream in 0.12.3: this code (0.54.1) is newer than the fix: a regression " \
            "of it?" in outcome.failure.splitlines()
+
+
+def test_progress_lines_start_a_line_of_their_own_under_minus_q(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """-q prints no file name before the status letters, so nothing ended their line."""
+    def fake(target: RaceTarget, family: str, *args: Any, say: Any, **kwargs: Any) -> Any:
+        say("met something")
+        return race.Outcome()
+
+    monkeypatch.setattr(race, "explore_family", fake)
+    pytester.makepyfile(test_own=OWN_TESTS)
+    result = run(pytester, "-q", "--race-server", "reference", "--race-http", "h11",
+                 "--race-family", "keepalive")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([".", "race keepalive on reference (h11): met something",
+                                 ".*"], consecutive=True)

@@ -271,6 +271,11 @@ def terminal_lines(config: pytest.Config, prefix: str) -> Callable[[str], None]:
             return  # (-p no:terminal)
         with (capture.global_and_fixture_disabled() if capture is not None
               else contextlib.nullcontext()):
+            # write_line starts a new line only after a file name (not after -q's dots);
+            # the width is private to pytest, so no width means nothing to end.
+            width = getattr(reporter, "_width_of_current_line", False)
+            if reporter.currentfspath is None and width:
+                reporter.write("\n")
             reporter.write_line(f"{prefix}: {line.strip()}")
 
     return say
