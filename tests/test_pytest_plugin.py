@@ -88,7 +88,8 @@ def test_replays(race):
 """)
     result = run(pytester, "-rs")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*no --race-server given*"])
+    # placed at the test, not at the plugin's line that said it
+    result.stdout.fnmatch_lines(["SKIPPED ?1? test_own.py:*: no --race-server given*"])
 
 
 def test_replay_fails_while_the_trace_fails_and_passes_where_it_passes(
@@ -406,3 +407,14 @@ def test_progress_lines_start_a_line_of_their_own_under_minus_q(
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([".", "race keepalive on reference (h11): met something",
                                  ".*"], consecutive=True)
+
+
+def test_a_family_the_release_cannot_run_is_skipped_at_its_item(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(race, "explore_family", lambda *args, **kwargs: race.Outcome(
+        unavailable="this release has no Server.shutdown"))
+    result = run(pytester, "-rs", "--race-server", "reference", "--race-http", "h11",
+                 "--race-family", "shutdown")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED ?1? race::shutdown?reference-*-h11?: this release "
+                                 "has no Server.shutdown"])

@@ -294,6 +294,21 @@ def conclude(outcome: Outcome) -> None:
         pytest.xfail("; ".join(outcome.explained_by))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A skip said here (a family the release cannot run, no --race-server) is placed at
+    the test it skips: pytest places it at the line that raised it, in this file."""
+    report = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and \
+            (item.config.invocation_params.dir / report.longrepr[0]).resolve() == HERE:
+        where = (item.nodeid, None) if isinstance(item, RaceFamily) else item.location[:2]
+        report.longrepr = (*where, report.longrepr[2])
+    return report
+
+
+HERE = Path(__file__).resolve()
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
