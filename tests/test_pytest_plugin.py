@@ -189,8 +189,13 @@ def test_an_unexplained_finding_fails_with_a_replay_command_that_reproduces_it(
     monkeypatch.setattr(race, "judge", forgetful)
     target = RaceTarget("hypercorn", target_specs("hypercorn", "h11")[0])
     said: list[str] = []
-    outcome = explore_family(target, "keepalive", 1, 0, tmp_path, max_runs=100,
-                             say=said.append)
+
+    def say(line: str) -> None:  # a kept trace is on disk when said: an interrupt loses none
+        said.append(line)
+        if line.startswith("kept "):
+            assert (tmp_path / shlex.split(line.split(": ", 1)[1])[2]).is_file(), line
+
+    outcome = explore_family(target, "keepalive", 1, 0, tmp_path, max_runs=100, say=say)
     assert outcome.failure is not None
     assert "no known bug of hypercorn" in outcome.failure
     lines = outcome.failure.splitlines()
@@ -203,6 +208,8 @@ def test_an_unexplained_finding_fails_with_a_replay_command_that_reproduces_it(
         sorted(f"found {kind}" for kind in kinds)
     commands = [line.split("replay: ", 1)[1] for line in lines if "replay: " in line]
     assert kinds and len(commands) == len(kinds)
+    assert sorted(line.split(": ", 1)[1] for line in said if line.startswith("kept ")) == \
+        sorted(commands)
     assert all(c.startswith("harness replay .harness-cache/race-failures/") for c in commands)
     monkeypatch.chdir(tmp_path)  # the paths are the project root's
     for kind, command in zip(kinds, commands, strict=True):

@@ -127,6 +127,13 @@ def explore_family(target: RaceTarget, family: str, budget: float, seed: int,
         progress(event, info)
         if event == "unjudged":
             unjudged.append(info["trace"])
+        elif event == "finding":  # kept at once, shrunk or not: an interrupt loses nothing
+            spec, version = target.spec, str(info["target"]["version"])
+            if judge([info], spec.entry, version, spec.http, family,
+                     spec.source is not None).unexplained:
+                trace = _save(info, target, family, root)
+                if info.get("shrunk", True):
+                    say(f"kept {info['kind']}: {replay_command(target, trace, root)}")
 
     result = run(target.spec, {"op": "explore", "families": [family], "seed": seed, **limits},
                  heard)
