@@ -145,6 +145,9 @@ def test_a_zero_limit_is_refused(race):
         "*race.exhaust's max_runs 0: the most orderings to run must be a whole number, "
         "1 or more (for example 100000)"])
     [command] = re.findall(r"replay: harness replay (\S+) ", failing.stdout.str())[:1]
+    # kept the moment the walk met it, and said: an interrupted walk loses nothing
+    failing.stdout.fnmatch_lines([f"race.exhaust on hypercorn (h11): kept lost-disconnect: "
+                                  f"harness replay {command} --server hypercorn --http h11"])
     monkeypatch.chdir(pytester.path)
     assert harness_main(["replay", command]) == 1  # the kept trace fails again
     capsys.readouterr()

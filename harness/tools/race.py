@@ -212,9 +212,17 @@ def exhaust_trace(target: RaceTarget, path: Path, root: Path, deviations: int,
     `deviations` deviations from the ordinary run (`harness exhaust`), up to `max_runs`:
     any failure in any of them fails, each named with the ordering it first showed in,
     kept for replay. `say` gets the walk's progress lines."""
+    walk = walk_progress(say)
+
+    def heard(event: str, info: dict[str, Any]) -> None:
+        walk(event, info)
+        if event == "finding":  # kept at once: an interrupted walk loses nothing
+            say(f"kept {info['kind']}: "
+                f"{replay_command(target, _save(info, target, f'{path.stem}-nearby', root), root)}")
+
     result: dict[str, Any] = run(target.spec, {
         "op": "exhaust", "trace": Trace.load(path).to_json(), "deviations": deviations,
-        "max_runs": max_runs}, walk_progress(say))
+        "max_runs": max_runs}, heard)
     found = result["findings"]
     where = shown(path, root)
     unchecked = None if result["complete"] else (
