@@ -428,3 +428,20 @@ def test_a_family_the_release_cannot_run_is_skipped_at_its_item(
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED ?1? race::shutdown?reference-*-h11?: this release "
                                  "has no Server.shutdown"])
+
+
+def test_under_pytest_xdist_an_uninstallable_target_fails_its_items_in_one_line(
+        pytester: pytest.Pytester):
+    """A server's suite often runs with -n (uvicorn's with -n 8). A worker cannot end the
+    session (pytest.exit there is an INTERNALERROR), so an uninstallable release fails
+    its items with the one line instead. (uvicorn==99.0 is asked of the real index.)"""
+    pytester.makepyfile(test_own=OWN_TESTS)
+    options = ("-n", "2", "--race-http", "h11", "--race-budget", "1",
+               "--race-family", "keepalive", "--race-family", "pipelining")
+    good = run(pytester, *options, "--race-server", "reference")
+    good.assert_outcomes(passed=3)
+    good.stdout.fnmatch_lines(["2 workers ?3 items?"])
+    bad = run(pytester, *options, "--race-server", "uvicorn==99.0")
+    bad.assert_outcomes(passed=1, failed=2)
+    bad.stdout.fnmatch_lines(["harness: error: uvicorn==99.0 does not exist on *"])
+    assert "INTERNALERROR" not in bad.stdout.str() + bad.stderr.str()

@@ -221,7 +221,7 @@ class RaceFamily(pytest.Item):
                                      found.root, say=terminal_lines(
                                          self.config, f"race {self.family} on {self.target.spec}"))
         except (InputError, EnvironmentFault) as exc:
-            stop_session(exc)
+            stop_session(self.config, exc)
         conclude(outcome)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
@@ -237,15 +237,19 @@ class RaceFamily(pytest.Item):
         return self.path, None, f"race {self.family} on {self.target.spec}"
 
 
-def stop_session(exc: Exception) -> NoReturn:
+def stop_session(config: pytest.Config, exc: Exception) -> NoReturn:
     """A release that does not exist, an index out of reach: every race test would fail
-    alike, and none of it is the target's failure. A usage error, as a bad option."""
-    pytest.exit(f"harness: error: {in_plugin_terms(str(exc))}",
-                returncode=pytest.ExitCode.USAGE_ERROR)
+    alike, and none of it is the target's failure. A usage error, as a bad option; but a
+    pytest-xdist worker cannot end the session (its controller takes that for a crash),
+    so there the test fails, with the same one line."""
+    message = f"harness: error: {in_plugin_terms(str(exc))}"
+    if hasattr(config, "workerinput"):  # how pytest-xdist marks its workers
+        raise pytest.fail.Exception(message, pytrace=False) from None
+    pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @contextlib.contextmanager
-def plain_errors() -> Iterator[None]:
+def plain_errors(config: pytest.Config) -> Iterator[None]:
     """A race test's own mistake (a trace file that is missing or is not a trace) fails it
     with the harness's one-line message, not a traceback through the harness; this
     machine's fault (the target cannot be installed) stops the session."""
@@ -254,7 +258,7 @@ def plain_errors() -> Iterator[None]:
     try:
         yield
     except EnvironmentFault as exc:
-        stop_session(exc)
+        stop_session(config, exc)
     except InputError as exc:
         raise pytest.fail.Exception(f"harness: error: {in_plugin_terms(str(exc))}",
                                     pytrace=False) from None
@@ -341,7 +345,7 @@ class Race:
         fails, with the failure and its replay command, while the trace still fails."""
         from harness.tools.race import replay_trace
 
-        with plain_errors():
+        with plain_errors(self.config):
             outcome = replay_trace(self.target, self.here / trace, self.config.rootpath)
         conclude(outcome)
 
@@ -362,7 +366,7 @@ class Race:
         limit = EXHAUST_RUNS if max_runs is None else whole(
             max_runs, 1, "race.exhaust's max_runs", "the most orderings to run",
             f"{EXHAUST_RUNS * 5}")
-        with plain_errors():
+        with plain_errors(self.config):
             outcome = exhaust_trace(self.target, self.here / trace, self.config.rootpath,
                                     count, limit, terminal_lines(
                                         self.config, f"race.exhaust on {self.target.spec}"))
@@ -384,7 +388,7 @@ class Race:
                 raise InputError(f"race.explore's seed must be a whole number, got {seed!r}")
         except InputError as exc:
             raise ValueError(str(exc)) from None
-        with plain_errors():
+        with plain_errors(self.config):
             say = terminal_lines(self.config, f"race.explore {family} on {self.target.spec}")
             outcome = explore_family(self.target, family, budget,
                                      found.seed if seed is None else seed, found.root, say=say)
