@@ -242,3 +242,17 @@ def test_a_cache_that_cannot_be_written_is_named_with_its_fix(monkeypatch: pytes
                        r"written \(No such file or directory\); point HARNESS_CACHE at a "
                        r"folder you can write$"):
         ensure_env(registry.entry("uvicorn"), "0.11.3")
+
+
+def test_the_index_is_read_once_per_page_in_a_process(monkeypatch: pytest.MonkeyPatch):
+    """Each unrunnable version a bisect meets asks the index again; it answers in a
+    second or so, and the same page every time."""
+    from harness.targets import era
+
+    waits = _index_listing(monkeypatch, ["0.0.15", "0.1.1"])
+    for spec in ("uvicorn==0.0.0", "uvicorn==0.0.1", "uvicorn==0.0.2"):
+        with pytest.raises(registry.TargetError, match="does not exist on PyPI"):
+            registry.parse_server(spec)
+    assert len(waits) == 1
+    assert list(era.releases("uvicorn")) == [era.Version("0.0.15"), era.Version("0.1.1")]
+    assert len(waits) == 1

@@ -85,12 +85,22 @@ def _fetch(url: str, accept: str, timeout: float) -> bytes:
     return data
 
 
+# Pages read in this process: an install, a bisect or a survey asks about the same
+# project again and again (each unrunnable version of a bisect asked once more), and the
+# index answers each read in a second or so. Keyed by the fetcher too: a test's fake is
+# another index.
+_PAGES: dict[tuple[Any, str, str], bytes] = {}
+
+
 def _read(url: str, accept: str, timeout: float) -> bytes:
-    try:
-        return _fetch(url, accept, timeout)
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise EraError(f"reading {url}: the package index could not be reached ({exc}); "
-                          "check the network and retry") from None
+    key = (_fetch, url, accept)
+    if key not in _PAGES:
+        try:
+            _PAGES[key] = _fetch(url, accept, timeout)
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise EraError(f"reading {url}: the package index could not be reached ({exc}); "
+                           "check the network and retry") from None
+    return _PAGES[key]
 
 
 def stamp(moment: datetime) -> str:
