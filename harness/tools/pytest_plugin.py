@@ -7,7 +7,8 @@ nothing of the harness, until a target is named:
     pytest --race-server SPEC [--race-http all] [--race-budget 5] [--race-family F]
 
 adds one test item per scenario family and target, `race::FAMILY[TARGET]` (unless
-the command line names only test files or node ids, no folder), each
+the command line names only test files or their tests, no folder; a race item's node id
+selects it, as `--lf` does), each
 a search of that family for `--race-budget` seconds, judged against the target's
 known upstream bugs (harness/tools/judgement.py): a failure no known bug explains
 fails with its replay command; one that only known bugs explain is an expected
