@@ -78,8 +78,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if found is None:
             raise pytest.UsageError(f"{picked[0]} is a race item: name its target with "
                                     "--race-server")
-        every = [f"race::{family}[{target.label}]"
-                 for family in found.families for target in found.targets]
+        every = [item_id(family, target) for family in found.families
+                 for target in found.targets]
         for wanted in picked:
             if not any(_names(wanted, item) for item in every):
                 raise pytest.UsageError(f"{wanted} names no race item of this session; "
@@ -190,12 +190,17 @@ class RaceScenarios(pytest.Collector):
         # [...] apart, and --lf, which reads the ids back, looks for it there.
         items: list[pytest.Item] = [
             RaceFamily.from_parent(self, name=f"{family}[{target.label}]",
-                                   nodeid=f"race::{family}[{target.label}]",
-                                   family=family, target=target)
+                                   nodeid=item_id(family, target), family=family,
+                                   target=target)
             for family in found.families for target in found.targets]
         picked = self.config.stash.get(_PICKED, None)
         return items if picked is None else \
             [item for item in items if any(_names(wanted, item.nodeid) for wanted in picked)]
+
+
+def item_id(family: str, target: RaceTarget) -> str:
+    """A race item's node id: what its summary line prints and the command line selects."""
+    return f"race::{family}[{target.label}]"
 
 
 def _names(wanted: str, nodeid: str) -> bool:
@@ -243,10 +248,18 @@ def stop_session(config: pytest.Config, exc: Exception) -> NoReturn:
     alike, and none of it is the target's failure. A usage error, as a bad option; but a
     pytest-xdist worker cannot end the session (its controller takes that for a crash),
     so there the test fails, with the same one line."""
-    message = f"harness: error: {in_plugin_terms(str(exc))}"
     if hasattr(config, "workerinput"):  # how pytest-xdist marks its workers
-        raise pytest.fail.Exception(message, pytrace=False) from None
-    pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
+        fail_plainly(exc)
+    pytest.exit(one_line(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def one_line(exc: Exception) -> str:
+    return f"harness: error: {in_plugin_terms(str(exc))}"
+
+
+def fail_plainly(exc: Exception) -> NoReturn:
+    """Fail the test with the harness's line for `exc`, without a traceback."""
+    raise pytest.fail.Exception(one_line(exc), pytrace=False) from None
 
 
 @contextlib.contextmanager
@@ -261,8 +274,7 @@ def plain_errors(config: pytest.Config) -> Iterator[None]:
     except EnvironmentFault as exc:
         stop_session(config, exc)
     except InputError as exc:
-        raise pytest.fail.Exception(f"harness: error: {in_plugin_terms(str(exc))}",
-                                    pytrace=False) from None
+        fail_plainly(exc)
 
 
 def terminal_lines(config: pytest.Config, prefix: str) -> Callable[[str], None]:
