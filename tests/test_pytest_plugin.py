@@ -434,7 +434,8 @@ def test_under_pytest_xdist_an_uninstallable_target_fails_its_items_in_one_line(
         pytester: pytest.Pytester):
     """A server's suite often runs with -n (uvicorn's with -n 8). A worker cannot end the
     session (pytest.exit there is an INTERNALERROR), so an uninstallable release fails
-    its items with the one line instead. (uvicorn==99.0 is asked of the real index.)"""
+    its items with the one line instead, and the session still ends as a usage error.
+    (uvicorn==99.0 is asked of the real index.)"""
     pytester.makepyfile(test_own=OWN_TESTS)
     options = ("-n", "2", "--race-http", "h11", "--race-budget", "1",
                "--race-family", "keepalive", "--race-family", "pipelining")
@@ -443,5 +444,6 @@ def test_under_pytest_xdist_an_uninstallable_target_fails_its_items_in_one_line(
     good.stdout.fnmatch_lines(["2 workers ?3 items?"])
     bad = run(pytester, *options, "--race-server", "uvicorn==99.0")
     bad.assert_outcomes(passed=1, failed=2)
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR  # not "tests failed": the target did not
     bad.stdout.fnmatch_lines(["harness: error: uvicorn==99.0 does not exist on *"])
     assert "INTERNALERROR" not in bad.stdout.str() + bad.stderr.str()

@@ -247,10 +247,28 @@ def stop_session(config: pytest.Config, exc: Exception) -> NoReturn:
     """A release that does not exist, an index out of reach: every race test would fail
     alike, and none of it is the target's failure. A usage error, as a bad option; but a
     pytest-xdist worker cannot end the session (its controller takes that for a crash),
-    so there the test fails, with the same one line."""
+    so there the test fails, with the same one line, and its report tells the controller
+    to end the session as a usage error still (exit 1 would say the target failed)."""
     if hasattr(config, "workerinput"):  # how pytest-xdist marks its workers
-        fail_plainly(exc)
+        raise Unusable(one_line(exc), pytrace=False) from None
     pytest.exit(one_line(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+class Unusable(pytest.fail.Exception):  # type: ignore[misc,name-defined]
+    """A worker's test failed because its target cannot be used here (stop_session)."""
+
+
+UNUSABLE = "race_harness_unusable_target"  # the user property such a test's report has
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In pytest-xdist's controller: a worker's test that stop_session failed makes the
+    session a usage error, as it is without xdist."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    failed = reporter.stats.get("failed", []) if reporter is not None else []
+    if any(name == UNUSABLE for report in failed for name, _ in report.user_properties):
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 def one_line(exc: Exception) -> str:
@@ -314,8 +332,11 @@ def conclude(outcome: Outcome) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """A skip said here (a family the release cannot run, no --race-server) is placed at
-    the test it skips: pytest places it at the line that raised it, in this file."""
+    the test it skips: pytest places it at the line that raised it, in this file. A test
+    failed for an unusable target says so to xdist's controller (pytest_sessionfinish)."""
     report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(Unusable):
+        report.user_properties.append((UNUSABLE, True))
     if report.skipped and isinstance(report.longrepr, tuple) and \
             (item.config.invocation_params.dir / report.longrepr[0]).resolve() == HERE:
         where = (item.nodeid, None) if isinstance(item, RaceFamily) else item.location[:2]
