@@ -236,7 +236,7 @@ class RaceFamily(pytest.Item):
 
         error = excinfo.value
         if isinstance(error, HarnessError) and not isinstance(error, HarnessFault):
-            return f"harness: error: {error}"  # the user's input or this machine: one line
+            return one_line(error)  # the user's input or this machine: one line
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
