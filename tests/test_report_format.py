@@ -99,6 +99,15 @@ def test_harness_report_exits_0_and_opens_with_a_diagnosis_naming_server_version
         assert part in account
 
 
+def test_a_report_folder_is_made_as_mkdir_makes_one_not_owner_only(project: Path):
+    from harness.search.trace import UMASK
+
+    # Attached to a bug report, served, or committed: others must be able to read it.
+    assert the_report(project).stat().st_mode & 0o777 == 0o777 & ~UMASK
+    for name in ("trace.json", "report.md", "test_repro.py"):
+        assert (the_report(project) / name).stat().st_mode & 0o777 == 0o666 & ~UMASK
+
+
 def test_report_md_shows_json_never_python_reprs(project: Path):
     for path in [the_report(project) / "report.md", *SHOWCASE]:
         text = path.read_text()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.decisions import Decision, RandomSource, TraceDivergence
-from harness.search.trace import _UMASK, Trace, TraceError, build_program, replay
+from harness.search.trace import UMASK, Trace, TraceError, build_program, replay
 from harness.sim.run import simulate
 
 SCENARIO = {"kind": "program", "ref": "tests.programs:busy_echo", "params": {"clients": 2}}
@@ -148,7 +148,7 @@ def test_writing_through_a_link_replaces_what_it_points_to_and_keeps_the_link(tm
     write_atomically(link, "new")
     assert link.is_symlink() and (tmp_path / "summary.json").read_text() == "new"
     # Made as open() makes a file (the umask says), not mkstemp's owner-only 0600.
-    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o666 & ~_UMASK
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o666 & ~UMASK
 
 
 def test_writing_to_a_device_writes_to_it_and_leaves_the_device_in_place():

@@ -214,7 +214,7 @@ def _umask() -> int:
     return mask
 
 
-_UMASK = _umask()  # read once, at import: setting it later could race a thread's open()
+UMASK = _umask()  # read once, at import: setting it later could race a thread's open()
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -234,7 +234,7 @@ def write_atomically(path: Path, text: str) -> None:
         return
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would make it, not mkstemp's 0600
+        os.fchmod(fd, 0o666 & ~UMASK)  # as open() would make it, not mkstemp's 0600
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)

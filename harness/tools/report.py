@@ -36,7 +36,7 @@ from harness.errors import name_the_file
 from harness.http.app import AppBehaviour
 from harness.http.client import ConnSpec, RequestSpec
 from harness.http.oracles import KINDS
-from harness.search.trace import Trace
+from harness.search.trace import UMASK, Trace
 from harness.sim.interrupts import interrupts_held
 from harness.tools.diagnosis import (
     app_account,
@@ -410,6 +410,7 @@ def write_report(root: Path, label: str, trace: Trace, finding: dict[str, Any],
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
     try:
+        os.chmod(work, 0o777 & ~UMASK)  # as mkdir would make it, not mkdtemp's owner-only 0700
         target = trace.target or {}
         where = Where.of(final)
         (work / "trace.json").write_text(trace.dumps())
