@@ -52,3 +52,25 @@ def test_a_callback_that_spins_is_stopped_and_reported_as_stuck_where_it_spun():
 def test_time_sleep_in_a_run_is_an_escape_named_as_such():
     with pytest.raises(SimulationEscape, match=r"time.sleep\(0.5\).*blocks the real thread"):
         run_http(SCENARIO, FakeTarget(Sleeping), OrdinarySource())
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf", "10s"])
+def test_a_watchdog_setting_that_is_not_seconds_is_refused_naming_it_before_any_work(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str):
+    from harness.tools.cli import main
+
+    monkeypatch.setenv("HARNESS_WATCHDOG_SECONDS", value)
+    assert main(["explore", "--server", "reference", "--max-runs", "3", "--no-examples"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "exploring" not in err  # refused before the search began
+    assert err == (f"harness: error: HARNESS_WATCHDOG_SECONDS={value!r}: the watchdog needs a "
+                   "number of seconds above 0 (unset, it is 10), or 0 to turn it off\n")
+
+
+@pytest.mark.parametrize(("value", "interval"), [("", 10.0), ("0", 0.0), (" 2.5 ", 2.5)])
+def test_the_watchdog_setting_read_unset_off_and_set(monkeypatch: pytest.MonkeyPatch,
+                                                     value: str, interval: float):
+    from harness.sim.watchdog import seconds
+
+    monkeypatch.setenv("HARNESS_WATCHDOG_SECONDS", value)
+    assert seconds() == interval

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # signal.signal without its enum conversions
 import contextlib
+import math
 import os
 import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
+
+from harness.errors import InputError
 
 # Seconds without a single poll before a run counts as stuck (HARNESS_WATCHDOG_SECONDS).
 DEFAULT_SECONDS = 10.0
@@ -36,7 +39,19 @@ class StuckRun(BaseException):
 
 
 def seconds() -> float:
-    return float(os.environ.get("HARNESS_WATCHDOG_SECONDS", DEFAULT_SECONDS))
+    """HARNESS_WATCHDOG_SECONDS: unset (or empty) means the default; 0 turns it off."""
+    value = os.environ.get("HARNESS_WATCHDOG_SECONDS", "").strip()
+    if not value:
+        return DEFAULT_SECONDS
+    try:
+        interval = float(value)
+    except ValueError:
+        interval = math.nan
+    if not (math.isfinite(interval) and interval >= 0):
+        raise InputError(f"HARNESS_WATCHDOG_SECONDS={value!r}: the watchdog needs a number of "
+                         f"seconds above 0 (unset, it is {DEFAULT_SECONDS:g}), or 0 to turn "
+                         "it off")
+    return interval
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from harness.search.claims import Claims
 from harness.search.profiles import EXHAUST_RUNS, PROFILES, STRATEGIES, check_budget, profile
 from harness.search.trace import Trace
 from harness.search.walk_lines import walk_progress
+from harness.sim.watchdog import seconds as watchdog_seconds
 from harness.targets.envs import ensure_target_env
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER
 from harness.targets.registry import (
@@ -681,6 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        watchdog_seconds()  # a bad HARNESS_WATCHDOG_SECONDS refused before any work, not mid-run
         return int(args.func(args))
     except HarnessError as exc:
         blame = " (a bug in the harness itself: please report it)" \
