@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InputError, RunLimitWarning
+from harness.errors import EnvironmentFault, InputError, RunLimitWarning
 from harness.search.profiles import EXHAUST_RUNS
 from harness.search.trace import Trace, TraceError
 from harness.search.walk_lines import walk_progress
+from harness.targets.envs import ensure_target_env
 from harness.targets.registry import TargetSpec, entry, target_spec, target_specs
 from harness.targets.runner import run
 from harness.targets.source import key_of, parse_source
 
 __all__ = ["EXHAUST_RUNS", "RunLimitWarning", "exhaust_trace", "replay_trace", "replay_trace_file",
-           "source_key", "trace_target"]
+           "repro_settings", "source_key", "trace_target"]
 
 
 def trace_target(trace: Trace, server: str | None = None,
@@ -103,6 +106,42 @@ def exhaust_trace(trace: Trace | str, server: str | None = None, deviations: int
                "max_runs": limit}
     return run(spec, request, walk_progress(progress) if progress is not None
                else lambda event, info: None)
+
+
+def repro_settings(trace: Trace | str) -> tuple[str | None, int | None, int | None]:
+    """A generated repro test's settings: HARNESS_SERVER (None: the trace's own target),
+    HARNESS_DEVIATIONS (None: the trace's own ordering only) and HARNESS_MAX_RUNS (None:
+    harness exhaust's limit), each checked, and the target installed, before anything
+    runs. A bad one ends the pytest session as a usage error (exit 4, as a bad option
+    does): a failed test would say the bug is still there."""
+    server = os.environ.get("HARNESS_SERVER") or None
+    deviations = os.environ.get("HARNESS_DEVIATIONS") or None
+    max_runs = os.environ.get("HARNESS_MAX_RUNS") or None
+    try:
+        count = None if deviations is None else whole(
+            deviations, 0, "HARNESS_DEVIATIONS", "the most deviations from the ordinary run "
+            "to try", "1")
+        limit = None if max_runs is None else whole(
+            max_runs, 1, "HARNESS_MAX_RUNS", "the most orderings to run",
+            f"{EXHAUST_RUNS * 5}")
+        spec, _ = trace_target(_trace(trace), server)
+        ensure_target_env(spec)  # a release that does not exist, an index out of reach
+    except (InputError, EnvironmentFault) as exc:
+        import pytest
+
+        pytest.exit(f"harness: error: {_in_repro_terms(str(exc), server)}",
+                    returncode=pytest.ExitCode.USAGE_ERROR)
+    return server, count, limit
+
+
+def _in_repro_terms(message: str, server: str | None) -> str:
+    """A target's error as a repro test's user should read it: they gave HARNESS_SERVER,
+    not harness's --server."""
+    text = re.sub(r"(?<![\w-])--server[ =]", "HARNESS_SERVER=", message)
+    if server is not None and "HARNESS_SERVER" not in text:
+        text = f"HARNESS_SERVER={text}" if text.startswith(server) else \
+            f"HARNESS_SERVER={server}: {text}"
+    return text
 
 
 def whole(value: object, least: int, name: str, what: str, example: str) -> int:

@@ -304,19 +304,36 @@ def test_with_harness_deviations_the_repro_test_checks_every_nearby_ordering(pro
     [level] = re.findall(r"^exhaust: (\d+) orderings with 1 deviation to run$",
                          passing.stdout, re.M)
     assert int(level) == int(line) - 1
-    bad = subprocess.run(command, cwd=project, env={**env, "HARNESS_DEVIATIONS": "two"},
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 1 and "deviations 'two': the most deviations from the ordinary " \
-        "run to try must be a whole number, 0 or more" in bad.stdout, bad.stdout[-2000:]
     short = subprocess.run(command, cwd=project, env={**env, "HARNESS_MAX_RUNS": "3"},
                            capture_output=True, text=True, timeout=300)
     assert short.returncode == 0 and "none of the 3 orderings" in short.stdout and \
         "RunLimitWarning: only the first 3 orderings within 1 deviations ran (the run limit; " \
         "HARNESS_MAX_RUNS=N raises it)" in short.stdout, short.stdout[-2000:]
-    bad = subprocess.run(command, cwd=project, env={**env, "HARNESS_MAX_RUNS": "0"},
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 1 and "max_runs '0': the most orderings to run must be a whole " \
-        "number, 1 or more" in bad.stdout, bad.stdout[-2000:]
+
+
+@pytest.mark.parametrize(("setting", "line"), [
+    ({"HARNESS_DEVIATIONS": "two"}, "HARNESS_DEVIATIONS 'two': the most deviations from the "
+                                    "ordinary run to try must be a whole number, 0 or more"),
+    ({"HARNESS_MAX_RUNS": "0"}, "HARNESS_MAX_RUNS '0': the most orderings to run must be a "
+                                "whole number, 1 or more"),
+    ({"HARNESS_SERVER": "uvicron"}, "HARNESS_SERVER=uvicron: unknown server 'uvicron'"),
+    ({"HARNESS_SERVER": "./nothere"}, "HARNESS_SERVER=./nothere: no such folder"),
+    ({"HARNESS_SERVER": "uvicorn==99.0"}, "HARNESS_SERVER=uvicorn==99.0 does not exist on "),
+])
+def test_a_repro_test_given_a_bad_setting_stops_as_a_usage_error_before_replaying(
+        project: Path, setting: dict[str, str], line: str):
+    # Exit 1, a failed test, would say the bug is still there; and the trace's own
+    # target (no HARNESS_SERVER) fails this replay: a bad HARNESS_DEVIATIONS must stop
+    # the test before it, not be found only once a fix makes the replay pass.
+    repro = (the_report(project) / "test_repro.py").relative_to(project).as_posix()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HARNESS_SERVER", "HARNESS_DEVIATIONS", "HARNESS_MAX_RUNS")}
+    bad = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          repro], cwd=project, env={**env, **setting}, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 4, bad.stdout[-2000:] + bad.stderr[-2000:]
+    assert f"harness: error: {line}" in bad.stdout, bad.stdout[-2000:]
+    assert "never returned" not in bad.stdout  # nothing was replayed
 
 
 class FakeCapsys:
@@ -341,6 +358,8 @@ def test_the_repro_test_fails_on_a_nearby_ordering_that_shows_its_failure():
     namespace: dict[str, Any] = {}
     exec(compile(text, "test_repro.py", "exec"), namespace)
     asked: list[tuple[object, ...]] = []
+    settings = [None, None, None]  # what repro_settings read: server, deviations, max_runs
+    namespace["repro_settings"] = lambda trace: tuple(settings)
     namespace["replay_trace"] = lambda trace, server: {"failures": []}
     namespace["exhaust_trace"] = lambda *args, **kw: asked.append((args, kw)) or {
         "runs": 186, "findings": [
@@ -350,10 +369,10 @@ def test_the_repro_test_fails_on_a_nearby_ordering_that_shows_its_failure():
     test = functools.partial(namespace["test_the_trace_no_longer_shows_leak"], captured)
     test()  # HARNESS_DEVIATIONS unset: the trace's own ordering only
     assert asked == [] and captured.disabled_for == 0
-    namespace["DEVIATIONS"] = "1"
+    settings[1] = 1
     with pytest.raises(AssertionError, match="ordering 145, 1 deviations: c1 leaked") as failed:
         test()
-    assert asked == [(("\n{}", None, "1"), {"max_runs": None, "progress": namespace["say"]})]
+    assert asked == [(("\n{}", None, 1), {"max_runs": None, "progress": namespace["say"]})]
     assert captured.disabled_for == 1  # the walk's progress goes past the capture
     assert "not this one" not in str(failed.value)
     namespace["exhaust_trace"] = lambda *args, **kw: {"runs": 20, "findings": [],

@@ -361,14 +361,9 @@ progress as it goes, past pytest's output capture, and stops at harness exhaust'
 limit of orderings, warning if that cut it short: HARNESS_MAX_RUNS=N raises it.
 """
 
-import os
 import warnings
 
-from harness.api import RunLimitWarning, exhaust_trace, replay_trace
-
-SERVER = os.environ.get("HARNESS_SERVER") or None  # None: the trace's own target
-DEVIATIONS = os.environ.get("HARNESS_DEVIATIONS") or None  # None: its own ordering only
-MAX_RUNS = os.environ.get("HARNESS_MAX_RUNS") or None  # None: harness exhaust's limit
+from harness.api import RunLimitWarning, exhaust_trace, replay_trace, repro_settings
 
 
 def say(line):
@@ -376,20 +371,22 @@ def say(line):
 
 
 def test_the_trace_no_longer_shows_{slug}(capsys):
-    verdict = replay_trace(TRACE, SERVER)
+    # HARNESS_SERVER, HARNESS_DEVIATIONS and HARNESS_MAX_RUNS (None when unset), checked
+    server, deviations, max_runs = repro_settings(TRACE)
+    verdict = replay_trace(TRACE, server)
     same = [f for f in verdict["failures"] if f["kind"] == "{kind}"]
     assert not same, "\\n".join(f["message"] for f in same)
-    if DEVIATIONS is not None:
+    if deviations is not None:
         with capsys.disabled():  # the walk's progress, on the terminal as it goes
-            walk = exhaust_trace(TRACE, SERVER, DEVIATIONS, max_runs=MAX_RUNS, progress=say)
+            walk = exhaust_trace(TRACE, server, deviations, max_runs=max_runs, progress=say)
         same = [f for f in walk["findings"] if f["kind"] == "{kind}"]
         assert not same, "\\n".join(
             f"ordering {{f['runs_to_find']}}, {{f['deviations']}} deviations: {{f['message']}}"
             for f in same) + "\\n(harness exhaust on this trace writes a report of each)"
-        print(f"none of the {{walk['runs']}} orderings within {{DEVIATIONS}} deviations "
+        print(f"none of the {{walk['runs']}} orderings within {{deviations}} deviations "
               "of the ordinary run shows {kind}")
         if not walk["complete"]:
-            warnings.warn(f"only the first {{walk['runs']}} orderings within {{DEVIATIONS}} "
+            warnings.warn(f"only the first {{walk['runs']}} orderings within {{deviations}} "
                           "deviations ran (the run limit; HARNESS_MAX_RUNS=N raises it): "
                           "the rest were not checked",
                           RunLimitWarning)
