@@ -158,3 +158,13 @@ def test_a_stopped_job_gives_back_what_it_was_shrinking_and_its_taker_says_so():
         "found receive-hang at run 70: receive() blocked at impl.py:12 (the job that was "
         "shrinking it stopped; shrinking it here)"]
     assert "shrinking receive-hang" in progress.status()
+
+
+def test_a_huge_budget_left_is_shown_short_not_in_three_hundred_digits():
+    progress = Progress(io.StringIO(), tty=False, clock=FakeClock())
+    progress.target("t", 1e300, None)
+    progress.event(0, "runs", {"runs": 10, "searched": 1.0})
+    assert progress.status().endswith("  1e+300s left")
+    progress.target("t", 999_999.0, None)
+    progress.event(0, "runs", {"runs": 10, "searched": 1.0})
+    assert progress.status().endswith("  999998s left")

@@ -82,6 +82,39 @@ def test_the_search_detects_the_next_failure_while_the_first_is_still_shrinking(
     assert events.index(("shrinking", shrinking[1])) < events.index(("shrunk", first))
 
 
+def test_a_search_over_and_waiting_for_its_shrinking_still_reports_progress(monkeypatch):
+    # After the budget, the search waits for its children to shrink: seconds, minutes,
+    # with nothing else to say. Its "runs" events go on meanwhile (the status line's), each
+    # with the search's own final figures. The child waits for the second of them.
+    from harness.search import engine
+
+    monkeypatch.setattr(engine, "RUNS_SECONDS", 0.01)
+    gate_read, gate_write = os.pipe()
+    events: list[tuple[str, Any]] = []
+
+    def execute(scenario: int, source: DecisionSource) -> Outcome:
+        met = [signature for e, signature in events if e == "shrinking"]
+        if os.getpid() != PARENT and met and f"kind {scenario % 3}" == met[0]:
+            ready, _, _ = select.select([gate_read], [], [], 60)
+            assert ready, "the search said nothing while it waited"
+        return three_kinds(scenario, source)
+
+    def progress(event: str, info: dict[str, Any]) -> None:
+        events.append((event, info.get("signature") or info))
+        waiting = [i for e, i in events if e == "runs" and i["runs"] == 200]
+        if len(waiting) == 2:
+            os.write(gate_write, b"go")
+
+    report = search(generate, execute, budget_seconds=0, max_runs=200, seed=0,
+                    shrink="fork", progress=progress)
+    os.close(gate_read)
+    os.close(gate_write)
+    first = next(signature for e, signature in events if e == "shrinking")
+    after = [i for e, i in events[:events.index(("shrunk", first))] if e == "runs"
+             and i["runs"] == 200][1:]
+    assert after and all(i["searched"] == report.seconds for i in after)
+
+
 def test_a_harness_fault_while_a_child_shrinks_is_raised_by_the_search():
     def execute(scenario: int, source: DecisionSource) -> Outcome:
         if os.getpid() != PARENT and getattr(source, "strict", False):  # confirming

@@ -228,7 +228,7 @@ class _Search(Generic[X]):
     claims: Claims | None = None  # see search()
     held: set[tuple[str, str]] = field(default_factory=set)  # claimed here, not yet shrunk
     elsewhere: set[tuple[str, str]] = field(default_factory=set)  # another job's to shrink
-    collect: Callable[[bool], None] = lambda block: None  # keeps what children have shrunk
+    collect: Callable[[bool], object] = lambda block: None  # keeps what children have shrunk
     announce: Callable[[Found[X]], None] = lambda found: None  # detected, not yet shrunk
     on_unjudged: Callable[[X, list[Decision], str], None] = lambda x, d, why: None
 
@@ -382,13 +382,15 @@ def search(
                            "runs": report.runs, "distinct": len(report.found),
                            "source": found.source})
 
-    def collect(block: bool) -> None:
+    def collect(block: bool, timeout: float | None = None) -> bool:
         assert children is not None
-        for child, found in children.done(block):
+        answers = children.done(block, timeout)
+        for child, found in answers:
             report.shrink_seconds += found.seconds_to_shrink
             progress("shrunk", {"kind": child.key[0], "signature": child.key[1],
                                 "seconds": found.seconds_to_shrink})
             keep(found)
+        return bool(answers)
 
     if children is not None:
         state.collect = collect
@@ -400,7 +402,9 @@ def search(
         report.seconds = clock.searched()
         report.cpu_seconds = time.process_time() - cpu_start
         while children is not None and children.shrinking:
-            collect(block=True)
+            if not collect(True, RUNS_SECONDS):  # the search is over: progress says so
+                progress("runs", {"runs": report.runs, "searched": report.seconds,
+                                  "shrinking": report.shrink_seconds})
     except BaseException:
         state.let_go()
         raise

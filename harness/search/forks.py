@@ -158,17 +158,20 @@ class Forks:
         os._exit(0)
 
     # -- the parent --------------------------------------------------------------
-    def done(self, block: bool = False) -> list[tuple[Shrinking, Any]]:
+    def done(self, block: bool = False,
+             timeout: float | None = None) -> list[tuple[Shrinking, Any]]:
         """Children that have answered: (what was shrinking, its Found). `block` waits
-        until at least one answers (when any is running). A child's error is raised."""
+        until at least one answers (when any is running), or `timeout` seconds pass
+        (None: no limit). A child's error is raised."""
         out: list[tuple[Shrinking, Any]] = []
         while self.shrinking and not out:
-            ready, _, _ = select.select(list(self.shrinking), [], [], None if block else 0)
+            ready, _, _ = select.select(list(self.shrinking), [], [],
+                                        timeout if block else 0)
             for fd in ready:
                 answer = self._read(self.shrinking[fd])
                 if answer is not None:
                     out.append(answer)
-            if not block:
+            if not block or not ready:
                 break
         return out
 

@@ -146,7 +146,8 @@ class Progress:
                  f"{total / searched if searched else 0:.0f}/s",
                  f"distinct failures {len(self.found)}"]
         if self.budget:
-            parts.append(f"{max(0.0, self.budget - searched):.0f}s left")
+            left = max(0.0, self.budget - searched)  # a budget of 1e300 is not 301 digits
+            parts.append(f"{left:.0f}s left" if left < 1e6 else f"{left:.3g}s left")
         elif self.max_runs is not None:
             parts.append(f"{max(0, self.max_runs - total)} runs left")
         if self.shrinking:  # last: the longest part, the one a narrow terminal cuts
