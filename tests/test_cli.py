@@ -83,6 +83,38 @@ def test_report_rewrites_the_folder_of_a_failing_trace(found_report, capsys, tmp
     assert str(folder) in out
 
 
+def test_explore_of_a_cached_release_writes_its_reports_from_the_workers_replay(
+        capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # The worker that found a failure replays its trace and sends the verdict with it:
+    # no worker is started per report (about a second of CPU each, and every report and
+    # line after it waited). The report is the one a fresh replay writes.
+    from harness.tools import cli
+
+    asked: list[tuple[str, str]] = []
+    real_run = cli.run
+
+    def run(spec: Any, request: dict[str, Any], *args: Any, **kw: Any) -> dict[str, Any]:
+        asked.append((spec.server, request["op"]))
+        return real_run(spec, request, *args, **kw)
+
+    monkeypatch.setattr(cli, "run", run)
+    found = tmp_path / "found"
+    code, _, err = run_cli(capsys, "explore", "--server", "uvicorn==0.11.3", "--no-examples",
+                           "--budget", "0", "--max-runs", "60", "--seed", "0",
+                           "--reports", str(found))
+    assert code == 1, err
+    reports = sorted(found.glob("*/*/report.md"))
+    assert len(reports) >= 2
+    assert [op for server, op in asked if server == "uvicorn"] == ["explore"]
+    for report in reports:
+        again = tmp_path / "again"
+        assert run_cli(capsys, "report", str(report.parent / "trace.json"),
+                       "--reports", str(again))[0] == 0
+        [rewritten] = again.glob(f"*/{report.parent.name}/report.md")
+        assert rewritten.read_text().replace(str(rewritten.parent.resolve()), "<dir>") == \
+            report.read_text().replace(str(report.parent.resolve()), "<dir>")
+
+
 def test_report_rewrites_a_report_where_it_is_from_any_folder(
         found_report, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     _, root = found_report

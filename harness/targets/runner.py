@@ -81,6 +81,18 @@ def _finding(found: Any, target: Target, settings: Settings | None = None) -> di
     }
 
 
+def _found_event(found: Any, target: Target, settings: Settings | None = None
+                 ) -> dict[str, Any]:
+    """A finding as it leaves the worker, with its trace replayed here ("replayed": the
+    verdict its report shows). The report is then written without a worker started to
+    replay it: about a second of CPU per report on a release in a cached environment,
+    which held up every report and line after it while the search ran on."""
+    finding = _finding(found, target, settings)
+    trace = Trace.from_json(finding["trace"])
+    return {"target": target.describe(), **finding,
+            "replayed": _verdict(target, _replayed(trace, target, strict=True))}
+
+
 def examples_root(request: dict[str, Any]) -> Path | None:
     """The examples store a request names: "examples" is a folder, or null for none;
     without it, HARNESS_EXAMPLES or else <cache>/examples (harness/search/examples.py)."""
@@ -114,8 +126,7 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
         progress=progress,
         # Each finding leaves at once, whole, when detected and again once shrunk: an
         # interrupt later cannot lose it.
-        on_found=lambda found: progress("finding", {"target": target.describe(),
-                                                    **_finding(found, target)}),
+        on_found=lambda found: progress("finding", _found_event(found, target)),
         profile=profile(request.get("profile")),
         examples=examples_root(request),
         # Detection never waits for shrinking: a child shrinks each failure (forks.py).
@@ -134,7 +145,7 @@ def _explore_here(spec: TargetSpec, request: dict[str, Any], progress: Progress)
 
 def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
     from harness.http.scenario import HttpScenario
-    from harness.search.explore import replay_http, run_once
+    from harness.search.explore import run_once
 
     target = make_target(spec, request.get("key"))
     if request["op"] == "run":  # one seeded run of a scenario: no trace to follow
@@ -145,14 +156,19 @@ def _replay_here(spec: TargetSpec, request: dict[str, Any]) -> dict[str, Any]:
         seed, deviation = int(request.get("seed", 0)), float(request.get("deviation", 0.2))
         return _verdict(target, run_once(scenario, target, seed, deviation))
     trace = _translated(Trace.from_json(request["trace"]), target)
+    return _verdict(target, _replayed(trace, target, bool(request.get("strict", True))))
+
+
+def _replayed(trace: Trace, target: Target, strict: bool) -> Any:
+    from harness.search.explore import replay_http
+
     try:
-        verdict = replay_http(trace, target, strict=bool(request.get("strict", True)))
+        return replay_http(trace, target, strict=strict)
     except TraceDivergence as exc:
         where = f"{target.name} {target.version} ({target.http})"
         raise TraceError(f"the trace no longer replays on {where}: {exc}; the code under test "
                          "is not the code that recorded it, or the trace was edited (`harness "
                          "replay --lenient` follows the trace as far as it applies)") from None
-    return _verdict(target, verdict)
 
 
 def _exhaust_here(spec: TargetSpec, request: dict[str, Any], progress: Progress
@@ -171,8 +187,7 @@ def _exhaust_here(spec: TargetSpec, request: dict[str, Any], progress: Progress
     report = exhaust(
         execute_on(target, settings, drawn=False), trace_scenario(trace, target), deviations,
         max_runs=request.get("max_runs"), progress=progress,
-        on_found=lambda found: progress("finding", {"target": target.describe(),
-                                                    **_finding(found, target, settings)}))
+        on_found=lambda found: progress("finding", _found_event(found, target, settings)))
     return {"target": target.describe(), "runs": report.runs, "complete": report.complete,
             "summary": summary(report, deviations),
             "findings": [_finding(found, target, settings) for found in report.found]}

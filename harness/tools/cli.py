@@ -119,8 +119,9 @@ class Writer:
         if key in self.shrunk or (key in self.written and not shrunk):
             return  # another job found it too, or the result repeats an event
         label = label_of(finding["target"])
-        replayed = run(self.spec, {"op": "replay", "trace": finding["trace"], "strict": True},
-                       lambda e, i: None)
+        replayed = finding.get("replayed") or run(  # (replayed by the worker that found it)
+            self.spec, {"op": "replay", "trace": finding["trace"], "strict": True},
+            lambda e, i: None)
         path = _write_report(self.root, label, finding, replayed, self.env_info)
         self.written[key] = path
         if shrunk:
