@@ -34,8 +34,10 @@ def test_a_search_that_finds_nothing_writes_a_completed_summary(capsys, tmp_path
     data = summary(out)
     assert (data["state"], data["exit_code"], data["error"]) == ("completed", 0, None)
     assert data["command"]["profile"] == "ci" and data["command"]["examples"] is None
+    assert data["command"]["budget"] is None  # bounded by --max-runs alone, not "0.0"
     [target] = data["targets"]
     assert target["server"] == "reference" and target["state"] == "completed"
+    assert target["families_left_out"] == {}
     assert target["runs"] == 20 and target["failures"] == []
     assert target["seconds_searching"] > 0 and target["seconds_shrinking"] == 0
 
@@ -144,3 +146,32 @@ def test_an_interrupt_during_the_install_says_so_in_words_and_in_the_summary(
     data = summary(tmp_path / "s.json")
     assert data["state"] == "interrupted"
     assert [t["state"] for t in data["targets"]] == ["installing"]
+
+
+def test_a_family_the_release_cannot_run_is_named_in_the_summary_with_why(
+        capsys, tmp_path: Path):
+    code, err = explore(capsys, "--server", "uvicorn==0.2.20", "--family", "keepalive",
+                        "--family", "shutdown", "--max-runs", "3", "--no-examples",
+                        "--reports", str(tmp_path / "r"), "--json", str(tmp_path / "s.json"))
+    assert code in (0, 1), err
+    [target] = summary(tmp_path / "s.json")["targets"]
+    assert target["families_left_out"] == {
+        "shutdown": "releases before 0.3.32 shut down inside their run loop (0.2.20 has no "
+                    "Server.shutdown to call)"}
+    assert "the shutdown family is left out: releases before 0.3.32" in err
+
+
+def test_a_failure_whose_report_an_interrupt_stopped_has_no_time_to_report():
+    from harness.tools.summary import Summary
+
+    class Spec:
+        server, version, http = "uvicorn", "0.11.3", "h11"
+
+    made = Summary({})
+    made.begin(Spec())
+    for kind in ("receive-hang", "lost-disconnect"):
+        made.event(0, "finding", {"target": {"version": "0.11.3"}, "kind": kind,
+                                  "signature": "s", "seconds_to_report": 0.5, "shrunk": False})
+    made.reports({("receive-hang", "s"): Path("/r/receive-hang-1")})  # the other: cut short
+    assert [(f["report"], f["seconds_to_report"]) for f in made.targets[0]["failures"]] == [
+        ("/r/receive-hang-1", 0.5), (None, None)]

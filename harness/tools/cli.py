@@ -182,7 +182,8 @@ def _explore_one(spec: TargetSpec, args: argparse.Namespace, progress: Progress,
             "findings": list(distinct.values()),  # two jobs may find the same failure
             "target": results[0]["target"],
             "unjudged": sum(r.get("unjudged", 0) for r in results),
-            "unjudged_trace": write.unjudged and str(write.unjudged)}
+            "unjudged_trace": write.unjudged and str(write.unjudged),
+            "unavailable": unavailable}
 
 
 @contextlib.contextmanager
@@ -285,7 +286,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     examples = examples_root({"examples": None} if args.no_examples else {})
     progress = Progress()
     summary = Summary({"server": args.server, "http": args.http,
-                       "families": args.family or list(FAMILIES), "budget": args.budget,
+                       "families": args.family or list(FAMILIES),
+                       "budget": args.budget or None,  # None: bounded by --max-runs alone
                        "max_runs": args.max_runs, "seed": args.seed,
                        "strategy": args.strategy, "jobs": args.jobs,
                        "profile": args.profile, "examples": examples and str(examples),

@@ -14,13 +14,19 @@ stopped on an error. Its shape:
      "targets": [{"server", "version", "http",
                   "state": "completed" | "searching" | "installing",
                   "runs", "seconds_searching", "seconds_shrinking", "runs_per_second",
-                  "unjudged_runs",
+                  "unjudged_runs", "families_left_out": {family: why},
                   "failures": [{"kind", "signature", "message", "report",
                                 "runs_to_find", "seconds_to_find", "seconds_to_shrink",
                                 "seconds_to_report",
                                 "source": "search" | "trace" | "examples",
                                 "from_store": true | false, "shrunk": true | false}]}]}
 
+A command refused before it starts (a bad option, an unknown server) writes none: its
+exit status 2 and its message say why. "budget" is null for a search bounded by
+"max_runs" alone. A target's "state" is the stage it had reached when the explore
+ended. "families_left_out" names the families the target cannot run (the shutdown
+family where its adapter has no shutdown path), each with why. "seconds_to_report"
+is null for a failure whose report was not written (an interrupt came first).
 "source" says how the failure was found this time: by the search, by replaying a
 trace stored by an earlier explore, or by replaying an example Hypothesis stored.
 "unjudged_runs" counts the runs that could not be judged (their step budget ran out
@@ -54,7 +60,7 @@ class Summary:
         self.targets.append({"server": spec.server, "version": spec.version, "http": spec.http,
                              "state": "installing", "runs": 0, "seconds_searching": 0.0,
                              "seconds_shrinking": 0.0, "runs_per_second": 0.0,
-                             "unjudged_runs": 0, "failures": []})
+                             "unjudged_runs": 0, "families_left_out": {}, "failures": []})
 
     def installed(self) -> None:
         """The target's environment is ready: its search begins."""
@@ -83,6 +89,7 @@ class Summary:
         current["version"] = result["target"]["version"]
         current["state"] = "completed"
         current["unjudged_runs"] = int(result.get("unjudged", 0))
+        current["families_left_out"] = dict(result.get("unavailable") or {})
         self._totals(current, int(result["runs"]), float(result["seconds"]),
                      float(result.get("shrink_seconds", 0.0)))
         for finding in result["findings"]:
@@ -95,6 +102,8 @@ class Summary:
                 path = written.get((failure["kind"], failure["signature"]))
                 if path is not None and failure["report"] is None:
                     failure["report"] = str(path.resolve())
+                if failure["report"] is None:  # the search had handed it over; no more
+                    failure["seconds_to_report"] = None
 
     def write(self, path: Path, state: str, exit_code: int, error: str | None = None) -> None:
         data = {"format": FORMAT, "version": VERSION, "state": state, "exit_code": exit_code,
