@@ -85,6 +85,22 @@ def test_a_second_search_retries_the_stored_failure_first_and_finds_it_at_run_1(
     assert second.decisions == first.decisions and forgotten == []
 
 
+@pytest.mark.parametrize("layer", ["trace", "examples"])
+def test_a_stored_failure_met_again_is_handed_over_once_as_shrunk_not_as_detected(
+        tmp_path, layer: str):
+    # It was shrunk before it was stored: one report, not a detected one and then the
+    # same again "shrunk" in no time; its "shrinking" event says where it came from.
+    db = DirectoryBasedExampleDatabase(tmp_path)
+    [first] = toy_search(db).found
+    stored = [stored_from(first, [])] if layer == "trace" else []
+    handed: list[Found[int]] = []
+    events: list[tuple[str, dict[str, Any]]] = []
+    toy_search(db, stored=stored, events=events, on_found=handed.append)
+    assert [(f.source, f.shrunk) for f in handed] == [(layer, True)]
+    [shrinking] = [i for e, i in events if e == "shrinking"]
+    assert shrinking["stored"] == layer
+
+
 def test_after_a_code_change_the_trace_is_dropped_and_the_hypothesis_examples_find_it(
         tmp_path):
     db = DirectoryBasedExampleDatabase(tmp_path)

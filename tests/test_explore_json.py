@@ -71,6 +71,16 @@ def test_the_summary_lists_each_failure_and_a_second_explore_retries_it_first(
     assert retried == list(range(1, len(failures) + 1))
     assert all(by_key[(f["kind"], f["signature"])]["source"] == "trace" for f in failures)
     assert "retried stored failure" in err
+    # Each written once, as shrunk: it was shrunk before it was stored.
+    assert "not shrunk yet" not in err and "shrinking..." not in err
+    for f in failures:
+        report = Path(by_key[(f["kind"], f["signature"])]["report"])
+        assert err.count(f"-> {report}/") == 1
+        # Its report does not claim the search needed 1 run to find it.
+        text = (report / "report.md").read_text()
+        assert "an earlier search found it and stored it, and this one retried it first" \
+            in text and "needed 1 run" not in text
+        assert json.loads((report / "trace.json").read_text())["meta"]["stored"] == "trace"
 
 
 def test_no_examples_neither_retries_nor_stores(capsys, monkeypatch, tmp_path: Path):

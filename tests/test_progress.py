@@ -168,3 +168,20 @@ def test_a_huge_budget_left_is_shown_short_not_in_three_hundred_digits():
     progress.target("t", 999_999.0, None)
     progress.event(0, "runs", {"runs": 10, "searched": 1.0})
     assert progress.status().endswith("  999998s left")
+
+
+def test_a_stored_failure_met_again_is_said_once_with_what_it_fails_with():
+    out = io.StringIO()
+    progress = Progress(out, tty=False, clock=FakeClock())
+    progress.target("t", None, 500)
+    progress.event(0, "stored", {"name": "lost-disconnect-1234", "state": "fails", **HANG})
+    progress.event(0, "shrinking", {**HANG, "runs": 1, "stored": "trace"})
+    assert "shrinking" not in progress.status()  # only confirmed, in a few runs
+    progress.event(0, "shrunk", {**HANG, "seconds": 0.01})
+    progress.event(0, "shrinking", {**HANG, "signature": "other", "runs": 2,
+                                    "stored": "examples"})  # Hypothesis's own store
+    progress.event(0, "shrunk", {**HANG, "signature": "other", "seconds": 0.01})
+    assert out.getvalue().splitlines() == [
+        "retried stored failure lost-disconnect-1234: fails with receive-hang: receive() "
+        "blocked at impl.py:12",
+        "found receive-hang at run 2: other (an example stored by an earlier search)"]

@@ -245,6 +245,16 @@ def test_a_family_search_says_how_far_it_is_every_few_seconds():
     assert said == ["20 runs in 5 s (budget 20 s)", "40 runs in 10 s (budget 20 s)"]
 
 
+def test_a_family_search_says_a_failure_it_met_from_the_store_was_stored_not_shrinking():
+    said: list[str] = []
+    heard = race.search_lines(said.append, "budget 20 s")
+    met = {"kind": "receive-hang", "signature": "blocked at x.py:1", "runs": 1}
+    heard("shrinking", {**met, "stored": "trace"})
+    heard("shrinking", {**met, "runs": 9})
+    assert said == ["met receive-hang: blocked at x.py:1 at run 1, stored by an earlier search",
+                    "met receive-hang: blocked at x.py:1 at run 9; shrinking"]
+
+
 def test_a_race_tests_own_mistakes_are_said_as_such(pytester: pytest.Pytester):
     """A bad argument is the test's ValueError, not a harness fault from inside the
     worker; a bad trace file fails in the harness's one line, not a traceback through

@@ -179,12 +179,15 @@ class _Clock:
         over_runs = self.max_runs is not None and self.report.runs >= self.max_runs
         return over_time or over_runs
 
-    def shrinking(self, key: tuple[str, str], here: bool = True) -> None:
+    def shrinking(self, key: tuple[str, str], here: bool = True, source: str = "search"
+                  ) -> None:
         """A failure was met: its detection is confirmed, then shrunk here or (not `here`)
-        by the parallel job that claimed it first; the clock is shrinking meanwhile."""
+        by the parallel job that claimed it first; the clock is shrinking meanwhile. One
+        from the store (`source` "trace" or "examples") was shrunk when it was stored."""
         self.shrink_began = self.now()
         self.progress("shrinking" if here else "shrinking elsewhere",
-                      {"kind": key[0], "signature": key[1], "runs": self.report.runs})
+                      {"kind": key[0], "signature": key[1], "runs": self.report.runs,
+                       **({} if source == "search" else {"stored": source})})
 
     def shrunk(self, key: tuple[str, str]) -> float:
         assert self.shrink_began is not None
@@ -292,8 +295,10 @@ class _Search(Generic[X]):
         if another job claimed it first (this search then only looks for others)."""
         again = key in self.elsewhere  # met before, and reported: its claimer let it go
         mine = self.take(key)
-        self.clock.shrinking(key, here=mine)
-        if not again:
+        self.clock.shrinking(key, here=mine, source=source)
+        # A stored failure was shrunk before it was stored: reported once, when `finish`
+        # has confirmed it (a few runs), not first as detected and again as shrunk.
+        if not again and not (mine and source != "search"):
             self.detected(key, scenario, decisions, found_at, source)
         if mine:
             self.elsewhere.discard(key)

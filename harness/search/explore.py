@@ -168,8 +168,11 @@ def trace_of(found: Found[HttpScenario], target: Target,
     failure: Failure = found.failure
     return run_trace(found.scenario, found.decisions, target, settings,
                      {"kind": failure.kind, "signature": failure.signature,
-                      "message": failure.message}, runs_to_find=found.runs_to_find,
-                     # (a report written from the trace alone must still say so)
+                      "message": failure.message},
+                     # How it was found (a report written from the trace alone says so):
+                     # a stored failure's first run here says nothing of what finding it took.
+                     **({"runs_to_find": found.runs_to_find} if found.source == "search"
+                        else {"stored": found.source}),
                      **({} if found.shrunk else {"shrunk": False}))
 
 

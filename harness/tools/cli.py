@@ -424,6 +424,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         trace = dataclasses.replace(trace, verdict={
             k: now[k] for k in ("kind", "signature", "message")})
     finding = {**now, "trace": trace.to_json(), "runs_to_find": trace.meta.get("runs_to_find"),
+               "source": trace.meta.get("stored", "search"),
                "shrunk": trace.meta.get("shrunk", True)}
     label = label_of(replayed["target"])
     env = replayed.get("env") or (installed_beside(spec.entry) if spec.in_process() else None)

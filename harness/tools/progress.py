@@ -58,6 +58,7 @@ class Progress:
             self.found: dict[tuple[str, str], int] = {}
             self.shrunk: dict[tuple[str, str], int] = {}
             self.let_go: set[tuple[str, str]] = set()  # a stopped job was shrinking them
+            self.retried: set[tuple[int, str, str]] = set()  # stored, being confirmed
             self.start = self.clock()
             self.last_plain = self.start
             # What the live line shows: rich's refresh thread reads this string and
@@ -109,6 +110,11 @@ class Progress:
             if not self.tty and self.clock() - self.last_plain >= PLAIN_EVERY:
                 self.last_plain = self.clock()
                 self.line(self.status())
+        elif event == "shrinking" and info.get("stored"):  # shrunk once already
+            self.retried.add((job, str(info["kind"]), str(info["signature"])))
+            if info["stored"] != "trace":  # (a stored trace's retry has its own line)
+                self.line(f"found {info['kind']} at run {info.get('runs', '?')}: "
+                          f"{info['signature']} (an example stored by an earlier search)")
         elif event in ("shrinking", "shrinking elsewhere"):
             key = (str(info["kind"]), str(info["signature"]))
             if event == "shrinking elsewhere":  # (parallel jobs: another one claimed it)
@@ -122,6 +128,8 @@ class Progress:
                                        "already; shrinking it here too") or "shrinking..."
             self.line(f"found {info['kind']} at run {info.get('runs', '?')}: "
                       f"{info['signature']} ({doing})")
+        elif event == "shrunk" and (job, info["kind"], info["signature"]) in self.retried:
+            self.retried.discard((job, info["kind"], info["signature"]))  # only confirmed
         elif event == "shrunk":
             key = (str(info["kind"]), str(info["signature"]))
             self.shrinking.pop((job, *key), None)
@@ -137,6 +145,8 @@ class Progress:
                 self.shrunk.setdefault(key, job)
         elif event == "stored":
             what = f"retried stored failure {info['name']}: {info['state']}"
+            if info["state"] == "fails":  # (its name has the kind it failed with when stored)
+                what += f" with {info['kind']}: {info['signature']}"
             self.line(what + ("" if info["state"] == "fails" else " (dropped from the store)"))
 
     def status(self) -> str:

@@ -99,7 +99,10 @@ def search_lines(say: Callable[[str], None], limit: str,
     last = [clock()]
 
     def on_event(event: str, info: dict[str, Any]) -> None:
-        if event == "shrinking":
+        if event == "shrinking" and info.get("stored"):
+            say(f"met {info['kind']}: {info['signature']} at run {info['runs']:,}, stored "
+                "by an earlier search")
+        elif event == "shrinking":
             say(f"met {info['kind']}: {info['signature']} at run {info['runs']:,}; shrinking")
         elif event == "shrinking elsewhere":
             say(f"met {info['kind']}: {info['signature']} at run {info['runs']:,}")

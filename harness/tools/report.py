@@ -293,8 +293,7 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
             "### Timeline", "", "```mermaid", *_mermaid(replay_log), "```", "",
             "### Scenario", "",
             f"Scenario family `{scenario.get('family')}`; "
-            + (f"the search needed {plural(finding['runs_to_find'], 'run')} to find it; "
-               if finding.get("runs_to_find") else "")
+            + _how_found(finding)
             + f"the {'shrunk ' if finding.get('shrunk', True) else ''}trace makes "
             f"{plural(len(trace.decisions), 'decision')}. As JSON, "
             "fields at "
@@ -306,6 +305,14 @@ def render_markdown(trace: Trace, finding: dict[str, Any], replay_log: list[str]
             f"- reference server: {_reference_env(reference)}", "",
             "### The reference server", "", reference.section(where), ""]
     return "\n".join(out)
+
+
+def _how_found(finding: dict[str, Any]) -> str:
+    if finding.get("source", "search") != "search":
+        return "an earlier search found it and stored it, and this one retried it first; "
+    if finding.get("runs_to_find"):
+        return f"the search needed {plural(finding['runs_to_find'], 'run')} to find it; "
+    return ""
 
 
 def _what_went_wrong(message: str) -> str:
