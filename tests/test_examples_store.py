@@ -99,6 +99,8 @@ def test_a_stored_failure_met_again_is_handed_over_once_as_shrunk_not_as_detecte
     assert [(f.source, f.shrunk) for f in handed] == [(layer, True)]
     [shrinking] = [i for e, i in events if e == "shrinking"]
     assert shrinking["stored"] == layer
+    # The run that met it, as runs_to_find says: Hypothesis replays all it kept first.
+    assert shrinking["at"] == handed[0].runs_to_find
 
 
 def test_after_a_code_change_the_trace_is_dropped_and_the_hypothesis_examples_find_it(

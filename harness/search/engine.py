@@ -179,14 +179,17 @@ class _Clock:
         over_runs = self.max_runs is not None and self.report.runs >= self.max_runs
         return over_time or over_runs
 
-    def shrinking(self, key: tuple[str, str], here: bool = True, source: str = "search"
-                  ) -> None:
-        """A failure was met: its detection is confirmed, then shrunk here or (not `here`)
-        by the parallel job that claimed it first; the clock is shrinking meanwhile. One
-        from the store (`source` "trace" or "examples") was shrunk when it was stored."""
+    def shrinking(self, key: tuple[str, str], here: bool = True, source: str = "search",
+                  at: int | None = None) -> None:
+        """A failure was met, at run `at`: its detection is confirmed, then shrunk here or
+        (not `here`) by the parallel job that claimed it first; the clock is shrinking
+        meanwhile. One from the store (`source` "trace" or "examples") was shrunk when it
+        was stored."""
         self.shrink_began = self.now()
         self.progress("shrinking" if here else "shrinking elsewhere",
                       {"kind": key[0], "signature": key[1], "runs": self.report.runs,
+                       # (the runs so far; the examples' replay meets several, then says)
+                       "at": self.report.runs if at is None else at,
                        **({} if source == "search" else {"stored": source})})
 
     def shrunk(self, key: tuple[str, str]) -> float:
@@ -295,7 +298,7 @@ class _Search(Generic[X]):
         if another job claimed it first (this search then only looks for others)."""
         again = key in self.elsewhere  # met before, and reported: its claimer let it go
         mine = self.take(key)
-        self.clock.shrinking(key, here=mine, source=source)
+        self.clock.shrinking(key, here=mine, source=source, at=found_at[0])
         # A stored failure was shrunk before it was stored: reported once, when `finish`
         # has confirmed it (a few runs), not first as detected and again as shrunk.
         if not again and not (mine and source != "search"):

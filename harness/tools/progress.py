@@ -113,7 +113,7 @@ class Progress:
         elif event == "shrinking" and info.get("stored"):  # shrunk once already
             self.retried.add((job, str(info["kind"]), str(info["signature"])))
             if info["stored"] != "trace":  # (a stored trace's retry has its own line)
-                self.line(f"found {info['kind']} at run {info.get('runs', '?')}: "
+                self.line(f"found {info['kind']} at run {_met_at(info)}: "
                           f"{info['signature']} (an example stored by an earlier search)")
         elif event in ("shrinking", "shrinking elsewhere"):
             key = (str(info["kind"]), str(info["signature"]))
@@ -126,7 +126,7 @@ class Progress:
                 else:
                     doing = _elsewhere(self.found, key, job, "another job reported it "
                                        "already; shrinking it here too") or "shrinking..."
-            self.line(f"found {info['kind']} at run {info.get('runs', '?')}: "
+            self.line(f"found {info['kind']} at run {_met_at(info)}: "
                       f"{info['signature']} ({doing})")
         elif event == "shrunk" and (job, info["kind"], info["signature"]) in self.retried:
             self.retried.discard((job, info["kind"], info["signature"]))  # only confirmed
@@ -179,6 +179,11 @@ class Progress:
                              redirect_stdout=False, redirect_stderr=False)
             self.live.start()
         return self.live
+
+
+def _met_at(info: dict[str, Any]) -> Any:
+    """The run that met a failure: what --json's runs_to_find says too."""
+    return info.get("at", info.get("runs", "?"))
 
 
 def _elsewhere(reported: dict[tuple[str, str], int], key: tuple[str, str], job: int,

@@ -99,13 +99,14 @@ def search_lines(say: Callable[[str], None], limit: str,
     last = [clock()]
 
     def on_event(event: str, info: dict[str, Any]) -> None:
+        met_at = info.get("at", info.get("runs", 0))  # the run that met it
         if event == "shrinking" and info.get("stored"):
-            say(f"met {info['kind']}: {info['signature']} at run {info['runs']:,}, stored "
-                "by an earlier search")
+            say(f"met {info['kind']}: {info['signature']} at run {met_at:,}, stored by an "
+                "earlier search")
         elif event == "shrinking":
-            say(f"met {info['kind']}: {info['signature']} at run {info['runs']:,}; shrinking")
+            say(f"met {info['kind']}: {info['signature']} at run {met_at:,}; shrinking")
         elif event == "shrinking elsewhere":
-            say(f"met {info['kind']}: {info['signature']} at run {info['runs']:,}")
+            say(f"met {info['kind']}: {info['signature']} at run {met_at:,}")
         elif event == "found":
             say(f"found {info['kind']}: {info['signature']}")
         elif event == "runs" and (now := clock()) - last[0] >= every:
