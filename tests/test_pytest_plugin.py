@@ -443,17 +443,39 @@ def test_a_family_the_release_cannot_run_is_skipped_at_its_item(
 def test_under_pytest_xdist_an_uninstallable_target_fails_its_items_in_one_line(
         pytester: pytest.Pytester):
     """A server's suite often runs with -n (uvicorn's with -n 8). A worker cannot end the
-    session (pytest.exit there is an INTERNALERROR), so an uninstallable release fails
-    its items with the one line instead, and the session still ends as a usage error.
-    (uvicorn==99.0 is asked of the real index.)"""
+    session (pytest.exit there is an INTERNALERROR), so a release that does not install
+    fails its items with the one line instead, and the session still ends as a usage
+    error. (The failing install is faked by a conftest, which each worker loads.)"""
     pytester.makepyfile(test_own=OWN_TESTS)
     options = ("-n", "2", "--race-http", "h11", "--race-budget", "1",
                "--race-family", "keepalive", "--race-family", "pipelining")
     good = run(pytester, *options, "--race-server", "reference")
     good.assert_outcomes(passed=3)
     good.stdout.fnmatch_lines(["2 workers ?3 items?"])
-    bad = run(pytester, *options, "--race-server", "uvicorn==99.0")
+    pytester.makeconftest("""
+import harness.tools.race as race
+from harness.targets.install import EnvError
+
+def pytest_configure(config):
+    def cannot(*args, **kwargs):
+        raise EnvError("uvicorn==0.1.0 does not install here (faked)")
+    race.explore_family = cannot
+""")
+    bad = run(pytester, *options, "--race-server", "reference")
     bad.assert_outcomes(passed=1, failed=2)
     assert bad.ret == pytest.ExitCode.USAGE_ERROR  # not "tests failed": the target did not
-    bad.stdout.fnmatch_lines(["harness: error: uvicorn==99.0 does not exist on *"])
+    bad.stdout.fnmatch_lines(["harness: error: uvicorn==0.1.0 does not install here*"])
     assert "INTERNALERROR" not in bad.stdout.str() + bad.stderr.str()
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")])
+def test_a_release_the_index_does_not_list_stops_the_session_before_any_test(
+        pytester: pytest.Pytester, workers: tuple[str, ...]):
+    """Not after the project's own tests have run for minutes. (uvicorn==99.0 is asked of
+    the real index.)"""
+    pytester.makepyfile(test_own=OWN_TESTS)
+    bad = run(pytester, *workers, "--race-server", "uvicorn==99.0", "--race-family",
+              "keepalive")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert "uvicorn==99.0 does not exist on " in bad.stderr.str()
+    assert "passed" not in bad.stdout.str() and "test_own" not in bad.stdout.str()

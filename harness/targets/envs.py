@@ -157,6 +157,18 @@ def ensure_env(entry: TargetEntry, version: str, log: Log = lambda s: None) -> E
                    lambda site: _install(entry, version, site, log), log)
 
 
+def check_published(spec: TargetSpec) -> None:
+    """Refuse, before any work, a release that is neither installed here nor cached and
+    that the index does not list (one read of its page, which the install reads anyway):
+    era.Unpublished, or era.EraError if the index cannot be reached."""
+    entry = spec.entry
+    if spec.source is not None or spec.in_process() or spec.version is None \
+            or entry.distribution is None:
+        return
+    if _cached(cache_dir() / f"{entry.name}-{spec.version}", entry) is None:
+        era.published(entry.distribution, spec.version)
+
+
 def ensure_source_env(entry: TargetEntry, spec: str, log: Log = lambda s: None) -> Env:
     """The cached environment for a working copy or commit (targets/source.py), keyed by
     what it is: an edited working copy gets a new one. Its version is the one its own

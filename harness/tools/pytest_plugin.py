@@ -129,9 +129,10 @@ def options(config: pytest.Config) -> Options | None:
 
 
 def _resolve(config: pytest.Config, servers: list[str]) -> Options:
-    from harness.errors import InputError
+    from harness.errors import EnvironmentFault, InputError
     from harness.http.families import FAMILIES
     from harness.search.profiles import profile
+    from harness.targets.envs import check_published
     from harness.tools.race import check_options, resolve_targets
 
     families = config.getoption("race_family") or list(FAMILIES)
@@ -140,7 +141,11 @@ def _resolve(config: pytest.Config, servers: list[str]) -> Options:
         budget = profile().scenario_budget if budget is None else float(budget)
         check_options(families, budget)
         targets = resolve_targets(servers, str(config.getoption("race_http")))
-    except InputError as exc:
+        # A release the index does not list stops the session now, before the project's
+        # own tests have run for minutes, not at the first race item.
+        for target in targets:
+            check_published(target.spec)
+    except (InputError, EnvironmentFault) as exc:
         raise pytest.UsageError(in_plugin_terms(str(exc))) from None
     return Options(targets, list(dict.fromkeys(families)), budget, seed, config.rootpath)
 
