@@ -447,17 +447,17 @@ def test_a_trace_from_a_newer_harness_is_refused(capsys, tmp_path: Path):
 
 def test_a_release_that_does_not_exist_is_named_with_the_fix(capsys, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch):
-    # Known only once the install is tried, after the reports folder was made: it is
-    # taken back, with the parents made for it.
+    # Refused before anything is made or said (the index is read once, as the install
+    # would), as an unknown server is.
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
     reports = tmp_path / "out" / "reports"
     code, _, err = run_cli(capsys, "explore", "--server", "uvicorn==99.0.0", "--budget", "1",
-                           "--reports", str(reports))
+                           "--reports", str(reports), "--json", str(tmp_path / "s.json"))
     assert code == 2
-    assert "uvicorn==99.0.0 does not exist on PyPI" in err
-    assert "pip index versions uvicorn" in err
-    assert not list((tmp_path / "envs").iterdir())  # nothing half-installed left behind
-    assert not (tmp_path / "out").exists()
+    assert err == "harness: error: uvicorn==99.0.0 does not exist on PyPI; list releases " \
+                  "with 'pip index versions uvicorn'\n"
+    assert not (tmp_path / "envs").exists()  # nothing half-installed left behind
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.json").exists()
     trace = Path(__file__).parent / "traces" / "hypercorn-0.12.0-timer-rearmed.json"
     code, _, err = run_cli(capsys, "exhaust", str(trace), "--server", "hypercorn==99.0.0",
                            "--reports", str(reports))

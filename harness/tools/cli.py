@@ -33,7 +33,7 @@ from harness.search.profiles import EXHAUST_RUNS, PROFILES, STRATEGIES, check_bu
 from harness.search.trace import Trace
 from harness.search.walk_lines import walk_progress
 from harness.sim.watchdog import seconds as watchdog_seconds
-from harness.targets.envs import ensure_target_env
+from harness.targets.envs import check_published, ensure_target_env
 from harness.targets.registry import REFERENCE as REFERENCE_SERVER
 from harness.targets.registry import (
     TargetSpec,
@@ -276,6 +276,8 @@ def _check_explore(args: argparse.Namespace) -> None:
 def cmd_explore(args: argparse.Namespace) -> int:
     _check_explore(args)
     specs, skipped = chosen_targets(args.server, args.http)
+    for spec in specs:  # a release the index does not list, refused before any output
+        check_published(spec)
     # Only once every value is known good: a refused command creates nothing.
     json_path = None if args.json is None else Path(args.json)
     check_output_folder(Path(args.reports), f"--reports {args.reports}")
@@ -488,6 +490,7 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
     trace = Trace.load(args.trace)
     check_output_folder(Path(args.reports), f"--reports {args.reports}")
     spec, _ = trace_target(trace, args.server, args.http)
+    check_published(spec)
     progress = Progress()
     writer = Writer(spec, Path(args.reports), progress)
     walk = walk_progress(progress.line)
