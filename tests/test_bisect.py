@@ -49,6 +49,17 @@ def test_a_release_the_registry_refuses_is_skipped_not_the_end_of_the_bisect(
     assert said.startswith("skipped: ") and why in said
 
 
+def test_each_verdict_is_printed_once_not_as_passes_pass_or_skipped_skipped():
+    from harness.tools.bisect import said_of
+
+    assert said_of(False, "pass") == "passes"
+    assert said_of(True, "receive() blocked at x.py:1") == "fails (receive() blocked at x.py:1)"
+    assert said_of(None, "skipped: it does not install") == "skipped: it does not install"
+    assert said_of(False, "the trace does not apply (...), so keepalive was searched for "
+                          "5s") == "passes (the trace does not apply (...), so keepalive was " \
+                                   "searched for 5s)"
+
+
 def test_releases_are_listed_from_the_index_installs_use_without_pre_releases_or_yanked(
         monkeypatch: pytest.MonkeyPatch):
     from harness.targets import era

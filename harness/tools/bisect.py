@@ -98,14 +98,24 @@ def verdict_of(server_spec: str, http: str, args: argparse.Namespace,
                 family = str(trace.scenario.get("family", "")) if isinstance(
                     trace.scenario, dict) else ""
                 found, why = _searched(spec, family, str((trace.verdict or {})["kind"]), args)
-                return found, f"{why}; the trace does not apply ({str(exc)[:80]}), so " \
-                              f"{family} was searched for {args.budget:g}s"
+                note = f"the trace does not apply ({str(exc)[:80]}), so {family} was " \
+                       f"searched for {args.budget:g}s"
+                return found, f"{why}; {note}" if found else note
         return _searched(spec, args.scenario, args.kind, args)
     except (EnvironmentFault, TargetError, TargetFault) as exc:
         # It does not install, the registry says it cannot run (uvicorn 0.4.0), or it
         # does not mount: it says nothing about the behaviour, as `git bisect skip`.
         first = str(exc).strip().splitlines()[0]
         return None, f"skipped: {first}"
+
+
+def said_of(fails: bool | None, why: str) -> str:
+    """A verdict as bisect prints it: "fails (signature)", "passes", "skipped: why"."""
+    if fails is None:
+        return why  # "skipped: ..." already
+    if fails:
+        return f"fails ({why})"
+    return "passes" if why == "pass" else f"passes ({why})"
 
 
 def _replayed(spec: Any, trace: Trace) -> tuple[bool, str]:
@@ -229,9 +239,7 @@ def _bisect(history: History, http: str, args: argparse.Namespace,
     def check(item: str) -> bool | None:
         if item not in tried:
             tried[item] = verdict_of(history.spec(item), http, args, trace)
-            fails, why = tried[item]
-            word = "skipped" if fails is None else "fails" if fails else "passes"
-            print(f"  {history.name(item)}: {word} ({why})", flush=True)
+            print(f"  {history.name(item)}: {said_of(*tried[item])}", flush=True)
         return tried[item][0]
 
     print(f"bisecting {len(span)} {history.what} from {history.name(span[0])} to "
@@ -242,7 +250,7 @@ def _bisect(history: History, http: str, args: argparse.Namespace,
         end = "good" if want is False else "bad"
         if got is None:
             raise BisectError(f"the {end} end ({history.name(item)}) cannot be tried: "
-                              f"{tried[item][1]}")
+                              f"{tried[item][1].removeprefix('skipped: ')}")
         if got != want:
             raise BisectError(
                 f"the {end} end ({history.name(item)}) {'fails' if got else 'passes'}, but "

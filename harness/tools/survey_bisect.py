@@ -24,7 +24,7 @@ from packaging.version import Version
 
 from harness.errors import HarnessError
 from harness.search.trace import Trace, write_atomically
-from harness.tools.bisect import narrow, verdict_of
+from harness.tools.bisect import narrow, said_of, verdict_of
 from harness.tools.survey_results import Distinct
 
 # (server, version, http, trace path) -> (fails? or None: cannot be tried, why)
@@ -96,7 +96,7 @@ class Bisector:
                 seen[(trace, version)] = fails
                 word = "cannot be tried" if fails is None else "fails" if fails else "passes"
                 tried.append({"release": version, "verdict": word, "why": why})
-                self.log(f"  {failure.id} on {self.server} {version}: {word} ({why})")
+                self.log(f"  {failure.id} on {self.server} {version}: {said_of(fails, why)}")
             return seen[(trace, version)]
 
         if check(failing) is not True:
