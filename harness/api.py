@@ -44,6 +44,11 @@ def trace_target(trace: Trace, server: str | None = None,
             raise TraceError(f"the trace was recorded on {server}, which cannot be used here "
                              f"({why}); replay it with --server NAME==VERSION or --server "
                              "PATH (replay, exhaust)") from None
+    if http is None and first is not None and own.get("http") is not None \
+            and own.get("http") not in first.entry.protocols:
+        raise TraceError(f"the trace was recorded on {server} over http "
+                         f"{own.get('http')!r}, which it does not have (it has "
+                         f"{', '.join(first.entry.protocols)}); give one with --http")
     if http is None:  # the trace's protocol, where the other server has it
         impls = (first or target_specs(server)[0]).entry.protocols
         http = str(own.get("http")) if own.get("http") in impls else impls[0]
