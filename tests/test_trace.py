@@ -62,7 +62,13 @@ def test_leftover_decisions_are_a_divergence_too():
         (
             '{"format": "asgi-race-harness/trace", "version": 1, "scenario": {"kind": "program"},'
             ' "decisions": [["a", 2, 5]]}',
-            r"decision 0 is \['a', 2, 5\]",
+            r"decision 0 \(a\) chooses 5 of 2 options; a choice is numbered from 0 to "
+            r"options - 1",
+        ),
+        (
+            '{"format": "asgi-race-harness/trace", "version": 1, "scenario": {"kind": "program"},'
+            ' "decisions": [["a", 2]]}',
+            r"decision 0 is \['a', 2\]; expected \[what, options, choice\]",
         ),
         (
             '{"format": "asgi-race-harness/trace", "version": 1, "scenario": {"kind": "program"},'

@@ -112,15 +112,17 @@ class Trace:
             raise bad("'decisions' must be a list")
         decisions = []
         for i, item in enumerate(raw):
-            ok = (
+            shaped = (
                 isinstance(item, list)
                 and len(item) == 3
                 and isinstance(item[0], str)
                 and all(isinstance(x, int) and not isinstance(x, bool) for x in item[1:])
-                and 0 <= item[2] < item[1]
             )
-            if not ok:
+            if not shaped:
                 raise bad(f"decision {i} is {item!r}; expected [what, options, choice]")
+            if not 0 <= item[2] < item[1]:
+                raise bad(f"decision {i} ({item[0]}) chooses {item[2]} of {item[1]} options; "
+                          f"a choice is numbered from 0 to options - 1")
             decisions.append(Decision(item[0], item[1], item[2]))
         raw_settings = data.get("settings")
         raw_settings = {} if raw_settings is None else raw_settings
