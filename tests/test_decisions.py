@@ -77,7 +77,10 @@ def test_lenient_replay_clamps_and_pads_with_the_ordinary_choice():
     src = ReplaySource([Decision("a", 5, 4)], strict=False)
     assert src.choose(3, "b") == 2
     assert src.choose(3, "c") == 0
-    assert src.diverged_at == 0
+    assert src.diverged_at == 0 and not src.past_end  # it asked another question first
+    ran_out = ReplaySource([Decision("a", 5, 4)], strict=False)
+    assert (ran_out.choose(5, "a"), ran_out.choose(3, "b")) == (4, 0)
+    assert ran_out.diverged_at == 1 and ran_out.past_end  # it asked more than recorded
 
 
 @given(st.data())

@@ -467,6 +467,14 @@ def test_the_reference_section_says_when_the_app_is_never_called_there():
     assert "What the app saw there for the request /c1/r0 (virtual" in seen
 
 
+@pytest.mark.parametrize(("past_end", "asked"), [(False, "other"), (True, "more")])
+def test_the_reference_section_says_how_its_run_left_the_trace(past_end: bool, asked: str):
+    verdict = {"failures": [], "log": [], "diverged_at": 3, "past_end": past_end}
+    text = ReferenceRun(verdict, None, []).section(Where("reports/x", True))
+    assert f"From decision 3 on (numbered from 0) its run asked {asked} questions than the " \
+           "trace records, and took the ordinary choice for each." in text
+
+
 def test_the_app_account_says_which_requests_the_server_never_handed_to_the_app():
     from harness.tools.diagnosis import app_account, behaviour_words
 

@@ -21,6 +21,7 @@ class ReplaySource:
         self.strict = strict
         self.index = 0
         self.diverged_at: int | None = None
+        self.past_end = False  # it diverged by asking more than the trace records
 
     def choose(self, n: int, what: str) -> int:
         i = self.index
@@ -47,6 +48,7 @@ class ReplaySource:
     def _note_divergence(self, i: int) -> None:
         if self.diverged_at is None:
             self.diverged_at = i
+            self.past_end = i >= len(self.decisions)
 
     def unused(self) -> int:
         return max(0, len(self.decisions) - self.index)

@@ -189,6 +189,7 @@ class Verdict:
     failures: list[Failure]
     run: HttpRun
     diverged_at: int | None
+    past_end: bool = False  # it diverged there by asking more than the trace records
 
     @property
     def passed(self) -> bool:
@@ -228,7 +229,7 @@ def replay_http(trace: Trace, target: Target, strict: bool = True) -> Verdict:
     if strict and source.unused():
         raise TraceDivergence(f"the replayed run ended after {source.index} decisions, but "
                               f"the trace records {len(trace.decisions)}")
-    return Verdict(run.failures, run, source.diverged_at)
+    return Verdict(run.failures, run, source.diverged_at, source.past_end)
 
 
 def run_once(scenario: HttpScenario, target: Target, seed: int,

@@ -211,6 +211,7 @@ def _verdict(target: Target, verdict: Any) -> dict[str, Any]:
         "target": target.describe(),
         "failures": [asdict(f) for f in verdict.failures],
         "diverged_at": verdict.diverged_at,
+        "past_end": verdict.past_end,
         "log": verdict.run.result.log.lines(),
         "outcome": verdict.run.result.outcome,
         # Each receive() still waiting at quiescence, with its whole await stack.

@@ -102,9 +102,10 @@ class ReferenceRun:
                        "followed as far as they apply) the reference server passes every "
                        "oracle.")
         if self.verdict.get("diverged_at") is not None:
+            asked = "more questions" if self.verdict.get("past_end") else "other questions"
             out.append(f"From decision {self.verdict['diverged_at']} on (numbered from 0) its "
-                       "run asked other questions than the trace records, and took the "
-                       "ordinary choice for each.")
+                       f"run asked {asked} than the trace records, and took the ordinary "
+                       "choice for each.")
         asgi = [line for line in self.verdict["log"] if line.split(" ", 2)[1:2] == ["asgi"]]
         focused = [line for line in asgi if any(f" {r} " in line for r in self.focus)]
         named = f"the request{'s' if len(self.focus) > 1 else ''} {', '.join(self.focus)}"
